@@ -1,0 +1,200 @@
+//! Command-line flags of `z3`, as clap derives them. Raw flags only; [`crate::config`] resolves them.
+
+// The doc comments below are the help text users read in a terminal, not rustdoc: no backticks there.
+#![allow(clippy::doc_markdown)]
+// Flag structs are naturally made of booleans.
+#![allow(clippy::struct_excessive_bools)]
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::config::FlagOverrides;
+
+const AFTER_HELP: &str = "\
+Configuration comes from flags, then the [fs:<dataset>] section of the config file (SNAPSHOT_PREFIX and \
+COMPRESSOR only), then upper-case environment variables, then the [main] section of /etc/z3_backup/z3.conf. \
+BUCKET, S3_KEY_ID and S3_SECRET are never taken from flags. Without S3_KEY_ID the standard AWS credential \
+chain is used (AWS_* variables, profiles, instance roles).
+
+Exit codes:
+  0  success (also: nothing left to back up or restore)
+  1  error (S3, zfs, a failed stage of the pipeline, nothing matched SNAPSHOT_PREFIX)
+  2  usage or configuration error (bad flag, invalid name, malformed config file)
+  3  integrity problem: a broken backup chain was found and refused";
+
+/// Back up ZFS snapshots to S3-compatible object storage, and restore them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "z3",
+    version,
+    about = "Back up ZFS snapshots to S3-compatible object storage, and restore them",
+    after_help = AFTER_HELP,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Key prefix in the bucket (config S3_PREFIX, default "z3-backup/")
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub s3_prefix: Option<String>,
+
+    /// Dataset to work on (config FILESYSTEM)
+    #[arg(
+        long,
+        visible_alias = "filesystem",
+        global = true,
+        value_name = "DATASET"
+    )]
+    pub dataset: Option<String>,
+
+    /// Only snapshots whose name after '@' starts with this (config SNAPSHOT_PREFIX, default "zfs-auto-snap:daily")
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub snapshot_prefix: Option<String>,
+
+    /// S3 endpoint URL, e.g. http://127.0.0.1:8333 (config S3_ENDPOINT, HOST or AWS_ENDPOINT_URL)
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// Config file (default /etc/z3_backup/z3.conf; also Z3_CONFIG)
+    #[arg(long, global = true, value_name = "PATH", env = "Z3_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show local snapshots and backups side by side, with the health of every backup chain
+    Status(StatusArgs),
+    /// Upload snapshots that are not backed up yet: incrementally from the last backup, or a full
+    Backup(BackupArgs),
+    /// Download a backed-up snapshot and everything it builds on, and `zfs receive` them
+    Restore(RestoreArgs),
+}
+
+/// `z3 status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the rows as JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `z3 backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Snapshot to back up, the part after '@' (default: the latest matching one)
+    #[arg(long, value_name = "NAME")]
+    pub snapshot: Option<String>,
+
+    /// Send a full stream of the snapshot instead of incrementals
+    #[arg(long, conflicts_with = "incremental")]
+    pub full: bool,
+
+    /// Send incrementals from the last backup (the default; a first backup is a full on its own)
+    #[arg(long)]
+    pub incremental: bool,
+
+    /// Print what would be sent, without sending or uploading anything
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Compressor: pigz1, pigz4, gpg or none (config COMPRESSOR, default pigz1)
+    #[arg(long, value_name = "NAME", value_parser = ["none", "pigz1", "pigz4", "gpg"], ignore_case = true)]
+    pub compressor: Option<String>,
+
+    /// gpg key for the gpg compressor (config GPG_RECIPIENT, default z3_backup)
+    #[arg(long, value_name = "KEY")]
+    pub gpg_recipient: Option<String>,
+
+    /// Print results as "<dataset@snapshot>\0<estimated bytes>\n" lines
+    #[arg(long)]
+    pub parseable: bool,
+}
+
+/// `z3 restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot to restore, the part after '@'
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: String,
+
+    /// Roll the dataset back as needed (zfs receive -F on every step)
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print what would be received, without downloading or receiving anything
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl Cli {
+    /// The flags that override configuration.
+    #[must_use]
+    pub fn overrides(&self) -> FlagOverrides {
+        let (compressor, gpg_recipient) = match &self.command {
+            Command::Backup(b) => (
+                b.compressor.as_ref().map(|c| c.to_ascii_lowercase()),
+                b.gpg_recipient.clone(),
+            ),
+            _ => (None, None),
+        };
+        FlagOverrides {
+            s3_prefix: self.s3_prefix.clone(),
+            filesystem: self.dataset.clone(),
+            snapshot_prefix: self.snapshot_prefix.clone(),
+            compressor,
+            gpg_recipient,
+            s3_endpoint: self.endpoint.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_before_and_after_the_subcommand() {
+        let cli =
+            Cli::try_parse_from(["z3", "--filesystem", "pool/fs", "backup", "--full"]).unwrap();
+        assert_eq!(cli.dataset.as_deref(), Some("pool/fs"));
+        let cli = Cli::try_parse_from(["z3", "status", "--dataset", "tank/x"]).unwrap();
+        assert_eq!(cli.dataset.as_deref(), Some("tank/x"));
+    }
+
+    #[test]
+    fn full_and_incremental_conflict() {
+        assert!(Cli::try_parse_from(["z3", "backup", "--full", "--incremental"]).is_err());
+    }
+
+    #[test]
+    fn compressor_choices_are_checked_case_insensitively() {
+        let cli = Cli::try_parse_from(["z3", "backup", "--compressor", "PIGZ4"]).unwrap();
+        assert_eq!(cli.overrides().compressor.as_deref(), Some("pigz4"));
+        assert!(Cli::try_parse_from(["z3", "backup", "--compressor", "zip"]).is_err());
+    }
+
+    #[test]
+    fn restore_needs_a_snapshot() {
+        assert!(Cli::try_parse_from(["z3", "restore"]).is_err());
+        let cli = Cli::try_parse_from(["z3", "restore", "snap_3", "--force"]).unwrap();
+        let Command::Restore(args) = cli.command else {
+            panic!("not restore")
+        };
+        assert!(args.force);
+        assert_eq!(args.snapshot, "snap_3");
+    }
+}

@@ -1,0 +1,80 @@
+//! The `z3` command line as a library: flags, configuration, the engine and exit codes.
+//!
+//! `main.rs` only parses flags, builds the real [`z3_zfs::ZfsCli`] and [`z3_s3::AwsStore`] and calls [`run`].
+//! Tests call [`engine::Engine`] with [`z3_zfs::fake::FakeZfs`] and [`z3_s3::MemoryStore`] instead, so
+//! every decision the binary makes is exercised without a pool or a network.
+//!
+//! This is the only crate that reads environment variables, configuration files and terminals, and
+//! the only one that knows about exit codes (see [`exit::ExitStatus`]).
+
+pub mod args;
+pub mod config;
+pub mod engine;
+pub mod exit;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use z3_s3::{AwsStore, ObjectStore};
+use z3_zfs::{Zfs, ZfsCli};
+
+use crate::args::{Cli, Command};
+use crate::config::{DEFAULT_CONFIG_PATH, IniFile, Settings, layer};
+use crate::engine::{Console, Engine, Outcome};
+use crate::exit::ExitStatus;
+
+/// Reads the configuration for `cli` from the config file and `env`.
+///
+/// # Errors
+/// [`config::ConfigError`] for unreadable files and missing or invalid keys.
+pub fn load_settings(
+    cli: &Cli,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings> {
+    let file = match &cli.config {
+        Some(path) => IniFile::load(path, true)?,
+        None => IniFile::load(Path::new(DEFAULT_CONFIG_PATH), false)?,
+    };
+    let raw = layer(&file, env, &cli.overrides())?;
+    Ok(Settings::resolve(raw)?)
+}
+
+/// Runs one `z3` invocation against the real zfs and S3.
+///
+/// # Errors
+/// Anything that makes the command fail; [`exit::classify`] picks the exit status.
+pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
+    let settings = load_settings(&cli, std::env::vars())?;
+    let zfs: Arc<dyn Zfs> = Arc::new(match &settings.zfs_command {
+        Some(program) => ZfsCli::with_program(program.clone()),
+        None => ZfsCli::new(),
+    });
+    let store = AwsStore::connect(settings.s3.clone())
+        .await
+        .context("cannot set up the S3 client")?;
+    store.check_bucket().await?;
+    let store: Arc<dyn ObjectStore> = Arc::new(store);
+    let engine = Engine::new(zfs, store, settings);
+    execute(&engine, &cli.command, console).await
+}
+
+/// Runs a subcommand on an engine.
+///
+/// # Errors
+/// The command's failure.
+pub async fn execute(
+    engine: &Engine,
+    command: &Command,
+    console: &mut Console<'_>,
+) -> Result<ExitStatus> {
+    let outcome = match command {
+        Command::Status(args) => engine.status(args, console).await?,
+        Command::Backup(args) => engine.backup(args, console).await?,
+        Command::Restore(args) => engine.restore(args, console).await?,
+    };
+    Ok(match outcome {
+        Outcome::Done => ExitStatus::Success,
+        Outcome::HealthProblems => ExitStatus::Integrity,
+    })
+}

@@ -1,0 +1,117 @@
+//! The binary's surface without any service: help text, usage errors and their exit codes.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn z3() -> Command {
+    let mut cmd = Command::cargo_bin("z3").unwrap();
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("Z3_CONFIG", "/dev/null");
+    cmd
+}
+
+#[test]
+fn help_lists_commands_config_and_exit_codes() {
+    z3().arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("status"))
+        .stdout(predicate::str::contains("backup"))
+        .stdout(predicate::str::contains("restore"))
+        .stdout(predicate::str::contains("--s3-prefix"))
+        .stdout(predicate::str::contains("[alias: --filesystem]"))
+        .stdout(predicate::str::contains("3  integrity problem"));
+    z3().args(["backup", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--dry-run"))
+        .stdout(predicate::str::contains("--parseable"))
+        .stdout(predicate::str::contains(
+            "[possible values: none, pigz1, pigz4, gpg]",
+        ));
+    z3().args(["restore", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("zfs receive -F"));
+}
+
+#[test]
+fn no_subcommand_is_a_usage_error() {
+    // The Python 3 original connected to S3 and exited 0 silently here.
+    z3().assert()
+        .code(2)
+        .stderr(predicate::str::contains("Usage: z3"));
+}
+
+#[test]
+fn missing_bucket_is_a_one_line_usage_error() {
+    z3().args(["--dataset", "pool/fs", "status"])
+        .assert()
+        .code(2)
+        .stderr(
+            "z3: error: BUCKET is not set (set it in the environment or in the [main] section of /etc/z3_backup/z3.conf)\n",
+        );
+}
+
+#[test]
+fn invalid_dataset_name_is_a_usage_error_naming_it() {
+    z3().args(["--dataset", "pool/bad name!", "status"])
+        .env("BUCKET", "b")
+        .assert()
+        .code(2)
+        .stderr("z3: error: invalid FILESYSTEM 'pool/bad name!': invalid character '!' in name\n");
+}
+
+#[test]
+fn key_id_without_secret_is_refused() {
+    z3().args(["--dataset", "pool/fs", "status"])
+        .env("BUCKET", "b")
+        .env("S3_KEY_ID", "AKIAEXAMPLE")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("S3_SECRET is not set"));
+}
+
+#[test]
+fn malformed_config_file_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z3.conf");
+    std::fs::write(&path, "[main\nBUCKET=x\n").unwrap();
+    z3().args(["status"])
+        .env("Z3_CONFIG", &path)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with(format!(
+            "z3: error: cannot read config file {}",
+            path.display()
+        )));
+}
+
+#[test]
+fn explicit_missing_config_file_is_an_error() {
+    z3().args(["--config", "/nonexistent/z3.conf", "status"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/z3.conf"));
+}
+
+#[test]
+fn unreachable_endpoint_fails_with_one_line() {
+    // Port 9 (discard) on loopback: nothing listens there.
+    let out = z3()
+        .args(["--dataset", "pool/fs", "status"])
+        .env("BUCKET", "b")
+        .env("S3_KEY_ID", "AKIAEXAMPLE")
+        .env("S3_SECRET", "do-not-print-me")
+        .env("S3_ENDPOINT", "http://127.0.0.1:9")
+        .env("MAX_RETRIES", "1")
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("z3: error: "), "{err}");
+    assert!(!err.contains("do-not-print-me"), "{err}");
+}

@@ -1,0 +1,246 @@
+//! End to end: the real `z3` binary against a real zfs-fuse pool and a real SeaweedFS server.
+
+use std::os::unix::fs::PermissionsExt;
+
+use z3_s3::ObjectStore;
+
+use crate::support::{RealEnv, assert_no_open_uploads, stderr, stdout, zfs};
+
+/// The main cycle: automatic first full, incremental, status, destroy, restore, byte-identical files.
+#[tokio::test]
+async fn backup_incremental_status_destroy_restore() {
+    let Some(env) = RealEnv::get("backup_incremental_status_destroy_restore") else {
+        return;
+    };
+    let ds = env.dataset("cycle");
+    ds.write_random("big.bin", 7 << 20, 1);
+    ds.write("hello.txt", "hello z3\n");
+    ds.snapshot("snap-1");
+
+    // First run on an empty bucket: a full on its own (original bugs #26/#35 crashed here).
+    let out = env.z3(&ds, &["backup"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with(&format!("Successfuly backed up {}@snap-1: ", ds.name))
+            && text.ends_with(" M.\n"),
+        "{text}"
+    );
+
+    std::fs::create_dir(ds.mountpoint().join("dir")).unwrap();
+    ds.write("dir/more.txt", "more data\n");
+    ds.write_random("big.bin", 3 << 20, 2);
+    ds.snapshot("snap-2");
+    let expected = ds.files();
+
+    let out = env.z3_with(&ds, &["backup"], &[("COMPRESSOR", "pigz1")]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).starts_with(&format!("Successfuly backed up {}@snap-2: ", ds.name)),
+        "{}",
+        stdout(&out)
+    );
+    // Nothing left to do: exit 0, nothing on stdout.
+    let out = env.z3(&ds, &["backup"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "");
+
+    let out = env.z3(&ds, &["status"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "backup status for {}@snap* on {}/{}",
+            ds.name, env.bucket, ds.prefix
+        )
+    );
+    assert!(lines[1].starts_with("NAME   | PARENT | TYPE        | HEALTH | LOCAL STATE | SIZE"));
+    assert!(lines[2].starts_with("snap-1 |        | full        | ok     | ok          |"));
+    assert!(lines[3].starts_with("snap-2 | snap-1 | incremental | ok     | ok          |"));
+    assert_eq!(lines.len(), 4);
+
+    let store = env.store().await;
+    let meta = store.head(&ds.key("snap-2")).await.unwrap().metadata;
+    assert_eq!(
+        meta.get("parent").map(String::as_str),
+        Some(format!("{}@snap-1", ds.name).as_str())
+    );
+    assert_eq!(meta.get("compressor").map(String::as_str), Some("pigz1"));
+    let meta = store.head(&ds.key("snap-1")).await.unwrap().metadata;
+    assert_eq!(meta.get("isfull").map(String::as_str), Some("true"));
+
+    ds.destroy();
+    let out = env.z3(&ds, &["restore", "snap-2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ds.files(), expected);
+    let snaps = zfs(&["list", "-H", "-t", "snapshot", "-o", "name", "-r", &ds.name]);
+    assert_eq!(
+        snaps.lines().collect::<Vec<_>>(),
+        [format!("{}@snap-1", ds.name), format!("{}@snap-2", ds.name)]
+    );
+    // Restoring what is already there is a no-op.
+    let out = env.z3(&ds, &["restore", "snap-2"]);
+    assert!(out.status.success());
+    assert_no_open_uploads(&store, &ds.prefix).await;
+}
+
+/// none → pigz4 → none: each object is decoded by its own metadata.
+#[tokio::test]
+async fn mixed_compressor_chain_restores() {
+    let Some(env) = RealEnv::get("mixed_compressor_chain_restores") else {
+        return;
+    };
+    let ds = env.dataset("mixed");
+    for (i, compressor) in ["none", "pigz4", "none"].iter().enumerate() {
+        ds.write(
+            &format!("file-{i}.txt"),
+            &format!("generation {i}\n").repeat(10_000),
+        );
+        ds.snapshot(&format!("snap-{i}"));
+        let out = env.z3(&ds, &["backup", "--compressor", compressor]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let expected = ds.files();
+    let store = env.store().await;
+    let compressors: Vec<Option<String>> = futures_collect(&store, &ds, 3).await;
+    assert_eq!(compressors, [None, Some("pigz4".to_owned()), None]);
+
+    ds.destroy();
+    let out = env.z3(&ds, &["restore", "snap-2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ds.files(), expected);
+}
+
+async fn futures_collect(
+    store: &z3_s3::AwsStore,
+    ds: &crate::support::TestDataset,
+    n: usize,
+) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let info = store.head(&ds.key(&format!("snap-{i}"))).await.unwrap();
+        out.push(info.metadata.get("compressor").cloned());
+    }
+    out
+}
+
+/// `--force` rolls a modified dataset back; without it zfs receive refuses and z3 says so.
+#[tokio::test]
+async fn restore_force_rolls_back_local_changes() {
+    let Some(env) = RealEnv::get("restore_force_rolls_back_local_changes") else {
+        return;
+    };
+    let ds = env.dataset("force");
+    ds.write("a.txt", "one\n");
+    ds.snapshot("snap-1");
+    assert!(env.z3(&ds, &["backup"]).status.success());
+    ds.write("a.txt", "two\n");
+    ds.snapshot("snap-2");
+    assert!(env.z3(&ds, &["backup"]).status.success());
+    let expected = ds.files();
+
+    ds.destroy();
+    assert!(env.z3(&ds, &["restore", "snap-1"]).status.success());
+    ds.write("local-change.txt", "diverged\n");
+
+    let out = env.z3(&ds, &["restore", "snap-2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("restore of {}@snap-2", ds.name)),
+        "{err}"
+    );
+    assert!(err.contains("modified"), "{err}");
+
+    let out = env.z3(&ds, &["restore", "snap-2", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ds.files(), expected);
+}
+
+/// A chain whose middle object is gone is refused by restore and backup, with exit code 3.
+#[tokio::test]
+async fn broken_chain_is_refused() {
+    let Some(env) = RealEnv::get("broken_chain_is_refused") else {
+        return;
+    };
+    let ds = env.dataset("broken");
+    for i in 1..=3 {
+        ds.write("f.txt", &format!("{i}\n"));
+        ds.snapshot(&format!("snap-{i}"));
+    }
+    assert!(env.z3(&ds, &["backup"]).status.success());
+    let store = env.store().await;
+    store.delete(&ds.key("snap-2")).await.unwrap();
+
+    let out = env.z3(&ds, &["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stdout(&out).contains("snap-3 | snap-2 | incremental | missing parent |"));
+
+    ds.destroy();
+    let out = env.z3(&ds, &["restore", "snap-3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!(
+            "z3: error: Broken snapshot detected {}@snap-3, reason: 'missing parent'",
+            ds.name
+        )
+    );
+    // Nothing was received.
+    let listed = std::process::Command::new("zfs")
+        .args(["list", "-H", "-o", "name", &ds.name])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success());
+}
+
+/// `zfs send` dying mid-stream: z3 fails, no object appears, no multipart upload stays open.
+#[tokio::test]
+async fn failing_zfs_send_leaves_nothing_behind() {
+    let Some(env) = RealEnv::get("failing_zfs_send_leaves_nothing_behind") else {
+        return;
+    };
+    let ds = env.dataset("sendfail");
+    ds.write_random("big.bin", 12 << 20, 7);
+    ds.snapshot("snap-1");
+
+    // A stand-in zfs that cuts real `zfs send` streams after 6,000,000 bytes and fails, like a
+    // send killed mid-stream. Estimates (-n) and everything else go to the real zfs.
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("zfs");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\ncase \" $* \" in *\" -n\"*) exec zfs \"$@\";; esac\nif [ \"$1\" = send ]; then\n  zfs \"$@\" | head -c 6000000\n  exit 1\nfi\nexec zfs \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let out = env.z3_with(
+        &ds,
+        &["backup"],
+        &[("ZFS_COMMAND", wrapper.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("backup of {}@snap-1 failed", ds.name)),
+        "{err}"
+    );
+    assert!(err.contains("zfs send"), "{err}");
+    assert_eq!(stdout(&out), "");
+
+    let store = env.store().await;
+    let head = store.head(&ds.key("snap-1")).await;
+    assert!(
+        head.as_ref()
+            .is_err_and(|e| e.kind() == z3_s3::ErrorKind::NotFound),
+        "{head:?}"
+    );
+    assert_no_open_uploads(&store, &ds.prefix).await;
+
+    // The real zfs then backs it up fine.
+    assert!(env.z3(&ds, &["backup"]).status.success());
+}

@@ -1,0 +1,411 @@
+//! The engine's decisions and failure paths on `FakeZfs` and `MemoryStore`: no pool, no network.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use z3_cli::args::{BackupArgs, Command, RestoreArgs, StatusArgs};
+use z3_cli::config::{RawConfig, Settings};
+use z3_cli::engine::{Console, Engine};
+use z3_cli::exit::{ExitStatus, classify};
+use z3_s3::{MemoryStore, ObjectStore, PutOptions};
+use z3_zfs::fake::FakeZfs;
+
+struct Harness {
+    zfs: FakeZfs,
+    store: MemoryStore,
+    settings: Settings,
+    engine: Engine,
+}
+
+struct Run {
+    status: ExitStatus,
+    out: String,
+    err: String,
+}
+
+impl Harness {
+    fn new(configure: impl FnOnce(&mut RawConfig)) -> Self {
+        let mut raw = RawConfig {
+            bucket: Some("bkt".into()),
+            filesystem: Some("pool/fs".into()),
+            snapshot_prefix: Some("snap".into()),
+            compressor: Some("none".into()),
+            s3_prefix: Some("z3-backup/".into()),
+            ..RawConfig::default()
+        };
+        configure(&mut raw);
+        let settings = Settings::resolve(raw).unwrap();
+        let zfs = FakeZfs::new();
+        zfs.create_dataset("pool/fs").unwrap();
+        let store = MemoryStore::new("bkt");
+        let engine = Engine::new(
+            Arc::new(zfs.clone()),
+            Arc::new(store.clone()),
+            settings.clone(),
+        );
+        Self {
+            zfs,
+            store,
+            settings,
+            engine,
+        }
+    }
+
+    /// Another host with an empty pool, sharing the bucket.
+    fn other_machine(&self) -> Self {
+        let zfs = FakeZfs::new();
+        zfs.create_dataset("pool").unwrap();
+        let engine = Engine::new(
+            Arc::new(zfs.clone()),
+            Arc::new(self.store.clone()),
+            self.settings.clone(),
+        );
+        Self {
+            zfs,
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+            engine,
+        }
+    }
+
+    fn snap(&self, name: &str, content: &str) {
+        self.zfs.write("pool/fs", content.to_owned()).unwrap();
+        self.zfs.snapshot(&format!("pool/fs@{name}")).unwrap();
+    }
+
+    async fn run(&self, command: Command) -> Run {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let result = {
+            let mut console = Console {
+                out: &mut out,
+                err: &mut err,
+            };
+            z3_cli::execute(&self.engine, &command, &mut console).await
+        };
+        let mut err = String::from_utf8(err).unwrap();
+        let status = match result {
+            Ok(status) => status,
+            Err(e) => {
+                err = format!("{err}{e:#}\n");
+                classify(&e)
+            }
+        };
+        Run {
+            status,
+            out: String::from_utf8(out).unwrap(),
+            err,
+        }
+    }
+
+    fn put(&self, name: &str, meta: &[(&str, &str)]) {
+        let metadata: BTreeMap<String, String> = meta
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.store.insert(
+            format!("z3-backup/{name}"),
+            b"spam".to_vec(),
+            &PutOptions {
+                metadata,
+                ..PutOptions::default()
+            },
+        );
+    }
+}
+
+fn backup() -> BackupArgs {
+    BackupArgs {
+        snapshot: None,
+        full: false,
+        incremental: false,
+        dry_run: false,
+        compressor: None,
+        gpg_recipient: None,
+        parseable: false,
+    }
+}
+
+fn restore(snapshot: &str) -> RestoreArgs {
+    RestoreArgs {
+        snapshot: snapshot.into(),
+        force: false,
+        dry_run: false,
+    }
+}
+
+#[tokio::test]
+async fn first_backup_is_full_then_incrementals_chain_up() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "one");
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(run.out, "Successfuly backed up pool/fs@snap1: 0 M.\n");
+    let (_, meta, class) = h.store.object("z3-backup/pool/fs@snap1").unwrap();
+    assert_eq!(meta.get("isfull").map(String::as_str), Some("true"));
+    assert!(meta.contains_key("size"));
+    assert!(!meta.contains_key("parent"));
+    assert_eq!(class.as_deref(), Some("STANDARD_IA"));
+
+    h.snap("snap2", "two");
+    h.snap("snap3", "three");
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(
+        run.out,
+        "Successfuly backed up pool/fs@snap2: 0 M.\nSuccessfuly backed up pool/fs@snap3: 0 M.\n"
+    );
+    let (_, meta, _) = h.store.object("z3-backup/pool/fs@snap3").unwrap();
+    assert_eq!(
+        meta.get("parent").map(String::as_str),
+        Some("pool/fs@snap2")
+    );
+    assert!(!meta.contains_key("isfull"));
+
+    // Up to date: nothing uploaded, a note on stderr, success.
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success);
+    assert_eq!(run.out, "");
+    assert!(run.err.contains("already backed up"), "{}", run.err);
+    assert_eq!(h.store.open_uploads(), 0);
+}
+
+#[tokio::test]
+async fn restore_rebuilds_a_destroyed_dataset() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "one");
+    h.snap("snap2", "two");
+    h.snap("snap3", "three");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    h.zfs.destroy_dataset("pool/fs").unwrap();
+
+    let run = h.run(Command::Restore(restore("snap3"))).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(
+        run.out,
+        "Restored pool/fs@snap1.\nRestored pool/fs@snap2.\nRestored pool/fs@snap3.\n"
+    );
+    assert_eq!(h.zfs.snapshot_names("pool/fs"), ["snap1", "snap2", "snap3"]);
+    assert_eq!(h.zfs.content("pool/fs").as_deref(), Some(&b"three"[..]));
+
+    // Already there: a no-op.
+    let run = h.run(Command::Restore(restore("snap3"))).await;
+    assert_eq!(run.status, ExitStatus::Success);
+    assert!(run.err.contains("exists locally"), "{}", run.err);
+}
+
+#[tokio::test]
+async fn restore_starts_from_the_local_base_after_the_full_expired() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "one");
+    h.snap("snap2", "two");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+
+    // A second machine restores up to snap2 from the bucket.
+    let other = h.other_machine();
+    let run = other.run(Command::Restore(restore("snap2"))).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+
+    // Later: snap3 is backed up, and a lifecycle rule expires the full (original bug §11.3).
+    h.snap("snap3", "three");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    h.store.delete("z3-backup/pool/fs@snap1").await.unwrap();
+
+    // The second machine's local snap2 is a sufficient base.
+    let run = other.run(Command::Restore(restore("snap3"))).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(run.out, "Restored pool/fs@snap3.\n");
+    assert_eq!(other.zfs.content("pool/fs").as_deref(), Some(&b"three"[..]));
+
+    // A third machine with nothing local cannot reach a full any more: refused as broken.
+    let third = h.other_machine();
+    let run = third.run(Command::Restore(restore("snap3"))).await;
+    assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
+    assert!(
+        run.err
+            .contains("Broken snapshot detected pool/fs@snap3, reason: 'parent broken'"),
+        "{}",
+        run.err
+    );
+    assert!(!third.zfs.calls().iter().any(|c| c.starts_with("receive")));
+}
+
+#[tokio::test]
+async fn failing_send_aborts_and_leaves_no_object() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", &"x".repeat(10_000));
+    h.zfs.fail_next_send(1000);
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Error);
+    assert!(
+        run.err.contains("backup of pool/fs@snap1 failed"),
+        "{}",
+        run.err
+    );
+    assert_eq!(run.out, "");
+    assert!(h.store.objects().is_empty());
+    assert_eq!(h.store.open_uploads(), 0);
+    // The next run succeeds and is still a full.
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    let (_, meta, _) = h.store.object("z3-backup/pool/fs@snap1").unwrap();
+    assert_eq!(meta.get("isfull").map(String::as_str), Some("true"));
+}
+
+#[tokio::test]
+async fn dry_run_only_reads() {
+    let h = Harness::new(|raw| raw.compressor = Some("pigz4".into()));
+    h.snap("snap1", "one");
+    h.snap("snap2", "two");
+    let run = h
+        .run(Command::Backup(BackupArgs {
+            dry_run: true,
+            ..backup()
+        }))
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    let lines: Vec<&str> = run.out.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.out);
+    assert!(lines[0].starts_with("would back up pool/fs@snap1 (full, estimated "));
+    assert!(lines[0].ends_with(
+        "zfs send pool/fs@snap1 | pigz -4 --blocksize 4096 -> s3://bkt/z3-backup/pool/fs@snap1"
+    ));
+    assert!(lines[1].contains("zfs send -i pool/fs@snap1 pool/fs@snap2"));
+    assert!(!run.out.contains("Successfuly"));
+    assert!(h.store.objects().is_empty());
+    assert!(
+        !h.zfs.calls().iter().any(|c| c.starts_with("send")),
+        "{:?}",
+        h.zfs.calls()
+    );
+}
+
+#[tokio::test]
+async fn parseable_output_uses_nul_separators() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "one");
+    let run = h
+        .run(Command::Backup(BackupArgs {
+            parseable: true,
+            ..backup()
+        }))
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    let (name, size) = run.out.trim_end_matches('\n').split_once('\0').unwrap();
+    assert_eq!(name, "pool/fs@snap1");
+    assert!(size.parse::<u64>().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn broken_remote_chain_is_refused_with_exit_code_3() {
+    let h = Harness::new(|_| {});
+    for (name, content) in [("snap1", "1"), ("snap3", "3"), ("snap4", "4")] {
+        h.snap(name, content);
+    }
+    h.put("pool/fs@snap1", &[("isfull", "true")]);
+    h.put("pool/fs@snap3", &[("parent", "pool/fs@snap2")]);
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Integrity);
+    assert!(
+        run.err
+            .contains("Broken snapshot detected pool/fs@snap3, reason: 'missing parent'"),
+        "{}",
+        run.err
+    );
+    assert!(!h.zfs.calls().iter().any(|c| c.starts_with("send")));
+}
+
+#[tokio::test]
+async fn status_survives_foreign_and_odd_objects() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "1");
+    h.put("pool/fs@snap1", &[("isfull", "true"), ("size", "1234")]);
+    h.put("pool/fs@snap_nometa", &[]);
+    h.put("pool/fs@snap_4_mp", &[("parent", "missing_parent")]);
+    h.put("pool/fs@snap_legacy", &[("is_full", "true")]);
+    let run = h.run(Command::Status(StatusArgs { json: false })).await;
+    assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
+    let lines: Vec<&str> = run.out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "backup status for pool/fs@snap* on bkt/z3-backup/"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("snap1 ") && l.contains("| full "))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("snap_legacy ") && l.contains("| full "))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("snap_4_mp ") && l.contains("missing parent"))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("snap_nometa ") && l.contains("missing parent"))
+    );
+
+    let run = h.run(Command::Status(StatusArgs { json: true })).await;
+    let doc: serde_json::Value = serde_json::from_str(&run.out).unwrap();
+    assert_eq!(doc["healthy"], false);
+    assert_eq!(doc["rows"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn unknown_codec_fails_before_zfs_receive() {
+    let h = Harness::new(|_| {});
+    h.put(
+        "pool/fs@snap1",
+        &[("isfull", "true"), ("compressor", "zstd-9000")],
+    );
+    h.zfs.destroy_dataset("pool/fs").unwrap();
+    let run = h.run(Command::Restore(restore("snap1"))).await;
+    assert_eq!(run.status, ExitStatus::Error);
+    assert!(run.err.contains("zstd-9000"), "{}", run.err);
+    assert!(
+        !h.zfs.calls().iter().any(|c| c.starts_with("receive")),
+        "{:?}",
+        h.zfs.calls()
+    );
+}
+
+#[tokio::test]
+async fn nothing_to_backup_names_the_effective_values() {
+    let h = Harness::new(|raw| raw.snapshot_prefix = Some("daily".into()));
+    h.snap("snap1", "1");
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Error);
+    assert_eq!(
+        run.err.trim_end(),
+        "Nothing to backup for filesystem \"pool/fs\". Are you sure SNAPSHOT_PREFIX=\"daily\" is correct?"
+    );
+}
+
+#[tokio::test]
+async fn unknown_restore_target_is_an_error() {
+    let h = Harness::new(|_| {});
+    let run = h.run(Command::Restore(restore("snap9"))).await;
+    assert_eq!(run.status, ExitStatus::Error);
+    assert!(
+        run.err.contains("no such snapshot \"pool/fs@snap9\""),
+        "{}",
+        run.err
+    );
+    let run = h.run(Command::Restore(restore("bad name!"))).await;
+    assert_eq!(run.status, ExitStatus::Usage);
+}

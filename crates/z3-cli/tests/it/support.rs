@@ -1,0 +1,222 @@
+//! Harness for the end-to-end suite: the real pool and S3 server that `cargo xtask ci` starts.
+//!
+//! Tests read `Z3_TEST_ZPOOL` and `Z3_TEST_S3_{ENDPOINT,KEY_ID,SECRET,BUCKET}`. Without them they skip,
+//! unless `Z3_REQUIRE_INTEGRATION` is set (as in CI), where skipping would hide a broken setup.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use z3_s3::{AwsStore, ObjectStore, S3Config, StaticCredentials};
+
+/// The services under test.
+#[derive(Debug, Clone)]
+pub(crate) struct RealEnv {
+    pub(crate) pool: String,
+    pub(crate) endpoint: String,
+    pub(crate) key_id: String,
+    pub(crate) secret: String,
+    pub(crate) bucket: String,
+}
+
+impl RealEnv {
+    /// The services, or `None` (after saying why) when the suite is not configured.
+    pub(crate) fn get(test: &str) -> Option<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let (Some(pool), Some(endpoint), Some(key_id), Some(secret), Some(bucket)) = (
+            var("Z3_TEST_ZPOOL"),
+            var("Z3_TEST_S3_ENDPOINT"),
+            var("Z3_TEST_S3_KEY_ID"),
+            var("Z3_TEST_S3_SECRET"),
+            var("Z3_TEST_S3_BUCKET"),
+        ) {
+            return Some(Self {
+                pool,
+                endpoint,
+                key_id,
+                secret,
+                bucket,
+            });
+        }
+        assert!(
+            std::env::var_os("Z3_REQUIRE_INTEGRATION").is_none(),
+            "{test}: Z3_REQUIRE_INTEGRATION is set but the Z3_TEST_* variables are not"
+        );
+        eprintln!(
+            "skipping {test}: run through `cargo xtask ci` (needs Z3_TEST_ZPOOL and Z3_TEST_S3_*)"
+        );
+        None
+    }
+
+    /// A fresh dataset `<pool>/<name>-<n>`, destroyed when dropped.
+    pub(crate) fn dataset(&self, name: &str) -> TestDataset {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let full = format!("{}/{name}-{}-{n}", self.pool, std::process::id());
+        zfs(&["create", &full]);
+        TestDataset {
+            name: full.clone(),
+            prefix: format!("e2e-{}-{n}-{name}/", std::process::id()),
+        }
+    }
+
+    /// An S3 client for checking what the tests left in the bucket.
+    pub(crate) async fn store(&self) -> AwsStore {
+        AwsStore::connect(self.s3_config(&self.bucket))
+            .await
+            .unwrap()
+    }
+
+    pub(crate) fn s3_config(&self, bucket: &str) -> S3Config {
+        S3Config {
+            bucket: bucket.to_owned(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(self.endpoint.clone()),
+            force_path_style: true,
+            credentials: Some(StaticCredentials {
+                access_key_id: self.key_id.clone(),
+                secret_access_key: self.secret.clone(),
+            }),
+            ..S3Config::default()
+        }
+    }
+
+    /// `z3 ARGS` for `dataset`, configured through the environment only.
+    pub(crate) fn z3(&self, dataset: &TestDataset, args: &[&str]) -> Output {
+        self.z3_with(dataset, args, &[])
+    }
+
+    /// `z3 ARGS` with extra environment variables.
+    pub(crate) fn z3_with(
+        &self,
+        dataset: &TestDataset,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_z3"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("Z3_CONFIG", "/dev/null")
+            .env("BUCKET", &self.bucket)
+            .env("S3_KEY_ID", &self.key_id)
+            .env("S3_SECRET", &self.secret)
+            .env("S3_ENDPOINT", &self.endpoint)
+            .env("FILESYSTEM", &dataset.name)
+            .env("S3_PREFIX", &dataset.prefix)
+            .env("SNAPSHOT_PREFIX", "snap")
+            .env("COMPRESSOR", "none");
+        for (key, value) in extra {
+            cmd.env(key, value);
+        }
+        let output = cmd.output().unwrap();
+        eprintln!(
+            "$ z3 {} -> {:?}\n--- stdout\n{}--- stderr\n{}",
+            args.join(" "),
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+}
+
+/// A dataset of the test pool plus its own key prefix.
+#[derive(Debug)]
+pub(crate) struct TestDataset {
+    pub(crate) name: String,
+    pub(crate) prefix: String,
+}
+
+impl TestDataset {
+    pub(crate) fn mountpoint(&self) -> PathBuf {
+        PathBuf::from(zfs(&["get", "-H", "-o", "value", "mountpoint", &self.name]).trim())
+    }
+
+    pub(crate) fn snapshot(&self, snap: &str) {
+        zfs(&["snapshot", &format!("{}@{snap}", self.name)]);
+    }
+
+    pub(crate) fn destroy(&self) {
+        zfs(&["destroy", "-r", &self.name]);
+    }
+
+    pub(crate) fn key(&self, snap: &str) -> String {
+        format!("{}{}@{snap}", self.prefix, self.name)
+    }
+
+    /// Writes `len` pseudo-random (incompressible) bytes to `file`.
+    pub(crate) fn write_random(&self, file: &str, len: usize, seed: u64) {
+        let mut state = seed | 1;
+        let data: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        std::fs::write(self.mountpoint().join(file), data).unwrap();
+    }
+
+    pub(crate) fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.mountpoint().join(file), text).unwrap();
+    }
+
+    /// Every file's content, by relative path.
+    pub(crate) fn files(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        collect(&self.mountpoint(), &self.mountpoint(), &mut out);
+        out
+    }
+}
+
+impl Drop for TestDataset {
+    fn drop(&mut self) {
+        let _ = Command::new("zfs")
+            .args(["destroy", "-r", &self.name])
+            .output();
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else {
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            out.insert(rel, std::fs::read(&path).unwrap());
+        }
+    }
+}
+
+/// Runs `zfs ARGS` and returns stdout; panics with stderr on failure.
+pub(crate) fn zfs(args: &[&str]) -> String {
+    let output = Command::new("zfs")
+        .args(args)
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "zfs {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub(crate) fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub(crate) fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// No open multipart upload under `prefix`.
+pub(crate) async fn assert_no_open_uploads(store: &AwsStore, prefix: &str) {
+    let open = store.list_multipart_uploads(prefix).await.unwrap();
+    assert!(open.is_empty(), "open multipart uploads left: {open:?}");
+}

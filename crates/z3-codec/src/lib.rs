@@ -1,0 +1,89 @@
+//! Stream codecs for z3: the compress, decompress, encrypt and decrypt stages between `zfs send` and the upload,
+//! and between the download and `zfs receive`.
+//!
+//! - [`Codec`] is a stream transformation: it takes a [`BoxedReader`] and returns one.
+//!   Its output reports end-of-file only once all input was consumed and the transformation succeeded,
+//!   so a consumer that reads to EOF (an uploader, `zfs receive`) never takes a truncated stream for a whole one.
+//! - [`ExternalCodec`] runs a filter program such as `pigz` or `gpg` as a child process.
+//! - [`Compressor`] names the compressors of the original z3 and gives their backup stages;
+//!   [`decoder_for`] maps an object's `compressor` metadata to its restore stage.
+//!
+//! Failures inside a stream (a non-zero exit, a crash, a failed input read) surface as an `io::Error` of kind
+//! `Other` that wraps an [`Error`]; [`Error::downcast_io`] recovers it with the command line, the exit status
+//! and the end of the program's stderr.
+//!
+//! # Example
+//!
+//! ```
+//! use tokio::io::AsyncReadExt;
+//! use z3_codec::{BoxedReader, Codec, ErrorKind, ExternalCodec, decoder_for};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // `cat` is the identity filter; real stages come from `Compressor::encoder` and `decoder_for`.
+//! let cat = ExternalCodec::new("identity", "cat", vec![]);
+//! let input: BoxedReader = Box::new(&b"zfs send stream"[..]);
+//! let mut output = cat.apply(input)?;
+//! let mut bytes = Vec::new();
+//! output.read_to_end(&mut bytes).await?;
+//! assert_eq!(bytes, b"zfs send stream");
+//!
+//! // Restore picks the stage from each object's metadata and refuses names it does not know.
+//! assert_eq!(decoder_for(Some("pigz4"))?.map(|d| d.describe()).as_deref(), Some("pigz -d"));
+//! assert!(decoder_for(None)?.is_none());
+//! let err = decoder_for(Some("lzma")).unwrap_err();
+//! assert_eq!(err.kind(), &ErrorKind::UnknownCodec { name: "lzma".into() });
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Why external programs first?
+//!
+//! Objects written by the original z3 were compressed by `pigz` or encrypted by `gpg`, and their metadata says
+//! so. Running the very same programs is the surest way to restore those objects, and to write objects the
+//! original can still restore, byte for byte and flag for flag. In-process codecs (zstd, gzip, age) come next,
+//! behind cargo features and the same [`Codec`] trait (see issue 4); round-trip tests across both kinds will then
+//! check that they interoperate.
+//!
+//! # Runtime
+//!
+//! [`Codec::apply`] spawns Tokio tasks and must be called from within a Tokio runtime.
+
+#![deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod compressor;
+mod error;
+mod external;
+mod process;
+
+pub use compressor::{Compressor, decoder_for};
+pub use error::{Error, ErrorKind};
+pub use external::ExternalCodec;
+
+/// A boxed async byte stream: the input and the output of a [`Codec`].
+pub type BoxedReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// A stream transformation (compress, decompress, encrypt, decrypt).
+///
+/// Codecs compose by feeding one's output to the next one's `apply`.
+pub trait Codec: Send + Sync + std::fmt::Debug {
+    /// Short name for logs, e.g. `pigz1`.
+    fn name(&self) -> &str;
+
+    /// Human-readable stage for dry runs, e.g. `pigz -1 --blocksize 4096`.
+    fn describe(&self) -> String;
+
+    /// Starts transforming `input` and returns the transformed stream.
+    ///
+    /// The returned reader reports EOF only after all input was consumed successfully and the transformation
+    /// completed successfully (for an external program: exit status 0). A failed input read, a non-zero exit or
+    /// a crash surfaces as an `io::Error` of kind `Other` whose `get_ref()` downcasts to [`Error`].
+    /// Dropping the reader stops the transformation (an external program is killed).
+    ///
+    /// # Errors
+    ///
+    /// Errors that occur before any data flows: [`ErrorKind::ProgramNotFound`] and [`ErrorKind::Spawn`] (which
+    /// includes being called outside a Tokio runtime).
+    fn apply(&self, input: BoxedReader) -> Result<BoxedReader, Error>;
+}

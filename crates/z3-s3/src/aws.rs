@@ -1,0 +1,857 @@
+//! [`AwsStore`]: the [`ObjectStore`] adapter over `aws-sdk-s3`, with SDK retries disabled and
+//! SDK errors mapped onto [`ErrorKind`].
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::time::{Duration, SystemTime};
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::Region;
+use aws_sdk_s3::config::retry::RetryConfig as SdkRetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart as SdkCompletedPart,
+    ObjectCannedAcl, StorageClass,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use bytes::{Bytes, BytesMut};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::{
+    CompletedPart, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op, PartNumber,
+    PutOptions, UploadId, object_url,
+};
+
+/// The region used when neither the config nor the environment names one.
+const DEFAULT_REGION: &str = "us-east-1";
+
+/// An access key pair given explicitly (z3's `S3_KEY_ID` / `S3_SECRET`).
+///
+/// `Debug` shows the key id but never the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticCredentials {
+    /// The access key id (`AKIA…`); not secret.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+}
+
+impl fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where and how [`AwsStore`] connects. `Debug` never prints the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// The bucket every operation uses.
+    pub bucket: String,
+    /// The region; `None` asks the default chain (env `AWS_REGION`, profile, IMDS), then `us-east-1`.
+    pub region: Option<String>,
+    /// A custom endpoint URL such as `http://127.0.0.1:8333` (SeaweedFS, MinIO, Wasabi).
+    pub endpoint: Option<String>,
+    /// Address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key`
+    /// (needed by most non-AWS servers).
+    pub force_path_style: bool,
+    /// Explicit keys; `None` uses the default credential chain (env `AWS_*`, profiles, SSO, IMDS).
+    pub credentials: Option<StaticCredentials>,
+    /// Time allowed to establish a connection. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Time allowed for one attempt of a small request (head, list, create, complete, abort,
+    /// delete). Part uploads and ranged GETs are bounded by stalled-stream protection instead,
+    /// since their duration grows with the part size. Default 60 s.
+    pub operation_timeout: Option<Duration>,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            region: None,
+            endpoint: None,
+            force_path_style: false,
+            credentials: None,
+            connect_timeout: Duration::from_secs(10),
+            operation_timeout: Some(Duration::from_mins(1)),
+        }
+    }
+}
+
+impl S3Config {
+    /// Defaults for `bucket`: AWS endpoint, default region and credential chains.
+    #[must_use]
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// [`ObjectStore`] over `aws-sdk-s3`.
+///
+/// The SDK's own retries are disabled: z3 retries with its own policy
+/// ([`retry()`](crate::retry()), [`MultipartUploader`](crate::MultipartUploader)), so each call here is
+/// exactly one HTTP attempt and its failure is mapped to an [`ErrorKind`]:
+///
+/// | server says | kind |
+/// |---|---|
+/// | `NoSuchKey`, `NotFound`, 404 | [`ErrorKind::NotFound`] ([`ErrorKind::NoSuchBucket`] for bucket-level calls) |
+/// | `NoSuchBucket` | [`ErrorKind::NoSuchBucket`] |
+/// | `NoSuchUpload` | [`ErrorKind::NoSuchUpload`] |
+/// | `AccessDenied`, `InvalidAccessKeyId`, `SignatureDoesNotMatch`, 403 | [`ErrorKind::AccessDenied`] |
+/// | `SlowDown`, 429 | [`ErrorKind::Throttled`] |
+/// | other 5xx, 408, `InternalError`/`RequestTimeout` (also inside a 200), `BadDigest`, timeouts, dropped connections | [`ErrorKind::Transient`] |
+/// | connection refused, DNS failure | [`ErrorKind::Unreachable`] |
+/// | other 4xx | [`ErrorKind::InvalidRequest`] |
+///
+/// Parts are uploaded with CRC32 checksums (`x-amz-checksum-crc32`, computed by the SDK), declared
+/// on `CreateMultipartUpload` and echoed at completion, so the server verifies every part.
+#[derive(Clone)]
+pub struct AwsStore {
+    bucket: String,
+    endpoint: Option<String>,
+    /// For small requests: carries the per-attempt operation timeout.
+    client: Client,
+    /// For part uploads, puts and ranged GETs: no attempt timeout (stalled-stream protection instead).
+    bulk: Client,
+}
+
+impl fmt::Debug for AwsStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsStore")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsStore {
+    /// Builds the SDK clients. No request is sent (credentials are resolved lazily); call
+    /// [`ObjectStore::check_bucket`] to find out whether the bucket is reachable.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidRequest`] for an empty bucket name or an endpoint that is not an
+    /// `http://` or `https://` URL.
+    pub async fn connect(config: S3Config) -> Result<Self> {
+        if config.bucket.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                "no bucket configured",
+            ));
+        }
+        if let Some(endpoint) = &config.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!("endpoint {endpoint:?} must start with http:// or https://"),
+            ));
+        }
+
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(SdkRetryConfig::disabled());
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(creds) = &config.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                creds.access_key_id.clone(),
+                creds.secret_access_key.clone(),
+                None,
+                None,
+                "z3-static",
+            ));
+        }
+        if let Some(endpoint) = &config.endpoint {
+            loader = loader.endpoint_url(endpoint.clone());
+        }
+        let sdk_config = loader.load().await;
+
+        let mut builder = aws_sdk_s3::config::Builder::from(&sdk_config)
+            .force_path_style(config.force_path_style)
+            .retry_config(SdkRetryConfig::disabled());
+        if sdk_config.region().is_none() {
+            builder = builder.region(Region::new(DEFAULT_REGION));
+        }
+        let bulk_timeouts = TimeoutConfig::builder()
+            .connect_timeout(config.connect_timeout)
+            .build();
+        let mut small_timeouts = TimeoutConfig::builder().connect_timeout(config.connect_timeout);
+        if let Some(timeout) = config.operation_timeout {
+            small_timeouts = small_timeouts.operation_attempt_timeout(timeout);
+        }
+        let client = Client::from_conf(
+            builder
+                .clone()
+                .timeout_config(small_timeouts.build())
+                .build(),
+        );
+        let bulk = Client::from_conf(builder.timeout_config(bulk_timeouts).build());
+        Ok(Self {
+            bucket: config.bucket,
+            endpoint: config.endpoint,
+            client,
+            bulk,
+        })
+    }
+
+    /// The underlying SDK client (for operations this crate does not wrap).
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn ctx<'a>(&'a self, op: Op, key: Option<&'a str>) -> Ctx<'a> {
+        Ctx {
+            op,
+            bucket: &self.bucket,
+            key,
+            upload_id: None,
+            part: None,
+            endpoint: self.endpoint.as_deref(),
+        }
+    }
+}
+
+/// What a request was about, for error messages.
+struct Ctx<'a> {
+    op: Op,
+    bucket: &'a str,
+    key: Option<&'a str>,
+    upload_id: Option<&'a UploadId>,
+    part: Option<PartNumber>,
+    endpoint: Option<&'a str>,
+}
+
+impl<'a> Ctx<'a> {
+    fn with_upload(self, upload_id: &'a UploadId) -> Self {
+        Self {
+            upload_id: Some(upload_id),
+            ..self
+        }
+    }
+
+    /// Bucket-level operations report a 404 as a missing bucket.
+    fn is_bucket_level(&self) -> bool {
+        matches!(
+            self.op,
+            Op::CheckBucket | Op::List | Op::ListMultipartUploads
+        )
+    }
+}
+
+impl fmt::Display for Ctx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.key {
+            Some(key) => write!(f, "{} {}", self.op, object_url(self.bucket, key))?,
+            None => write!(f, "{} bucket {}", self.op, self.bucket)?,
+        }
+        match (self.upload_id, self.part) {
+            (Some(id), Some(part)) => write!(f, " (upload id {id}, part {part})"),
+            (Some(id), None) => write!(f, " (upload id {id})"),
+            (None, Some(part)) => write!(f, " (part {part})"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// Maps an error code and HTTP status to a kind. Codes win over statuses because S3 sends
+/// some errors (`InternalError`, `SlowDown`) inside HTTP 200 responses.
+pub(crate) fn classify(code: Option<&str>, status: u16, bucket_level: bool) -> ErrorKind {
+    let not_found = if bucket_level {
+        ErrorKind::NoSuchBucket
+    } else {
+        ErrorKind::NotFound
+    };
+    match code {
+        Some("NoSuchBucket") => return ErrorKind::NoSuchBucket,
+        Some("NoSuchKey") => return ErrorKind::NotFound,
+        Some("NotFound") => return not_found,
+        Some("NoSuchUpload") => return ErrorKind::NoSuchUpload,
+        Some(
+            "AccessDenied"
+            | "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "Forbidden"
+            | "AllAccessDisabled"
+            | "AccountProblem"
+            | "InvalidToken"
+            | "ExpiredToken",
+        ) => return ErrorKind::AccessDenied,
+        Some(
+            "SlowDown"
+            | "Throttling"
+            | "ThrottlingException"
+            | "TooManyRequests"
+            | "RequestLimitExceeded"
+            | "RequestThrottled"
+            | "TooManyRequestsException",
+        ) => return ErrorKind::Throttled,
+        Some(
+            "InternalError"
+            | "ServiceUnavailable"
+            | "RequestTimeout"
+            | "RequestTimeTooSkewed"
+            | "OperationAborted",
+        ) => return ErrorKind::Transient,
+        // The body changed between the SDK's checksum and the server (the checksum is computed
+        // from our buffer), or arrived short: sending the same buffer again can succeed.
+        Some("BadDigest" | "XAmzContentSHA256Mismatch" | "IncompleteBody") => {
+            return ErrorKind::Transient;
+        }
+        _ => {}
+    }
+    match status {
+        404 => not_found,
+        401 | 403 => ErrorKind::AccessDenied,
+        429 => ErrorKind::Throttled,
+        408 | 500..=599 => ErrorKind::Transient,
+        400..=499 => ErrorKind::InvalidRequest,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// Whether the error chain shows that no connection could be made at all.
+fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::AddrNotAvailable
+                    | io::ErrorKind::HostUnreachable
+                    | io::ErrorKind::NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        // hyper-util and the SDK's DNS resolver do not expose these as types we can name.
+        let text = err.to_string();
+        if text.contains("dns error")
+            || text.contains("failed to lookup address")
+            || text.contains("client error (Connect)")
+        {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// Converts an SDK error into ours, naming the request from `ctx`.
+fn map_sdk_error<E>(err: SdkError<E, HttpResponse>, ctx: &Ctx<'_>) -> Error
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    let (kind, detail) = match &err {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code();
+            let kind = classify(code, status, ctx.is_bucket_level());
+            let mut detail = String::new();
+            if let Some(code) = code {
+                detail.push_str(code);
+            } else {
+                detail.push_str(kind.as_str());
+            }
+            if let Some(message) = service.err().message().filter(|m| !m.is_empty()) {
+                detail.push_str(": ");
+                detail.push_str(message);
+            }
+            (kind, format!("{detail}, HTTP {status}"))
+        }
+        SdkError::TimeoutError(_) => (ErrorKind::Transient, "request timed out".to_owned()),
+        SdkError::DispatchFailure(failure) => {
+            if is_connect_failure(&err) {
+                let target = ctx.endpoint.unwrap_or("the S3 endpoint");
+                (
+                    ErrorKind::Unreachable,
+                    format!("cannot connect to {target}"),
+                )
+            } else if failure.is_timeout() {
+                (ErrorKind::Transient, "request timed out".to_owned())
+            } else if failure.is_user() {
+                (ErrorKind::Other, "request could not be sent".to_owned())
+            } else {
+                (ErrorKind::Transient, "connection failed".to_owned())
+            }
+        }
+        SdkError::ResponseError(response) => (
+            ErrorKind::Transient,
+            format!(
+                "response could not be read, HTTP {}",
+                response.raw().status().as_u16()
+            ),
+        ),
+        SdkError::ConstructionFailure(_) => {
+            (ErrorKind::Other, "request could not be built".to_owned())
+        }
+        _ => (ErrorKind::Other, "unexpected SDK error".to_owned()),
+    };
+    let message = match kind {
+        ErrorKind::NoSuchBucket => {
+            format!("{ctx}: bucket {} does not exist ({detail})", ctx.bucket)
+        }
+        ErrorKind::AccessDenied => {
+            format!("{ctx}: access denied, check the credentials and bucket policy ({detail})")
+        }
+        _ => format!("{ctx}: {detail}"),
+    };
+    Error::new(kind, message).with_source(err)
+}
+
+fn to_u64(n: Option<i64>) -> u64 {
+    n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+}
+
+fn metadata_of(options: &PutOptions) -> Option<std::collections::HashMap<String, String>> {
+    (!options.metadata.is_empty()).then(|| {
+        options
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+}
+
+/// Checks a `Content-Range: bytes a-b/total` header against the requested start.
+fn range_start_matches(content_range: Option<&str>, start: u64) -> bool {
+    match content_range {
+        Some(value) => {
+            value
+                .trim()
+                .strip_prefix("bytes ")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|first| first.trim().parse::<u64>().ok())
+                == Some(start)
+        }
+        // Without the header only a request from byte 0 can be trusted.
+        None => start == 0,
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for AwsStore {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn check_bucket(&self) -> Result<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|err| map_sdk_error(err, &self.ctx(Op::CheckBucket, None)))?;
+        Ok(())
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectInfo> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|err| map_sdk_error(err, &self.ctx(Op::Head, Some(key))))?;
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size: to_u64(out.content_length()),
+            etag: out.e_tag().map(str::to_owned),
+            metadata: out
+                .metadata()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            storage_class: out.storage_class().map(|c| c.as_str().to_owned()),
+        })
+    }
+
+    /// `ListObjectsV2` through every page. S3 already returns keys in order; sorting again
+    /// makes the contract hold for servers that do not.
+    async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut entries = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| map_sdk_error(err, &self.ctx(Op::List, None)))?;
+            entries.extend(page.contents().iter().filter_map(|object| {
+                Some(ListEntry {
+                    key: object.key()?.to_owned(),
+                    size: to_u64(object.size()),
+                })
+            }));
+        }
+        entries.sort();
+        entries.dedup();
+        Ok(entries)
+    }
+
+    /// One ranged `GetObject`. The `Content-Range` of the answer is checked, because a server
+    /// that ignores `Range` would otherwise hand back the object's first bytes as if they were
+    /// the requested ones. A body that breaks off after some bytes is returned short (the
+    /// [`Downloader`](crate::Downloader) resumes); a body that breaks before the first byte is
+    /// [`ErrorKind::Transient`].
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        if range.start >= range.end {
+            return Ok(Bytes::new());
+        }
+        let ctx = self.ctx(Op::GetRange, Some(key));
+        let url = object_url(&self.bucket, key);
+        let out = self
+            .bulk
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(|err| map_sdk_error(err, &ctx))?;
+        if !range_start_matches(out.content_range(), range.start) {
+            return Err(Error::new(
+                ErrorKind::Other,
+                format!(
+                    "{ctx}: server ignored the range {}..{} (Content-Range {:?})",
+                    range.start,
+                    range.end,
+                    out.content_range()
+                ),
+            ));
+        }
+        let wanted = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
+        let mut body = out.body;
+        let mut buf = BytesMut::with_capacity(wanted.min(64 << 20));
+        while buf.len() < wanted {
+            match body.next().await {
+                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                Some(Err(err)) if buf.is_empty() => {
+                    return Err(Error::new(
+                        ErrorKind::Transient,
+                        format!("{ctx}: reading the body failed"),
+                    )
+                    .with_source(err));
+                }
+                Some(Err(err)) => {
+                    // Hand back what arrived; the caller resumes from there.
+                    tracing::debug!(%url, got = buf.len(), wanted, error = %err, "body cut short");
+                    break;
+                }
+                None => break,
+            }
+        }
+        buf.truncate(wanted);
+        Ok(buf.freeze())
+    }
+
+    async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {
+        let out = self
+            .bulk
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .set_metadata(metadata_of(options))
+            .set_storage_class(options.storage_class.as_deref().map(StorageClass::from))
+            .set_acl(options.acl.as_deref().map(ObjectCannedAcl::from))
+            .send()
+            .await
+            .map_err(|err| map_sdk_error(err, &self.ctx(Op::Put, Some(key))))?;
+        Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|err| map_sdk_error(err, &self.ctx(Op::Delete, Some(key))))?;
+        Ok(())
+    }
+
+    /// Declares CRC32 as the upload's checksum algorithm: AWS rejects parts that carry a checksum
+    /// the upload was not created with ("Checksum Type mismatch"), and the SDK adds a CRC32 to
+    /// every part by default.
+    async fn create_multipart(&self, key: &str, options: &PutOptions) -> Result<UploadId> {
+        let ctx = self.ctx(Op::CreateMultipart, Some(key));
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_metadata(metadata_of(options))
+            .set_storage_class(options.storage_class.as_deref().map(StorageClass::from))
+            .set_acl(options.acl.as_deref().map(ObjectCannedAcl::from))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .send()
+            .await
+            .map_err(|err| map_sdk_error(err, &ctx))?;
+        out.upload_id().map(UploadId::new).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Other,
+                format!("{ctx}: response has no upload id"),
+            )
+        })
+    }
+
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+        part: PartNumber,
+        body: Bytes,
+    ) -> Result<CompletedPart> {
+        let mut ctx = self.ctx(Op::PutPart, Some(key)).with_upload(upload_id);
+        ctx.part = Some(part);
+        let out = self
+            .bulk
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id.as_str())
+            .part_number(i32::from(part.get()))
+            .body(ByteStream::from(body))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .send()
+            .await
+            .map_err(|err| map_sdk_error(err, &ctx))?;
+        let etag = out
+            .e_tag()
+            .ok_or_else(|| Error::new(ErrorKind::Other, format!("{ctx}: response has no ETag")))?;
+        Ok(CompletedPart {
+            part_number: part,
+            etag: etag.to_owned(),
+            checksum_crc32: out.checksum_crc32().map(str::to_owned),
+        })
+    }
+
+    /// Echoes each part's CRC32, which S3 requires for uploads created with a checksum
+    /// algorithm. A `200 OK` whose body is an error document (S3 can fail a completion after it
+    /// started answering) is turned into an error by the SDK and mapped like any other.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+        parts: Vec<CompletedPart>,
+    ) -> Result<String> {
+        let ctx = self
+            .ctx(Op::CompleteMultipart, Some(key))
+            .with_upload(upload_id);
+        let parts = parts
+            .into_iter()
+            .map(|part| {
+                SdkCompletedPart::builder()
+                    .part_number(i32::from(part.part_number.get()))
+                    .e_tag(part.etag)
+                    .set_checksum_crc32(part.checksum_crc32)
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id.as_str())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|err| map_sdk_error(err, &ctx))?;
+        Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> Result<()> {
+        let ctx = self
+            .ctx(Op::AbortMultipart, Some(key))
+            .with_upload(upload_id);
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id.as_str())
+            .send()
+            .await
+            .map_err(|err| map_sdk_error(err, &ctx))?;
+        Ok(())
+    }
+
+    /// `ListMultipartUploads` has no SDK paginator; pages are followed by key and upload-id
+    /// markers until the response is no longer truncated.
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
+        let mut uploads = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut upload_id_marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(upload_id_marker.take())
+                .send()
+                .await
+                .map_err(|err| map_sdk_error(err, &self.ctx(Op::ListMultipartUploads, None)))?;
+            uploads.extend(out.uploads().iter().filter_map(|upload| {
+                Some(MultipartUploadInfo {
+                    key: upload.key()?.to_owned(),
+                    upload_id: UploadId::new(upload.upload_id()?),
+                    initiated: upload
+                        .initiated()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
+                })
+            }));
+            let next_key = out.next_key_marker().filter(|m| !m.is_empty());
+            if out.is_truncated() != Some(true) || next_key.is_none() {
+                break;
+            }
+            key_marker = next_key.map(str::to_owned);
+            upload_id_marker = out.next_upload_id_marker().map(str::to_owned);
+        }
+        Ok(uploads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_codes_and_statuses() {
+        let cases: &[(Option<&str>, u16, bool, ErrorKind)] = &[
+            (Some("NoSuchKey"), 404, false, ErrorKind::NotFound),
+            (None, 404, false, ErrorKind::NotFound),
+            (Some("NotFound"), 404, true, ErrorKind::NoSuchBucket),
+            (None, 404, true, ErrorKind::NoSuchBucket),
+            (Some("NoSuchBucket"), 404, false, ErrorKind::NoSuchBucket),
+            (Some("NoSuchUpload"), 404, false, ErrorKind::NoSuchUpload),
+            (Some("AccessDenied"), 403, false, ErrorKind::AccessDenied),
+            (
+                Some("InvalidAccessKeyId"),
+                403,
+                false,
+                ErrorKind::AccessDenied,
+            ),
+            (
+                Some("SignatureDoesNotMatch"),
+                403,
+                false,
+                ErrorKind::AccessDenied,
+            ),
+            (None, 403, true, ErrorKind::AccessDenied),
+            (Some("SlowDown"), 503, false, ErrorKind::Throttled),
+            (None, 429, false, ErrorKind::Throttled),
+            (Some("ServiceUnavailable"), 503, false, ErrorKind::Transient),
+            (None, 503, false, ErrorKind::Transient),
+            (None, 500, false, ErrorKind::Transient),
+            (Some("InternalError"), 200, false, ErrorKind::Transient),
+            (Some("SlowDown"), 200, false, ErrorKind::Throttled),
+            (Some("RequestTimeout"), 400, false, ErrorKind::Transient),
+            (None, 408, false, ErrorKind::Transient),
+            (
+                Some("EntityTooSmall"),
+                400,
+                false,
+                ErrorKind::InvalidRequest,
+            ),
+            (Some("InvalidPart"), 400, false, ErrorKind::InvalidRequest),
+            (Some("InvalidRange"), 416, false, ErrorKind::InvalidRequest),
+            (Some("BadDigest"), 400, false, ErrorKind::Transient),
+            (Some("IncompleteBody"), 400, false, ErrorKind::Transient),
+            (None, 301, true, ErrorKind::Other),
+        ];
+        for &(code, status, bucket_level, want) in cases {
+            assert_eq!(
+                classify(code, status, bucket_level),
+                want,
+                "{code:?} {status} bucket_level={bucket_level}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_redacts_secret() {
+        let config = S3Config {
+            credentials: Some(StaticCredentials {
+                access_key_id: "AKIAEXAMPLE".into(),
+                secret_access_key: "wJalrXUtnFEMI/K7MDENG".into(),
+            }),
+            ..S3Config::new("bucket")
+        };
+        let text = format!("{config:?}");
+        assert!(text.contains("AKIAEXAMPLE"), "{text}");
+        assert!(!text.contains("wJalrXUtnFEMI"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+    }
+
+    #[test]
+    fn ctx_display() {
+        let id = UploadId::new("u1");
+        let ctx = Ctx {
+            op: Op::PutPart,
+            bucket: "b",
+            key: Some("pool/fs@snap"),
+            upload_id: Some(&id),
+            part: PartNumber::new(3),
+            endpoint: None,
+        };
+        assert_eq!(
+            ctx.to_string(),
+            "put_part s3://b/pool/fs@snap (upload id u1, part 3)"
+        );
+        let ctx = Ctx {
+            op: Op::CheckBucket,
+            bucket: "b",
+            key: None,
+            upload_id: None,
+            part: None,
+            endpoint: None,
+        };
+        assert_eq!(ctx.to_string(), "check_bucket bucket b");
+    }
+
+    #[test]
+    fn content_range_check() {
+        assert!(range_start_matches(Some("bytes 5-9/100"), 5));
+        assert!(!range_start_matches(Some("bytes 0-99/100"), 5));
+        assert!(range_start_matches(None, 0));
+        assert!(!range_start_matches(None, 5));
+        assert!(!range_start_matches(Some("garbage"), 5));
+    }
+
+    #[tokio::test]
+    async fn connect_rejects_bad_config() {
+        let err = AwsStore::connect(S3Config::new("")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+        let err = AwsStore::connect(S3Config {
+            endpoint: Some("127.0.0.1:9000".into()),
+            ..S3Config::new("b")
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+        assert!(err.to_string().contains("127.0.0.1:9000"), "{err}");
+    }
+}

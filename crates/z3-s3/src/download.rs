@@ -1,0 +1,301 @@
+//! [`Downloader`]: parallel ranged GETs delivered in order, resuming cut-short bodies.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::part_size::MIN_PART_SIZE;
+use crate::retry::{Backoff, RetryConfig, retry};
+use crate::store::{ObjectStore, object_url};
+
+/// How [`Downloader`] splits and fetches an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadConfig {
+    /// Bytes per ranged GET; `0` is treated as [`MIN_PART_SIZE`].
+    pub part_size: u64,
+    /// How many ranges may be fetched at once; `0` is treated as `1`.
+    pub concurrency: usize,
+    /// Retry policy for each ranged GET (and for each resume of a cut-short body).
+    pub retry: RetryConfig,
+}
+
+impl Default for DownloadConfig {
+    /// 8 MiB ranges, 4 at a time, default retries.
+    fn default() -> Self {
+        Self {
+            part_size: 8 * 1024 * 1024,
+            concurrency: 4,
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// Downloads an object of known size with parallel ranged GETs, in order.
+///
+/// Memory is bounded by about `(concurrency + 2) × part_size`: at most `concurrency` ranges are
+/// fetched or held ahead of the consumer, plus one waiting in the hand-over channel and the one
+/// being read. A body that ends early (the connection dropped, which
+/// botocore-style clients do not retry) is resumed with a new ranged GET from the first missing
+/// byte; only a range that makes no progress for `retry.max_attempts` tries in a row fails.
+#[derive(Debug)]
+pub struct Downloader<S: ?Sized> {
+    store: Arc<S>,
+    config: DownloadConfig,
+}
+
+impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
+    /// A downloader reading from `store`.
+    pub fn new(store: Arc<S>, config: DownloadConfig) -> Self {
+        Self { store, config }
+    }
+
+    /// Streams `key`, which is `size` bytes long (from [`ObjectStore::head`] or a listing), as
+    /// an [`AsyncRead`]. The ranged GETs run in a background task on the current Tokio runtime
+    /// (so this must be called from within one); dropping the reader cancels it.
+    ///
+    /// A final failure surfaces as an [`io::Error`] of kind [`io::ErrorKind::Other`] wrapping the
+    /// [`Error`]; recover it with [`Error::from_io`]. The reader never ends early silently: if
+    /// fewer than `size` bytes arrived, reading fails.
+    #[must_use]
+    pub fn reader(&self, key: &str, size: u64) -> DownloadReader {
+        let (rx, task) = self.spawn(key, size);
+        DownloadReader {
+            url: object_url(self.store.bucket(), key),
+            rx,
+            task,
+            current: Bytes::new(),
+            delivered: 0,
+            size,
+            finished: false,
+            failed: false,
+        }
+    }
+
+    /// Downloads `key` (`size` bytes) into `writer` and flushes it; returns the bytes written.
+    ///
+    /// # Errors
+    /// The store error that made a range fail for good, or [`ErrorKind::Sink`] when writing fails
+    /// (for example `zfs receive` exited and closed its stdin).
+    pub async fn download_to<W>(&self, key: &str, size: u64, mut writer: W) -> Result<u64>
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        let url = object_url(self.store.bucket(), key);
+        let (mut rx, task) = self.spawn(key, size);
+        let _task = AbortOnDrop(task);
+        let sink = |err: io::Error| {
+            Error::new(ErrorKind::Sink, format!("writing the download of {url}")).with_source(err)
+        };
+        let mut written: u64 = 0;
+        while let Some(chunk) = rx.recv().await {
+            let chunk = chunk?;
+            writer.write_all(&chunk).await.map_err(sink)?;
+            written += chunk.len() as u64;
+        }
+        writer.flush().await.map_err(sink)?;
+        if written != size {
+            return Err(ended_early(&url, written, size));
+        }
+        Ok(written)
+    }
+
+    /// Starts the background task that fetches the ranges and sends them in order.
+    fn spawn(&self, key: &str, size: u64) -> (mpsc::Receiver<Result<Bytes>>, JoinHandle<()>) {
+        let part_size = if self.config.part_size == 0 {
+            MIN_PART_SIZE
+        } else {
+            self.config.part_size
+        };
+        let concurrency = self.config.concurrency.max(1);
+        // One slot: the consumer's progress, not the channel, is what bounds memory.
+        let (tx, rx) = mpsc::channel(1);
+        let store = Arc::clone(&self.store);
+        let retry_config = self.config.retry.clone();
+        let key = key.to_owned();
+        let task = tokio::spawn(async move {
+            let mut starts = (0..size).step_by(usize::try_from(part_size).unwrap_or(usize::MAX));
+            let mut pending: VecDeque<AbortOnDrop<Result<Bytes>>> = VecDeque::new();
+            loop {
+                while pending.len() < concurrency {
+                    let Some(start) = starts.next() else { break };
+                    let end = start.saturating_add(part_size).min(size);
+                    let store = Arc::clone(&store);
+                    let key = key.clone();
+                    let retry_config = retry_config.clone();
+                    pending.push_back(AbortOnDrop(tokio::spawn(async move {
+                        fetch_range(&*store, &key, start, end, &retry_config).await
+                    })));
+                }
+                let Some(mut next) = pending.pop_front() else {
+                    break;
+                };
+                let result = match (&mut next.0).await {
+                    Ok(result) => result,
+                    Err(err) => Err(Error::new(
+                        ErrorKind::Other,
+                        format!(
+                            "range download task for {} did not finish",
+                            object_url(store.bucket(), &key)
+                        ),
+                    )
+                    .with_source(err)),
+                };
+                let failed = result.is_err();
+                // A closed channel means the reader was dropped: stop fetching.
+                if tx.send(result).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        (rx, task)
+    }
+}
+
+/// Fetches `[start, end)` completely, resuming after bodies that were cut short.
+async fn fetch_range<S: ObjectStore + ?Sized>(
+    store: &S,
+    key: &str,
+    start: u64,
+    end: u64,
+    config: &RetryConfig,
+) -> Result<Bytes> {
+    let url = object_url(store.bucket(), key);
+    let mut out = BytesMut::new();
+    let mut pos = start;
+    let mut backoff = Backoff::new(config);
+    let mut stalls = 0;
+    while pos < end {
+        let chunk = retry(config, "get_range", || store.get_range(key, pos..end)).await?;
+        let len = chunk.len() as u64;
+        if len > end - pos {
+            return Err(Error::new(
+                ErrorKind::Other,
+                format!(
+                    "get_range {url} bytes {pos}..{end}: server returned {len} bytes, more than asked"
+                ),
+            ));
+        }
+        if len == 0 {
+            // The object is shorter than expected or the body keeps breaking before its first
+            // byte: treat as transient a few times, then give up.
+            stalls += 1;
+            if stalls >= config.max_attempts.max(1) {
+                return Err(Error::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "get_range {url} bytes {pos}..{end}: no data after {stalls} attempts (object shorter than expected?)"
+                    ),
+                ));
+            }
+            tokio::time::sleep(backoff.next()).await;
+            continue;
+        }
+        if len < end - pos {
+            tracing::debug!(%url, pos, got = len, end, "ranged GET cut short, resuming");
+        }
+        stalls = 0;
+        pos += len;
+        if out.is_empty() && pos == end {
+            // The common case: one GET returned the whole range, no copy needed.
+            return Ok(chunk);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+fn ended_early(url: &str, got: u64, size: u64) -> Error {
+    Error::new(
+        ErrorKind::Other,
+        format!("download of {url} ended after {got} of {size} bytes"),
+    )
+}
+
+/// Aborts a task when dropped, so cancelling the consumer cancels the fetches.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The [`AsyncRead`] returned by [`Downloader::reader`]. Dropping it cancels the download.
+pub struct DownloadReader {
+    url: String,
+    rx: mpsc::Receiver<Result<Bytes>>,
+    task: JoinHandle<()>,
+    current: Bytes,
+    delivered: u64,
+    size: u64,
+    finished: bool,
+    failed: bool,
+}
+
+impl fmt::Debug for DownloadReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DownloadReader")
+            .field("url", &self.url)
+            .field("delivered", &self.delivered)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for DownloadReader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl AsyncRead for DownloadReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        while this.current.is_empty() {
+            if this.failed {
+                return Poll::Ready(Err(io::Error::other(format!(
+                    "download of {} already failed",
+                    this.url
+                ))));
+            }
+            if this.finished {
+                return Poll::Ready(Ok(()));
+            }
+            match this.rx.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => this.current = chunk,
+                Poll::Ready(Some(Err(err))) => {
+                    this.failed = true;
+                    return Poll::Ready(Err(err.into_io()));
+                }
+                Poll::Ready(None) => {
+                    this.finished = true;
+                    if this.delivered != this.size {
+                        this.failed = true;
+                        return Poll::Ready(Err(
+                            ended_early(&this.url, this.delivered, this.size).into_io()
+                        ));
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+        let n = this.current.len().min(buf.remaining());
+        buf.put_slice(&this.current.split_to(n));
+        this.delivered += n as u64;
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,340 @@
+//! [`FaultyStore`]: a decorator that makes chosen calls fail, for testing retry and abort paths.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::{
+    CompletedPart, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op, PartNumber,
+    PutOptions, UploadId, object_url,
+};
+
+#[derive(Debug, Default)]
+struct Faults {
+    /// Planned failures per operation, in order, injected before the call reaches the store.
+    ops: BTreeMap<Op, VecDeque<ErrorKind>>,
+    /// Planned failures per operation, injected *after* the store handled the call (lost responses).
+    ops_after: BTreeMap<Op, VecDeque<ErrorKind>>,
+    /// Planned failures of `put_part` per part number.
+    parts: BTreeMap<PartNumber, VecDeque<ErrorKind>>,
+    /// Delays before `put_part` of a given part reaches the store.
+    part_delays: BTreeMap<PartNumber, Duration>,
+    /// Cut the next successful `get_range` result down to this many bytes.
+    truncate_next_get: Option<u64>,
+    calls: BTreeMap<Op, u64>,
+    part_calls: BTreeMap<PartNumber, u64>,
+    get_ranges: Vec<(String, Range<u64>)>,
+}
+
+/// Wraps any [`ObjectStore`] and fails chosen calls before they reach it, like `object_store`'s
+/// `ThrottledStore` but for errors.
+///
+/// Failures are queued per operation: `fail(Op::PutPart, 2, ErrorKind::Transient)` fails the
+/// next two `put_part` calls and lets the third through; a second `fail` for the same operation
+/// queues more failures behind the first. Clones share the fault plan and the counters.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use z3_s3::{ErrorKind, FaultyStore, MemoryStore, ObjectStore, Op};
+///
+/// let store = FaultyStore::new(MemoryStore::new("bucket"));
+/// store.fail(Op::Head, 1, ErrorKind::Throttled);
+/// assert_eq!(store.head("k").await.unwrap_err().kind(), ErrorKind::Throttled);
+/// assert_eq!(store.head("k").await.unwrap_err().kind(), ErrorKind::NotFound);
+/// assert_eq!(store.calls(Op::Head), 2);
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct FaultyStore<S> {
+    inner: S,
+    faults: Arc<Mutex<Faults>>,
+}
+
+impl<S: ObjectStore> FaultyStore<S> {
+    /// Wraps `inner` with no faults planned.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            faults: Arc::default(),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Makes the next `times` calls of `op` fail with `kind` before reaching the inner store
+    /// (queued behind failures planned earlier for `op`).
+    pub fn fail(&self, op: Op, times: u32, kind: ErrorKind) {
+        queue(self.lock().ops.entry(op).or_default(), times, kind);
+    }
+
+    /// Lets the next `times` calls of `op` reach the inner store and *then* fail with `kind`,
+    /// as when the request succeeded but its response was lost.
+    pub fn fail_after(&self, op: Op, times: u32, kind: ErrorKind) {
+        queue(self.lock().ops_after.entry(op).or_default(), times, kind);
+    }
+
+    /// Makes the next `times` uploads of `part` fail with [`ErrorKind::Transient`].
+    pub fn fail_part(&self, part: PartNumber, times: u32) {
+        self.fail_part_with(part, times, ErrorKind::Transient);
+    }
+
+    /// Makes the next `times` uploads of `part` fail with `kind`.
+    pub fn fail_part_with(&self, part: PartNumber, times: u32, kind: ErrorKind) {
+        queue(self.lock().parts.entry(part).or_default(), times, kind);
+    }
+
+    /// Delays every upload of `part` by `delay` (`tokio::time::sleep`), so that parts finish
+    /// out of order.
+    pub fn delay_part(&self, part: PartNumber, delay: Duration) {
+        self.lock().part_delays.insert(part, delay);
+    }
+
+    /// Every `get_range` request made so far, in order, as `(key, range)`.
+    #[must_use]
+    pub fn get_ranges(&self) -> Vec<(String, Range<u64>)> {
+        self.lock().get_ranges.clone()
+    }
+
+    /// Cuts the next successful `get_range` result to its first `keep` bytes, as when a
+    /// connection drops in the middle of a body.
+    pub fn truncate_next_get(&self, keep: u64) {
+        self.lock().truncate_next_get = Some(keep);
+    }
+
+    /// How many times `op` was called on this wrapper, failed or not.
+    #[must_use]
+    pub fn calls(&self, op: Op) -> u64 {
+        self.lock().calls.get(&op).copied().unwrap_or(0)
+    }
+
+    /// How many times `put_part` was called for `part`, failed or not.
+    #[must_use]
+    pub fn part_calls(&self, part: PartNumber) -> u64 {
+        self.lock().part_calls.get(&part).copied().unwrap_or(0)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Faults> {
+        // Poisoning only happens if a test panicked; the counters are still meaningful.
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts the call and returns the planned failure, if any.
+    fn enter(&self, op: Op, key: &str, part: Option<PartNumber>) -> Result<()> {
+        let mut faults = self.lock();
+        *faults.calls.entry(op).or_default() += 1;
+        let url = object_url(self.inner.bucket(), key);
+        if let Some(part) = part {
+            *faults.part_calls.entry(part).or_default() += 1;
+            if let Some(kind) = faults.parts.get_mut(&part).and_then(VecDeque::pop_front) {
+                return Err(injected(kind, &format!("{op} {url} part {part}")));
+            }
+        }
+        if let Some(kind) = faults.ops.get_mut(&op).and_then(VecDeque::pop_front) {
+            return Err(injected(kind, &format!("{op} {url}")));
+        }
+        Ok(())
+    }
+
+    /// Applies a planned lost-response failure to a call the inner store already handled.
+    fn leave<T>(&self, op: Op, key: &str, result: Result<T>) -> Result<T> {
+        let planned = self
+            .lock()
+            .ops_after
+            .get_mut(&op)
+            .and_then(VecDeque::pop_front);
+        match planned {
+            Some(kind) if result.is_ok() => Err(injected(
+                kind,
+                &format!(
+                    "{op} {} (after the store handled it)",
+                    object_url(self.inner.bucket(), key)
+                ),
+            )),
+            _ => result,
+        }
+    }
+}
+
+fn queue(plan: &mut VecDeque<ErrorKind>, times: u32, kind: ErrorKind) {
+    plan.extend(std::iter::repeat_n(kind, times as usize));
+}
+
+fn injected(kind: ErrorKind, what: &str) -> Error {
+    Error::new(kind, format!("{what}: injected {kind}"))
+}
+
+#[async_trait::async_trait]
+impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+
+    async fn check_bucket(&self) -> Result<()> {
+        self.enter(Op::CheckBucket, "", None)?;
+        let result = self.inner.check_bucket().await;
+        self.leave(Op::CheckBucket, "", result)
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectInfo> {
+        self.enter(Op::Head, key, None)?;
+        let result = self.inner.head(key).await;
+        self.leave(Op::Head, key, result)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
+        self.enter(Op::List, prefix, None)?;
+        let result = self.inner.list(prefix).await;
+        self.leave(Op::List, prefix, result)
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        self.enter(Op::GetRange, key, None)?;
+        self.lock().get_ranges.push((key.to_owned(), range.clone()));
+        let result = self.inner.get_range(key, range).await;
+        let mut bytes = self.leave(Op::GetRange, key, result)?;
+        if let Some(keep) = self.lock().truncate_next_get.take() {
+            bytes.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        }
+        Ok(bytes)
+    }
+
+    async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {
+        self.enter(Op::Put, key, None)?;
+        let result = self.inner.put(key, body, options).await;
+        self.leave(Op::Put, key, result)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.enter(Op::Delete, key, None)?;
+        let result = self.inner.delete(key).await;
+        self.leave(Op::Delete, key, result)
+    }
+
+    async fn create_multipart(&self, key: &str, options: &PutOptions) -> Result<UploadId> {
+        self.enter(Op::CreateMultipart, key, None)?;
+        let result = self.inner.create_multipart(key, options).await;
+        self.leave(Op::CreateMultipart, key, result)
+    }
+
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+        part: PartNumber,
+        body: Bytes,
+    ) -> Result<CompletedPart> {
+        self.enter(Op::PutPart, key, Some(part))?;
+        let delay = self.lock().part_delays.get(&part).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        let result = self.inner.put_part(key, upload_id, part, body).await;
+        self.leave(Op::PutPart, key, result)
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+        parts: Vec<CompletedPart>,
+    ) -> Result<String> {
+        self.enter(Op::CompleteMultipart, key, None)?;
+        let result = self.inner.complete_multipart(key, upload_id, parts).await;
+        self.leave(Op::CompleteMultipart, key, result)
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> Result<()> {
+        self.enter(Op::AbortMultipart, key, None)?;
+        let result = self.inner.abort_multipart(key, upload_id).await;
+        self.leave(Op::AbortMultipart, key, result)
+    }
+
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
+        self.enter(Op::ListMultipartUploads, prefix, None)?;
+        let result = self.inner.list_multipart_uploads(prefix).await;
+        self.leave(Op::ListMultipartUploads, prefix, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[tokio::test]
+    async fn counts_down_per_op_and_per_part() {
+        let store = FaultyStore::new(MemoryStore::with_min_part_size("b", 1));
+        let p1 = PartNumber::FIRST;
+        let p2 = p1.next().unwrap();
+        let id = store
+            .create_multipart("k", &PutOptions::default())
+            .await
+            .unwrap();
+        store.fail_part(p2, 2);
+        assert!(
+            store
+                .put_part("k", &id, p1, Bytes::from_static(b"a"))
+                .await
+                .is_ok()
+        );
+        for _ in 0..2 {
+            let err = store
+                .put_part("k", &id, p2, Bytes::from_static(b"b"))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Transient);
+            assert!(err.to_string().contains("part 2"), "{err}");
+        }
+        assert!(
+            store
+                .put_part("k", &id, p2, Bytes::from_static(b"b"))
+                .await
+                .is_ok()
+        );
+        assert_eq!(store.part_calls(p1), 1);
+        assert_eq!(store.part_calls(p2), 3);
+        assert_eq!(store.calls(Op::PutPart), 4);
+        assert_eq!(store.inner().calls(Op::PutPart), 2);
+    }
+
+    #[tokio::test]
+    async fn truncates_once() {
+        let store = FaultyStore::new(MemoryStore::new("b"));
+        store
+            .inner()
+            .insert("k", &b"0123456789"[..], &PutOptions::default());
+        store.truncate_next_get(3);
+        assert_eq!(store.get_range("k", 2..8).await.unwrap(), &b"234"[..]);
+        assert_eq!(store.get_range("k", 2..8).await.unwrap(), &b"234567"[..]);
+        assert_eq!(
+            store.get_ranges(),
+            [("k".to_owned(), 2..8), ("k".to_owned(), 2..8)]
+        );
+    }
+
+    #[tokio::test]
+    async fn queued_and_after_failures() {
+        let store = FaultyStore::new(MemoryStore::new("b"));
+        store.fail(Op::Put, 1, ErrorKind::Transient);
+        store.fail(Op::Put, 1, ErrorKind::AccessDenied);
+        let options = PutOptions::default();
+        let put = || store.put("k", Bytes::from_static(b"v"), &options);
+        assert_eq!(put().await.unwrap_err().kind(), ErrorKind::Transient);
+        assert_eq!(put().await.unwrap_err().kind(), ErrorKind::AccessDenied);
+        assert!(store.inner().object("k").is_none());
+        store.fail_after(Op::Put, 1, ErrorKind::Transient);
+        assert_eq!(put().await.unwrap_err().kind(), ErrorKind::Transient);
+        assert!(
+            store.inner().object("k").is_some(),
+            "the lost-response put landed"
+        );
+        assert!(put().await.is_ok());
+    }
+}

@@ -1,0 +1,551 @@
+//! [`MemoryStore`]: an in-memory [`ObjectStore`] that enforces S3's multipart rules.
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::part_size::MIN_PART_SIZE;
+use crate::store::{
+    CompletedPart, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op, PartNumber,
+    PutOptions, UploadId, object_url,
+};
+
+/// One stored object, as returned by [`MemoryStore::object_details`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryObject {
+    /// The object's bytes.
+    pub data: Bytes,
+    /// User metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Storage class given at creation.
+    pub storage_class: Option<String>,
+    /// Canned ACL given at creation.
+    pub acl: Option<String>,
+    /// The ETag, quoted; multipart objects get an `"…-N"` ETag like S3's.
+    pub etag: String,
+}
+
+#[derive(Debug)]
+struct Upload {
+    key: String,
+    options: PutOptions,
+    parts: BTreeMap<PartNumber, (Bytes, String)>,
+    initiated: SystemTime,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    bucket_exists: bool,
+    deny_access: bool,
+    objects: BTreeMap<String, MemoryObject>,
+    uploads: BTreeMap<UploadId, Upload>,
+    next_upload: u64,
+    calls: BTreeMap<Op, u64>,
+}
+
+/// An in-memory bucket. Clones share the same state, so a test can keep one handle for
+/// inspection while the code under test owns another.
+///
+/// It behaves like a strict S3 server (SeaweedFS is the reference) where z3 depends on it:
+/// - at completion, every part but the last must be at least the minimum part size (5 MiB unless
+///   built with [`MemoryStore::with_min_part_size`]), else `EntityTooSmall` ([`ErrorKind::InvalidRequest`]);
+/// - parts must be listed in strictly ascending order (`InvalidPartOrder`) and each ETag must be
+///   the one returned for that part (`InvalidPart`), both [`ErrorKind::InvalidRequest`];
+/// - after an abort or a completion the upload id is gone ([`ErrorKind::NoSuchUpload`]);
+/// - ranged GETs past the end fail with `InvalidRange`, ranges reaching past the end are clipped.
+///
+/// It also counts calls per [`Op`] and can pretend the bucket is missing or the credentials wrong.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    bucket: String,
+    min_part_size: u64,
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryStore {
+    /// An empty, existing bucket named `bucket` with S3's 5 MiB minimum part size.
+    #[must_use]
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self::with_min_part_size(bucket, MIN_PART_SIZE)
+    }
+
+    /// Like [`MemoryStore::new`] but with a smaller (or larger) minimum part size, so tests can
+    /// exercise many parts (even the 10,000-part limit) with tiny inputs.
+    #[must_use]
+    pub fn with_min_part_size(bucket: impl Into<String>, min_part_size: u64) -> Self {
+        Self {
+            bucket: bucket.into(),
+            min_part_size,
+            state: Arc::new(Mutex::new(State {
+                bucket_exists: true,
+                ..State::default()
+            })),
+        }
+    }
+
+    /// A store whose bucket does not exist: every operation fails with [`ErrorKind::NoSuchBucket`].
+    #[must_use]
+    pub fn without_bucket(bucket: impl Into<String>) -> Self {
+        let store = Self::new(bucket);
+        store.lock().bucket_exists = false;
+        store
+    }
+
+    /// While `deny` is true every operation fails with [`ErrorKind::AccessDenied`], as with a wrong secret.
+    pub fn deny_access(&self, deny: bool) {
+        self.lock().deny_access = deny;
+    }
+
+    /// Stores an object directly (no call is counted), for seeding tests.
+    pub fn insert(&self, key: impl Into<String>, data: impl Into<Bytes>, options: &PutOptions) {
+        let data = data.into();
+        let etag = etag_of(&data);
+        self.lock()
+            .objects
+            .insert(key.into(), stored(data, options, etag));
+    }
+
+    /// Every object's bytes, by key.
+    #[must_use]
+    pub fn objects(&self) -> BTreeMap<String, Bytes> {
+        self.lock()
+            .objects
+            .iter()
+            .map(|(k, o)| (k.clone(), o.data.clone()))
+            .collect()
+    }
+
+    /// Bytes, metadata and storage class of `key`, if it exists.
+    #[must_use]
+    pub fn object(&self, key: &str) -> Option<(Bytes, BTreeMap<String, String>, Option<String>)> {
+        self.lock()
+            .objects
+            .get(key)
+            .map(|o| (o.data.clone(), o.metadata.clone(), o.storage_class.clone()))
+    }
+
+    /// Everything stored about `key`, including ACL and ETag.
+    #[must_use]
+    pub fn object_details(&self, key: &str) -> Option<MemoryObject> {
+        self.lock().objects.get(key).cloned()
+    }
+
+    /// How many multipart uploads are open (neither completed nor aborted).
+    #[must_use]
+    pub fn open_uploads(&self) -> usize {
+        self.lock().uploads.len()
+    }
+
+    /// How many times `op` was called (including calls that failed).
+    #[must_use]
+    pub fn calls(&self, op: Op) -> u64 {
+        self.lock().calls.get(&op).copied().unwrap_or(0)
+    }
+
+    /// Resets all call counters to zero.
+    pub fn reset_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters to tests, so poisoning is ignored.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts the call and applies the bucket-level failures.
+    fn enter(&self, op: Op) -> Result<MutexGuard<'_, State>> {
+        let mut state = self.lock();
+        *state.calls.entry(op).or_default() += 1;
+        if state.deny_access {
+            return Err(Error::new(
+                ErrorKind::AccessDenied,
+                format!("{op} on bucket {}: access denied", self.bucket),
+            ));
+        }
+        if !state.bucket_exists {
+            return Err(Error::new(
+                ErrorKind::NoSuchBucket,
+                format!("{op}: bucket {} does not exist", self.bucket),
+            ));
+        }
+        Ok(state)
+    }
+
+    fn url(&self, key: &str) -> String {
+        object_url(&self.bucket, key)
+    }
+
+    fn no_such_upload(&self, op: Op, key: &str, upload_id: &UploadId) -> Error {
+        Error::new(
+            ErrorKind::NoSuchUpload,
+            format!(
+                "{op} {} (upload id {upload_id}): no such upload",
+                self.url(key)
+            ),
+        )
+    }
+}
+
+fn stored(data: Bytes, options: &PutOptions, etag: String) -> MemoryObject {
+    MemoryObject {
+        data,
+        metadata: options.metadata.clone(),
+        storage_class: options.storage_class.clone(),
+        acl: options.acl.clone(),
+        etag,
+    }
+}
+
+/// A deterministic, quoted stand-in for S3's MD5 ETag (tests only compare ETags for equality).
+fn etag_of(data: &[u8]) -> String {
+    let mut hasher = DefaultHasher::new();
+    data.hash(&mut hasher);
+    format!("\"{:016x}\"", hasher.finish())
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for MemoryStore {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn check_bucket(&self) -> Result<()> {
+        self.enter(Op::CheckBucket).map(drop)
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectInfo> {
+        let state = self.enter(Op::Head)?;
+        let object = state.objects.get(key).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("head {}: not found", self.url(key)),
+            )
+        })?;
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size: object.data.len() as u64,
+            etag: Some(object.etag.clone()),
+            metadata: object.metadata.clone(),
+            storage_class: object.storage_class.clone(),
+        })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
+        let state = self.enter(Op::List)?;
+        Ok(state
+            .objects
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, o)| ListEntry {
+                key: k.clone(),
+                size: o.data.len() as u64,
+            })
+            .collect())
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let state = self.enter(Op::GetRange)?;
+        let object = state.objects.get(key).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("get_range {}: not found", self.url(key)),
+            )
+        })?;
+        if range.start >= range.end {
+            return Ok(Bytes::new());
+        }
+        let len = object.data.len() as u64;
+        if range.start >= len {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "get_range {} bytes {}..{}: InvalidRange (object is {len} bytes)",
+                    self.url(key),
+                    range.start,
+                    range.end
+                ),
+            ));
+        }
+        let end = range.end.min(len);
+        Ok(object.data.slice(range.start as usize..end as usize))
+    }
+
+    async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {
+        let mut state = self.enter(Op::Put)?;
+        let etag = etag_of(&body);
+        state
+            .objects
+            .insert(key.to_owned(), stored(body, options, etag.clone()));
+        Ok(etag)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let mut state = self.enter(Op::Delete)?;
+        state.objects.remove(key);
+        Ok(())
+    }
+
+    async fn create_multipart(&self, key: &str, options: &PutOptions) -> Result<UploadId> {
+        let mut state = self.enter(Op::CreateMultipart)?;
+        state.next_upload += 1;
+        let id = UploadId::new(format!("memory-upload-{}", state.next_upload));
+        state.uploads.insert(
+            id.clone(),
+            Upload {
+                key: key.to_owned(),
+                options: options.clone(),
+                parts: BTreeMap::new(),
+                initiated: SystemTime::now(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+        part: PartNumber,
+        body: Bytes,
+    ) -> Result<CompletedPart> {
+        let mut state = self.enter(Op::PutPart)?;
+        let upload = state
+            .uploads
+            .get_mut(upload_id)
+            .filter(|u| u.key == key)
+            .ok_or_else(|| {
+                self.no_such_upload(Op::PutPart, key, upload_id)
+                    .context(format_args!("part {part}"))
+            })?;
+        let etag = etag_of(&body);
+        upload.parts.insert(part, (body, etag.clone()));
+        Ok(CompletedPart {
+            part_number: part,
+            etag,
+            checksum_crc32: None,
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+        parts: Vec<CompletedPart>,
+    ) -> Result<String> {
+        let mut state = self.enter(Op::CompleteMultipart)?;
+        let url = self.url(key);
+        let upload = state
+            .uploads
+            .get(upload_id)
+            .filter(|u| u.key == key)
+            .ok_or_else(|| self.no_such_upload(Op::CompleteMultipart, key, upload_id))?;
+        let invalid = |what: String| {
+            Error::new(
+                ErrorKind::InvalidRequest,
+                format!("complete_multipart {url} (upload id {upload_id}): {what}"),
+            )
+        };
+        if parts.is_empty() {
+            return Err(invalid("MalformedXML: no parts given".into()));
+        }
+        if parts
+            .windows(2)
+            .any(|w| w[0].part_number >= w[1].part_number)
+        {
+            return Err(invalid(
+                "InvalidPartOrder: parts are not in ascending order".into(),
+            ));
+        }
+        let mut data = BytesMut::new();
+        let mut etag_input = String::new();
+        for (index, given) in parts.iter().enumerate() {
+            let part = given.part_number;
+            let (body, etag) = upload
+                .parts
+                .get(&part)
+                .filter(|(_, etag)| *etag == given.etag)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "InvalidPart: part {part} was not uploaded with etag {}",
+                        given.etag
+                    ))
+                })?;
+            let is_last = index + 1 == parts.len();
+            if !is_last && (body.len() as u64) < self.min_part_size {
+                return Err(invalid(format!(
+                    "EntityTooSmall: part {part} is {} bytes, the minimum is {}",
+                    body.len(),
+                    self.min_part_size
+                )));
+            }
+            data.extend_from_slice(body);
+            etag_input.push_str(etag);
+        }
+        let combined = etag_of(etag_input.as_bytes());
+        let etag = format!("{}-{}\"", combined.trim_end_matches('"'), parts.len());
+        let upload = state
+            .uploads
+            .remove(upload_id)
+            .ok_or_else(|| self.no_such_upload(Op::CompleteMultipart, key, upload_id))?;
+        state.objects.insert(
+            key.to_owned(),
+            stored(data.freeze(), &upload.options, etag.clone()),
+        );
+        Ok(etag)
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> Result<()> {
+        let mut state = self.enter(Op::AbortMultipart)?;
+        match state.uploads.get(upload_id) {
+            Some(upload) if upload.key == key => {
+                state.uploads.remove(upload_id);
+                Ok(())
+            }
+            _ => Err(self.no_such_upload(Op::AbortMultipart, key, upload_id)),
+        }
+    }
+
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
+        let state = self.enter(Op::ListMultipartUploads)?;
+        let mut uploads: Vec<MultipartUploadInfo> = state
+            .uploads
+            .iter()
+            .filter(|(_, u)| u.key.starts_with(prefix))
+            .map(|(id, u)| MultipartUploadInfo {
+                key: u.key.clone(),
+                upload_id: id.clone(),
+                initiated: Some(u.initiated),
+            })
+            .collect();
+        uploads.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
+        Ok(uploads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(n: u16) -> PartNumber {
+        PartNumber::new(n).unwrap()
+    }
+
+    #[tokio::test]
+    async fn small_non_last_part_is_rejected() {
+        let store = MemoryStore::new("b");
+        let id = store
+            .create_multipart("k", &PutOptions::default())
+            .await
+            .unwrap();
+        let p1 = store
+            .put_part("k", &id, part(1), Bytes::from_static(b"tiny"))
+            .await
+            .unwrap();
+        let p2 = store
+            .put_part("k", &id, part(2), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let err = store
+            .complete_multipart("k", &id, vec![p1, p2])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+        assert!(err.to_string().contains("EntityTooSmall"), "{err}");
+        assert_eq!(store.open_uploads(), 1);
+    }
+
+    #[tokio::test]
+    async fn order_and_etags_are_checked() {
+        let store = MemoryStore::with_min_part_size("b", 1);
+        let id = store
+            .create_multipart("k", &PutOptions::default())
+            .await
+            .unwrap();
+        let p1 = store
+            .put_part("k", &id, part(1), Bytes::from_static(b"ab"))
+            .await
+            .unwrap();
+        let p2 = store
+            .put_part("k", &id, part(2), Bytes::from_static(b"cd"))
+            .await
+            .unwrap();
+        let err = store
+            .complete_multipart("k", &id, vec![p2.clone(), p1.clone()])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("InvalidPartOrder"), "{err}");
+        let mut wrong = p2.clone();
+        wrong.etag = "\"nope\"".into();
+        let err = store
+            .complete_multipart("k", &id, vec![p1.clone(), wrong])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("InvalidPart:"), "{err}");
+        let etag = store
+            .complete_multipart("k", &id, vec![p1, p2])
+            .await
+            .unwrap();
+        assert!(etag.ends_with("-2\""), "{etag}");
+        assert_eq!(store.object("k").unwrap().0, Bytes::from_static(b"abcd"));
+        let err = store
+            .put_part("k", &id, part(3), Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NoSuchUpload);
+    }
+
+    #[tokio::test]
+    async fn ranges_clip_and_reject_past_end() {
+        let store = MemoryStore::new("b");
+        store.insert("k", &b"hello"[..], &PutOptions::default());
+        assert_eq!(store.get_range("k", 1..3).await.unwrap(), &b"el"[..]);
+        assert_eq!(store.get_range("k", 3..100).await.unwrap(), &b"lo"[..]);
+        assert!(store.get_range("k", 2..2).await.unwrap().is_empty());
+        let err = store.get_range("k", 5..6).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+        assert_eq!(store.calls(Op::GetRange), 4);
+    }
+
+    #[tokio::test]
+    async fn list_is_prefix_bounded() {
+        let store = MemoryStore::new("b");
+        for key in ["a/1", "a/2", "ab", "b/1"] {
+            store.insert(key, &b"x"[..], &PutOptions::default());
+        }
+        let keys: Vec<String> = store
+            .list("a/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(keys, ["a/1", "a/2"]);
+    }
+
+    #[tokio::test]
+    async fn bucket_failures() {
+        let missing = MemoryStore::without_bucket("nope");
+        assert_eq!(
+            missing.check_bucket().await.unwrap_err().kind(),
+            ErrorKind::NoSuchBucket
+        );
+        let store = MemoryStore::new("b");
+        store.deny_access(true);
+        assert_eq!(
+            store.head("k").await.unwrap_err().kind(),
+            ErrorKind::AccessDenied
+        );
+        store.deny_access(false);
+        assert_eq!(
+            store.head("k").await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(store.calls(Op::Head), 2);
+    }
+}

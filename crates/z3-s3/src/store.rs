@@ -1,0 +1,311 @@
+//! The [`ObjectStore`] trait and the plain data types that cross it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroU16;
+use std::ops::Range;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::error::Result;
+
+/// What [`ObjectStore::head`] reports about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The object key.
+    pub key: String,
+    /// Length in bytes (`Content-Length`).
+    pub size: u64,
+    /// The ETag as the server sent it, quotes included.
+    pub etag: Option<String>,
+    /// User metadata (`x-amz-meta-*`), keys without the prefix and lowercased by S3.
+    pub metadata: BTreeMap<String, String>,
+    /// The storage class, when the server reports one (AWS omits it for `STANDARD`).
+    pub storage_class: Option<String>,
+}
+
+/// One entry of [`ObjectStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListEntry {
+    /// The object key.
+    pub key: String,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+/// Headers set when an object is created, by [`ObjectStore::put`] or [`ObjectStore::create_multipart`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PutOptions {
+    /// User metadata, sent as `x-amz-meta-<key>: <value>`.
+    /// Keys should be lowercase ASCII: S3 lowercases them anyway.
+    pub metadata: BTreeMap<String, String>,
+    /// `x-amz-storage-class`, e.g. `STANDARD_IA`; `None` leaves the bucket default.
+    pub storage_class: Option<String>,
+    /// Canned ACL (`x-amz-acl`), e.g. `bucket-owner-full-control`; `None` sends no ACL.
+    pub acl: Option<String>,
+}
+
+/// The id S3 hands out for a multipart upload.
+///
+/// A newtype so that an upload id cannot be passed where a key is expected.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadId(String);
+
+impl UploadId {
+    /// Wraps an id returned by the server.
+    #[must_use]
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as sent on the wire.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A multipart part number, `1..=10_000` as S3 requires.
+///
+/// The bounds are checked once, in [`PartNumber::new`], so code holding a `PartNumber`
+/// never has to re-validate it ("express preconditions in types").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartNumber(NonZeroU16);
+
+impl PartNumber {
+    /// The first part.
+    pub const FIRST: Self = Self(NonZeroU16::MIN);
+    /// The last part number S3 accepts.
+    pub const MAX: Self = match NonZeroU16::new(crate::part_size::MAX_PARTS) {
+        Some(n) => Self(n),
+        None => panic!("MAX_PARTS is not zero"),
+    };
+
+    /// Returns `None` unless `1 <= n <= 10_000`.
+    #[must_use]
+    pub fn new(n: u16) -> Option<Self> {
+        if n > Self::MAX.get() {
+            return None;
+        }
+        NonZeroU16::new(n).map(Self)
+    }
+
+    /// The number as sent on the wire.
+    #[must_use]
+    pub fn get(self) -> u16 {
+        self.0.get()
+    }
+
+    /// The following part number, or `None` after [`PartNumber::MAX`].
+    #[must_use]
+    pub fn next(self) -> Option<Self> {
+        Self::new(self.get().checked_add(1)?)
+    }
+}
+
+impl fmt::Display for PartNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A part that was uploaded, as needed by [`ObjectStore::complete_multipart`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    /// Which part this is.
+    pub part_number: PartNumber,
+    /// The ETag the server returned for the part, quotes included.
+    pub etag: String,
+    /// The base64 CRC32 the server confirmed for the part, when the store uses checksums
+    /// ([`AwsStore`](crate::AwsStore) does; S3 needs it back at completion).
+    pub checksum_crc32: Option<String>,
+}
+
+/// An open multipart upload, as listed by [`ObjectStore::list_multipart_uploads`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipartUploadInfo {
+    /// The key the upload will create.
+    pub key: String,
+    /// Its id, for [`ObjectStore::abort_multipart`].
+    pub upload_id: UploadId,
+    /// When it was started, if the server says.
+    pub initiated: Option<SystemTime>,
+}
+
+/// The operations of [`ObjectStore`], for call counters and fault injection.
+#[allow(missing_docs)] // Each variant is the trait method of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    CheckBucket,
+    Head,
+    List,
+    GetRange,
+    Put,
+    Delete,
+    CreateMultipart,
+    PutPart,
+    CompleteMultipart,
+    AbortMultipart,
+    ListMultipartUploads,
+}
+
+impl Op {
+    /// The trait method's name, used in messages.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CheckBucket => "check_bucket",
+            Self::Head => "head",
+            Self::List => "list",
+            Self::GetRange => "get_range",
+            Self::Put => "put",
+            Self::Delete => "delete",
+            Self::CreateMultipart => "create_multipart",
+            Self::PutPart => "put_part",
+            Self::CompleteMultipart => "complete_multipart",
+            Self::AbortMultipart => "abort_multipart",
+            Self::ListMultipartUploads => "list_multipart_uploads",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The object-store operations z3 needs, and nothing more.
+///
+/// Implementations map their native failures onto [`ErrorKind`](crate::ErrorKind) and never retry
+/// on their own: retries belong to the caller ([`retry`](crate::retry()), [`MultipartUploader`](crate::MultipartUploader)),
+/// so that one layer decides how often and how long to wait.
+///
+/// Multipart uploads are stateless on the client side (`object_store`'s `MultipartStore` shape):
+/// each call names the key, the upload id and the part number explicitly, which makes per-part
+/// retries trivial.
+#[async_trait::async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// The bucket this store talks to.
+    fn bucket(&self) -> &str;
+
+    /// Checks that the bucket exists and the credentials may use it (a `HeadBucket`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NoSuchBucket`](crate::ErrorKind::NoSuchBucket), [`ErrorKind::AccessDenied`](crate::ErrorKind::AccessDenied)
+    /// or [`ErrorKind::Unreachable`](crate::ErrorKind::Unreachable), with a message naming the bucket.
+    async fn check_bucket(&self) -> Result<()>;
+
+    /// Size, ETag, metadata and storage class of `key`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when the key does not exist.
+    async fn head(&self, key: &str) -> Result<ObjectInfo>;
+
+    /// Every object whose key starts with `prefix`, all pages, sorted by key.
+    ///
+    /// # Errors
+    /// Any store error; a missing bucket is [`ErrorKind::NoSuchBucket`](crate::ErrorKind::NoSuchBucket).
+    async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>>;
+
+    /// Bytes `[range.start, range.end)` of `key`.
+    ///
+    /// The result may be *shorter* than asked when the body was cut short (or the object is
+    /// shorter than `range.end`); callers resume from where it stopped. An empty range returns
+    /// empty bytes without a request.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when the key does not exist,
+    /// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) when `range.start` is past the end.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
+
+    /// Stores `body` under `key` in one request and returns the ETag.
+    ///
+    /// # Errors
+    /// Any store error.
+    async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String>;
+
+    /// Deletes `key`. Deleting a missing key succeeds, as in S3.
+    ///
+    /// # Errors
+    /// Any store error.
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Starts a multipart upload for `key`; the headers in `options` apply to the final object.
+    ///
+    /// # Errors
+    /// Any store error.
+    async fn create_multipart(&self, key: &str, options: &PutOptions) -> Result<UploadId>;
+
+    /// Uploads one part. Uploading the same part number again replaces it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NoSuchUpload`](crate::ErrorKind::NoSuchUpload) after an abort or completion.
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+        part: PartNumber,
+        body: Bytes,
+    ) -> Result<CompletedPart>;
+
+    /// Assembles the object from `parts` (ascending part numbers) and returns its ETag.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) for parts out of order, a wrong ETag
+    /// or a non-last part under 5 MiB; [`ErrorKind::NoSuchUpload`](crate::ErrorKind::NoSuchUpload) for an unknown upload.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+        parts: Vec<CompletedPart>,
+    ) -> Result<String>;
+
+    /// Discards an upload and its parts.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NoSuchUpload`](crate::ErrorKind::NoSuchUpload) when it is already gone.
+    async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> Result<()>;
+
+    /// Open multipart uploads whose key starts with `prefix`, all pages.
+    ///
+    /// # Errors
+    /// Any store error.
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>>;
+}
+
+/// Formats `s3://bucket/key` for messages.
+pub(crate) fn object_url(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_number_bounds() {
+        assert_eq!(PartNumber::new(0), None);
+        assert_eq!(PartNumber::new(1), Some(PartNumber::FIRST));
+        assert_eq!(PartNumber::new(10_000).unwrap().get(), 10_000);
+        assert_eq!(PartNumber::new(10_001), None);
+        assert_eq!(PartNumber::new(u16::MAX), None);
+        assert_eq!(PartNumber::MAX.get(), 10_000);
+        assert_eq!(PartNumber::FIRST.next().unwrap().get(), 2);
+        assert_eq!(PartNumber::MAX.next(), None);
+    }
+
+    #[test]
+    fn upload_id_round_trip() {
+        let id = UploadId::new("abc");
+        assert_eq!(id.as_str(), "abc");
+        assert_eq!(id.to_string(), "abc");
+    }
+}

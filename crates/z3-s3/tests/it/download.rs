@@ -1,0 +1,239 @@
+//! `Downloader` over `FaultyStore<MemoryStore>`: ordering, resumption, failures, cancellation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use z3_s3::{
+    DownloadConfig, Downloader, Error, ErrorKind, FaultyStore, MemoryStore, Op, PutOptions,
+    RetryConfig,
+};
+
+use crate::support::pattern;
+
+const KEY: &str = "z3/pool/fs@snap";
+
+fn config(part_size: u64, concurrency: usize) -> DownloadConfig {
+    DownloadConfig {
+        part_size,
+        concurrency,
+        retry: RetryConfig {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        },
+    }
+}
+
+fn store_with(data: &[u8]) -> Arc<FaultyStore<MemoryStore>> {
+    let store = Arc::new(FaultyStore::new(MemoryStore::new("bucket")));
+    store
+        .inner()
+        .insert(KEY, data.to_vec(), &PutOptions::default());
+    store
+}
+
+#[tokio::test(start_paused = true)]
+async fn reassembles_in_order_with_many_ranges() {
+    let data = pattern(10_007);
+    let store = store_with(&data);
+    for part_size in [1, 7, 1000, 4096, 10_007, 50_000] {
+        for concurrency in [1, 3, 16] {
+            let downloader = Downloader::new(Arc::clone(&store), config(part_size, concurrency));
+            let mut out = Vec::new();
+            downloader
+                .reader(KEY, data.len() as u64)
+                .read_to_end(&mut out)
+                .await
+                .unwrap();
+            assert!(
+                out == data,
+                "reader, part {part_size}, concurrency {concurrency}"
+            );
+
+            let mut out = Vec::new();
+            let written = downloader
+                .download_to(KEY, data.len() as u64, &mut out)
+                .await
+                .unwrap();
+            assert_eq!(written, data.len() as u64);
+            assert!(
+                out == data,
+                "download_to, part {part_size}, concurrency {concurrency}"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_cover_the_object_once() {
+    let data = pattern(2500);
+    let store = store_with(&data);
+    let downloader = Downloader::new(Arc::clone(&store), config(1000, 2));
+    let mut out = Vec::new();
+    downloader.download_to(KEY, 2500, &mut out).await.unwrap();
+    let mut ranges: Vec<_> = store.get_ranges().into_iter().map(|(_, r)| r).collect();
+    ranges.sort_by_key(|r| r.start);
+    assert_eq!(ranges, [0..1000, 1000..2000, 2000..2500]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resumes_a_truncated_range_where_it_stopped() {
+    let data = pattern(3000);
+    let store = store_with(&data);
+    store.truncate_next_get(100);
+    let downloader = Downloader::new(Arc::clone(&store), config(1000, 1));
+    let mut out = Vec::new();
+    downloader.download_to(KEY, 3000, &mut out).await.unwrap();
+    assert!(out == data);
+    let ranges: Vec<_> = store.get_ranges().into_iter().map(|(_, r)| r).collect();
+    assert_eq!(ranges, [0..1000, 100..1000, 1000..2000, 2000..3000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_body_is_retried_from_the_same_byte() {
+    let data = pattern(1000);
+    let store = store_with(&data);
+    store.truncate_next_get(0);
+    let downloader = Downloader::new(Arc::clone(&store), config(1000, 1));
+    let mut out = Vec::new();
+    downloader.download_to(KEY, 1000, &mut out).await.unwrap();
+    assert!(out == data);
+    let ranges: Vec<_> = store.get_ranges().into_iter().map(|(_, r)| r).collect();
+    assert_eq!(ranges, [0..1000, 0..1000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_key_is_not_found() {
+    let store = Arc::new(MemoryStore::new("bucket"));
+    let downloader = Downloader::new(store, config(1000, 2));
+    let err = downloader
+        .download_to("nope", 10, &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.to_string().contains("s3://bucket/nope"), "{err}");
+
+    let io = downloader
+        .reader("nope", 10)
+        .read_to_end(&mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(io.kind(), std::io::ErrorKind::Other);
+    assert_eq!(Error::from_io(&io).unwrap().kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried() {
+    let data = pattern(2000);
+    let store = store_with(&data);
+    store.fail(Op::GetRange, 2, ErrorKind::Transient);
+    let downloader = Downloader::new(Arc::clone(&store), config(1000, 1));
+    let mut out = Vec::new();
+    downloader.download_to(KEY, 2000, &mut out).await.unwrap();
+    assert!(out == data);
+    assert_eq!(store.calls(Op::GetRange), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn persistent_failure_surfaces_through_the_reader() {
+    let data = pattern(2000);
+    let store = store_with(&data);
+    store.fail(Op::GetRange, 100, ErrorKind::Throttled);
+    let downloader = Downloader::new(Arc::clone(&store), config(1000, 1));
+    let mut reader = downloader.reader(KEY, 2000);
+    let io = reader.read_to_end(&mut Vec::new()).await.unwrap_err();
+    let err = Error::from_io(&io).unwrap();
+    assert_eq!(err.kind(), ErrorKind::Throttled);
+    assert!(
+        err.to_string().contains("gave up after 3 attempts"),
+        "{err}"
+    );
+    // Reading on after the failure keeps failing instead of looking like a clean end.
+    let again = reader.read(&mut [0u8; 16]).await.unwrap_err();
+    assert!(again.to_string().contains("already failed"), "{again}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn object_shorter_than_announced_is_an_error_not_a_short_read() {
+    let data = pattern(1500);
+    let store = store_with(&data);
+    let downloader = Downloader::new(Arc::clone(&store), config(1000, 2));
+    let err = downloader
+        .download_to(KEY, 2000, &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+    let mut out = Vec::new();
+    let io = downloader
+        .reader(KEY, 2000)
+        .read_to_end(&mut out)
+        .await
+        .unwrap_err();
+    assert!(Error::from_io(&io).is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_size_needs_no_request() {
+    let store = Arc::new(FaultyStore::new(MemoryStore::new("bucket")));
+    let downloader = Downloader::new(Arc::clone(&store), config(1000, 2));
+    let mut out = Vec::new();
+    downloader
+        .reader("empty", 0)
+        .read_to_end(&mut out)
+        .await
+        .unwrap();
+    assert!(out.is_empty());
+    assert_eq!(store.calls(Op::GetRange), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_reader_stops_fetching() {
+    let data = pattern(100_000);
+    let store = store_with(&data);
+    let downloader = Downloader::new(Arc::clone(&store), config(100, 2));
+    let mut reader = downloader.reader(KEY, data.len() as u64);
+    let mut first = [0u8; 10];
+    reader.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first[..], &data[..10]);
+    drop(reader);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = store.calls(Op::GetRange);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(store.calls(Op::GetRange), calls, "no requests after drop");
+    assert!(calls < 10, "only a few ranges were fetched ahead: {calls}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_writer_is_a_sink_error() {
+    struct Broken;
+    impl tokio::io::AsyncWrite for Broken {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+    let store = store_with(&pattern(100));
+    let downloader = Downloader::new(store, config(10, 2));
+    let err = downloader.download_to(KEY, 100, Broken).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Sink);
+    assert_eq!(
+        err.io_error().unwrap().kind(),
+        std::io::ErrorKind::BrokenPipe
+    );
+}

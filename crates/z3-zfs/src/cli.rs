@@ -1,0 +1,332 @@
+//! [`ZfsCli`]: the [`Zfs`] trait over the `zfs` program, for OpenZFS and zfs-fuse 0.7.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use z3_core::{DatasetName, FullSnapshotName, LocalSnapshot};
+
+use crate::error::{Error, ErrorKind, Subject};
+use crate::parse::{self, RawSnapshot, StderrClass};
+use crate::runner::{Captured, Invocation};
+use crate::{EstimateMethod, ReceiveOptions, ReceiveSink, SendEstimate, SendStream, Zfs};
+
+const UNKNOWN: u8 = 0;
+/// `zfs list -p` works (OpenZFS) / `zfs send -nvP` works.
+const MODERN: u8 = 1;
+/// Only `zfs get -p` works (zfs-fuse) / no dry-run estimate (zfs-fuse).
+const LEGACY: u8 = 2;
+
+/// The real implementation: runs the `zfs` program with argument vectors.
+///
+/// The dialect is detected by attempt and remembered per instance: the modern command is tried
+/// first, and a usage error (`invalid option`, `invalid type`, exit 2) switches that operation
+/// to the zfs-fuse 0.7 command for the rest of the instance's life. Asking `zfs` for a
+/// version instead would not work: zfs-fuse has no `zfs version`, and OpenZFS versions are
+/// better told apart by what they accept than by what they claim.
+#[derive(Debug)]
+pub struct ZfsCli {
+    program: PathBuf,
+    list_dialect: AtomicU8,
+    estimate_dialect: AtomicU8,
+}
+
+impl Default for ZfsCli {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ZfsCli {
+    /// Uses `zfs` from `PATH`.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_program("zfs")
+    }
+
+    /// Uses the given program, e.g. `/usr/sbin/zfs` or a test double.
+    #[must_use]
+    pub fn with_program(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            list_dialect: AtomicU8::new(UNKNOWN),
+            estimate_dialect: AtomicU8::new(UNKNOWN),
+        }
+    }
+
+    /// The program this instance runs.
+    #[must_use]
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    fn invocation(&self, args: &[&str], subject: Subject) -> Invocation {
+        Invocation::new(
+            &self.program,
+            args.iter().map(|a| (*a).to_owned()).collect(),
+            subject,
+        )
+    }
+
+    /// `send [-i from] to` followed by `extra` flags placed before `-i`.
+    fn send_args<'a>(flags: &[&'a str], from: Option<&'a str>, to: &'a str) -> Vec<&'a str> {
+        let mut args = vec!["send"];
+        args.extend_from_slice(flags);
+        if let Some(from) = from {
+            args.extend(["-i", from]);
+        }
+        args.push(to);
+        args
+    }
+
+    async fn list_modern(
+        &self,
+        dataset: &str,
+    ) -> Result<Result<Vec<RawSnapshot>, Captured>, Error> {
+        let inv = self.invocation(
+            &[
+                "list",
+                "-H",
+                "-p",
+                "-t",
+                "snapshot",
+                "-o",
+                "name,guid,createtxg",
+                "-s",
+                "createtxg",
+                "-d",
+                "1",
+                dataset,
+            ],
+            Subject::Dataset,
+        );
+        let captured = inv.capture().await?;
+        if captured.status.success() {
+            let rows = parse::snapshot_list(&captured.stdout).map_err(|e| parse_error(&inv, e))?;
+            return Ok(Ok(rows));
+        }
+        if captured.code() == Some(2) && parse::classify_stderr(&captured.stderr).is_unsupported() {
+            return Ok(Err(captured));
+        }
+        Err(inv.failure(captured.status, captured.stderr))
+    }
+
+    async fn list_legacy(&self, dataset: &str) -> Result<Vec<RawSnapshot>, Error> {
+        let inv = self.invocation(
+            &[
+                "get",
+                "-H",
+                "-p",
+                "-d",
+                "1",
+                "-o",
+                "name,property,value",
+                "guid,createtxg",
+                dataset,
+            ],
+            Subject::Dataset,
+        );
+        let captured = inv.run().await?;
+        parse::snapshot_properties(&captured.stdout).map_err(|e| parse_error(&inv, e))
+    }
+
+    async fn estimate_dry_run(&self, from: Option<&str>, to: &str) -> Result<Option<u64>, Error> {
+        let inv = self.invocation(&Self::send_args(&["-nvP"], from, to), Subject::Snapshot);
+        let captured = inv.capture().await?;
+        if captured.status.success() {
+            // OpenZFS ≥0.6.5 prints the estimate on stdout, ≤0.6.4 on stderr.
+            let parsed = match parse::send_estimate(&captured.stdout) {
+                Ok(None) => parse::send_estimate(&captured.stderr),
+                other => other,
+            };
+            return match parsed.map_err(|e| parse_error(&inv, e))? {
+                Some(bytes) => Ok(Some(bytes)),
+                None => Err(Error::new(
+                    ErrorKind::Parse,
+                    format!("`{}` printed no size estimate", inv.display()),
+                )),
+            };
+        }
+        if captured.code() == Some(2)
+            && parse::classify_stderr(&captured.stderr) == StderrClass::InvalidOption
+        {
+            return Ok(None);
+        }
+        Err(inv.failure(captured.status, captured.stderr))
+    }
+
+    async fn estimate_referenced(&self, to: &str) -> Result<u64, Error> {
+        let inv = self.invocation(
+            &["get", "-H", "-p", "-o", "value", "referenced", to],
+            Subject::Snapshot,
+        );
+        let captured = inv.run().await?;
+        parse::property_u64(&captured.stdout).map_err(|e| parse_error(&inv, e))
+    }
+}
+
+fn parse_error(inv: &Invocation, e: parse::ParseError) -> Error {
+    Error::new(
+        ErrorKind::Parse,
+        format!("cannot parse the output of `{}`", inv.display()),
+    )
+    .with_source(e)
+}
+
+/// Validates the rows `zfs` printed for `dataset`.
+///
+/// Rows of other datasets are dropped (defensive; `-d 1` should not print any). A snapshot
+/// whose name z3's stricter rules refuse (zfs-fuse accepts `.` and `..` components) cannot be
+/// represented as a [`FullSnapshotName`], so it is skipped with a warning instead of making
+/// the whole dataset unusable.
+fn to_local(dataset: &DatasetName, rows: Vec<RawSnapshot>) -> Vec<LocalSnapshot> {
+    rows.into_iter()
+        .filter_map(|row| match FullSnapshotName::parse(&row.name) {
+            Ok(name) if name.dataset() == dataset => Some(LocalSnapshot {
+                name,
+                guid: row.guid,
+                createtxg: row.createtxg,
+            }),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(snapshot = %row.name, error = %e, "skipping snapshot with unsupported name");
+                None
+            }
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl Zfs for ZfsCli {
+    async fn list_snapshots(&self, dataset: &DatasetName) -> Result<Vec<LocalSnapshot>, Error> {
+        let rows = if self.list_dialect.load(Ordering::Relaxed) == LEGACY {
+            self.list_legacy(dataset.as_str()).await?
+        } else {
+            match self.list_modern(dataset.as_str()).await? {
+                Ok(rows) => {
+                    self.list_dialect.store(MODERN, Ordering::Relaxed);
+                    rows
+                }
+                Err(usage) => {
+                    tracing::debug!(stderr = %usage.stderr, "zfs list -p unsupported, using zfs get");
+                    self.list_dialect.store(LEGACY, Ordering::Relaxed);
+                    self.list_legacy(dataset.as_str()).await?
+                }
+            }
+        };
+        Ok(to_local(dataset, rows))
+    }
+
+    async fn dataset_exists(&self, dataset: &DatasetName) -> Result<bool, Error> {
+        let inv = self.invocation(
+            &["list", "-H", "-o", "name", dataset.as_str()],
+            Subject::Dataset,
+        );
+        match inv.run().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::DatasetNotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Dry-run estimate, or on zfs-fuse (which has no `send -n`) the `referenced` property of
+    /// `to`.
+    ///
+    /// `referenced` is the size of the whole snapshot, so for an incremental it over-estimates,
+    /// sometimes by far. That is acceptable because z3 uses the estimate only to choose the
+    /// multipart part size: a larger estimate gives larger parts, never a failed upload, while
+    /// an under-estimate could run out of the 10 000 parts S3 allows.
+    async fn estimate_send_size(
+        &self,
+        from: Option<&FullSnapshotName>,
+        to: &FullSnapshotName,
+    ) -> Result<SendEstimate, Error> {
+        let from_text = from.map(ToString::to_string);
+        let to_text = to.to_string();
+        if self.estimate_dialect.load(Ordering::Relaxed) != LEGACY {
+            if let Some(bytes) = self
+                .estimate_dry_run(from_text.as_deref(), &to_text)
+                .await?
+            {
+                self.estimate_dialect.store(MODERN, Ordering::Relaxed);
+                return Ok(SendEstimate {
+                    bytes,
+                    method: EstimateMethod::DryRun,
+                });
+            }
+            tracing::debug!("zfs send -n unsupported, estimating from the referenced property");
+            self.estimate_dialect.store(LEGACY, Ordering::Relaxed);
+        }
+        Ok(SendEstimate {
+            bytes: self.estimate_referenced(&to_text).await?,
+            method: EstimateMethod::Referenced,
+        })
+    }
+
+    async fn send(
+        &self,
+        from: Option<&FullSnapshotName>,
+        to: &FullSnapshotName,
+    ) -> Result<SendStream, Error> {
+        let from_text = from.map(ToString::to_string);
+        let to_text = to.to_string();
+        self.invocation(
+            &Self::send_args(&[], from_text.as_deref(), &to_text),
+            Subject::Snapshot,
+        )
+        .stream_from()
+    }
+
+    async fn receive(
+        &self,
+        target: &FullSnapshotName,
+        options: &ReceiveOptions,
+    ) -> Result<ReceiveSink, Error> {
+        let target_text = target.to_string();
+        let mut args = vec!["receive"];
+        if options.force {
+            args.push("-F");
+        }
+        args.push(&target_text);
+        self.invocation(&args, Subject::Snapshot).stream_into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_arguments() {
+        assert_eq!(
+            ZfsCli::send_args(&["-nvP"], Some("p/fs@a"), "p/fs@b"),
+            ["send", "-nvP", "-i", "p/fs@a", "p/fs@b"]
+        );
+        assert_eq!(ZfsCli::send_args(&[], None, "p/fs@b"), ["send", "p/fs@b"]);
+    }
+
+    #[test]
+    fn to_local_skips_other_datasets_and_unsupported_names() {
+        let ds = DatasetName::new("p/fs").unwrap();
+        let rows = vec![
+            RawSnapshot {
+                name: "p/fs@a".into(),
+                guid: 1,
+                createtxg: 2,
+            },
+            RawSnapshot {
+                name: "p/fs/child@a".into(),
+                guid: 3,
+                createtxg: 4,
+            },
+            RawSnapshot {
+                name: "p/fs@..".into(),
+                guid: 5,
+                createtxg: 6,
+            },
+        ];
+        let local = to_local(&ds, rows);
+        assert_eq!(local.len(), 1);
+        assert_eq!(local[0].name.to_string(), "p/fs@a");
+        assert_eq!((local[0].guid, local[0].createtxg), (1, 2));
+    }
+}

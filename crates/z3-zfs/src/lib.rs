@@ -1,0 +1,214 @@
+//! The `zfs` command behind a narrow trait: list snapshots, estimate, send and receive.
+//!
+//! z3 needs five things from ZFS, and this crate offers exactly those through the [`Zfs`]
+//! trait:
+//!
+//! * [`Zfs::list_snapshots`]: the snapshots of one dataset with guid and createtxg, in
+//!   createtxg order (as [`z3_core::LocalSnapshot`]);
+//! * [`Zfs::dataset_exists`];
+//! * [`Zfs::estimate_send_size`]: how big `zfs send [-i from] to` will be, to size upload parts;
+//! * [`Zfs::send`]: a running `zfs send` as a [`SendStream`] (`AsyncRead`);
+//! * [`Zfs::receive`]: a running `zfs receive` as a [`ReceiveSink`] (`AsyncWrite`).
+//!
+//! Implementations:
+//!
+//! * [`ZfsCli`] runs the `zfs` program (argument vectors, `LC_ALL=C`, stderr drained
+//!   concurrently) and speaks both OpenZFS and zfs-fuse 0.7, detecting the dialect by attempt.
+//! * [`fake::FakeZfs`] keeps datasets and snapshots in memory, mirrors `zfs receive`'s rules
+//!   and error texts, and injects failures.
+//!
+//! [`parse`] holds the pure parsers of `zfs` output, and [`conformance`] the checks that both
+//! implementations must pass.
+//!
+//! # Example
+//!
+//! A full send from one dataset into another, on the fake:
+//!
+//! ```
+//! use z3_core::FullSnapshotName;
+//! use z3_zfs::fake::FakeZfs;
+//! use z3_zfs::{ReceiveOptions, Zfs};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let zfs = FakeZfs::new();
+//! zfs.create_dataset("tank/src")?;
+//! zfs.write("tank/src", "hello")?;
+//! let guid = zfs.snapshot("tank/src@a")?;
+//!
+//! let source = FullSnapshotName::parse("tank/src@a")?;
+//! let target = FullSnapshotName::parse("tank/dst@a")?;
+//! let mut stream = zfs.send(None, &source).await?;
+//! let mut sink = zfs.receive(&target, &ReceiveOptions::default()).await?;
+//! tokio::io::copy(&mut stream, &mut sink).await?;
+//! sink.finish().await?;
+//!
+//! assert_eq!(zfs.content("tank/dst").as_deref(), Some(&b"hello"[..]));
+//! let received = zfs.list_snapshots(target.dataset()).await?;
+//! assert_eq!(received[0].guid, guid); // a received snapshot keeps the source's guid
+//! assert_eq!(zfs.calls(), ["send tank/src@a", "receive tank/dst@a", "list tank/dst"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Why a trait?
+//!
+//! Everything z3 decides (what to send, whether a chain is healthy, what to restore) depends on
+//! what ZFS reports, and a real pool needs root, a kernel module or a FUSE daemon, and seconds
+//! per operation. Behind a trait, the backup and restore engine runs in ordinary tests against
+//! [`fake::FakeZfs`], including failures that are hard to provoke on a real pool (a send killed
+//! halfway, a receiver that dies). The trait is kept narrow, only what z3 uses, so the fake
+//! stays small enough to be trusted, and the [`conformance`] checks run against both
+//! implementations to keep it honest. Parsing is separate again ([`parse`]): pure functions over
+//! captured text, so both `zfs` dialects are tested without either installed.
+//!
+//! # Streams and errors
+//!
+//! A pipe's EOF cannot tell a finished `zfs send` from a killed one. [`SendStream`] therefore
+//! reports EOF only after the process exited successfully, and otherwise fails the read with an
+//! [`Error`] carrying the command line, exit status and the end of stderr
+//! ([`Error::from_io`] recovers it from the `io::Error`). [`ReceiveSink::finish`] likewise
+//! returns the receiver's verdict. Dropping either kills the process.
+
+#![deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod cli;
+pub mod conformance;
+mod error;
+pub mod fake;
+pub mod parse;
+mod runner;
+mod stream;
+
+use std::sync::Arc;
+
+use z3_core::{DatasetName, FullSnapshotName, LocalSnapshot};
+
+pub use cli::ZfsCli;
+pub use error::{CommandFailure, Error, ErrorKind, STDERR_LIMIT, Subject};
+pub use stream::{ReceiveSink, SendStream};
+
+/// The operations z3 needs from ZFS. See the [crate documentation](crate) for why it is a trait.
+///
+/// Names are already validated types, so implementations do no further name checks.
+#[async_trait::async_trait]
+pub trait Zfs: Send + Sync + std::fmt::Debug {
+    /// Snapshots of exactly this dataset (not its children), in createtxg order.
+    ///
+    /// # Errors
+    /// [`ErrorKind::DatasetNotFound`] if the dataset does not exist; [`ErrorKind::Spawn`],
+    /// [`ErrorKind::CommandFailed`] or [`ErrorKind::Parse`] for other failures.
+    async fn list_snapshots(&self, dataset: &DatasetName) -> Result<Vec<LocalSnapshot>, Error>;
+
+    /// Whether the dataset exists.
+    ///
+    /// # Errors
+    /// Only when the answer is unknown (e.g. `zfs` cannot run); a missing dataset is `Ok(false)`.
+    async fn dataset_exists(&self, dataset: &DatasetName) -> Result<bool, Error>;
+
+    /// Size estimate of `zfs send [-i from] to`, in bytes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::SnapshotNotFound`] (or `DatasetNotFound`) when a snapshot is missing; other
+    /// kinds as for [`Zfs::list_snapshots`].
+    async fn estimate_send_size(
+        &self,
+        from: Option<&FullSnapshotName>,
+        to: &FullSnapshotName,
+    ) -> Result<SendEstimate, Error>;
+
+    /// Starts `zfs send [-i from] to`.
+    ///
+    /// An implementation may report a problem (such as a missing snapshot) either here or when
+    /// the stream is read; callers must handle both.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Spawn`] if the process cannot start; the fake also fails here for missing
+    /// snapshots.
+    async fn send(
+        &self,
+        from: Option<&FullSnapshotName>,
+        to: &FullSnapshotName,
+    ) -> Result<SendStream, Error>;
+
+    /// Starts `zfs receive [-F] <target>`; the created snapshot is named `target`.
+    ///
+    /// Callers must check that the destination exists before receiving an incremental stream:
+    /// zfs-fuse silently applies it to another dataset holding the base snapshot's guid when
+    /// the destination is missing (zfs-output.md §6.4).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Spawn`] if the process cannot start. Rejections of the stream arrive from
+    /// [`ReceiveSink::finish`].
+    async fn receive(
+        &self,
+        target: &FullSnapshotName,
+        options: &ReceiveOptions,
+    ) -> Result<ReceiveSink, Error>;
+}
+
+/// A size estimate for a send stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendEstimate {
+    /// Estimated stream length in bytes. OpenZFS can report absurd values close to
+    /// `u64::MAX` for some incrementals; consumers should clamp.
+    pub bytes: u64,
+    /// Where the number came from.
+    pub method: EstimateMethod,
+}
+
+/// How a [`SendEstimate`] was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EstimateMethod {
+    /// `zfs send -nvP` (OpenZFS): the dry-run estimate of the stream.
+    DryRun,
+    /// The `referenced` property of the target snapshot (zfs-fuse has no dry run). An
+    /// over-estimate for incrementals, which is harmless because it only sizes upload parts.
+    Referenced,
+    /// [`fake::FakeZfs`]: the exact length of its stream.
+    Fake,
+}
+
+/// Options of [`Zfs::receive`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiveOptions {
+    /// `-F`: roll the destination back to its latest snapshot (incremental), or overwrite a
+    /// destination without snapshots (full stream).
+    pub force: bool,
+}
+
+#[async_trait::async_trait]
+impl<T: Zfs + ?Sized> Zfs for Arc<T> {
+    async fn list_snapshots(&self, dataset: &DatasetName) -> Result<Vec<LocalSnapshot>, Error> {
+        (**self).list_snapshots(dataset).await
+    }
+
+    async fn dataset_exists(&self, dataset: &DatasetName) -> Result<bool, Error> {
+        (**self).dataset_exists(dataset).await
+    }
+
+    async fn estimate_send_size(
+        &self,
+        from: Option<&FullSnapshotName>,
+        to: &FullSnapshotName,
+    ) -> Result<SendEstimate, Error> {
+        (**self).estimate_send_size(from, to).await
+    }
+
+    async fn send(
+        &self,
+        from: Option<&FullSnapshotName>,
+        to: &FullSnapshotName,
+    ) -> Result<SendStream, Error> {
+        (**self).send(from, to).await
+    }
+
+    async fn receive(
+        &self,
+        target: &FullSnapshotName,
+        options: &ReceiveOptions,
+    ) -> Result<ReceiveSink, Error> {
+        (**self).receive(target, options).await
+    }
+}

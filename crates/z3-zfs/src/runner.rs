@@ -1,0 +1,382 @@
+//! Runs a program with an argument vector: captured commands, streaming producers and
+//! streaming consumers. Never through a shell.
+//!
+//! Every process runs with `LC_ALL=C`, because `zfs` messages go through gettext and older
+//! versions printed numbers with the locale's decimal separator. stderr is always drained by
+//! a concurrent task into a bounded tail buffer: a child blocked on a full stderr pipe would
+//! otherwise never close stdout, and the reader would wait forever (ripgrep `process.rs`).
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::error::{CommandFailure, Error, ErrorKind, STDERR_LIMIT, Subject};
+use crate::stream::{ReceiveSink, SendStream};
+
+/// A program and its arguments.
+#[derive(Debug, Clone)]
+pub(crate) struct Invocation {
+    program: PathBuf,
+    args: Vec<String>,
+    subject: Subject,
+}
+
+/// The outcome of a captured command.
+#[derive(Debug)]
+pub(crate) struct Captured {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Captured {
+    /// The exit code, `None` when killed by a signal.
+    pub(crate) fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+impl Invocation {
+    /// `program args…`; `subject` classifies "does not exist" errors.
+    pub(crate) fn new(program: &Path, args: Vec<String>, subject: Subject) -> Self {
+        Self {
+            program: program.to_owned(),
+            args,
+            subject,
+        }
+    }
+
+    /// The command line for humans, each word shell-quoted when needed.
+    pub(crate) fn display(&self) -> String {
+        let program = self.program.to_string_lossy();
+        std::iter::once(quote(&program))
+            .chain(self.args.iter().map(|a| quote(a)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .env("LC_ALL", "C")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    fn spawn(&self, mut cmd: Command) -> Result<Child, Error> {
+        cmd.spawn().map_err(|e| {
+            Error::new(ErrorKind::Spawn, format!("cannot run `{}`", self.display())).with_source(e)
+        })
+    }
+
+    /// The error for a process that ended with `status` and printed `stderr`.
+    pub(crate) fn failure(&self, status: ExitStatus, stderr: String) -> Error {
+        Error::from_failure(
+            CommandFailure {
+                command: self.display(),
+                code: status.code(),
+                status: status.to_string(),
+                stderr,
+            },
+            self.subject,
+        )
+    }
+
+    fn io_error(&self, what: &str, e: std::io::Error) -> Error {
+        Error::new(ErrorKind::Io, format!("{what} `{}`", self.display())).with_source(e)
+    }
+
+    /// Runs to completion with stdin null, capturing stdout fully and the tail of stderr.
+    /// A non-zero exit is not an error here: callers inspect it to detect dialects.
+    pub(crate) async fn capture(&self) -> Result<Captured, Error> {
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        let mut child = self.spawn(cmd)?;
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let read_stdout = async {
+            let mut buf = Vec::new();
+            if let Some(mut out) = stdout {
+                out.read_to_end(&mut buf).await?;
+            }
+            Ok::<_, std::io::Error>(buf)
+        };
+        let (stdout, stderr) = tokio::join!(read_stdout, drain_tail(stderr));
+        let stdout = stdout.map_err(|e| self.io_error("cannot read the output of", e))?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| self.io_error("cannot wait for", e))?;
+        tracing::debug!(command = %self.display(), %status, "zfs command finished");
+        Ok(Captured {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr,
+        })
+    }
+
+    /// Runs to completion; a non-zero exit becomes an error.
+    pub(crate) async fn run(&self) -> Result<Captured, Error> {
+        let captured = self.capture().await?;
+        if captured.status.success() {
+            Ok(captured)
+        } else {
+            Err(self.failure(captured.status, captured.stderr))
+        }
+    }
+
+    /// Starts a producer whose stdout is the stream (`zfs send`).
+    pub(crate) fn stream_from(&self) -> Result<SendStream, Error> {
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        let mut child = self.spawn(cmd)?;
+        let Some(stdout) = child.stdout.take() else {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("no stdout pipe for `{}`", self.display()),
+            ));
+        };
+        let stderr_task = spawn_drain(child.stderr.take());
+        let this = self.clone();
+        let completion = async move { this.wait(child, stderr_task).await };
+        Ok(SendStream::from_parts(stdout, completion, self.display()))
+    }
+
+    /// Starts a consumer whose stdin is the stream (`zfs receive`).
+    pub(crate) fn stream_into(&self) -> Result<ReceiveSink, Error> {
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = self.spawn(cmd)?;
+        let Some(stdin) = child.stdin.take() else {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("no stdin pipe for `{}`", self.display()),
+            ));
+        };
+        // stdout is drained too (and discarded): `zfs receive -v` would print to it.
+        let stdout_task = spawn_drain(child.stdout.take());
+        let stderr_task = spawn_drain(child.stderr.take());
+        let this = self.clone();
+        let completion = async move {
+            let result = this.wait(child, stderr_task).await;
+            let _ = stdout_task.await;
+            result
+        };
+        Ok(ReceiveSink::from_parts(stdin, completion, self.display()))
+    }
+
+    async fn wait(&self, mut child: Child, stderr: JoinHandle<String>) -> Result<(), Error> {
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| self.io_error("cannot wait for", e))?;
+        // The pipe closes when the process (and any child holding it) exits.
+        let stderr = stderr.await.unwrap_or_default();
+        tracing::debug!(command = %self.display(), %status, "zfs stream finished");
+        if status.success() {
+            Ok(())
+        } else {
+            Err(self.failure(status, stderr))
+        }
+    }
+}
+
+fn spawn_drain(pipe: Option<impl AsyncRead + Unpin + Send + 'static>) -> JoinHandle<String> {
+    tokio::spawn(drain_tail(pipe))
+}
+
+/// Reads `pipe` to EOF, keeping only the last [`STDERR_LIMIT`] bytes, decoded lossily and
+/// trimmed. A leading `…` marks a cut. Read errors end the drain quietly: stderr is advisory.
+async fn drain_tail(pipe: Option<impl AsyncRead + Unpin>) -> String {
+    let Some(mut pipe) = pipe else {
+        return String::new();
+    };
+    let mut tail: Vec<u8> = Vec::new();
+    let mut cut = false;
+    let mut chunk = vec![0u8; 8192];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                tail.extend_from_slice(&chunk[..n]);
+                // Trim in batches so that a flood costs amortised O(1) per byte.
+                if tail.len() > 2 * STDERR_LIMIT {
+                    tail.drain(..tail.len() - STDERR_LIMIT);
+                    cut = true;
+                }
+            }
+        }
+    }
+    if tail.len() > STDERR_LIMIT {
+        tail.drain(..tail.len() - STDERR_LIMIT);
+        cut = true;
+    }
+    let text = String::from_utf8_lossy(&tail);
+    let text = text.trim();
+    if cut {
+        format!("…{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Quotes `word` for display in a POSIX shell, only when it needs it.
+pub(crate) fn quote(word: &str) -> Cow<'_, str> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-#".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        Cow::Borrowed(word)
+    } else {
+        Cow::Owned(format!("'{}'", word.replace('\'', r"'\''")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn sh(script: &str, extra: &[&str]) -> Invocation {
+        let mut args = vec!["-c".to_owned(), script.to_owned(), "sh".to_owned()];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        Invocation::new(Path::new("/bin/sh"), args, Subject::Snapshot)
+    }
+
+    #[test]
+    fn quoting_for_display() {
+        assert_eq!(quote("pool/fs@a"), "pool/fs@a");
+        assert_eq!(quote("pool/fs@sp ace"), "'pool/fs@sp ace'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+        let inv = Invocation::new(
+            Path::new("zfs"),
+            vec![
+                "send".into(),
+                "-i".into(),
+                "p/a b@x".into(),
+                "p/a b@y".into(),
+            ],
+            Subject::Snapshot,
+        );
+        assert_eq!(inv.display(), "zfs send -i 'p/a b@x' 'p/a b@y'");
+    }
+
+    #[tokio::test]
+    async fn stream_does_not_deadlock_on_large_stderr() {
+        // 2 MiB to stderr before anything on stdout: a runner that only read stdout would hang.
+        let inv = sh("head -c 2097152 /dev/zero | tr '\\0' e >&2; echo done", &[]);
+        let mut stream = inv.stream_from().unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_string(&mut out))
+            .await
+            .expect("deadlocked")
+            .unwrap();
+        assert_eq!(out, "done\n");
+    }
+
+    #[tokio::test]
+    async fn capture_does_not_deadlock_and_bounds_stderr() {
+        let inv = sh(
+            "head -c 1100000 /dev/zero | tr '\\0' e >&2; echo last words >&2; exit 3",
+            &[],
+        );
+        let e = tokio::time::timeout(Duration::from_secs(30), inv.run())
+            .await
+            .expect("deadlocked")
+            .unwrap_err();
+        let failure = e.command().unwrap();
+        assert_eq!(failure.code, Some(3));
+        assert!(failure.stderr.starts_with('…'));
+        assert!(
+            failure.stderr.ends_with("eeelast words"),
+            "{}",
+            &failure.stderr[..40]
+        );
+        assert!(failure.stderr.len() <= STDERR_LIMIT + '…'.len_utf8());
+    }
+
+    #[tokio::test]
+    async fn stream_failure_after_all_bytes_carries_status_and_stderr() {
+        let inv = sh(
+            "echo payload; echo 'cannot send: it broke' >&2; exit 1",
+            &[],
+        );
+        let mut stream = inv.stream_from().unwrap();
+        let mut out = Vec::new();
+        let e = stream.read_to_end(&mut out).await.unwrap_err();
+        assert_eq!(out, b"payload\n");
+        let e = Error::from_io(e, "reading");
+        assert_eq!(e.kind(), ErrorKind::CommandFailed);
+        let failure = e.command().unwrap();
+        assert_eq!(failure.code, Some(1));
+        assert_eq!(failure.stderr, "cannot send: it broke");
+        assert!(
+            failure.command.starts_with("/bin/sh -c "),
+            "{}",
+            failure.command
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_spawn_error() {
+        let inv = Invocation::new(
+            Path::new("/nonexistent/z3-no-such-zfs"),
+            vec!["list".into()],
+            Subject::Dataset,
+        );
+        assert_eq!(inv.run().await.unwrap_err().kind(), ErrorKind::Spawn);
+        assert_eq!(inv.stream_from().unwrap_err().kind(), ErrorKind::Spawn);
+        assert_eq!(inv.stream_into().unwrap_err().kind(), ErrorKind::Spawn);
+    }
+
+    #[tokio::test]
+    async fn sink_success_and_failure() {
+        let ok = sh("cat >/dev/null", &[]);
+        let mut sink = ok.stream_into().unwrap();
+        sink.write_all(&vec![7u8; 1 << 20]).await.unwrap();
+        sink.finish().await.unwrap();
+
+        // The receiver reads a little, complains and dies: writes fail, finish explains why.
+        let bad = sh(
+            "head -c 10 >/dev/null; echo 'cannot receive: invalid stream (bad magic number)' >&2; exit 1",
+            &[],
+        );
+        let mut sink = bad.stream_into().unwrap();
+        let write = sink.write_all(&vec![7u8; 4 << 20]).await;
+        assert_eq!(write.unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+        let e = sink.finish().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidStream);
+        assert_eq!(
+            e.stderr(),
+            Some("cannot receive: invalid stream (bad magic number)")
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_sink_kills_the_receiver() {
+        let marker = std::env::temp_dir().join(format!("z3-zfs-drop-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        // The receiver would write the marker after reading EOF; it must be killed first.
+        let inv = sh(
+            "cat >/dev/null; sleep 0.2; echo committed > \"$1\"",
+            &[marker.to_str().unwrap()],
+        );
+        let mut sink = inv.stream_into().unwrap();
+        sink.write_all(b"whole stream").await.unwrap();
+        drop(sink);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(!marker.exists(), "receiver survived the drop");
+
+        // Control: the same receiver, finished properly, does write the marker.
+        let mut sink = inv.stream_into().unwrap();
+        sink.write_all(b"whole stream").await.unwrap();
+        sink.finish().await.unwrap();
+        assert!(marker.exists());
+        std::fs::remove_file(&marker).unwrap();
+    }
+}

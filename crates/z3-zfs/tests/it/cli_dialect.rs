@@ -1,0 +1,226 @@
+//! `ZfsCli` against scripted stand-ins for `zfs` that answer like OpenZFS or zfs-fuse 0.7,
+//! to test dialect detection and its caching without a pool.
+//!
+//! The scripts are fixed literals. They receive the real argument vector and never evaluate
+//! it; they log each invocation to `<script>.log` so tests can see which commands ran.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use z3_core::{DatasetName, FullSnapshotName};
+use z3_zfs::{ErrorKind, EstimateMethod, ReceiveOptions, Zfs, ZfsCli};
+
+/// zfs-fuse 0.7: no `list -p`, no `send -n`; texts from zfs-output.md §6.
+const LEGACY: &str = r#"#!/bin/sh
+printf '%s\n' "$*" >> "$0.log"
+for a in "$@"; do last=$a; done
+case "$1" in
+list)
+  for a in "$@"; do
+    if [ "$a" = "-p" ]; then
+      printf "invalid option 'p'\nusage:\n\tlist [-rH][-d max] [-o property[,...]] [-t type[,...]] [-s property] ...\n" >&2
+      exit 2
+    fi
+  done
+  if [ "$last" = "pool/missing" ]; then
+    printf "cannot open '%s': dataset does not exist\n" "$last" >&2
+    exit 1
+  fi
+  printf '%s\n' "$last"
+  ;;
+get)
+  if [ "$last" = "pool/missing" ]; then
+    printf "cannot open '%s': dataset does not exist\n" "$last" >&2
+    exit 1
+  fi
+  case "$*" in
+  *referenced*) printf '647168\n' ;;
+  *) printf 'pool/fs\tguid\t2022835183268112203\npool/fs\tcreatetxg\t6\npool/fs@b\tguid\t17932715693616688049\npool/fs@b\tcreatetxg\t16\npool/fs@sp ace\tguid\t16655346559538300140\npool/fs@sp ace\tcreatetxg\t11\npool/fs/child\tguid\t5\npool/fs/child\tcreatetxg\t20\n' ;;
+  esac
+  ;;
+send)
+  if [ "$2" = "-nvP" ]; then
+    printf "invalid option 'n'\nusage:\n\tsend [-RDp] [-[iI] snapshot] <snapshot>\n" >&2
+    exit 2
+  fi
+  printf 'STREAM'
+  printf 'warning: cannot send %s: Broken pipe\n' "$last" >&2
+  exit 1
+  ;;
+receive)
+  cat >/dev/null
+  printf 'cannot receive: invalid stream (bad magic number)\n' >&2
+  exit 1
+  ;;
+esac
+"#;
+
+/// OpenZFS 2.x: `list -p` and `send -nvP` work.
+const MODERN: &str = r#"#!/bin/sh
+printf '%s\n' "$*" >> "$0.log"
+case "$1" in
+list) printf 'pool/fs@a\t16655346559538300140\t11\npool/fs@b\t17932715693616688049\t16\n' ;;
+send) printf 'incremental\tpool/fs@a\tpool/fs@b\t4096\nsize\t4096\n' ;;
+receive) cat >/dev/null ;;
+esac
+"#;
+
+struct Script {
+    path: PathBuf,
+}
+
+impl Script {
+    fn new(name: &str, body: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("z3-zfs-it-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _ = std::fs::remove_file(Self::log_path(&path));
+        // Another test thread may be forking while the file was open for writing, which
+        // makes exec fail with ETXTBSY for a moment; wait until it can run.
+        for _ in 0..100 {
+            match std::process::Command::new(&path).arg("probe").status() {
+                Err(e) if e.raw_os_error() == Some(26) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => {
+                    other.unwrap();
+                    break;
+                }
+            }
+        }
+        let _ = std::fs::remove_file(Self::log_path(&path));
+        Self { path }
+    }
+
+    fn log_path(path: &Path) -> PathBuf {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".log");
+        PathBuf::from(p)
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(Self::log_path(&self.path))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(Self::log_path(&self.path));
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn ds(name: &str) -> DatasetName {
+    DatasetName::new(name).unwrap()
+}
+
+fn snap(name: &str) -> FullSnapshotName {
+    FullSnapshotName::parse(name).unwrap()
+}
+
+#[tokio::test]
+async fn legacy_list_falls_back_once_and_remembers() {
+    let script = Script::new("zfs-legacy-list", LEGACY);
+    let zfs = ZfsCli::with_program(&script.path);
+    for _ in 0..2 {
+        let snaps = zfs.list_snapshots(&ds("pool/fs")).await.unwrap();
+        let names: Vec<_> = snaps.iter().map(|s| s.name.to_string()).collect();
+        assert_eq!(names, ["pool/fs@sp ace", "pool/fs@b"]);
+        assert_eq!(snaps[0].guid, 16_655_346_559_538_300_140);
+        assert_eq!(snaps[1].createtxg, 16);
+    }
+    let get = "get -H -p -d 1 -o name,property,value guid,createtxg pool/fs";
+    assert_eq!(
+        script.calls(),
+        [
+            "list -H -p -t snapshot -o name,guid,createtxg -s createtxg -d 1 pool/fs",
+            get,
+            get
+        ]
+    );
+    let e = zfs.list_snapshots(&ds("pool/missing")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DatasetNotFound);
+}
+
+#[tokio::test]
+async fn legacy_estimate_uses_referenced_and_remembers() {
+    let script = Script::new("zfs-legacy-estimate", LEGACY);
+    let zfs = ZfsCli::with_program(&script.path);
+    for _ in 0..2 {
+        let est = zfs
+            .estimate_send_size(Some(&snap("pool/fs@a")), &snap("pool/fs@b"))
+            .await
+            .unwrap();
+        assert_eq!(est.bytes, 647_168);
+        assert_eq!(est.method, EstimateMethod::Referenced);
+    }
+    let get = "get -H -p -o value referenced pool/fs@b";
+    assert_eq!(
+        script.calls(),
+        ["send -nvP -i pool/fs@a pool/fs@b", get, get]
+    );
+}
+
+#[tokio::test]
+async fn legacy_exists_and_stream_failures() {
+    let script = Script::new("zfs-legacy-misc", LEGACY);
+    let zfs = ZfsCli::with_program(&script.path);
+    assert!(zfs.dataset_exists(&ds("pool/fs")).await.unwrap());
+    assert!(!zfs.dataset_exists(&ds("pool/missing")).await.unwrap());
+
+    // The send writes its bytes, then exits 1: the bytes arrive, then the error.
+    let stream = zfs.send(None, &snap("pool/fs@sp ace")).await.unwrap();
+    assert_eq!(
+        stream.description(),
+        format!("{} send 'pool/fs@sp ace'", script.path.display())
+    );
+    let e = z3_zfs::conformance::read_stream(stream).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CommandFailed);
+    assert_eq!(
+        e.stderr(),
+        Some("warning: cannot send pool/fs@sp ace: Broken pipe")
+    );
+
+    let e = z3_zfs::conformance::receive_from_slice(&zfs, &snap("pool/dst@a"), true, b"junk")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidStream);
+    assert!(script.calls().contains(&"receive -F pool/dst@a".to_owned()));
+}
+
+#[tokio::test]
+async fn modern_dialect_uses_list_p_and_dry_run() {
+    let script = Script::new("zfs-modern", MODERN);
+    let zfs = ZfsCli::with_program(&script.path);
+    let snaps = zfs.list_snapshots(&ds("pool/fs")).await.unwrap();
+    assert_eq!(snaps.len(), 2);
+    let est = zfs
+        .estimate_send_size(Some(&snap("pool/fs@a")), &snap("pool/fs@b"))
+        .await
+        .unwrap();
+    assert_eq!(est.bytes, 4096);
+    assert_eq!(est.method, EstimateMethod::DryRun);
+    let mut sink = zfs
+        .receive(&snap("pool/dst@b"), &ReceiveOptions::default())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut sink, b"stream")
+        .await
+        .unwrap();
+    sink.finish().await.unwrap();
+    assert_eq!(
+        script.calls(),
+        [
+            "list -H -p -t snapshot -o name,guid,createtxg -s createtxg -d 1 pool/fs",
+            "send -nvP -i pool/fs@a pool/fs@b",
+            "receive pool/dst@b",
+        ]
+    );
+}

@@ -1,0 +1,113 @@
+//! Project automation, matklad-style: `cargo xtask ci | demo | services`.
+//!
+//! - `ci`: formatting, clippy, then the whole test suite against real zfs-fuse and SeaweedFS that this
+//!   program installs (if missing), starts on 127.0.0.1 and stops again, then the docs.
+//! - `demo`: a real backup/restore cycle for a newcomer, printing each step.
+//! - `services`: starts the services and prints the environment for running tests by hand, until Enter.
+
+mod demo;
+mod services;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Result, bail};
+
+use crate::services::{Services, ensure_tools, run};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("demo") => demo::run_demo(&project_root()),
+        Some("services") => services_shell(),
+        Some("tidy") => tidy::check(&project_root()),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|demo|services|tidy>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(project_root());
+    cmd
+}
+
+/// `cargo xtask ci`: the one command CI and developers run.
+fn ci() -> Result<()> {
+    let root = project_root();
+    step("cargo fmt --check");
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    step("tidy");
+    tidy::check(&root)?;
+    step("cargo clippy");
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step("build tests");
+    run(cargo().args(["test", "--workspace", "--no-run"]))?;
+
+    step("install and start zfs-fuse and SeaweedFS");
+    let weed = ensure_tools(&root)?;
+    let services = Services::start(&root, &weed)?;
+    step("cargo test (with the real services)");
+    let mut test = cargo();
+    test.args(["test", "--workspace"])
+        .env("Z3_REQUIRE_INTEGRATION", "1");
+    for (key, value) in services.env.test_vars() {
+        test.env(key, value);
+    }
+    let tested = run(&mut test);
+    drop(services);
+    tested?;
+
+    step("cargo doc");
+    run(cargo()
+        .args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    step("ci passed");
+    Ok(())
+}
+
+/// `cargo xtask services`: start the services and wait, for running tests by hand.
+fn services_shell() -> Result<()> {
+    let root = project_root();
+    let weed = ensure_tools(&root)?;
+    let services = Services::start(&root, &weed)?;
+    for (key, value) in services.env.test_vars() {
+        println!("export {key}={value}");
+    }
+    println!("# pool mounted at {}", services.mountpoint().display());
+    eprintln!("xtask: services running; press Enter to stop them");
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        bail!("stdin closed");
+    }
+    Ok(())
+}
+
+fn step(what: &str) {
+    eprintln!("\n== xtask: {what}");
+}

