@@ -61,7 +61,7 @@ pub(crate) fn run_demo(root: &Path) -> Result<()> {
     demo.z3(&["status"])?;
 
     say(&format!("destroying {dataset} (the disaster)"));
-    zfs(&["destroy", "-r", &dataset])?;
+    destroy(&dataset)?;
 
     say("restore: dry run first, then for real");
     demo.z3(&["restore", "--dry-run", &snap(2)])?;
@@ -120,6 +120,20 @@ fn zfs(args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `zfs destroy -r`, retried while zfs-fuse still reports the dataset busy (it unmounts asynchronously).
+fn destroy(dataset: &str) -> Result<()> {
+    for _ in 0..50 {
+        match zfs(&["destroy", "-r", dataset]) {
+            Ok(_) => return Ok(()),
+            Err(err) if err.to_string().contains("busy") => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    bail!("{dataset} stayed busy")
 }
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {

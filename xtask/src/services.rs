@@ -227,9 +227,21 @@ impl Drop for Services {
             stop_child(&mut weed, "SeaweedFS");
         }
         if self.pool_created {
-            let _ = Command::new("zpool")
-                .args(["destroy", "-f", &self.env.pool])
-                .status();
+            // zfs-fuse unmounts asynchronously and reports "pool is busy" meanwhile.
+            let destroyed = (0..50).any(|_| {
+                let ok = Command::new("zpool")
+                    .args(["destroy", "-f", &self.env.pool])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                ok
+            });
+            if !destroyed {
+                eprintln!("xtask: could not destroy pool {}", self.env.pool);
+            }
         }
         if let Some(mut daemon) = self.zfs_daemon.take() {
             stop_child(&mut daemon, "zfs-fuse");

@@ -301,12 +301,7 @@ impl Engine {
         uploader
             .upload(&key, &options, reader)
             .await
-            .with_context(|| {
-                format!(
-                    "backup of {snapshot} failed; the upload to s3://{}/{key} was aborted",
-                    self.settings.bucket
-                )
-            })?;
+            .with_context(|| format!("backup of {snapshot} failed, upload aborted"))?;
         if args.parseable {
             writeln!(console.out, "{snapshot}\0{}", estimate.bytes)?;
         } else {

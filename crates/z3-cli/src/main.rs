@@ -44,10 +44,21 @@ fn main() -> ExitCode {
         Ok(status) => status.into(),
         Err(err) if is_broken_pipe(&err) => ExitStatus::Success.into(),
         Err(err) => {
-            eprintln!("z3: error: {err:#}");
+            eprintln!("z3: error: {}", one_line(&err));
             classify(&err).into()
         }
     }
+}
+
+/// The error chain on one line: zfs splits some messages over two lines
+/// ("has been modified\nsince most recent snapshot").
+fn one_line(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `z3 status | head` closing the pipe early is not an error.

@@ -153,7 +153,8 @@ async fn restore_force_rolls_back_local_changes() {
         err.contains(&format!("restore of {}@snap-2", ds.name)),
         "{err}"
     );
-    assert!(err.contains("modified"), "{err}");
+    assert!(err.contains("modified since most recent snapshot"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 
     let out = env.z3(&ds, &["restore", "snap-2", "--force"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -243,4 +244,32 @@ async fn failing_zfs_send_leaves_nothing_behind() {
 
     // The real zfs then backs it up fine.
     assert!(env.z3(&ds, &["backup"]).status.success());
+}
+
+/// A missing bucket and a wrong secret: one line each, exit 1, the secret never printed.
+#[tokio::test]
+async fn missing_bucket_and_wrong_credentials_are_one_line_errors() {
+    let Some(env) = RealEnv::get("missing_bucket_and_wrong_credentials_are_one_line_errors") else {
+        return;
+    };
+    let ds = env.dataset("badcfg");
+    let out = env.z3_with(&ds, &["status"], &[("BUCKET", "z3-no-such-bucket")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("z3: error: "), "{err}");
+    assert!(err.contains("z3-no-such-bucket"), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+
+    let out = env.z3_with(
+        &ds,
+        &["status"],
+        &[("S3_SECRET", "wrong-secret-do-not-print")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.to_lowercase().contains("access denied"), "{err}");
+    assert!(!err.contains("wrong-secret-do-not-print"), "{err}");
+    assert!(!err.contains(&env.secret), "{err}");
 }

@@ -138,8 +138,10 @@ impl TestDataset {
         zfs(&["snapshot", &format!("{}@{snap}", self.name)]);
     }
 
+    /// `zfs destroy -r`, retried while zfs-fuse still reports the dataset busy (it unmounts
+    /// asynchronously).
     pub(crate) fn destroy(&self) {
-        zfs(&["destroy", "-r", &self.name]);
+        destroy_retrying(&self.name).unwrap();
     }
 
     pub(crate) fn key(&self, snap: &str) -> String {
@@ -174,10 +176,31 @@ impl TestDataset {
 
 impl Drop for TestDataset {
     fn drop(&mut self) {
-        let _ = Command::new("zfs")
-            .args(["destroy", "-r", &self.name])
-            .output();
+        let _ = destroy_retrying(&self.name);
     }
+}
+
+fn destroy_retrying(name: &str) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..50 {
+        let output = Command::new("zfs")
+            .args(["destroy", "-r", name])
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            return Ok(());
+        }
+        last = String::from_utf8_lossy(&output.stderr).into_owned();
+        if last.contains("does not exist") {
+            return Ok(());
+        }
+        if !last.contains("busy") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Err(format!("zfs destroy -r {name} failed: {last}"))
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
