@@ -372,10 +372,17 @@ fn create_bucket_with_retry(env: &ServiceEnv) -> Result<()> {
 }
 
 /// Runs a command to completion; a non-zero exit is an error naming the command.
+///
+/// Errors show the program and arguments only: the environment may hold test credentials.
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    let shown = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let status = cmd.status().with_context(|| format!("running {shown}"))?;
     if !status.success() {
-        bail!("{cmd:?} failed: {status}");
+        bail!("{shown} failed: {status}");
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Command-line flags of `z3`, as clap derives them. Raw flags only; [`crate::config`] resolves them.
 
 // The doc comments below are the help text users read in a terminal, not rustdoc: no backticks there.
-#![allow(clippy::doc_markdown)]
+#![allow(clippy::doc_markdown, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 // Flag structs are naturally made of booleans.
 #![allow(clippy::struct_excessive_bools)]
 
@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::config::FlagOverrides;
+
+/// Heading under which the flags shared by every subcommand are listed.
+const GLOBAL: &str = "Global options";
 
 const AFTER_HELP: &str = "\
 Configuration comes from flags, then the [fs:<dataset>] section of the config file (SNAPSHOT_PREFIX and \
@@ -34,7 +37,7 @@ Exit codes:
 )]
 pub struct Cli {
     /// Key prefix in the bucket (config S3_PREFIX, default "z3-backup/")
-    #[arg(long, global = true, value_name = "PREFIX")]
+    #[arg(long, global = true, value_name = "PREFIX", help_heading = GLOBAL)]
     pub s3_prefix: Option<String>,
 
     /// Dataset to work on (config FILESYSTEM)
@@ -42,24 +45,25 @@ pub struct Cli {
         long,
         visible_alias = "filesystem",
         global = true,
-        value_name = "DATASET"
+        value_name = "DATASET",
+        help_heading = GLOBAL
     )]
     pub dataset: Option<String>,
 
     /// Only snapshots whose name after '@' starts with this (config SNAPSHOT_PREFIX, default "zfs-auto-snap:daily")
-    #[arg(long, global = true, value_name = "PREFIX")]
+    #[arg(long, global = true, value_name = "PREFIX", help_heading = GLOBAL)]
     pub snapshot_prefix: Option<String>,
 
     /// S3 endpoint URL, e.g. http://127.0.0.1:8333 (config S3_ENDPOINT, HOST or AWS_ENDPOINT_URL)
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     pub endpoint: Option<String>,
 
     /// Config file (default /etc/z3_backup/z3.conf; also Z3_CONFIG)
-    #[arg(long, global = true, value_name = "PATH", env = "Z3_CONFIG")]
+    #[arg(long, global = true, value_name = "PATH", env = "Z3_CONFIG", hide_env_values = true, help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
 
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides
-    #[arg(short, long, global = true, action = ArgAction::Count)]
+    #[arg(short, long, global = true, action = ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
     /// What to do
