@@ -35,6 +35,10 @@ use crate::exit::UsageError;
 const HEAD_CONCURRENCY: usize = 16;
 /// The ACL the original sets on every object (spec §3.2).
 const OBJECT_ACL: &str = "bucket-owner-full-control";
+/// Ranged GET size for restores: small enough that (concurrency × part) stays at 64 MiB.
+const DOWNLOAD_PART_SIZE: u64 = 8 << 20;
+/// Ranged GETs in flight during a restore.
+const DOWNLOAD_CONCURRENCY: usize = 8;
 /// Buffer size for moving bytes from a download into `zfs receive`.
 const PUMP_BUFFER: usize = 1 << 20;
 
@@ -351,8 +355,8 @@ impl Engine {
         let downloader = Downloader::new(
             Arc::clone(&self.store),
             DownloadConfig {
-                part_size: self.settings.chunk_size.clamp(8 << 20, 64 << 20),
-                concurrency: self.settings.concurrency.min(8),
+                part_size: DOWNLOAD_PART_SIZE,
+                concurrency: self.settings.concurrency.min(DOWNLOAD_CONCURRENCY),
                 retry: self.settings.retry.clone(),
             },
         );
