@@ -1,6 +1,10 @@
 //! Exit codes and how an error chain maps to one. Documented in `z3 --help` and docs/operations.md.
 
+use std::future::Future;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
 
 /// The distinct exit statuses of `z3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +50,102 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
         }
     }
     ExitStatus::Error
+}
+
+/// What every binary does after parsing flags: logging, a runtime, the future, and the error on one line.
+///
+/// The future yields an [`ExitStatus`] or `()` (success); an error is printed as
+/// `<program>: error: <chain>` on one line and mapped by [`classify`].
+pub fn run_main<T, F>(program: &str, verbose: u8, future: F) -> ExitCode
+where
+    T: Into<ExitStatusOrUnit>,
+    F: Future<Output = anyhow::Result<T>>,
+{
+    init_logging(verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("{program}: error: cannot start the async runtime: {err}");
+            return ExitStatus::Error.into();
+        }
+    };
+    let result = runtime.block_on(future);
+    let _ = std::io::stdout().flush();
+    match result {
+        Ok(value) => value.into().0.into(),
+        Err(err) if is_broken_stdout(&err) => ExitStatus::Success.into(),
+        Err(err) => {
+            eprintln!("{program}: error: {}", one_line(&err));
+            classify(&err).into()
+        }
+    }
+}
+
+/// A command's success value: an explicit status, or `()` for plain success.
+#[derive(Debug)]
+pub struct ExitStatusOrUnit(ExitStatus);
+
+impl From<ExitStatus> for ExitStatusOrUnit {
+    fn from(status: ExitStatus) -> Self {
+        Self(status)
+    }
+}
+
+impl From<()> for ExitStatusOrUnit {
+    fn from((): ()) -> Self {
+        Self(ExitStatus::Success)
+    }
+}
+
+/// Prints a clap error or help text and returns its exit status (2 for errors, 0 for help).
+#[must_use]
+pub fn clap_exit(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if err.use_stderr() {
+        ExitStatus::Usage.into()
+    } else {
+        ExitStatus::Success.into()
+    }
+}
+
+/// The error chain on one line: zfs splits some messages over two lines
+/// ("has been modified\nsince most recent snapshot").
+fn one_line(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `z3 status | head` closing the pipe early is not an error; only a bare write error to stdout
+/// (no context added) is treated that way.
+fn is_broken_stdout(err: &anyhow::Error) -> bool {
+    err.chain().count() == 1
+        && err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn init_logging(verbose: u8) {
+    // The AWS SDK warns about every credential or region source it tries; only -v shows that.
+    let default = match verbose {
+        0 => "warn,aws_config=error,aws_smithy_runtime=error",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod args;
 pub mod config;
 pub mod engine;
 pub mod exit;
+pub mod transfer;
 
 use std::path::Path;
 use std::sync::Arc;

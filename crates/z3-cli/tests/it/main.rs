@@ -4,3 +4,4 @@ mod cli;
 mod e2e;
 mod engine;
 mod support;
+mod transfer;

@@ -1,0 +1,330 @@
+//! `pput` (stdin to S3) and `z3_get` (S3 to stdout): the original's plumbing commands, on the same
+//! upload and download engines that `z3 backup` and `z3 restore` use.
+//!
+//! Both read `[main]` of the config file and the environment like `z3` does (never `[fs:…]` sections),
+//! and print one-line errors. `pput` prints exactly one JSON line on success, as the original did.
+
+// The doc comments of the flag structs are terminal help text, not rustdoc.
+#![allow(clippy::doc_markdown, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use z3_s3::{
+    AwsStore, DownloadConfig, Downloader, MultipartUploader, ObjectStore, PutOptions, UploadConfig,
+    parse_size, part_size,
+};
+
+use crate::config::{FlagOverrides, Settings};
+use crate::exit::UsageError;
+
+const PPUT_AFTER_HELP: &str = "\
+BUCKET, S3 credentials, endpoint, CHUNK_SIZE, CONCURRENCY, MAX_RETRIES and S3_STORAGE_CLASS come from \
+the environment or the [main] section of /etc/z3_backup/z3.conf, as for z3.
+
+On success one JSON line goes to stdout: {\"status\": \"success\", \"etag\": \"...\"}. A stream that fails \
+or is empty leaves no object and no open multipart upload.
+
+Exit codes: 0 success, 1 error, 2 usage error.";
+
+/// Upload standard input to S3 as one multipart object, with bounded memory.
+#[derive(Debug, Parser)]
+#[command(name = "pput", version, after_help = PPUT_AFTER_HELP, max_term_width = 100, infer_long_args = true)]
+pub struct PputArgs {
+    /// Key of the object, including any prefix (the bucket comes from BUCKET)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Part size, e.g. 64M (K/M/G/T are powers of 1024; config CHUNK_SIZE, default 256M)
+    #[arg(short = 's', long, value_name = "SIZE", conflicts_with = "estimated")]
+    pub chunk_size: Option<String>,
+
+    /// Estimated total size: the part size is chosen so the stream fits in 9,999 parts
+    #[arg(long, value_name = "SIZE")]
+    pub estimated: Option<String>,
+
+    /// Read from this file descriptor instead of standard input
+    #[arg(long, value_name = "FD")]
+    pub file_descriptor: Option<u32>,
+
+    /// Parts uploaded at once (config CONCURRENCY, default 32)
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Object metadata, repeatable; split at the first '=' (x-amz-meta-KEY: VALUE)
+    #[arg(long = "metadata", visible_alias = "meta", value_name = "KEY=VALUE")]
+    pub metadata: Vec<String>,
+
+    /// Storage class (config S3_STORAGE_CLASS, default STANDARD_IA)
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+
+    /// Show progress on stderr
+    #[arg(long, conflicts_with = "quiet")]
+    pub progress: bool,
+
+    /// Print nothing but errors and the result line
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Config file (default /etc/z3_backup/z3.conf; also Z3_CONFIG)
+    #[arg(long, value_name = "PATH", env = "Z3_CONFIG", hide_env_values = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// Write the object NAME of BUCKET to standard output, using parallel ranged downloads.
+#[derive(Debug, Parser)]
+#[command(
+    name = "z3_get",
+    version,
+    max_term_width = 100,
+    after_help = "Exit codes: 0 success, 1 error (nothing is written for a missing object), 2 usage error."
+)]
+pub struct GetArgs {
+    /// Key of the object, including any prefix
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Ranged GETs in flight (default 8)
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Size of each ranged GET (default 8M)
+    #[arg(short = 's', long, value_name = "SIZE")]
+    pub chunk_size: Option<String>,
+
+    /// Config file (default /etc/z3_backup/z3.conf; also Z3_CONFIG)
+    #[arg(long, value_name = "PATH", env = "Z3_CONFIG", hide_env_values = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// Splits `KEY=VALUE` items at the first `=` (the original's rule: `c=d=e` is `c` → `d=e`).
+///
+/// # Errors
+/// [`UsageError`] naming an item without `=` or with an empty key.
+pub fn parse_metadata(items: &[String]) -> Result<BTreeMap<String, String>, UsageError> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+            _ => Err(UsageError(format!(
+                "malformed metadata '{item}'; should be key=value"
+            ))),
+        })
+        .collect()
+}
+
+fn size_arg(flag: &str, text: &str) -> Result<u64, UsageError> {
+    parse_size(text).map_err(|e| UsageError(format!("invalid {flag} '{text}': {e}")))
+}
+
+async fn connect(settings: &Settings) -> Result<Arc<AwsStore>> {
+    let store = AwsStore::connect(settings.s3.clone())
+        .await
+        .context("cannot set up the S3 client")?;
+    Ok(Arc::new(store))
+}
+
+fn settings_for(config: Option<&PathBuf>) -> Result<Settings> {
+    let file = match config {
+        Some(path) => crate::config::IniFile::load(path, true)?,
+        None => crate::config::IniFile::load(
+            std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH),
+            false,
+        )?,
+    };
+    let raw = crate::config::layer(&file, std::env::vars(), &FlagOverrides::default())?;
+    Ok(Settings::resolve(raw)?)
+}
+
+/// Runs `pput`: uploads the input and writes the result line to `out`.
+///
+/// # Errors
+/// Usage errors, an empty or failing input, S3 failures; the multipart upload is aborted first.
+pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
+    let metadata = parse_metadata(&args.metadata)?;
+    let settings = settings_for(args.config.as_ref())?;
+    let part = match (&args.estimated, &args.chunk_size) {
+        (Some(estimate), _) => part_size(Some(size_arg("--estimated", estimate)?), 0),
+        (None, Some(chunk)) => part_size(None, size_arg("--chunk-size", chunk)?),
+        (None, None) => part_size(None, settings.chunk_size),
+    };
+    let concurrency = args.concurrency.unwrap_or(settings.concurrency).max(1);
+    let store = connect(&settings).await?;
+    let options = PutOptions {
+        metadata,
+        storage_class: Some(
+            args.storage_class
+                .clone()
+                .unwrap_or_else(|| settings.storage_class.clone()),
+        ),
+        acl: Some("bucket-owner-full-control".to_owned()),
+    };
+    if !args.quiet {
+        eprintln!(
+            "starting upload to {}/{} with chunksize {:.1}M using {concurrency} workers",
+            settings.bucket,
+            args.name,
+            part as f64 / f64::from(1u32 << 20)
+        );
+    }
+    let input: Box<dyn AsyncRead + Send + Unpin> = match args.file_descriptor {
+        None | Some(0) => Box::new(tokio::io::stdin()),
+        // /dev/fd/N reopens an inherited descriptor without unsafe code.
+        Some(fd) => Box::new(
+            tokio::fs::File::open(format!("/dev/fd/{fd}"))
+                .await
+                .map_err(|e| UsageError(format!("cannot read file descriptor {fd}: {e}")))?,
+        ),
+    };
+    let input = Progress::new(input, args.progress);
+    let uploader = MultipartUploader::new(
+        store,
+        UploadConfig {
+            part_size: part,
+            concurrency,
+            retry: settings.retry.clone(),
+        },
+    );
+    let report = uploader
+        .upload(&args.name, &options, input)
+        .await
+        .with_context(|| format!("upload to {}/{} failed", settings.bucket, args.name))?;
+    // The original's exact line (Python json.dumps spacing); scripts parse it.
+    writeln!(
+        out,
+        "{{\"status\": \"success\", \"etag\": {}}}",
+        serde_json::to_string(&report.etag)?
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Runs `z3_get`: writes the object to standard output in order.
+///
+/// # Errors
+/// A missing object (nothing is written then), S3 failures, a closed output.
+pub async fn get(args: GetArgs) -> Result<()> {
+    let settings = settings_for(args.config.as_ref())?;
+    let part = match &args.chunk_size {
+        Some(chunk) => size_arg("--chunk-size", chunk)?,
+        None => 8 << 20,
+    };
+    if part == 0 {
+        bail!(UsageError("--chunk-size must be positive".into()));
+    }
+    let store = connect(&settings).await?;
+    let info = match store.head(&args.name).await {
+        Ok(info) => info,
+        Err(err) if err.kind() == z3_s3::ErrorKind::NotFound => {
+            bail!("s3://{}/{} does not exist", settings.bucket, args.name)
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let downloader = Downloader::new(
+        store,
+        DownloadConfig {
+            part_size: part,
+            concurrency: args.concurrency.unwrap_or(8).max(1),
+            retry: settings.retry.clone(),
+        },
+    );
+    let mut stdout = tokio::io::stdout();
+    downloader
+        .download_to(&args.name, info.size, &mut stdout)
+        .await
+        .with_context(|| format!("download of {}/{} failed", settings.bucket, args.name))?;
+    stdout.flush().await?;
+    Ok(())
+}
+
+/// Counts bytes flowing through and, when enabled, reports progress on stderr once a second.
+struct Progress<R> {
+    inner: R,
+    enabled: bool,
+    bytes: u64,
+    started: Instant,
+    last: Instant,
+}
+
+impl<R> Progress<R> {
+    fn new(inner: R, enabled: bool) -> Self {
+        let now = Instant::now();
+        Self {
+            inner,
+            enabled,
+            bytes: 0,
+            started: now,
+            last: now,
+        }
+    }
+
+    fn report(&self, done: bool) {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let mib = self.bytes as f64 / f64::from(1u32 << 20);
+        eprint!(
+            "\r{mib:.1} MiB read, {:.1} MiB/s{}",
+            mib / secs,
+            if done { "\n" } else { "" }
+        );
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &poll {
+            let n = buf.filled().len() - before;
+            self.bytes += n as u64;
+            if self.enabled && (n == 0 || self.last.elapsed() >= Duration::from_secs(1)) {
+                self.last = Instant::now();
+                self.report(n == 0);
+            }
+        }
+        poll
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_splits_at_the_first_equals_sign() {
+        let parsed = parse_metadata(&["ana=are+mere".into(), "dana=are=pere".into()]).unwrap();
+        assert_eq!(parsed["ana"], "are+mere");
+        assert_eq!(parsed["dana"], "are=pere");
+        let err = parse_metadata(&["bad".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed metadata 'bad'; should be key=value"
+        );
+        assert!(parse_metadata(&["=x".into()]).is_err());
+    }
+
+    #[test]
+    fn flags_follow_the_original() {
+        use clap::CommandFactory;
+        PputArgs::command().debug_assert();
+        GetArgs::command().debug_assert();
+        let args =
+            PputArgs::try_parse_from(["pput", "--meta", "a=b", "--est", "1G", "key"]).unwrap();
+        assert_eq!(args.metadata, ["a=b"]);
+        assert_eq!(args.estimated.as_deref(), Some("1G"));
+        assert!(PputArgs::try_parse_from(["pput", "-s", "5M", "--estimated", "1G", "k"]).is_err());
+        assert!(PputArgs::try_parse_from(["pput", "--progress", "--quiet", "k"]).is_err());
+    }
+}
