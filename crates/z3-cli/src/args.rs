@@ -62,6 +62,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH", env = "Z3_CONFIG", hide_env_values = true, help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
 
+    /// Show progress bars on stderr even when it is not a terminal
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub progress: bool,
+
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides
     #[arg(short, long, global = true, action = ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,

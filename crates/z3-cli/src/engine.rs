@@ -30,6 +30,7 @@ use z3_zfs::{ReceiveOptions, Zfs};
 use crate::args::{BackupArgs, RestoreArgs, StatusArgs};
 use crate::config::Settings;
 use crate::exit::UsageError;
+use crate::progress::{ProgressMode, ProgressReader, bar};
 
 /// How many HEAD requests run at once while reading object metadata.
 const HEAD_CONCURRENCY: usize = 16;
@@ -71,6 +72,7 @@ pub struct Engine {
     zfs: Arc<dyn Zfs>,
     store: Arc<dyn ObjectStore>,
     settings: Settings,
+    progress: ProgressMode,
 }
 
 impl Engine {
@@ -81,7 +83,15 @@ impl Engine {
             zfs,
             store,
             settings,
+            progress: ProgressMode::Auto,
         }
+    }
+
+    /// When to draw progress bars (default: when stderr is a terminal).
+    #[must_use]
+    pub fn with_progress(mut self, progress: ProgressMode) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// The settings in use.
@@ -287,7 +297,8 @@ impl Engine {
             .send(parent, snapshot)
             .await
             .with_context(|| format!("cannot start zfs send of {snapshot}"))?;
-        let reader: BoxedReader = Box::new(stream);
+        let progress = bar(self.progress, &snapshot.to_string(), Some(estimate.bytes));
+        let reader: BoxedReader = Box::new(ProgressReader::new(stream, progress));
         let reader = match &encoder {
             Some(codec) => codec
                 .apply(reader)
@@ -387,7 +398,15 @@ impl Engine {
                     step.snapshot
                 );
             }
-            let reader: BoxedReader = Box::new(downloader.reader(&step.key, step.object_size));
+            let progress = bar(
+                self.progress,
+                &step.snapshot.to_string(),
+                Some(step.object_size),
+            );
+            let reader: BoxedReader = Box::new(ProgressReader::new(
+                downloader.reader(&step.key, step.object_size),
+                progress,
+            ));
             let reader = match &decoder {
                 Some(codec) => codec
                     .apply(reader)

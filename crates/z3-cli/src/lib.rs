@@ -11,6 +11,7 @@ pub mod args;
 pub mod config;
 pub mod engine;
 pub mod exit;
+pub mod progress;
 pub mod transfer;
 
 use std::path::Path;
@@ -56,7 +57,8 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
         .context("cannot set up the S3 client")?;
     store.check_bucket().await?;
     let store: Arc<dyn ObjectStore> = Arc::new(store);
-    let engine = Engine::new(zfs, store, settings);
+    let progress = crate::progress::ProgressMode::from_flags(cli.progress, false);
+    let engine = Engine::new(zfs, store, settings).with_progress(progress);
     execute(&engine, &cli.command, console).await
 }
 

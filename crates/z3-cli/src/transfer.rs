@@ -10,14 +10,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use z3_s3::{
     AwsStore, DownloadConfig, Downloader, MultipartUploader, ObjectStore, PutOptions, UploadConfig,
     parse_size, part_size,
@@ -25,6 +22,7 @@ use z3_s3::{
 
 use crate::config::{FlagOverrides, Settings};
 use crate::exit::UsageError;
+use crate::progress::{ProgressMode, ProgressReader, bar};
 
 const PPUT_AFTER_HELP: &str = "\
 BUCKET, S3 credentials, endpoint, CHUNK_SIZE, CONCURRENCY, MAX_RETRIES and S3_STORAGE_CLASS come from \
@@ -67,11 +65,11 @@ pub struct PputArgs {
     #[arg(long, value_name = "CLASS")]
     pub storage_class: Option<String>,
 
-    /// Show progress on stderr
+    /// Show progress on stderr even when it is not a terminal
     #[arg(long, conflicts_with = "quiet")]
     pub progress: bool,
 
-    /// Print nothing but errors and the result line
+    /// Print nothing but errors and the result line (no progress)
     #[arg(long)]
     pub quiet: bool,
 
@@ -100,6 +98,14 @@ pub struct GetArgs {
     /// Size of each ranged GET (default 8M)
     #[arg(short = 's', long, value_name = "SIZE")]
     pub chunk_size: Option<String>,
+
+    /// Show progress on stderr even when it is not a terminal
+    #[arg(long, conflicts_with = "quiet")]
+    pub progress: bool,
+
+    /// No progress
+    #[arg(long)]
+    pub quiet: bool,
 
     /// Config file (default /etc/z3_backup/z3.conf; also Z3_CONFIG)
     #[arg(long, value_name = "PATH", env = "Z3_CONFIG", hide_env_values = true)]
@@ -152,8 +158,13 @@ fn settings_for(config: Option<&PathBuf>) -> Result<Settings> {
 pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     let metadata = parse_metadata(&args.metadata)?;
     let settings = settings_for(args.config.as_ref())?;
-    let part = match (&args.estimated, &args.chunk_size) {
-        (Some(estimate), _) => part_size(Some(size_arg("--estimated", estimate)?), 0),
+    let estimate = args
+        .estimated
+        .as_deref()
+        .map(|e| size_arg("--estimated", e))
+        .transpose()?;
+    let part = match (estimate, &args.chunk_size) {
+        (Some(estimate), _) => part_size(Some(estimate), 0),
         (None, Some(chunk)) => part_size(None, size_arg("--chunk-size", chunk)?),
         (None, None) => part_size(None, settings.chunk_size),
     };
@@ -185,7 +196,12 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
                 .map_err(|e| UsageError(format!("cannot read file descriptor {fd}: {e}")))?,
         ),
     };
-    let input = Progress::new(input, args.progress);
+    let progress = bar(
+        ProgressMode::from_flags(args.progress, args.quiet),
+        &args.name,
+        estimate,
+    );
+    let input = ProgressReader::new(input, progress);
     let uploader = MultipartUploader::new(
         store,
         UploadConfig {
@@ -237,65 +253,18 @@ pub async fn get(args: GetArgs) -> Result<()> {
             retry: settings.retry.clone(),
         },
     );
+    let progress = bar(
+        ProgressMode::from_flags(args.progress, args.quiet),
+        &args.name,
+        Some(info.size),
+    );
+    let mut reader = ProgressReader::new(downloader.reader(&args.name, info.size), progress);
     let mut stdout = tokio::io::stdout();
-    downloader
-        .download_to(&args.name, info.size, &mut stdout)
+    tokio::io::copy(&mut reader, &mut stdout)
         .await
         .with_context(|| format!("download of {}/{} failed", settings.bucket, args.name))?;
     stdout.flush().await?;
     Ok(())
-}
-
-/// Counts bytes flowing through and, when enabled, reports progress on stderr once a second.
-struct Progress<R> {
-    inner: R,
-    enabled: bool,
-    bytes: u64,
-    started: Instant,
-    last: Instant,
-}
-
-impl<R> Progress<R> {
-    fn new(inner: R, enabled: bool) -> Self {
-        let now = Instant::now();
-        Self {
-            inner,
-            enabled,
-            bytes: 0,
-            started: now,
-            last: now,
-        }
-    }
-
-    fn report(&self, done: bool) {
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let mib = self.bytes as f64 / f64::from(1u32 << 20);
-        eprint!(
-            "\r{mib:.1} MiB read, {:.1} MiB/s{}",
-            mib / secs,
-            if done { "\n" } else { "" }
-        );
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Progress<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &poll {
-            let n = buf.filled().len() - before;
-            self.bytes += n as u64;
-            if self.enabled && (n == 0 || self.last.elapsed() >= Duration::from_secs(1)) {
-                self.last = Instant::now();
-                self.report(n == 0);
-            }
-        }
-        poll
-    }
 }
 
 #[cfg(test)]
