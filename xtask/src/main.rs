@@ -1,10 +1,13 @@
-//! Project automation, matklad-style: `cargo xtask ci | demo | services`.
+//! Project automation, matklad-style: `cargo xtask ci | demo | services | tidy | bench`.
 //!
 //! - `ci`: formatting, clippy, then the whole test suite against real zfs-fuse and SeaweedFS that this
 //!   program installs (if missing), starts on 127.0.0.1 and stops again, then the docs.
 //! - `demo`: a real backup/restore cycle for a newcomer, printing each step.
 //! - `services`: starts the services and prints the environment for running tests by hand, until Enter.
+//! - `bench [transfer|codecs]`: measures `pput` and `z3_get` against aws-cli and rclone on a local SeaweedFS and
+//!   writes the results to `docs/benchmarks.md`.
 
+mod bench;
 mod demo;
 mod services;
 mod tidy;
@@ -23,8 +26,9 @@ fn main() -> ExitCode {
         Some("demo") => demo::run_demo(&project_root()),
         Some("services") => services_shell(),
         Some("tidy") => tidy::check(&project_root()),
+        Some("bench") => bench::run_bench(&project_root(), &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|services|tidy>");
+            eprintln!("usage: cargo xtask <ci|demo|services|tidy|bench [transfer|codecs]>");
             return ExitCode::from(2);
         }
     };

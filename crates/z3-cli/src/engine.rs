@@ -311,6 +311,8 @@ impl Engine {
                 part_size: part_size(Some(estimate.bytes), self.settings.chunk_size),
                 concurrency: self.settings.concurrency,
                 retry: self.settings.retry.clone(),
+                estimate: Some(estimate.bytes),
+                ..UploadConfig::default()
             },
         );
         uploader

@@ -94,22 +94,21 @@ pub fn bar(mode: ProgressMode, label: &str, total: Option<u64>) -> Display {
     Display::Bar(bar)
 }
 
-/// Counts the bytes read through it into a [`Display`]; finishes it at end of stream.
+/// Counts bytes into a [`Display`]: the bar, or a plain line at most once a second.
 #[derive(Debug)]
-pub struct ProgressReader<R> {
-    inner: R,
+pub struct Progress {
     display: Display,
     bytes: u64,
     started: Instant,
     last_line: Instant,
 }
 
-impl<R> ProgressReader<R> {
-    /// Wraps `inner`.
-    pub fn new(inner: R, display: Display) -> Self {
+impl Progress {
+    /// Starts counting at zero now.
+    #[must_use]
+    pub fn new(display: Display) -> Self {
         let now = Instant::now();
         Self {
-            inner,
             display,
             bytes: 0,
             started: now,
@@ -117,12 +116,15 @@ impl<R> ProgressReader<R> {
         }
     }
 
-    /// Bytes read so far.
+    /// Bytes counted so far.
+    #[must_use]
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
-    fn advance(&mut self, n: usize) {
+    /// Counts `n` more bytes; `0` means the stream ended (the bar is finished, the last line
+    /// says "done").
+    pub fn advance(&mut self, n: usize) {
         self.bytes += n as u64;
         match &self.display {
             Display::Hidden => {}
@@ -139,10 +141,38 @@ impl<R> ProgressReader<R> {
         }
     }
 
-    fn fail(&self) {
+    /// The stream ended.
+    pub fn finish(&mut self) {
+        self.advance(0);
+    }
+
+    /// The stream failed: the bar stays where it stopped.
+    pub fn fail(&self) {
         if let Display::Bar(bar) = &self.display {
             bar.abandon();
         }
+    }
+}
+
+/// Counts the bytes read through it into a [`Progress`]; finishes it at end of stream.
+#[derive(Debug)]
+pub struct ProgressReader<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R> ProgressReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R, display: Display) -> Self {
+        Self {
+            inner,
+            progress: Progress::new(display),
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.progress.bytes()
     }
 }
 
@@ -168,6 +198,40 @@ fn progress_line(
     format!("{label}: {:.1} MiB{of}, {rate:.1} MiB/s{state}", mib(bytes))
 }
 
+/// [`ProgressReader`] for a blocking [`Read`](std::io::Read).
+#[derive(Debug)]
+pub struct ProgressRead<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R> ProgressRead<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R, display: Display) -> Self {
+        Self {
+            inner,
+            progress: Progress::new(display),
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for ProgressRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.progress.advance(n);
+                Ok(n)
+            }
+            Err(err) => {
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    self.progress.fail();
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
 impl<R: AsyncRead + Unpin> AsyncRead for ProgressReader<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -179,9 +243,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for ProgressReader<R> {
         match &poll {
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len() - before;
-                self.advance(n);
+                self.progress.advance(n);
             }
-            Poll::Ready(Err(_)) => self.fail(),
+            Poll::Ready(Err(_)) => self.progress.fail(),
             Poll::Pending => {}
         }
         poll
@@ -202,6 +266,19 @@ mod tests {
         reader.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, b"0123456789");
         assert_eq!(reader.bytes(), 10);
+        assert_eq!(bar.position(), 10);
+        assert!(bar.is_finished());
+    }
+
+    #[test]
+    fn blocking_reads_are_counted_too() {
+        use std::io::Read;
+        let bar = ProgressBar::hidden();
+        bar.set_length(10);
+        let mut reader = ProgressRead::new(&b"0123456789"[..], Display::Bar(bar.clone()));
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"0123456789");
         assert_eq!(bar.position(), 10);
         assert!(bar.is_finished());
     }

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use tokio::io::{AsyncRead, AsyncWriteExt};
 use z3_s3::{
     AwsStore, DownloadConfig, Downloader, MultipartUploader, ObjectStore, PutOptions, UploadConfig,
     parse_size, part_size,
@@ -22,7 +21,8 @@ use z3_s3::{
 
 use crate::config::{FlagOverrides, Settings};
 use crate::exit::UsageError;
-use crate::progress::{ProgressMode, ProgressReader, bar};
+use crate::progress::{Progress, ProgressMode, ProgressRead, bar};
+use crate::stdio::{ThreadWriter, grow_pipe, stdin_file};
 
 const PPUT_AFTER_HELP: &str = "\
 BUCKET, S3 credentials, endpoint, CHUNK_SIZE, CONCURRENCY, MAX_RETRIES and S3_STORAGE_CLASS come from \
@@ -187,31 +187,31 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
             part as f64 / f64::from(1u32 << 20)
         );
     }
-    let input: Box<dyn AsyncRead + Send + Unpin> = match args.file_descriptor {
-        None | Some(0) => Box::new(tokio::io::stdin()),
+    let input = match args.file_descriptor {
+        None | Some(0) => stdin_file().context("cannot read standard input")?,
         // /dev/fd/N reopens an inherited descriptor without unsafe code.
-        Some(fd) => Box::new(
-            tokio::fs::File::open(format!("/dev/fd/{fd}"))
-                .await
-                .map_err(|e| UsageError(format!("cannot read file descriptor {fd}: {e}")))?,
-        ),
+        Some(fd) => std::fs::File::open(format!("/dev/fd/{fd}"))
+            .map_err(|e| UsageError(format!("cannot read file descriptor {fd}: {e}")))?,
     };
+    grow_pipe(&input);
     let progress = bar(
         ProgressMode::from_flags(args.progress, args.quiet),
         &args.name,
         estimate,
     );
-    let input = ProgressReader::new(input, progress);
+    let input = ProgressRead::new(input, progress);
     let uploader = MultipartUploader::new(
         store,
         UploadConfig {
             part_size: part,
             concurrency,
             retry: settings.retry.clone(),
+            estimate,
+            ..UploadConfig::default()
         },
     );
     let report = uploader
-        .upload(&args.name, &options, input)
+        .upload_blocking(&args.name, &options, input)
         .await
         .with_context(|| format!("upload to {}/{} failed", settings.bucket, args.name))?;
     // The original's exact line (Python json.dumps spacing); scripts parse it.
@@ -258,12 +258,26 @@ pub async fn get(args: GetArgs) -> Result<()> {
         &args.name,
         Some(info.size),
     );
-    let mut reader = ProgressReader::new(downloader.reader(&args.name, info.size), progress);
-    let mut stdout = tokio::io::stdout();
-    tokio::io::copy(&mut reader, &mut stdout)
+    let mut progress = Progress::new(progress);
+    let failed = |progress: &Progress| {
+        progress.fail();
+        format!("download of {}/{} failed", settings.bucket, args.name)
+    };
+    let mut out = ThreadWriter::stdout().context("cannot write to standard output")?;
+    let mut chunks = downloader.chunks(&args.name, info.size);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.with_context(|| failed(&progress))?;
+        progress.advance(chunk.len());
+        out.write(chunk)
+            .await
+            .with_context(|| failed(&progress))
+            .context("cannot write to standard output")?;
+    }
+    out.finish()
         .await
-        .with_context(|| format!("download of {}/{} failed", settings.bucket, args.name))?;
-    stdout.flush().await?;
+        .with_context(|| failed(&progress))
+        .context("cannot write to standard output")?;
+    progress.finish();
     Ok(())
 }
 

@@ -16,16 +16,17 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart as SdkCompletedPart,
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart as SdkCompletedPart,
     ObjectCannedAcl, StorageClass,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
+use crate::checksum::Crc32c;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
-    CompletedPart, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op, PartNumber,
-    PutOptions, UploadId, object_url,
+    CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
+    PartNumber, PutOptions, UploadId, object_url,
 };
 
 /// The region used when neither the config nor the environment names one.
@@ -115,8 +116,23 @@ impl S3Config {
 /// | connection refused, DNS failure | [`ErrorKind::Unreachable`] |
 /// | other 4xx | [`ErrorKind::InvalidRequest`] |
 ///
-/// Parts are uploaded with CRC32 checksums (`x-amz-checksum-crc32`, computed by the SDK), declared
-/// on `CreateMultipartUpload` and echoed at completion, so the server verifies every part.
+/// # Checksums and CPU
+///
+/// Multipart uploads are created with `ChecksumAlgorithm::Crc32C`. Each part carries the CRC32C
+/// the caller computed ([`ObjectStore::put_part`]'s `checksum`) as `x-amz-checksum-crc32c`,
+/// which the server verifies (`BadDigest` otherwise), and is echoed at completion, where the
+/// server answers with the object's composite checksum. Because the header is already set, the
+/// SDK's checksum interceptor computes nothing (it skips requests that carry an
+/// `x-amz-checksum-*` header, and then also sends the body plainly instead of `aws-chunked`),
+/// and part uploads use `UNSIGNED-PAYLOAD`, so SigV4 does not SHA-256 the body either: the
+/// signed checksum header already binds the body to the signature. Each part's bytes are
+/// therefore hashed exactly once, by the caller (no MD5, no second CRC, no SHA-256). Measured
+/// here against SeaweedFS, a 1 GiB upload cost the client 0.77 CPU-seconds this way and
+/// 1.58 with the payload signed.
+///
+/// SeaweedFS 4.48 checks `x-amz-checksum-crc32c` on `UploadPart` (`BadDigest`), echoes it,
+/// and reports the composite `base64-N` in the `CompleteMultipartUpload` response and in a
+/// `HEAD` in checksum mode (not in a plain `HEAD`), like AWS.
 #[derive(Clone)]
 pub struct AwsStore {
     bucket: String,
@@ -210,6 +226,31 @@ impl AwsStore {
     #[must_use]
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// `HeadObject`, in checksum mode for [`Op::HeadChecksum`].
+    async fn head_object(&self, op: Op, key: &str) -> Result<ObjectInfo> {
+        let checksum_mode = (op == Op::HeadChecksum).then_some(ChecksumMode::Enabled);
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_checksum_mode(checksum_mode)
+            .send()
+            .await
+            .map_err(|err| map_sdk_error(err, &self.ctx(op, Some(key))))?;
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size: to_u64(out.content_length()),
+            etag: out.e_tag().map(str::to_owned),
+            metadata: out
+                .metadata()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            storage_class: out.storage_class().map(|c| c.as_str().to_owned()),
+            checksum_crc32c: out.checksum_crc32_c().map(str::to_owned),
+        })
     }
 
     fn ctx<'a>(&'a self, op: Op, key: Option<&'a str>) -> Ctx<'a> {
@@ -459,24 +500,12 @@ impl ObjectStore for AwsStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectInfo> {
-        let out = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|err| map_sdk_error(err, &self.ctx(Op::Head, Some(key))))?;
-        Ok(ObjectInfo {
-            key: key.to_owned(),
-            size: to_u64(out.content_length()),
-            etag: out.e_tag().map(str::to_owned),
-            metadata: out
-                .metadata()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-            storage_class: out.storage_class().map(|c| c.as_str().to_owned()),
-        })
+        self.head_object(Op::Head, key).await
+    }
+
+    /// `HeadObject` with `x-amz-checksum-mode: ENABLED`.
+    async fn head_checksum(&self, key: &str) -> Result<ObjectInfo> {
+        self.head_object(Op::HeadChecksum, key).await
     }
 
     /// `ListObjectsV2` through every page. S3 already returns keys in order; sorting again
@@ -510,8 +539,14 @@ impl ObjectStore for AwsStore {
     /// [`Downloader`](crate::Downloader) resumes); a body that breaks before the first byte is
     /// [`ErrorKind::Transient`].
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let mut buf = Vec::new();
+        self.read_range(key, range, &mut buf).await?;
+        Ok(Bytes::from(buf))
+    }
+
+    async fn read_range(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<usize> {
         if range.start >= range.end {
-            return Ok(Bytes::new());
+            return Ok(0);
         }
         let ctx = self.ctx(Op::GetRange, Some(key));
         let url = object_url(&self.bucket, key);
@@ -536,12 +571,16 @@ impl ObjectStore for AwsStore {
             ));
         }
         let wanted = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
+        let start = buf.len();
+        buf.reserve(wanted.min(64 << 20));
         let mut body = out.body;
-        let mut buf = BytesMut::with_capacity(wanted.min(64 << 20));
-        while buf.len() < wanted {
+        while buf.len() - start < wanted {
             match body.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                Some(Err(err)) if buf.is_empty() => {
+                Some(Ok(chunk)) => {
+                    let room = wanted - (buf.len() - start);
+                    buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Some(Err(err)) if buf.len() == start => {
                     return Err(Error::new(
                         ErrorKind::Transient,
                         format!("{ctx}: reading the body failed"),
@@ -550,14 +589,13 @@ impl ObjectStore for AwsStore {
                 }
                 Some(Err(err)) => {
                     // Hand back what arrived; the caller resumes from there.
-                    tracing::debug!(%url, got = buf.len(), wanted, error = %err, "body cut short");
+                    tracing::debug!(%url, got = buf.len() - start, wanted, error = %err, "body cut short");
                     break;
                 }
                 None => break,
             }
         }
-        buf.truncate(wanted);
-        Ok(buf.freeze())
+        Ok(buf.len() - start)
     }
 
     async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {
@@ -587,9 +625,9 @@ impl ObjectStore for AwsStore {
         Ok(())
     }
 
-    /// Declares CRC32 as the upload's checksum algorithm: AWS rejects parts that carry a checksum
-    /// the upload was not created with ("Checksum Type mismatch"), and the SDK adds a CRC32 to
-    /// every part by default.
+    /// Declares CRC32C as the upload's checksum algorithm (composite type, AWS's default for
+    /// CRC32C): AWS rejects parts that carry a checksum the upload was not created with
+    /// ("Checksum Type mismatch").
     async fn create_multipart(&self, key: &str, options: &PutOptions) -> Result<UploadId> {
         let ctx = self.ctx(Op::CreateMultipart, Some(key));
         let out = self
@@ -600,7 +638,7 @@ impl ObjectStore for AwsStore {
             .set_metadata(metadata_of(options))
             .set_storage_class(options.storage_class.as_deref().map(StorageClass::from))
             .set_acl(options.acl.as_deref().map(ObjectCannedAcl::from))
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
             .send()
             .await
             .map_err(|err| map_sdk_error(err, &ctx))?;
@@ -612,15 +650,20 @@ impl ObjectStore for AwsStore {
         })
     }
 
+    /// Sends `checksum` as `x-amz-checksum-crc32c` with an unsigned payload; see the type's
+    /// documentation for why nothing else hashes the body. The part's checksum in the result is
+    /// the server's echo, or ours when the server sends none.
     async fn put_part(
         &self,
         key: &str,
         upload_id: &UploadId,
         part: PartNumber,
         body: Bytes,
+        checksum: Crc32c,
     ) -> Result<CompletedPart> {
         let mut ctx = self.ctx(Op::PutPart, Some(key)).with_upload(upload_id);
         ctx.part = Some(part);
+        let sent = checksum.to_base64();
         let out = self
             .bulk
             .upload_part()
@@ -629,7 +672,9 @@ impl ObjectStore for AwsStore {
             .upload_id(upload_id.as_str())
             .part_number(i32::from(part.get()))
             .body(ByteStream::from(body))
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .checksum_crc32_c(sent.clone())
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|err| map_sdk_error(err, &ctx))?;
@@ -639,19 +684,20 @@ impl ObjectStore for AwsStore {
         Ok(CompletedPart {
             part_number: part,
             etag: etag.to_owned(),
-            checksum_crc32: out.checksum_crc32().map(str::to_owned),
+            checksum_crc32c: Some(out.checksum_crc32_c().map_or(sent, str::to_owned)),
         })
     }
 
-    /// Echoes each part's CRC32, which S3 requires for uploads created with a checksum
-    /// algorithm. A `200 OK` whose body is an error document (S3 can fail a completion after it
-    /// started answering) is turned into an error by the SDK and mapped like any other.
+    /// Echoes each part's CRC32C, which S3 requires for uploads created with a checksum
+    /// algorithm, and returns the composite checksum the server reports. A `200 OK` whose body
+    /// is an error document (S3 can fail a completion after it started answering) is turned
+    /// into an error by the SDK and mapped like any other.
     async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
-    ) -> Result<String> {
+    ) -> Result<CompletedUpload> {
         let ctx = self
             .ctx(Op::CompleteMultipart, Some(key))
             .with_upload(upload_id);
@@ -661,7 +707,7 @@ impl ObjectStore for AwsStore {
                 SdkCompletedPart::builder()
                     .part_number(i32::from(part.part_number.get()))
                     .e_tag(part.etag)
-                    .set_checksum_crc32(part.checksum_crc32)
+                    .set_checksum_crc32_c(part.checksum_crc32c)
                     .build()
             })
             .collect();
@@ -679,7 +725,10 @@ impl ObjectStore for AwsStore {
             .send()
             .await
             .map_err(|err| map_sdk_error(err, &ctx))?;
-        Ok(out.e_tag().unwrap_or_default().to_owned())
+        Ok(CompletedUpload {
+            etag: out.e_tag().unwrap_or_default().to_owned(),
+            checksum_crc32c: out.checksum_crc32_c().map(str::to_owned),
+        })
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> Result<()> {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::checksum::{Crc32c, composite_crc32c};
 use crate::download::{DownloadConfig, Downloader};
 use crate::error::ErrorKind;
 use crate::part_size::MIN_PART_SIZE;
@@ -62,6 +63,10 @@ fn options() -> PutOptions {
         metadata: sample_metadata(),
         ..PutOptions::default()
     }
+}
+
+fn split_at(size: u64) -> usize {
+    usize::try_from(size).expect("part sizes used here fit in memory")
 }
 
 fn part(n: u16) -> PartNumber {
@@ -171,12 +176,14 @@ pub async fn multipart_round_trip(store: &dyn ObjectStore, prefix: &str) {
         .await
         .expect("create");
     // Upload the parts out of order, as concurrent workers would.
+    let (first, second) = (data.slice(..split), data.slice(split..));
+    let checksums = [Crc32c::of(&first), Crc32c::of(&second)];
     let p2 = store
-        .put_part(&key, &id, part(2), data.slice(split..))
+        .put_part(&key, &id, part(2), second, checksums[1])
         .await
         .expect("part 2");
     let p1 = store
-        .put_part(&key, &id, part(1), data.slice(..split))
+        .put_part(&key, &id, part(1), first, checksums[0])
         .await
         .expect("part 1");
     let open = store
@@ -187,11 +194,25 @@ pub async fn multipart_round_trip(store: &dyn ObjectStore, prefix: &str) {
         open.iter().any(|u| u.upload_id == id && u.key == key),
         "the open upload is listed: {open:?}"
     );
-    let etag = store
+    let done = store
         .complete_multipart(&key, &id, vec![p1, p2])
         .await
         .expect("complete");
-    assert!(etag.ends_with("-2\""), "multipart etag {etag}");
+    assert!(done.etag.ends_with("-2\""), "multipart etag {}", done.etag);
+    let expected = composite_crc32c(&checksums);
+    let reported = match done.checksum_crc32c {
+        Some(checksum) => checksum,
+        None => store
+            .head_checksum(&key)
+            .await
+            .expect("head_checksum")
+            .checksum_crc32c
+            .expect("the composite checksum, from the completion or a HEAD in checksum mode"),
+    };
+    assert!(
+        reported == expected || reported == expected.split('-').next().unwrap_or_default(),
+        "composite checksum: server {reported}, local {expected}"
+    );
     let info = store.head(&key).await.expect("head");
     assert_eq!(info.size, data.len() as u64);
     assert_eq!(info.metadata, sample_metadata());
@@ -209,7 +230,7 @@ pub async fn multipart_round_trip(store: &dyn ObjectStore, prefix: &str) {
         "completed upload is gone"
     );
     let err = store
-        .put_part(&key, &id, part(3), Bytes::from_static(b"late"))
+        .put_part(&key, &id, part(3), late(), Crc32c::of(&late()))
         .await
         .expect_err("part after completion");
     assert_eq!(err.kind(), ErrorKind::NoSuchUpload, "{err}");
@@ -225,14 +246,23 @@ pub async fn multipart_rules(store: &dyn ObjectStore, prefix: &str) {
         .create_multipart(&key, &PutOptions::default())
         .await
         .expect("create");
+    let small = |byte: u8| Bytes::from(vec![byte; 1024]);
     let p1 = store
-        .put_part(&key, &id, part(1), Bytes::from(vec![1u8; 1024]))
+        .put_part(&key, &id, part(1), small(1), Crc32c::of(&small(1)))
         .await
         .expect("small part 1");
     let p2 = store
-        .put_part(&key, &id, part(2), Bytes::from(vec![2u8; 1024]))
+        .put_part(&key, &id, part(2), small(2), Crc32c::of(&small(2)))
         .await
         .expect("part 2");
+    // A body that does not match its CRC32C is refused as corrupted in transit, a retryable
+    // error, and the part is not stored.
+    let err = store
+        .put_part(&key, &id, part(3), small(3), Crc32c::of(&small(4)))
+        .await
+        .expect_err("part with a wrong checksum");
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert!(err.to_string().contains("part 3"), "{err}");
     let err = store
         .complete_multipart(&key, &id, vec![p1.clone(), p2.clone()])
         .await
@@ -262,7 +292,7 @@ pub async fn multipart_rules(store: &dyn ObjectStore, prefix: &str) {
         "aborted upload is not listed: {open:?}"
     );
     let err = store
-        .put_part(&key, &id, part(3), Bytes::from_static(b"late"))
+        .put_part(&key, &id, part(3), late(), Crc32c::of(&late()))
         .await
         .expect_err("part after abort");
     assert_eq!(err.kind(), ErrorKind::NoSuchUpload, "{err}");
@@ -311,7 +341,7 @@ pub async fn uploader_round_trip(store: Arc<dyn ObjectStore>, prefix: &str) {
         UploadConfig {
             part_size: MIN_PART_SIZE,
             concurrency: 2,
-            retry: RetryConfig::default(),
+            ..UploadConfig::default()
         },
     );
     let report = uploader
@@ -320,6 +350,15 @@ pub async fn uploader_round_trip(store: Arc<dyn ObjectStore>, prefix: &str) {
         .expect("upload");
     assert_eq!(report.bytes, data.len() as u64);
     assert_eq!(report.parts, 3);
+    let parts: Vec<Crc32c> = data
+        .chunks(split_at(MIN_PART_SIZE))
+        .map(Crc32c::of)
+        .collect();
+    assert_eq!(report.checksum_crc32c, composite_crc32c(&parts));
+    assert!(
+        report.checksum_verified,
+        "the server confirmed the composite checksum"
+    );
     let info = store.head(&key).await.expect("head");
     assert_eq!(info.size, data.len() as u64);
     assert_eq!(info.metadata, sample_metadata());
@@ -362,7 +401,7 @@ pub async fn uploader_failure_leaves_nothing(store: Arc<dyn ObjectStore>, prefix
         UploadConfig {
             part_size: MIN_PART_SIZE,
             concurrency: 2,
-            retry: RetryConfig::default(),
+            ..UploadConfig::default()
         },
     );
     let err = uploader
@@ -380,6 +419,10 @@ pub async fn uploader_failure_leaves_nothing(store: Arc<dyn ObjectStore>, prefix
             .is_empty(),
         "no upload left open"
     );
+}
+
+fn late() -> Bytes {
+    Bytes::from_static(b"late")
 }
 
 /// An input that fails on the first read, like a `zfs send` that died.

@@ -3,18 +3,20 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::part_size::MIN_PART_SIZE;
-use crate::retry::{Backoff, RetryConfig, retry};
+use crate::pool::BufferPool;
+use crate::retry::{Backoff, RetryConfig};
 use crate::store::{ObjectStore, object_url};
 
 /// How [`Downloader`] splits and fetches an object.
@@ -67,16 +69,27 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     /// fewer than `size` bytes arrived, reading fails.
     #[must_use]
     pub fn reader(&self, key: &str, size: u64) -> DownloadReader {
-        let (rx, task) = self.spawn(key, size);
         DownloadReader {
+            chunks: self.chunks(key, size),
+            current: Bytes::new(),
+            failed: false,
+        }
+    }
+
+    /// Streams `key` (`size` bytes) as whole ranges, in order, without copying them: the
+    /// zero-copy form of [`reader`](Self::reader) for consumers that write large buffers
+    /// (a pipe, a file, a channel to a writer thread). Same background task, same memory bound,
+    /// same guarantee that a short object is an error rather than a silent early end.
+    #[must_use]
+    pub fn chunks(&self, key: &str, size: u64) -> DownloadChunks {
+        let (rx, task) = self.spawn(key, size);
+        DownloadChunks {
             url: object_url(self.store.bucket(), key),
             rx,
             task,
-            current: Bytes::new(),
             delivered: 0,
             size,
-            finished: false,
-            failed: false,
+            done: false,
         }
     }
 
@@ -89,23 +102,17 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     where
         W: AsyncWrite + Unpin + Send,
     {
-        let url = object_url(self.store.bucket(), key);
-        let (mut rx, task) = self.spawn(key, size);
-        let _task = AbortOnDrop(task);
+        let mut chunks = self.chunks(key, size);
+        let url = chunks.url.clone();
         let sink = |err: io::Error| {
             Error::new(ErrorKind::Sink, format!("writing the download of {url}")).with_source(err)
         };
-        let mut written: u64 = 0;
-        while let Some(chunk) = rx.recv().await {
+        while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
             writer.write_all(&chunk).await.map_err(sink)?;
-            written += chunk.len() as u64;
         }
         writer.flush().await.map_err(sink)?;
-        if written != size {
-            return Err(ended_early(&url, written, size));
-        }
-        Ok(written)
+        Ok(chunks.delivered)
     }
 
     /// Starts the background task that fetches the ranges and sends them in order.
@@ -121,6 +128,9 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
         let store = Arc::clone(&self.store);
         let retry_config = self.config.retry.clone();
         let key = key.to_owned();
+        // Ranges being fetched, the one in the channel, the one being consumed and one being
+        // written out by a consumer that hands buffers to a writer thread.
+        let pool = BufferPool::new(concurrency + 3);
         let task = tokio::spawn(async move {
             let mut starts = (0..size).step_by(usize::try_from(part_size).unwrap_or(usize::MAX));
             let mut pending: VecDeque<AbortOnDrop<Result<Bytes>>> = VecDeque::new();
@@ -131,8 +141,9 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
                     let store = Arc::clone(&store);
                     let key = key.clone();
                     let retry_config = retry_config.clone();
+                    let pool = pool.clone();
                     pending.push_back(AbortOnDrop(tokio::spawn(async move {
-                        fetch_range(&*store, &key, start, end, &retry_config).await
+                        fetch_range(&*store, &pool, &key, start..end, &retry_config).await
                     })));
                 }
                 let Some(mut next) = pending.pop_front() else {
@@ -160,23 +171,52 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     }
 }
 
-/// Fetches `[start, end)` completely, resuming after bodies that were cut short.
+/// Fetches `[start, end)` completely into a pooled buffer, resuming after bodies that were cut
+/// short.
 async fn fetch_range<S: ObjectStore + ?Sized>(
     store: &S,
+    pool: &BufferPool,
     key: &str,
-    start: u64,
-    end: u64,
+    range: Range<u64>,
     config: &RetryConfig,
 ) -> Result<Bytes> {
     let url = object_url(store.bucket(), key);
-    let mut out = BytesMut::new();
+    let Range { start, end } = range;
+    let wanted = usize::try_from(end - start).unwrap_or(usize::MAX);
+    let mut buf = pool.take(wanted);
+    buf.clear();
     let mut pos = start;
     let mut backoff = Backoff::new(config);
     let mut stalls = 0;
+    let max_attempts = config.max_attempts.max(1);
+    let mut attempt = 1;
     while pos < end {
-        let chunk = retry(config, "get_range", || store.get_range(key, pos..end)).await?;
-        let len = chunk.len() as u64;
+        let before = buf.len();
+        let len = match store.read_range(key, pos..end, &mut buf).await {
+            Ok(len) => len as u64,
+            Err(err) if err.is_retryable() && attempt < max_attempts => {
+                buf.truncate(before);
+                let delay = backoff.next();
+                tracing::warn!(
+                    %url, pos, end, attempt, max_attempts, delay_ms = delay.as_millis(),
+                    error = %err, "ranged GET failed, retrying"
+                );
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+                continue;
+            }
+            Err(err) => {
+                pool.give(buf);
+                return Err(if attempt > 1 {
+                    err.context(format_args!("gave up after {attempt} attempts"))
+                } else {
+                    err
+                });
+            }
+        };
+        attempt = 1;
         if len > end - pos {
+            pool.give(buf);
             return Err(Error::new(
                 ErrorKind::Other,
                 format!(
@@ -189,6 +229,7 @@ async fn fetch_range<S: ObjectStore + ?Sized>(
             // byte: treat as transient a few times, then give up.
             stalls += 1;
             if stalls >= config.max_attempts.max(1) {
+                pool.give(buf);
                 return Err(Error::new(
                     ErrorKind::Transient,
                     format!(
@@ -204,13 +245,8 @@ async fn fetch_range<S: ObjectStore + ?Sized>(
         }
         stalls = 0;
         pos += len;
-        if out.is_empty() && pos == end {
-            // The common case: one GET returned the whole range, no copy needed.
-            return Ok(chunk);
-        }
-        out.extend_from_slice(&chunk);
     }
-    Ok(out.freeze())
+    Ok(pool.freeze(buf))
 }
 
 fn ended_early(url: &str, got: u64, size: u64) -> Error {
@@ -229,21 +265,65 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// The [`AsyncRead`] returned by [`Downloader::reader`]. Dropping it cancels the download.
-pub struct DownloadReader {
+/// The in-order ranges of one download, from [`Downloader::chunks`]. Dropping it cancels the
+/// download.
+pub struct DownloadChunks {
     url: String,
     rx: mpsc::Receiver<Result<Bytes>>,
     task: JoinHandle<()>,
-    current: Bytes,
     delivered: u64,
     size: u64,
-    finished: bool,
-    failed: bool,
+    done: bool,
 }
 
-impl fmt::Debug for DownloadReader {
+impl DownloadChunks {
+    /// The next range, `None` after the last byte of the object; an error when a range failed
+    /// for good or the object ended before `size` bytes. Nothing is returned after an error.
+    pub async fn next(&mut self) -> Option<Result<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Bytes handed out so far.
+    #[must_use]
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// The object's URL, for messages.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.delivered += chunk.len() as u64;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                if self.delivered == self.size {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Err(ended_early(&self.url, self.delivered, self.size))))
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for DownloadChunks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DownloadReader")
+        f.debug_struct("DownloadChunks")
             .field("url", &self.url)
             .field("delivered", &self.delivered)
             .field("size", &self.size)
@@ -251,10 +331,18 @@ impl fmt::Debug for DownloadReader {
     }
 }
 
-impl Drop for DownloadReader {
+impl Drop for DownloadChunks {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The [`AsyncRead`] returned by [`Downloader::reader`]. Dropping it cancels the download.
+#[derive(Debug)]
+pub struct DownloadReader {
+    chunks: DownloadChunks,
+    current: Bytes,
+    failed: bool,
 }
 
 impl AsyncRead for DownloadReader {
@@ -268,34 +356,21 @@ impl AsyncRead for DownloadReader {
             if this.failed {
                 return Poll::Ready(Err(io::Error::other(format!(
                     "download of {} already failed",
-                    this.url
+                    this.chunks.url
                 ))));
             }
-            if this.finished {
-                return Poll::Ready(Ok(()));
-            }
-            match this.rx.poll_recv(cx) {
+            match this.chunks.poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(chunk))) => this.current = chunk,
                 Poll::Ready(Some(Err(err))) => {
                     this.failed = true;
                     return Poll::Ready(Err(err.into_io()));
                 }
-                Poll::Ready(None) => {
-                    this.finished = true;
-                    if this.delivered != this.size {
-                        this.failed = true;
-                        return Poll::Ready(Err(
-                            ended_early(&this.url, this.delivered, this.size).into_io()
-                        ));
-                    }
-                    return Poll::Ready(Ok(()));
-                }
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
             }
         }
         let n = this.current.len().min(buf.remaining());
         buf.put_slice(&this.current.split_to(n));
-        this.delivered += n as u64;
         Poll::Ready(Ok(()))
     }
 }

@@ -28,7 +28,9 @@ pub enum ErrorKind {
     /// The server asked us to slow down (`SlowDown`, HTTP 503 `SlowDown`, HTTP 429).
     Throttled,
     /// A failure that may go away on its own: 5xx, timeouts, dropped connections,
-    /// and HTTP 200 responses whose body is an `InternalError` or `SlowDown` error document.
+    /// HTTP 200 responses whose body is an `InternalError` or `SlowDown` error document, and
+    /// `BadDigest` (a part's bytes did not match the checksum we computed: corrupted on the way,
+    /// so sending the same buffer again can succeed).
     Transient,
     /// The endpoint could not be reached at all (connection refused, DNS failure, connect timeout).
     Unreachable,
@@ -36,8 +38,14 @@ pub enum ErrorKind {
     InvalidRequest,
     /// The uploader was given an input stream with no bytes; S3 objects made by z3 are never empty.
     EmptyStream,
-    /// The input needs more than [`MAX_PARTS`](crate::MAX_PARTS) parts at the chosen part size.
+    /// The input needs more than [`MAX_PARTS`](crate::MAX_PARTS) parts at the chosen part sizes.
     TooManyParts,
+    /// The input is longer than S3's largest object ([`MAX_OBJECT_SIZE`](crate::MAX_OBJECT_SIZE), 5 TiB).
+    ObjectTooLarge,
+    /// The completed object's checksum differs from the one computed from the bytes we sent,
+    /// or the server confirmed a part with a checksum other than ours. The object is not
+    /// trusted: the uploader deletes it.
+    ChecksumMismatch,
     /// Reading the input stream failed (for example `zfs send` exited non-zero); carries the [`io::Error`].
     Source,
     /// Writing the downloaded bytes to the destination failed; carries the [`io::Error`].
@@ -61,6 +69,8 @@ impl ErrorKind {
             Self::InvalidRequest => "invalid request",
             Self::EmptyStream => "empty input stream",
             Self::TooManyParts => "too many parts",
+            Self::ObjectTooLarge => "object too large",
+            Self::ChecksumMismatch => "checksum mismatch",
             Self::Source => "input stream failed",
             Self::Sink => "output stream failed",
             Self::Other => "other error",
@@ -181,6 +191,8 @@ mod tests {
             ErrorKind::InvalidRequest,
             ErrorKind::EmptyStream,
             ErrorKind::TooManyParts,
+            ErrorKind::ObjectTooLarge,
+            ErrorKind::ChecksumMismatch,
             ErrorKind::Source,
             ErrorKind::Sink,
             ErrorKind::Other,

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::checksum::Crc32c;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
-    CompletedPart, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op, PartNumber,
-    PutOptions, UploadId, object_url,
+    CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
+    PartNumber, PutOptions, UploadId, object_url,
 };
 
 #[derive(Debug, Default)]
@@ -23,6 +24,10 @@ struct Faults {
     parts: BTreeMap<PartNumber, VecDeque<ErrorKind>>,
     /// Delays before `put_part` of a given part reaches the store.
     part_delays: BTreeMap<PartNumber, Duration>,
+    /// How many more uploads of a part get their body corrupted after the checksum was computed.
+    corrupt_parts: BTreeMap<PartNumber, u32>,
+    /// How `complete_multipart` and `head_checksum` report the object's checksum.
+    checksum_replies: BTreeMap<Op, ChecksumReply>,
     /// Cut the next successful `get_range` result down to this many bytes.
     truncate_next_get: Option<u64>,
     calls: BTreeMap<Op, u64>,
@@ -30,8 +35,23 @@ struct Faults {
     get_ranges: Vec<(String, Range<u64>)>,
 }
 
+/// What [`FaultyStore`] does to the object checksum that `complete_multipart` or
+/// `head_checksum` report (see [`FaultyStore::checksum_reply`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ChecksumReply {
+    /// Pass on what the inner store reports.
+    #[default]
+    Pass,
+    /// Report no checksum, like a server without checksum support.
+    Missing,
+    /// Report a wrong checksum (the real one with one bit flipped, keeping the `-N` suffix),
+    /// like a server that assembled other bytes than we sent.
+    Wrong,
+}
+
 /// Wraps any [`ObjectStore`] and fails chosen calls before they reach it, like `object_store`'s
-/// `ThrottledStore` but for errors.
+/// `ThrottledStore` but for errors. It can also corrupt part bodies in flight and falsify the
+/// checksums the store reports.
 ///
 /// Failures are queued per operation: `fail(Op::PutPart, 2, ErrorKind::Transient)` fails the
 /// next two `put_part` calls and lets the third through; a second `fail` for the same operation
@@ -96,6 +116,19 @@ impl<S: ObjectStore> FaultyStore<S> {
         self.lock().part_delays.insert(part, delay);
     }
 
+    /// Corrupts the body of the next `times` uploads of `part` *after* the caller computed its
+    /// checksum (one bit flipped in the middle), as a transfer that damaged the bytes on the
+    /// way. A checking store refuses such a part with `BadDigest` ([`ErrorKind::Transient`]).
+    pub fn corrupt_part(&self, part: PartNumber, times: u32) {
+        *self.lock().corrupt_parts.entry(part).or_default() += times;
+    }
+
+    /// From now on, `op` ([`Op::CompleteMultipart`] or [`Op::HeadChecksum`]; others are not
+    /// affected) reports the object checksum as `reply` says.
+    pub fn checksum_reply(&self, op: Op, reply: ChecksumReply) {
+        self.lock().checksum_replies.insert(op, reply);
+    }
+
     /// Every `get_range` request made so far, in order, as `(key, range)`.
     #[must_use]
     pub fn get_ranges(&self) -> Vec<(String, Range<u64>)> {
@@ -118,6 +151,14 @@ impl<S: ObjectStore> FaultyStore<S> {
     #[must_use]
     pub fn part_calls(&self, part: PartNumber) -> u64 {
         self.lock().part_calls.get(&part).copied().unwrap_or(0)
+    }
+
+    fn reply(&self, op: Op) -> ChecksumReply {
+        self.lock()
+            .checksum_replies
+            .get(&op)
+            .copied()
+            .unwrap_or_default()
     }
 
     fn lock(&self) -> MutexGuard<'_, Faults> {
@@ -162,6 +203,26 @@ impl<S: ObjectStore> FaultyStore<S> {
     }
 }
 
+/// Applies the planned [`ChecksumReply`] of `op` to a reported checksum.
+fn falsify(reply: ChecksumReply, checksum: Option<String>) -> Option<String> {
+    match reply {
+        ChecksumReply::Pass => checksum,
+        ChecksumReply::Missing => None,
+        ChecksumReply::Wrong => {
+            let real = checksum.unwrap_or_else(|| "AAAAAA==".to_owned());
+            let (value, suffix) = real
+                .split_once('-')
+                .map_or((real.as_str(), None), |(v, n)| (v, Some(n)));
+            let flipped =
+                Crc32c::from_value(Crc32c::from_base64(value).map_or(0, Crc32c::value) ^ 1);
+            Some(match suffix {
+                Some(n) => format!("{flipped}-{n}"),
+                None => flipped.to_string(),
+            })
+        }
+    }
+}
+
 fn queue(plan: &mut VecDeque<ErrorKind>, times: u32, kind: ErrorKind) {
     plan.extend(std::iter::repeat_n(kind, times as usize));
 }
@@ -186,6 +247,15 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.enter(Op::Head, key, None)?;
         let result = self.inner.head(key).await;
         self.leave(Op::Head, key, result)
+    }
+
+    async fn head_checksum(&self, key: &str) -> Result<ObjectInfo> {
+        self.enter(Op::HeadChecksum, key, None)?;
+        let result = self.inner.head_checksum(key).await;
+        let mut info = self.leave(Op::HeadChecksum, key, result)?;
+        let reply = self.reply(Op::HeadChecksum);
+        info.checksum_crc32c = falsify(reply, info.checksum_crc32c);
+        Ok(info)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
@@ -229,13 +299,32 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         upload_id: &UploadId,
         part: PartNumber,
         body: Bytes,
+        checksum: Crc32c,
     ) -> Result<CompletedPart> {
         self.enter(Op::PutPart, key, Some(part))?;
         let delay = self.lock().part_delays.get(&part).copied();
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
-        let result = self.inner.put_part(key, upload_id, part, body).await;
+        let corrupt = match self.lock().corrupt_parts.get_mut(&part) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        };
+        let body = if corrupt && !body.is_empty() {
+            let mut damaged = body.to_vec();
+            let middle = damaged.len() / 2;
+            damaged[middle] ^= 0x10;
+            Bytes::from(damaged)
+        } else {
+            body
+        };
+        let result = self
+            .inner
+            .put_part(key, upload_id, part, body, checksum)
+            .await;
         self.leave(Op::PutPart, key, result)
     }
 
@@ -244,10 +333,13 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         key: &str,
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
-    ) -> Result<String> {
+    ) -> Result<CompletedUpload> {
         self.enter(Op::CompleteMultipart, key, None)?;
         let result = self.inner.complete_multipart(key, upload_id, parts).await;
-        self.leave(Op::CompleteMultipart, key, result)
+        let mut done = self.leave(Op::CompleteMultipart, key, result)?;
+        let reply = self.reply(Op::CompleteMultipart);
+        done.checksum_crc32c = falsify(reply, done.checksum_crc32c);
+        Ok(done)
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> Result<()> {
@@ -278,26 +370,16 @@ mod tests {
             .await
             .unwrap();
         store.fail_part(p2, 2);
-        assert!(
-            store
-                .put_part("k", &id, p1, Bytes::from_static(b"a"))
-                .await
-                .is_ok()
-        );
+        let put = |part, body: &'static [u8]| {
+            store.put_part("k", &id, part, Bytes::from_static(body), Crc32c::of(body))
+        };
+        assert!(put(p1, b"a").await.is_ok());
         for _ in 0..2 {
-            let err = store
-                .put_part("k", &id, p2, Bytes::from_static(b"b"))
-                .await
-                .unwrap_err();
+            let err = put(p2, b"b").await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Transient);
             assert!(err.to_string().contains("part 2"), "{err}");
         }
-        assert!(
-            store
-                .put_part("k", &id, p2, Bytes::from_static(b"b"))
-                .await
-                .is_ok()
-        );
+        assert!(put(p2, b"b").await.is_ok());
         assert_eq!(store.part_calls(p1), 1);
         assert_eq!(store.part_calls(p2), 3);
         assert_eq!(store.calls(Op::PutPart), 4);
@@ -336,5 +418,53 @@ mod tests {
             "the lost-response put landed"
         );
         assert!(put().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn corrupts_parts_and_falsifies_checksums() {
+        let store = FaultyStore::new(MemoryStore::with_min_part_size("b", 1));
+        let id = store
+            .create_multipart("k", &PutOptions::default())
+            .await
+            .unwrap();
+        let body = Bytes::from_static(b"some part bytes");
+        let checksum = Crc32c::of(&body);
+        store.corrupt_part(PartNumber::FIRST, 1);
+        let err = store
+            .put_part("k", &id, PartNumber::FIRST, body.clone(), checksum)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Transient);
+        assert!(err.to_string().contains("BadDigest"), "{err}");
+        let part = store
+            .put_part("k", &id, PartNumber::FIRST, body.clone(), checksum)
+            .await
+            .unwrap();
+
+        let real = crate::checksum::composite_crc32c(&[checksum]);
+        store.checksum_reply(Op::CompleteMultipart, ChecksumReply::Wrong);
+        let done = store
+            .complete_multipart("k", &id, vec![part])
+            .await
+            .unwrap();
+        let wrong = done.checksum_crc32c.unwrap();
+        assert_ne!(wrong, real);
+        assert!(wrong.ends_with("-1"), "{wrong}");
+        assert_eq!(
+            store.inner().object("k").unwrap().0,
+            body,
+            "the store kept the right bytes"
+        );
+
+        assert_eq!(
+            store.head_checksum("k").await.unwrap().checksum_crc32c,
+            Some(real)
+        );
+        store.checksum_reply(Op::HeadChecksum, ChecksumReply::Missing);
+        assert_eq!(
+            store.head_checksum("k").await.unwrap().checksum_crc32c,
+            None
+        );
+        assert_eq!(store.calls(Op::HeadChecksum), 2);
     }
 }

@@ -11,9 +11,12 @@
 //!   [`FaultyStore`]: a decorator that fails chosen calls. Both are public so that other crates'
 //!   tests can use them.
 //! - [`MultipartUploader`]: streams an `AsyncRead` (a `zfs send`, possibly compressed) into one
-//!   object with bounded memory, per-part retries and an abort on any failure.
+//!   object with bounded memory, part sizes that grow so any stream up to 5 TiB fits
+//!   ([`PartSizer`]), CRC32C-verified parts and object ([`Crc32c`]), per-part retries and an
+//!   abort on any failure.
 //! - [`Downloader`]: parallel ranged GETs delivered in order, resuming bodies cut short.
-//! - [`part_size()`] / [`parse_size`]: the original tool's part-size rule and size syntax, pure.
+//! - [`part_size()`] / [`parse_size`]: the original tool's part-size rule and size syntax, pure;
+//!   [`PartSizer`]: the per-part schedule built on it.
 //! - [`RetryConfig`], [`Backoff`], [`retry()`]: the single retry policy.
 //! - [`conformance`]: checks every store must pass, run against [`MemoryStore`] always and
 //!   against a real server when `Z3_TEST_S3_ENDPOINT` is set.
@@ -67,34 +70,42 @@
 //! - `AwsStore` never retries; one call is one HTTP attempt. Retries live in [`retry()`] and
 //!   [`MultipartUploader`].
 //! - A failed [`MultipartUploader::upload`] leaves no object and no open upload (unless the
-//!   abort itself fails, which is logged).
+//!   abort itself fails, which is logged); an object whose checksum does not match the bytes
+//!   read is deleted.
+//! - Every part's bytes are hashed once (CRC32C, while they are read); the SDK adds no second
+//!   checksum and no payload SHA-256 (see [`AwsStore`]).
 //! - Error messages name the operation and object and never contain credentials.
 
 #![deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod aws;
+mod checksum;
 pub mod conformance;
 mod download;
 mod error;
 mod faulty;
 mod memory;
 mod part_size;
+mod pool;
 mod retry;
 mod store;
 mod upload;
 
 pub use aws::{AwsStore, S3Config, StaticCredentials};
-pub use download::{DownloadConfig, DownloadReader, Downloader};
+pub use checksum::{Crc32c, composite_crc32c};
+pub use download::{DownloadChunks, DownloadConfig, DownloadReader, Downloader};
 pub use error::{Error, ErrorKind, Result};
-pub use faulty::FaultyStore;
+pub use faulty::{ChecksumReply, FaultyStore};
 pub use memory::{MemoryObject, MemoryStore};
 pub use part_size::{
-    MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, ParseSizeError, parse_size, part_size,
+    MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE, ParseSizeError, PartGrowth,
+    PartSizer, estimate_headroom, parse_size, part_size,
 };
+pub use pool::BufferPool;
 pub use retry::{Backoff, RetryConfig, retry};
 pub use store::{
-    CompletedPart, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op, PartNumber,
-    PutOptions, UploadId,
+    CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
+    PartNumber, PutOptions, UploadId,
 };
 pub use upload::{MultipartUploader, UploadConfig, UploadReport};

@@ -8,11 +8,12 @@ use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::checksum::{Crc32c, composite_crc32c};
 use crate::error::{Error, ErrorKind, Result};
 use crate::part_size::MIN_PART_SIZE;
 use crate::store::{
-    CompletedPart, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op, PartNumber,
-    PutOptions, UploadId, object_url,
+    CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
+    PartNumber, PutOptions, UploadId, object_url,
 };
 
 /// One stored object, as returned by [`MemoryStore::object_details`].
@@ -28,14 +29,24 @@ pub struct MemoryObject {
     pub acl: Option<String>,
     /// The ETag, quoted; multipart objects get an `"…-N"` ETag like S3's.
     pub etag: String,
+    /// The composite CRC32C (`base64-N`) of a multipart object; `None` for objects stored
+    /// with [`ObjectStore::put`] or [`MemoryStore::insert`].
+    pub checksum_crc32c: Option<String>,
 }
 
 #[derive(Debug)]
 struct Upload {
     key: String,
     options: PutOptions,
-    parts: BTreeMap<PartNumber, (Bytes, String)>,
+    parts: BTreeMap<PartNumber, StoredPart>,
     initiated: SystemTime,
+}
+
+#[derive(Debug)]
+struct StoredPart {
+    body: Bytes,
+    etag: String,
+    checksum: Crc32c,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +67,10 @@ struct State {
 ///   built with [`MemoryStore::with_min_part_size`]), else `EntityTooSmall` ([`ErrorKind::InvalidRequest`]);
 /// - parts must be listed in strictly ascending order (`InvalidPartOrder`) and each ETag must be
 ///   the one returned for that part (`InvalidPart`), both [`ErrorKind::InvalidRequest`];
+/// - a part whose bytes do not match the CRC32C given with it is refused with `BadDigest`
+///   ([`ErrorKind::Transient`], as [`AwsStore`](crate::AwsStore) maps it); at completion each
+///   part's `checksum_crc32c`, when given, must be the one it was uploaded with (`InvalidPart`),
+///   and the completion reports the composite CRC32C, which `head_checksum` reports too;
 /// - after an abort or a completion the upload id is gone ([`ErrorKind::NoSuchUpload`]);
 /// - ranged GETs past the end fail with `InvalidRange`, ranges reaching past the end are clipped.
 ///
@@ -107,7 +122,7 @@ impl MemoryStore {
         let etag = etag_of(&data);
         self.lock()
             .objects
-            .insert(key.into(), stored(data, options, etag));
+            .insert(key.into(), stored(data, options, etag, None));
     }
 
     /// Every object's bytes, by key.
@@ -181,6 +196,29 @@ impl MemoryStore {
         object_url(&self.bucket, key)
     }
 
+    fn head_op(&self, op: Op, key: &str) -> Result<ObjectInfo> {
+        let state = self.enter(op)?;
+        let object = state.objects.get(key).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("{op} {}: not found", self.url(key)),
+            )
+        })?;
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size: object.data.len() as u64,
+            etag: Some(object.etag.clone()),
+            metadata: object.metadata.clone(),
+            storage_class: object.storage_class.clone(),
+            // Like S3: the checksum only in checksum mode.
+            checksum_crc32c: if op == Op::HeadChecksum {
+                object.checksum_crc32c.clone()
+            } else {
+                None
+            },
+        })
+    }
+
     fn no_such_upload(&self, op: Op, key: &str, upload_id: &UploadId) -> Error {
         Error::new(
             ErrorKind::NoSuchUpload,
@@ -192,13 +230,19 @@ impl MemoryStore {
     }
 }
 
-fn stored(data: Bytes, options: &PutOptions, etag: String) -> MemoryObject {
+fn stored(
+    data: Bytes,
+    options: &PutOptions,
+    etag: String,
+    checksum_crc32c: Option<String>,
+) -> MemoryObject {
     MemoryObject {
         data,
         metadata: options.metadata.clone(),
         storage_class: options.storage_class.clone(),
         acl: options.acl.clone(),
         etag,
+        checksum_crc32c,
     }
 }
 
@@ -220,20 +264,11 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectInfo> {
-        let state = self.enter(Op::Head)?;
-        let object = state.objects.get(key).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("head {}: not found", self.url(key)),
-            )
-        })?;
-        Ok(ObjectInfo {
-            key: key.to_owned(),
-            size: object.data.len() as u64,
-            etag: Some(object.etag.clone()),
-            metadata: object.metadata.clone(),
-            storage_class: object.storage_class.clone(),
-        })
+        self.head_op(Op::Head, key)
+    }
+
+    async fn head_checksum(&self, key: &str) -> Result<ObjectInfo> {
+        self.head_op(Op::HeadChecksum, key)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
@@ -281,7 +316,7 @@ impl ObjectStore for MemoryStore {
         let etag = etag_of(&body);
         state
             .objects
-            .insert(key.to_owned(), stored(body, options, etag.clone()));
+            .insert(key.to_owned(), stored(body, options, etag.clone(), None));
         Ok(etag)
     }
 
@@ -313,8 +348,10 @@ impl ObjectStore for MemoryStore {
         upload_id: &UploadId,
         part: PartNumber,
         body: Bytes,
+        checksum: Crc32c,
     ) -> Result<CompletedPart> {
         let mut state = self.enter(Op::PutPart)?;
+        let url = self.url(key);
         let upload = state
             .uploads
             .get_mut(upload_id)
@@ -323,12 +360,28 @@ impl ObjectStore for MemoryStore {
                 self.no_such_upload(Op::PutPart, key, upload_id)
                     .context(format_args!("part {part}"))
             })?;
+        let actual = Crc32c::of(&body);
+        if actual != checksum {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                format!(
+                    "put_part {url} (upload id {upload_id}, part {part}): BadDigest: the CRC32C you specified ({checksum}) did not match the calculated checksum ({actual})"
+                ),
+            ));
+        }
         let etag = etag_of(&body);
-        upload.parts.insert(part, (body, etag.clone()));
+        upload.parts.insert(
+            part,
+            StoredPart {
+                body,
+                etag: etag.clone(),
+                checksum,
+            },
+        );
         Ok(CompletedPart {
             part_number: part,
             etag,
-            checksum_crc32: None,
+            checksum_crc32c: Some(checksum.to_base64()),
         })
     }
 
@@ -337,7 +390,7 @@ impl ObjectStore for MemoryStore {
         key: &str,
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
-    ) -> Result<String> {
+    ) -> Result<CompletedUpload> {
         let mut state = self.enter(Op::CompleteMultipart)?;
         let url = self.url(key);
         let upload = state
@@ -364,29 +417,39 @@ impl ObjectStore for MemoryStore {
         }
         let mut data = BytesMut::new();
         let mut etag_input = String::new();
+        let mut checksums = Vec::with_capacity(parts.len());
         for (index, given) in parts.iter().enumerate() {
             let part = given.part_number;
-            let (body, etag) = upload
+            let stored = upload
                 .parts
                 .get(&part)
-                .filter(|(_, etag)| *etag == given.etag)
+                .filter(|stored| stored.etag == given.etag)
                 .ok_or_else(|| {
                     invalid(format!(
                         "InvalidPart: part {part} was not uploaded with etag {}",
                         given.etag
                     ))
                 })?;
+            if let Some(checksum) = &given.checksum_crc32c
+                && *checksum != stored.checksum.to_base64()
+            {
+                return Err(invalid(format!(
+                    "InvalidPart: part {part} was not uploaded with checksum {checksum}"
+                )));
+            }
             let is_last = index + 1 == parts.len();
-            if !is_last && (body.len() as u64) < self.min_part_size {
+            if !is_last && (stored.body.len() as u64) < self.min_part_size {
                 return Err(invalid(format!(
                     "EntityTooSmall: part {part} is {} bytes, the minimum is {}",
-                    body.len(),
+                    stored.body.len(),
                     self.min_part_size
                 )));
             }
-            data.extend_from_slice(body);
-            etag_input.push_str(etag);
+            data.extend_from_slice(&stored.body);
+            etag_input.push_str(&stored.etag);
+            checksums.push(stored.checksum);
         }
+        let checksum = composite_crc32c(&checksums);
         let combined = etag_of(etag_input.as_bytes());
         let etag = format!("{}-{}\"", combined.trim_end_matches('"'), parts.len());
         let upload = state
@@ -395,9 +458,17 @@ impl ObjectStore for MemoryStore {
             .ok_or_else(|| self.no_such_upload(Op::CompleteMultipart, key, upload_id))?;
         state.objects.insert(
             key.to_owned(),
-            stored(data.freeze(), &upload.options, etag.clone()),
+            stored(
+                data.freeze(),
+                &upload.options,
+                etag.clone(),
+                Some(checksum.clone()),
+            ),
         );
-        Ok(etag)
+        Ok(CompletedUpload {
+            etag,
+            checksum_crc32c: Some(checksum),
+        })
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> Result<()> {
@@ -436,6 +507,18 @@ mod tests {
         PartNumber::new(n).unwrap()
     }
 
+    /// Uploads `body` as part `n` with its correct checksum.
+    async fn put(
+        store: &MemoryStore,
+        id: &UploadId,
+        n: u16,
+        body: &'static [u8],
+    ) -> Result<CompletedPart> {
+        store
+            .put_part("k", id, part(n), Bytes::from_static(body), Crc32c::of(body))
+            .await
+    }
+
     #[tokio::test]
     async fn small_non_last_part_is_rejected() {
         let store = MemoryStore::new("b");
@@ -443,14 +526,8 @@ mod tests {
             .create_multipart("k", &PutOptions::default())
             .await
             .unwrap();
-        let p1 = store
-            .put_part("k", &id, part(1), Bytes::from_static(b"tiny"))
-            .await
-            .unwrap();
-        let p2 = store
-            .put_part("k", &id, part(2), Bytes::from_static(b"x"))
-            .await
-            .unwrap();
+        let p1 = put(&store, &id, 1, b"tiny").await.unwrap();
+        let p2 = put(&store, &id, 2, b"x").await.unwrap();
         let err = store
             .complete_multipart("k", &id, vec![p1, p2])
             .await
@@ -467,14 +544,8 @@ mod tests {
             .create_multipart("k", &PutOptions::default())
             .await
             .unwrap();
-        let p1 = store
-            .put_part("k", &id, part(1), Bytes::from_static(b"ab"))
-            .await
-            .unwrap();
-        let p2 = store
-            .put_part("k", &id, part(2), Bytes::from_static(b"cd"))
-            .await
-            .unwrap();
+        let p1 = put(&store, &id, 1, b"ab").await.unwrap();
+        let p2 = put(&store, &id, 2, b"cd").await.unwrap();
         let err = store
             .complete_multipart("k", &id, vec![p2.clone(), p1.clone()])
             .await
@@ -487,17 +558,59 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("InvalidPart:"), "{err}");
-        let etag = store
+        let done = store
             .complete_multipart("k", &id, vec![p1, p2])
             .await
             .unwrap();
-        assert!(etag.ends_with("-2\""), "{etag}");
+        assert!(done.etag.ends_with("-2\""), "{done:?}");
         assert_eq!(store.object("k").unwrap().0, Bytes::from_static(b"abcd"));
+        let err = put(&store, &id, 3, b"").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NoSuchUpload);
+    }
+
+    #[tokio::test]
+    async fn checksums_are_verified_and_combined() {
+        let store = MemoryStore::with_min_part_size("b", 1);
+        let id = store
+            .create_multipart("k", &PutOptions::default())
+            .await
+            .unwrap();
+        // A body that does not match its checksum is refused and not stored.
         let err = store
-            .put_part("k", &id, part(3), Bytes::new())
+            .put_part(
+                "k",
+                &id,
+                part(1),
+                Bytes::from_static(b"ab"),
+                Crc32c::of(b"aB"),
+            )
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::NoSuchUpload);
+        assert_eq!(err.kind(), ErrorKind::Transient);
+        assert!(err.to_string().contains("BadDigest"), "{err}");
+        assert!(err.to_string().contains("part 1"), "{err}");
+        let p1 = put(&store, &id, 1, b"ab").await.unwrap();
+        assert_eq!(p1.checksum_crc32c, Some(Crc32c::of(b"ab").to_base64()));
+        let p2 = put(&store, &id, 2, b"cd").await.unwrap();
+        // Completing with a checksum the part was not uploaded with is refused.
+        let mut wrong = p2.clone();
+        wrong.checksum_crc32c = Some(Crc32c::of(b"xx").to_base64());
+        let err = store
+            .complete_multipart("k", &id, vec![p1.clone(), wrong])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("InvalidPart: part 2"), "{err}");
+        let expected = composite_crc32c(&[Crc32c::of(b"ab"), Crc32c::of(b"cd")]);
+        let done = store
+            .complete_multipart("k", &id, vec![p1, p2])
+            .await
+            .unwrap();
+        assert_eq!(done.checksum_crc32c.as_deref(), Some(expected.as_str()));
+        assert_eq!(store.head("k").await.unwrap().checksum_crc32c, None);
+        assert_eq!(
+            store.head_checksum("k").await.unwrap().checksum_crc32c,
+            Some(expected)
+        );
     }
 
     #[tokio::test]

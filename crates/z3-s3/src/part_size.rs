@@ -1,13 +1,20 @@
-//! Pure part-size arithmetic: S3's multipart limits, the original z3 sizing rule, and size parsing.
+//! Pure part-size arithmetic: S3's multipart limits, the original z3 sizing rule, the adaptive
+//! [`PartSizer`], and size parsing.
 
 use std::fmt;
 
+use crate::store::PartNumber;
+
+/// One mebibyte, the unit part sizes grow in.
+pub const MIB: u64 = 1024 * 1024;
 /// S3's smallest allowed part (every part but the last): 5 MiB.
-pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+pub const MIN_PART_SIZE: u64 = 5 * MIB;
 /// S3's largest allowed part: 5 GiB.
-pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
 /// S3's largest part number, hence the most parts one object can have.
 pub const MAX_PARTS: u16 = 10_000;
+/// S3's largest object: 5 TiB.
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * MIB;
 
 /// The part size for an upload.
 ///
@@ -20,20 +27,201 @@ pub const MAX_PARTS: u16 = 10_000;
 /// the original byte for byte (spec §5.1: 50 GiB gives 5,637,708).
 ///
 /// Without an estimate, `configured` is used, clamped to `[MIN_PART_SIZE, MAX_PART_SIZE]`.
+///
+/// This is the *starting* size: [`PartSizer`] (used by the uploader) keeps it while the stream
+/// stays within its estimate and grows it afterwards, or from the start without an estimate.
 #[must_use]
 pub fn part_size(estimate: Option<u64>, configured: u64) -> u64 {
     match estimate {
-        Some(estimate) => {
-            // Same float arithmetic as the Python original; `as u64` truncates like `int()`.
-            let raw = estimate as f64 * 1.05 / 9999.0;
-            let raw = raw.max(MIN_PART_SIZE as f64);
-            // Saturating float-to-int cast, then clamp: never above S3's part limit.
-            #[allow(clippy::cast_sign_loss)] // `raw` is at least MIN_PART_SIZE, so positive.
-            let size = raw as u64;
-            size.clamp(MIN_PART_SIZE, MAX_PART_SIZE)
-        }
+        Some(estimate) => estimate_part_size(estimate, MIN_PART_SIZE, MAX_PART_SIZE),
         None => configured.clamp(MIN_PART_SIZE, MAX_PART_SIZE),
     }
+}
+
+/// The original rule `int(max(E * 1.05 / 9999, min))`, clamped to `max`.
+fn estimate_part_size(estimate: u64, min: u64, max: u64) -> u64 {
+    // Same float arithmetic as the Python original; `as u64` truncates like `int()`.
+    let raw = estimate as f64 * 1.05 / 9999.0;
+    let raw = raw.max(min as f64);
+    // Saturating float-to-int cast, then clamp: never above S3's part limit.
+    #[allow(clippy::cast_sign_loss)] // `raw` is at least `min`, so positive.
+    let size = raw as u64;
+    size.clamp(min, max)
+}
+
+/// The stream length up to which a part size derived from `estimate` is kept: `E × 1.05`
+/// (saturating), the headroom the original rule reserves.
+#[must_use]
+pub fn estimate_headroom(estimate: u64) -> u64 {
+    // Saturating float-to-int cast; estimates are far below 2^53, where f64 is exact enough.
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    let headroom = (estimate as f64 * 1.05) as u64;
+    headroom
+}
+
+/// How part sizes may change during one upload ([`UploadConfig::growth`](crate::UploadConfig::growth)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartGrowth {
+    /// Sizes follow [`PartSizer`]'s schedule, with every S3 limit expressed in multiples of
+    /// `unit`: parts of 5 to 5,120 units that grow in whole units, objects of at most
+    /// 5 × 2²⁰ units. `unit` = 1 MiB is S3 ([`PartGrowth::S3`], the default); tests use
+    /// `unit` = 1 to run the real schedule with byte-sized parts (5-byte minimum, 5 MiB object
+    /// limit) against a [`MemoryStore::with_min_part_size`](crate::MemoryStore::with_min_part_size)`(…, 5)`.
+    Adaptive {
+        /// Bytes per unit; `0` is rejected by the uploader.
+        unit: u64,
+    },
+    /// Every part is exactly the starting size, not clamped, and an input needing more than
+    /// 10,000 parts fails with [`ErrorKind::TooManyParts`](crate::ErrorKind::TooManyParts).
+    /// For tests with tiny parts and for callers that need fixed part boundaries.
+    Fixed,
+}
+
+impl PartGrowth {
+    /// Adaptive growth at S3's real scale (1 MiB units).
+    pub const S3: Self = Self::Adaptive { unit: MIB };
+}
+
+impl Default for PartGrowth {
+    fn default() -> Self {
+        Self::S3
+    }
+}
+
+/// Minimum part size, in units.
+const MIN_UNITS: u64 = 5;
+/// Maximum part size, in units (5 GiB at S3 scale).
+const MAX_UNITS: u64 = 5 * 1024;
+/// Largest object, in units (5 TiB at S3 scale).
+const OBJECT_UNITS: u64 = 5 * 1024 * 1024;
+/// Size of part 10,000 on the growth curve, in units.
+const CURVE_TOP_UNITS: u64 = 1600;
+
+/// Chooses the size of every part of one upload, from the part number and the bytes already
+/// uploaded. Pure: the uploader asks it before reading each part.
+///
+/// S3 allows 10,000 parts of at most 5 GiB and objects of at most 5 TiB, and a stream's
+/// length is not known in advance. A fixed part size must therefore be either large (memory:
+/// the uploader holds `concurrency + 1` parts) or risk running out of parts. The sizer starts
+/// small and grows along a curve that reaches S3's 5 TiB within 10,000 parts:
+///
+/// ```text
+/// size(n) = max(start, curve(n))        curve(n) = max(5, ⌈1600 × n² / 10⁸⌉) MiB
+/// ```
+///
+/// Without an estimate, and for a 5 MiB start:
+///
+/// | part n | part size | bytes uploaded through part n |
+/// |-------:|----------:|------------------------------:|
+/// |      1 |     5 MiB |       5 MiB |
+/// |  1,000 |    16 MiB |   ≈ 7.2 GiB |
+/// |  2,000 |    64 MiB |    ≈ 44 GiB |
+/// |  5,000 |   400 MiB |   ≈ 655 GiB |
+/// |  9,000 | 1,296 MiB |   ≈ 3.7 TiB |
+/// | 10,000 | 1,600 MiB |   ≈ 5.09 TiB |
+///
+/// The curve stays at 5 MiB up to part 559, so streams up to ≈ 2.7 GiB keep 5 MiB parts; a
+/// stream of exactly 5 TiB takes 9,939 parts, the last full ones of 1,581 MiB.
+/// Growing with the square of the part number keeps early parts small (memory for small
+/// streams) while the largest part stays at 1,600 MiB, three times the 524 MiB that a 5 TiB
+/// stream needs on average; the sum over 10,000 parts is ≈ 5.09 TiB, so *every* stream up to
+/// 5 TiB fits whatever the start, because each part is at least `curve(n)`. A larger start
+/// (a configured chunk size) only adds bytes per part.
+///
+/// **With an estimate** `E`, the start is the original rule `int(max(E × 1.05 / 9999, 5 MiB))`
+/// (see [`part_size()`]) and stays constant while the bytes uploaded are below `E × 1.05`
+/// ([`estimate_headroom`]): a correctly estimated stream has one part size and predictable
+/// memory, as in the original. Once the stream outgrows that, each part is
+/// `max(start, curve(n))`. The constant phase may have used most parts (the original rule
+/// plans for 9,999), so an underestimated stream fits only while the remaining parts along the
+/// curve suffice: about 2.5 TiB more after an estimate of 40 GB, 1,600 MiB more after 50 GiB or
+/// above; beyond that the upload fails before part 10,001 with
+/// [`ErrorKind::TooManyParts`](crate::ErrorKind::TooManyParts).
+///
+/// Guarantees (property-tested): no non-last part is below 5 MiB or above 5 GiB; sizes never
+/// shrink; sizes that grow are whole MiB; a stream of at most 5 TiB needs at most 10,000 parts
+/// without an estimate; a stream within its estimate's headroom uses the start size only.
+/// The uploader refuses a stream that passes 5 TiB
+/// ([`ErrorKind::ObjectTooLarge`](crate::ErrorKind::ObjectTooLarge)).
+///
+/// Memory: the uploader holds at most `concurrency + 1` parts, each at most the current size.
+///
+/// [`PartGrowth::Adaptive`] scales all of the above by its `unit` (1 MiB at S3 scale);
+/// [`PartGrowth::Fixed`] disables growth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSizer {
+    start: u64,
+    /// Bytes below which `start` is kept, when there is an estimate.
+    headroom: Option<u64>,
+    /// `None` for [`PartGrowth::Fixed`].
+    unit: Option<u64>,
+}
+
+impl PartSizer {
+    /// A sizer at S3 scale starting at `start` (clamped to `[5 MiB, 5 GiB]`, and raised to the
+    /// original rule's size when `estimate` is given).
+    #[must_use]
+    pub fn new(start: u64, estimate: Option<u64>) -> Self {
+        Self::with_growth(start, estimate, PartGrowth::S3)
+    }
+
+    /// A sizer with the given growth mode; see [`PartGrowth`]. A `unit` of `0` is treated as `1`.
+    #[must_use]
+    pub fn with_growth(start: u64, estimate: Option<u64>, growth: PartGrowth) -> Self {
+        match growth {
+            PartGrowth::Fixed => Self {
+                start,
+                headroom: None,
+                unit: None,
+            },
+            PartGrowth::Adaptive { unit } => {
+                let unit = unit.max(1);
+                let (min, max) = (MIN_UNITS * unit, MAX_UNITS * unit);
+                let mut start = start.clamp(min, max);
+                if let Some(estimate) = estimate {
+                    start = start.max(estimate_part_size(estimate, min, max));
+                }
+                Self {
+                    start,
+                    headroom: estimate.map(estimate_headroom),
+                    unit: Some(unit),
+                }
+            }
+        }
+    }
+
+    /// The size of part 1 (and of every part while within the estimate).
+    #[must_use]
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// The largest object this sizer allows: 5 TiB at S3 scale (also for [`PartGrowth::Fixed`]).
+    #[must_use]
+    pub fn max_object_size(&self) -> u64 {
+        self.unit
+            .map_or(MAX_OBJECT_SIZE, |unit| OBJECT_UNITS.saturating_mul(unit))
+    }
+
+    /// The size of `part`, given that `uploaded` bytes went into the parts before it.
+    #[must_use]
+    pub fn size_of(&self, part: PartNumber, uploaded: u64) -> u64 {
+        let Some(unit) = self.unit else {
+            return self.start;
+        };
+        if self.headroom.is_some_and(|headroom| uploaded < headroom) {
+            return self.start;
+        }
+        self.start.max(curve_units(part) * unit)
+    }
+}
+
+/// `max(5, ⌈1600 × n² / 10⁸⌉)`: the growth curve in units, 5 at part 1, 1,600 at part 10,000.
+fn curve_units(part: PartNumber) -> u64 {
+    let n = u64::from(part.get());
+    (CURVE_TOP_UNITS * n * n)
+        .div_ceil(u64::from(MAX_PARTS) * u64::from(MAX_PARTS))
+        .max(MIN_UNITS)
 }
 
 /// Why [`parse_size`] rejected its input.
@@ -87,7 +275,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const GIB: u64 = 1024 * 1024 * 1024;
+    const GIB: u64 = 1024 * MIB;
     const TIB: u64 = 1024 * GIB;
 
     #[test]
@@ -176,7 +364,181 @@ mod tests {
         assert!(err.to_string().contains("\"12X\""), "{err}");
     }
 
+    /// Cuts a stream of `len` bytes as the uploader does: the lengths of all parts (the last one
+    /// possibly short), stopping after `MAX_PARTS + 1` parts.
+    fn simulate(sizer: &PartSizer, len: u64) -> Vec<u64> {
+        let mut lengths = Vec::new();
+        let mut uploaded = 0;
+        let mut part = Some(PartNumber::FIRST);
+        while uploaded < len {
+            let Some(n) = part else {
+                lengths.push(len - uploaded);
+                break;
+            };
+            let size = sizer.size_of(n, uploaded).min(len - uploaded);
+            lengths.push(size);
+            uploaded += size;
+            part = n.next();
+        }
+        lengths
+    }
+
+    /// The guarantees every schedule keeps: non-last parts within S3's limits, lengths never
+    /// shrink, and a size other than the start is a whole MiB.
+    fn check_schedule(sizer: &PartSizer, len: u64) -> Result<Vec<u64>, TestCaseError> {
+        let lengths = simulate(sizer, len);
+        let (_, full) = lengths.split_last().unwrap_or((&0, &[]));
+        for (i, &size) in full.iter().enumerate() {
+            prop_assert!(
+                (MIN_PART_SIZE..=MAX_PART_SIZE).contains(&size),
+                "part {} is {size}",
+                i + 1
+            );
+            prop_assert!(
+                size == sizer.start() || size % MIB == 0,
+                "part {} is {size}",
+                i + 1
+            );
+        }
+        for pair in full.windows(2) {
+            prop_assert!(pair[0] <= pair[1], "shrank: {pair:?}");
+        }
+        Ok(lengths)
+    }
+
+    fn n(part: u16) -> PartNumber {
+        PartNumber::new(part).unwrap()
+    }
+
+    #[test]
+    fn schedule_table() {
+        // The table in `PartSizer`'s documentation.
+        let sizer = PartSizer::new(MIN_PART_SIZE, None);
+        let table = [
+            (1, 5),
+            (559, 5),
+            (560, 6),
+            (1000, 16),
+            (2000, 64),
+            (5000, 400),
+            (9000, 1296),
+            (10_000, 1600),
+        ];
+        for (part, mib) in table {
+            assert_eq!(sizer.size_of(n(part), 0), mib * MIB, "part {part}");
+        }
+        let mut total = 0;
+        for part in 1..=MAX_PARTS {
+            total += sizer.size_of(n(part), total);
+            if part == 1000 {
+                assert_eq!(total / MIB, 7422, "≈ 7.2 GiB through part 1,000");
+            }
+        }
+        assert!(total >= MAX_OBJECT_SIZE, "10,000 parts hold {total} bytes");
+        assert_eq!(total / MIB, 5_340_693, "≈ 5.09 TiB");
+    }
+
+    #[test]
+    fn estimate_start_is_the_original_rule() {
+        for estimate in [0, 49_927_197_257, 50 * GIB, TIB, 5 * TIB] {
+            let sizer = PartSizer::new(0, Some(estimate));
+            assert_eq!(
+                sizer.start(),
+                part_size(Some(estimate), 0),
+                "estimate {estimate}"
+            );
+            if estimate > 0 {
+                let last_byte = estimate_headroom(estimate) - 1;
+                assert_eq!(sizer.size_of(PartNumber::MAX, last_byte), sizer.start());
+            }
+        }
+        // A configured start above the rule's wins; below it, the rule wins.
+        assert_eq!(PartSizer::new(GIB, Some(50 * GIB)).start(), GIB);
+        assert_eq!(
+            PartSizer::new(MIN_PART_SIZE, Some(50 * GIB)).start(),
+            5_637_708
+        );
+    }
+
+    #[test]
+    fn outgrown_estimate_follows_the_curve() {
+        let sizer = PartSizer::new(0, Some(40_000_000_000));
+        let headroom = estimate_headroom(40_000_000_000);
+        assert_eq!(sizer.size_of(n(8000), headroom - 1), MIN_PART_SIZE);
+        assert_eq!(sizer.size_of(n(8000), headroom), 1024 * MIB);
+        // A 40 GB estimate leaves room for ≈ 2.5 TiB more.
+        let lengths = simulate(&sizer, 2 * TIB + headroom);
+        assert!(
+            lengths.len() <= usize::from(MAX_PARTS),
+            "{} parts",
+            lengths.len()
+        );
+    }
+
+    #[test]
+    fn fixed_and_scaled_growth() {
+        let fixed = PartSizer::with_growth(1, Some(TIB), PartGrowth::Fixed);
+        assert_eq!(fixed.size_of(PartNumber::MAX, 5 * TIB), 1);
+        assert_eq!(fixed.max_object_size(), MAX_OBJECT_SIZE);
+        let tiny = PartSizer::with_growth(0, None, PartGrowth::Adaptive { unit: 1 });
+        assert_eq!(tiny.start(), 5);
+        assert_eq!(tiny.max_object_size(), 5 * MIB);
+        assert_eq!(tiny.size_of(n(10_000), 0), 1600);
+        assert_eq!(PartSizer::new(0, None).max_object_size(), MAX_OBJECT_SIZE);
+        assert_eq!(PartSizer::new(u64::MAX, None).start(), MAX_PART_SIZE);
+    }
+
     proptest! {
+        #[test]
+        fn any_stream_up_to_5_tib_fits_without_estimate(start in MIN_PART_SIZE..=MAX_PART_SIZE, len in 1..=MAX_OBJECT_SIZE) {
+            let sizer = PartSizer::new(start, None);
+            prop_assert_eq!(sizer.start(), start);
+            let lengths = check_schedule(&sizer, len)?;
+            prop_assert!(lengths.len() <= usize::from(MAX_PARTS), "{} parts for {len} bytes", lengths.len());
+            prop_assert_eq!(lengths.iter().sum::<u64>(), len);
+            prop_assert_eq!(lengths[0], start.min(len));
+        }
+
+        #[test]
+        fn streams_near_5_tib_fit_without_estimate(start in MIN_PART_SIZE..=MAX_PART_SIZE, short in 0..=TIB) {
+            let lengths = check_schedule(&PartSizer::new(start, None), MAX_OBJECT_SIZE - short)?;
+            prop_assert!(lengths.len() <= usize::from(MAX_PARTS), "{} parts", lengths.len());
+        }
+
+        #[test]
+        fn within_estimate_every_part_has_the_start_size(estimate in 0..=5 * TIB, fraction in 0.0..=1.0f64) {
+            let sizer = PartSizer::new(part_size(Some(estimate), 0), Some(estimate));
+            let limit = estimate_headroom(estimate).clamp(1, MAX_OBJECT_SIZE);
+            #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+            let len = ((limit as f64 * fraction) as u64).clamp(1, limit);
+            let lengths = check_schedule(&sizer, len)?;
+            prop_assert!(lengths.len() <= usize::from(MAX_PARTS), "{} parts", lengths.len());
+            let (_, full) = lengths.split_last().unwrap();
+            prop_assert!(full.iter().all(|&size| size == sizer.start()), "{lengths:?}");
+        }
+
+        #[test]
+        fn outgrown_estimate_keeps_the_limits(estimate in 0..=TIB, len in 1..=MAX_OBJECT_SIZE) {
+            check_schedule(&PartSizer::new(part_size(Some(estimate), 0), Some(estimate)), len)?;
+        }
+
+        #[test]
+        fn sizes_never_shrink(start in 0..=2 * MAX_PART_SIZE, estimate in any::<Option<u64>>(), a in 1..=MAX_PARTS, b in 1..=MAX_PARTS, x in 0..=MAX_OBJECT_SIZE, y in 0..=MAX_OBJECT_SIZE) {
+            let sizer = PartSizer::new(start, estimate.map(|e| e % (6 * TIB)));
+            let (lo, hi) = (n(a.min(b)), n(a.max(b)));
+            let size = sizer.size_of(hi, x.max(y));
+            prop_assert!(sizer.size_of(lo, x.min(y)) <= size);
+            prop_assert!((MIN_PART_SIZE..=MAX_PART_SIZE).contains(&size));
+        }
+
+        #[test]
+        fn unit_scales_the_whole_schedule(start in 0..=MAX_UNITS * 2, part in 1..=MAX_PARTS, uploaded in 0..=OBJECT_UNITS) {
+            let tiny = PartSizer::with_growth(start, None, PartGrowth::Adaptive { unit: 1 });
+            let real = PartSizer::new(start * MIB, None);
+            prop_assert_eq!(tiny.size_of(n(part), uploaded) * MIB, real.size_of(n(part), uploaded * MIB));
+            prop_assert_eq!(tiny.max_object_size() * MIB, real.max_object_size());
+        }
+
         #[test]
         fn part_size_limits(estimate in 0u64..=5 * TIB, configured in any::<u64>()) {
             let size = part_size(Some(estimate), configured);

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::checksum::Crc32c;
 use crate::error::Result;
 
 /// What [`ObjectStore::head`] reports about one object.
@@ -23,6 +24,9 @@ pub struct ObjectInfo {
     pub metadata: BTreeMap<String, String>,
     /// The storage class, when the server reports one (AWS omits it for `STANDARD`).
     pub storage_class: Option<String>,
+    /// The object's CRC32C as the server reports it: `base64-N` (composite) for multipart
+    /// objects. Usually only filled by [`ObjectStore::head_checksum`].
+    pub checksum_crc32c: Option<String>,
 }
 
 /// One entry of [`ObjectStore::list`].
@@ -123,9 +127,19 @@ pub struct CompletedPart {
     pub part_number: PartNumber,
     /// The ETag the server returned for the part, quotes included.
     pub etag: String,
-    /// The base64 CRC32 the server confirmed for the part, when the store uses checksums
-    /// ([`AwsStore`](crate::AwsStore) does; S3 needs it back at completion).
-    pub checksum_crc32: Option<String>,
+    /// The part's CRC32C in wire form (base64 of the big-endian value), as the server
+    /// confirmed it or, when the server does not echo it, as we sent it. S3 needs it back at
+    /// completion for uploads created with a checksum algorithm.
+    pub checksum_crc32c: Option<String>,
+}
+
+/// What [`ObjectStore::complete_multipart`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedUpload {
+    /// The object's ETag, quotes included.
+    pub etag: String,
+    /// The object's composite CRC32C (`base64-N`) when the server reports it in the response.
+    pub checksum_crc32c: Option<String>,
 }
 
 /// An open multipart upload, as listed by [`ObjectStore::list_multipart_uploads`].
@@ -145,6 +159,7 @@ pub struct MultipartUploadInfo {
 pub enum Op {
     CheckBucket,
     Head,
+    HeadChecksum,
     List,
     GetRange,
     Put,
@@ -163,6 +178,7 @@ impl Op {
         match self {
             Self::CheckBucket => "check_bucket",
             Self::Head => "head",
+            Self::HeadChecksum => "head_checksum",
             Self::List => "list",
             Self::GetRange => "get_range",
             Self::Put => "put",
@@ -209,6 +225,18 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when the key does not exist.
     async fn head(&self, key: &str) -> Result<ObjectInfo>;
 
+    /// Like [`ObjectStore::head`], but asks the server for the object's checksum too
+    /// (`x-amz-checksum-mode: ENABLED`), filling [`ObjectInfo::checksum_crc32c`] when it has one.
+    ///
+    /// A separate call because checksum mode can need more permissions than a plain `HEAD`
+    /// (`kms:Decrypt` for KMS-encrypted objects). The default implementation is `head`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when the key does not exist.
+    async fn head_checksum(&self, key: &str) -> Result<ObjectInfo> {
+        self.head(key).await
+    }
+
     /// Every object whose key starts with `prefix`, all pages, sorted by key.
     ///
     /// # Errors
@@ -225,6 +253,21 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when the key does not exist,
     /// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) when `range.start` is past the end.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
+
+    /// [`get_range`](Self::get_range) into the end of `buf`, which the caller may reuse across
+    /// requests; returns how many bytes were appended (possibly fewer than asked, as for
+    /// `get_range`). On an error `buf` may have grown by a partial body; callers truncate.
+    ///
+    /// The default calls `get_range` and copies; stores that read a body incrementally
+    /// override it to write straight into `buf`.
+    ///
+    /// # Errors
+    /// As [`get_range`](Self::get_range).
+    async fn read_range(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<usize> {
+        let bytes = self.get_range(key, range).await?;
+        buf.extend_from_slice(&bytes);
+        Ok(bytes.len())
+    }
 
     /// Stores `body` under `key` in one request and returns the ETag.
     ///
@@ -244,29 +287,34 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Any store error.
     async fn create_multipart(&self, key: &str, options: &PutOptions) -> Result<UploadId>;
 
-    /// Uploads one part. Uploading the same part number again replaces it.
+    /// Uploads one part whose CRC32C is `checksum` (computed by the caller, once, from `body`);
+    /// the server verifies the body against it. Uploading the same part number again replaces it.
     ///
     /// # Errors
-    /// [`ErrorKind::NoSuchUpload`](crate::ErrorKind::NoSuchUpload) after an abort or completion.
+    /// [`ErrorKind::NoSuchUpload`](crate::ErrorKind::NoSuchUpload) after an abort or completion;
+    /// [`ErrorKind::Transient`](crate::ErrorKind::Transient) (`BadDigest`) when the bytes that
+    /// arrived do not match `checksum`.
     async fn put_part(
         &self,
         key: &str,
         upload_id: &UploadId,
         part: PartNumber,
         body: Bytes,
+        checksum: Crc32c,
     ) -> Result<CompletedPart>;
 
-    /// Assembles the object from `parts` (ascending part numbers) and returns its ETag.
+    /// Assembles the object from `parts` (ascending part numbers, each with the checksum it was
+    /// uploaded with) and returns its ETag and composite checksum.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) for parts out of order, a wrong ETag
-    /// or a non-last part under 5 MiB; [`ErrorKind::NoSuchUpload`](crate::ErrorKind::NoSuchUpload) for an unknown upload.
+    /// or checksum, or a non-last part under 5 MiB; [`ErrorKind::NoSuchUpload`](crate::ErrorKind::NoSuchUpload) for an unknown upload.
     async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
-    ) -> Result<String>;
+    ) -> Result<CompletedUpload>;
 
     /// Discards an upload and its parts.
     ///

@@ -1,39 +1,63 @@
 //! [`MultipartUploader`]: streams an [`AsyncRead`] into one multipart object with bounded memory,
-//! per-part retries, and an abort on every failure.
+//! growing part sizes, CRC32C-verified bytes, per-part retries, and an abort on every failure.
 
 use std::io;
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
 
+use crate::checksum::{Crc32c, Crc32cHasher, composite_crc32c, composite_matches};
 use crate::error::{Error, ErrorKind, Result};
-use crate::part_size::{MAX_PARTS, MIN_PART_SIZE};
+use crate::part_size::{MAX_PARTS, MIN_PART_SIZE, PartGrowth, PartSizer};
+use crate::pool::BufferPool;
 use crate::retry::{Backoff, RetryConfig, retry};
 use crate::store::{CompletedPart, ObjectStore, PartNumber, PutOptions, UploadId, object_url};
 
 /// How [`MultipartUploader`] cuts and sends a stream.
+///
+/// Build it with `..UploadConfig::default()` so that fields added later get their defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadConfig {
-    /// Bytes per part; every part but the last is exactly this long.
-    /// Use [`part_size`](crate::part_size()) to pick it. Not clamped here, so tests can use
-    /// tiny parts against a [`MemoryStore`](crate::MemoryStore) with a small minimum.
+    /// The starting part size. Use [`part_size`](crate::part_size()) to pick it. With
+    /// [`PartGrowth::Adaptive`] (the default) it is clamped to S3's limits, raised to the
+    /// original rule's size for [`estimate`](Self::estimate), and grows as described on
+    /// [`PartSizer`]; with [`PartGrowth::Fixed`] every part but the last is exactly this long,
+    /// unclamped, so tests can use tiny parts against a
+    /// [`MemoryStore::with_min_part_size`](crate::MemoryStore::with_min_part_size).
     pub part_size: u64,
     /// How many parts may be uploading at once; `0` is treated as `1`.
     pub concurrency: usize,
-    /// Retry policy for each part, for `CreateMultipartUpload` and for `CompleteMultipartUpload`.
+    /// Retry policy for each part, for `CreateMultipartUpload`, `CompleteMultipartUpload` and
+    /// the checks after it.
     pub retry: RetryConfig,
+    /// The expected stream length, if known (z3 has `zfs send -nvP`'s estimate). While the
+    /// stream stays within `estimate × 1.05`, every part has the starting size. Default `None`.
+    pub estimate: Option<u64>,
+    /// Whether and at which scale part sizes grow. Default [`PartGrowth::S3`].
+    pub growth: PartGrowth,
 }
 
 impl Default for UploadConfig {
-    /// 5 MiB parts, 4 at a time, default retries.
+    /// 5 MiB starting parts growing as needed, 4 at a time, default retries, no estimate.
     fn default() -> Self {
         Self {
             part_size: MIN_PART_SIZE,
             concurrency: 4,
             retry: RetryConfig::default(),
+            estimate: None,
+            growth: PartGrowth::S3,
         }
+    }
+}
+
+impl UploadConfig {
+    /// The part sizer this configuration describes.
+    #[must_use]
+    pub fn sizer(&self) -> PartSizer {
+        PartSizer::with_growth(self.part_size, self.estimate, self.growth)
     }
 }
 
@@ -47,24 +71,81 @@ pub struct UploadReport {
     pub bytes: u64,
     /// Number of parts.
     pub parts: u16,
+    /// The largest part (the part size reached; memory was about `concurrency + 1` of these).
+    pub max_part_size: u64,
+    /// The object's composite CRC32C computed from the bytes we read, `base64-N` as S3
+    /// reports it for uploads created with `ChecksumAlgorithm::Crc32C`.
+    pub checksum_crc32c: String,
+    /// Whether the server reported the same composite checksum. `false` only when it
+    /// reported none at all (a server without checksum support; logged as a warning).
+    pub checksum_verified: bool,
 }
 
 /// Uploads a stream of unknown length as one multipart object.
 ///
 /// Guarantees, each covered by a test in `tests/it/upload.rs`:
 /// - **bounded memory**: at most `concurrency` parts are in flight plus the one being filled,
-///   i.e. about `(concurrency + 1) × part_size` bytes; reading stops while all slots are busy
-///   (the original pput held `2N + 1` parts and busy-waited);
+///   i.e. about `(concurrency + 1) × current part size` bytes; reading stops while all slots
+///   are busy (the original pput held `2N + 1` parts and busy-waited);
+/// - **adaptive part sizes** ([`PartSizer`]): any stream up to S3's 5 TiB fits in 10,000 parts
+///   without an estimate; a stream within its estimate keeps one part size;
+/// - **verified bytes**: each part's CRC32C is computed once, while it is read, sent with the
+///   part and verified by the server; a part the server refuses as corrupted (`BadDigest`) is
+///   retried. After completion the object's composite checksum is compared with ours; on a
+///   mismatch the object is deleted and the upload fails with [`ErrorKind::ChecksumMismatch`];
 /// - **per-part retries** with [`Backoff`] on [retryable](Error::is_retryable) errors;
 /// - **abort on failure**: a failing input ([`ErrorKind::Source`]), a part that fails every
-///   attempt, a failing completion, or too many parts ([`ErrorKind::TooManyParts`]) abort the
-///   upload once and return the error, so no object and no open upload is left behind;
+///   attempt, a failing completion, too many parts ([`ErrorKind::TooManyParts`]) or an input
+///   past 5 TiB ([`ErrorKind::ObjectTooLarge`]) abort the upload once, before part 10,001 is
+///   sent, and return the error, so no object and no open upload is left behind;
 /// - **empty input** is [`ErrorKind::EmptyStream`] and creates no upload at all;
 /// - parts are sent to `CompleteMultipartUpload` in ascending order, however they finished.
 #[derive(Debug)]
 pub struct MultipartUploader<S: ?Sized> {
     store: Arc<S>,
     config: UploadConfig,
+}
+
+/// A part being filled: its bytes and their running CRC32C.
+pub(crate) struct PartBuf {
+    data: Vec<u8>,
+    crc: Crc32cHasher,
+}
+
+impl PartBuf {
+    /// A part with room for `capacity` bytes, reusing a pooled buffer if one fits. Its
+    /// contents are stale until [`PartSource::fill`] (which starts from byte 0); they are kept
+    /// so that [`fill_blocking`] need not zero a recycled buffer again.
+    fn take(pool: &BufferPool, capacity: usize) -> Self {
+        let data = pool.take(capacity);
+        Self {
+            data,
+            crc: Crc32cHasher::new(),
+        }
+    }
+
+    fn empty() -> Self {
+        Self {
+            data: Vec::new(),
+            crc: Crc32cHasher::new(),
+        }
+    }
+}
+
+/// The parts of a finished `send_parts`, in ascending order, with what we know about them.
+struct SentParts {
+    parts: Vec<CompletedPart>,
+    checksums: Vec<Crc32c>,
+    bytes: u64,
+    max_part_size: u64,
+}
+
+/// What the completion reported (or the `HEAD` that confirmed a lost completion).
+struct Completion {
+    etag: String,
+    checksum: Option<String>,
+    /// The checksum came from a `HEAD` in checksum mode already, so asking again is pointless.
+    headed: bool,
 }
 
 impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
@@ -86,9 +167,18 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
     ///
     /// `CompleteMultipartUpload` is retried on retryable errors. If a *retried* completion
     /// reports `NoSuchUpload`, the first attempt probably succeeded and only its response was
-    /// lost; the uploader then `HEAD`s the key and accepts the object if its size equals the
-    /// bytes uploaded. This rule is provisional: a concurrent writer of the same key with the
-    /// same length would also pass it.
+    /// lost; the uploader then `HEAD`s the key in checksum mode and accepts the object if its
+    /// composite CRC32C equals ours or, when the server reports no checksum, if its size equals
+    /// the bytes uploaded (a weaker rule: a concurrent writer of the same key with the same
+    /// length would also pass it).
+    ///
+    /// After completion the server's composite CRC32C is compared with ours. When the
+    /// completion response carries none, the key is `HEAD`ed in checksum mode; when that has
+    /// none either, the server does not support checksums: a warning is logged and the upload
+    /// succeeds with [`UploadReport::checksum_verified`] `false` (the parts were still verified
+    /// by the server if it checks `x-amz-checksum-crc32c`). On a mismatch, or when the checksum
+    /// cannot be read back, the object is deleted: z3 treats an existing object as a finished
+    /// backup, so an unverified one must not stay.
     ///
     /// `CreateMultipartUpload` is retried too; if a response was lost, the first upload id stays
     /// open unused (list them with [`ObjectStore::list_multipart_uploads`]; a bucket lifecycle rule
@@ -98,36 +188,73 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
     /// is spawned on the current Tokio runtime (best effort: it is lost if the runtime shuts down).
     ///
     /// # Errors
-    /// [`ErrorKind::EmptyStream`], [`ErrorKind::Source`], [`ErrorKind::TooManyParts`], or the
-    /// store error that made a part or the completion fail for good.
+    /// [`ErrorKind::EmptyStream`], [`ErrorKind::Source`], [`ErrorKind::TooManyParts`],
+    /// [`ErrorKind::ObjectTooLarge`], [`ErrorKind::ChecksumMismatch`], or the store error that
+    /// made a part, the completion or its verification fail for good.
     pub async fn upload<R>(
         &self,
         key: &str,
         options: &PutOptions,
-        mut reader: R,
+        reader: R,
     ) -> Result<UploadReport>
     where
         R: AsyncRead + Unpin + Send,
     {
-        let url = object_url(self.store.bucket(), key);
-        let part_size = usize::try_from(self.config.part_size)
-            .ok()
-            .filter(|&size| size > 0)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidRequest,
-                    format!(
-                        "upload to {url}: unusable part size {}",
-                        self.config.part_size
-                    ),
-                )
-            })?;
+        self.upload_from(key, options, AsyncSource(reader)).await
+    }
 
-        let mut first = BytesMut::with_capacity(part_size);
-        let eof = fill(&mut reader, &mut first, part_size)
+    /// [`upload`](Self::upload) from a blocking reader (standard input, a pipe, a file), read on
+    /// a thread of its own straight into the part buffers: no copy between reading and sending,
+    /// and the CRC32C is computed on that thread, beside the network work. The fastest way to
+    /// upload from a pipe.
+    ///
+    /// If the upload fails or is cancelled while the thread is blocked in `read`, the thread
+    /// ends when that `read` returns.
+    ///
+    /// # Errors
+    /// As [`upload`](Self::upload); also [`ErrorKind::Source`] if the thread cannot be started.
+    pub async fn upload_blocking<R>(
+        &self,
+        key: &str,
+        options: &PutOptions,
+        reader: R,
+    ) -> Result<UploadReport>
+    where
+        R: std::io::Read + Send + 'static,
+    {
+        let url = object_url(self.store.bucket(), key);
+        let source = ThreadSource::spawn(reader).map_err(|err| {
+            Error::source_failed(format!("starting the input thread for {url}"), err)
+        })?;
+        self.upload_from(key, options, source).await
+    }
+
+    async fn upload_from<P: PartSource>(
+        &self,
+        key: &str,
+        options: &PutOptions,
+        mut reader: P,
+    ) -> Result<UploadReport> {
+        let url = object_url(self.store.bucket(), key);
+        let sizer = self.config.sizer();
+        let first_size = read_size(&sizer, Some(PartNumber::FIRST), 0).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "upload to {url}: unusable part size {}",
+                    self.config.part_size
+                ),
+            )
+        })?;
+
+        // Parts in flight, the one being filled, and one more: what a steady upload recycles.
+        let pool = BufferPool::new(self.config.concurrency.max(1) + 2);
+        let mut first = PartBuf::take(&pool, first_size);
+        let eof = reader
+            .fill(&mut first, first_size)
             .await
             .map_err(|err| Error::source_failed(format!("reading input for {url}"), err))?;
-        if first.is_empty() {
+        if first.data.is_empty() {
             return Err(Error::new(
                 ErrorKind::EmptyStream,
                 format!("refusing to upload zero bytes to {url}"),
@@ -138,77 +265,93 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             self.store.create_multipart(key, options)
         })
         .await?;
-        tracing::debug!(%url, %upload_id, part_size, "multipart upload started");
+        tracing::debug!(%url, %upload_id, part_size = first_size, "multipart upload started");
         let mut guard = AbortOnDrop {
             store: Some(Arc::clone(&self.store)),
             key: key.to_owned(),
             upload_id: upload_id.clone(),
         };
 
-        let result = self
-            .send_parts(key, &upload_id, &mut reader, first, eof, part_size)
-            .await;
-        let result = match result {
-            Ok((parts, bytes)) => {
-                let count = parts.len() as u16;
-                self.complete(key, &upload_id, parts, bytes)
+        let result = match self
+            .send_parts(key, &upload_id, &sizer, &pool, &mut reader, first, eof)
+            .await
+        {
+            Ok(sent) => {
+                let expected = composite_crc32c(&sent.checksums);
+                self.complete(key, &upload_id, sent.parts.clone(), sent.bytes, &expected)
                     .await
-                    .map(|etag| UploadReport {
-                        etag,
-                        bytes,
-                        parts: count,
-                    })
+                    .map(|completion| (sent, expected, completion))
             }
             Err(err) => Err(err),
         };
-        match result {
-            Ok(report) => {
+        let (sent, expected, completion) = match result {
+            Ok(done) => {
                 guard.store = None;
-                tracing::debug!(%url, %upload_id, bytes = report.bytes, parts = report.parts, "multipart upload completed");
-                Ok(report)
+                done
             }
             Err(err) => {
                 // The guard stays armed until the abort is done, so cancelling the upload while
                 // it aborts still spawns one.
                 self.abort(key, &upload_id).await;
                 guard.store = None;
-                Err(err)
+                return Err(err);
             }
-        }
+        };
+
+        let checksum_verified = self.verify(key, &completion, &expected).await?;
+        let report = UploadReport {
+            etag: completion.etag,
+            bytes: sent.bytes,
+            parts: u16::try_from(sent.parts.len()).unwrap_or(MAX_PARTS),
+            max_part_size: sent.max_part_size,
+            checksum_crc32c: expected,
+            checksum_verified,
+        };
+        tracing::debug!(
+            %url, %upload_id, bytes = report.bytes, parts = report.parts,
+            max_part_size = report.max_part_size, checksum = %report.checksum_crc32c,
+            verified = report.checksum_verified, "multipart upload completed"
+        );
+        Ok(report)
     }
 
-    /// Reads and uploads every part; returns the parts in ascending order and the byte count.
-    async fn send_parts<R>(
+    /// Reads and uploads every part; returns them in ascending order with their checksums.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_parts<P: PartSource>(
         &self,
         key: &str,
         upload_id: &UploadId,
-        reader: &mut R,
-        first: BytesMut,
+        sizer: &PartSizer,
+        pool: &BufferPool,
+        reader: &mut P,
+        first: PartBuf,
         first_eof: bool,
-        part_size: usize,
-    ) -> Result<(Vec<CompletedPart>, u64)>
-    where
-        R: AsyncRead + Unpin + Send,
-    {
+    ) -> Result<SentParts> {
         let url = object_url(self.store.bucket(), key);
         let concurrency = self.config.concurrency.max(1);
-        let mut in_flight: JoinSet<Result<CompletedPart>> = JoinSet::new();
+        let max_object = sizer.max_object_size();
+        let mut in_flight: JoinSet<Result<(CompletedPart, Crc32c)>> = JoinSet::new();
         let mut done = Vec::new();
         let mut next_part = Some(PartNumber::FIRST);
         let mut total: u64 = 0;
+        let mut max_part_size: u64 = 0;
         let mut buf = first;
         let mut eof = first_eof;
 
         let outcome: Result<()> = async {
             loop {
-                if !buf.is_empty() {
-                    let Some(part) = next_part else {
+                if !buf.data.is_empty() {
+                    let len = buf.data.len() as u64;
+                    if total + len > max_object {
                         return Err(Error::new(
-                            ErrorKind::TooManyParts,
+                            ErrorKind::ObjectTooLarge,
                             format!(
-                                "upload to {url} (upload id {upload_id}): input needs more than {MAX_PARTS} parts of {part_size} bytes; use a larger part size"
+                                "upload to {url} (upload id {upload_id}): input is longer than the largest S3 object ({max_object} bytes)"
                             ),
                         ));
+                    }
+                    let Some(part) = next_part else {
+                        return Err(self.too_many_parts(&url, upload_id, total, max_part_size));
                     };
                     // Backpressure: wait for a free slot before handing over the filled buffer,
                     // so at most `concurrency` parts are in flight plus this one.
@@ -217,43 +360,58 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                             done.push(joined_part(joined, &url)?);
                         }
                     }
-                    total += buf.len() as u64;
-                    let body = std::mem::take(&mut buf).freeze();
+                    if len > max_part_size && part != PartNumber::FIRST {
+                        tracing::debug!(%url, part = part.get(), part_size = len, "part size grows");
+                    }
+                    max_part_size = max_part_size.max(len);
+                    total += len;
+                    let checksum = buf.crc.finish();
+                    let body = pool.freeze(std::mem::replace(&mut buf, PartBuf::empty()).data);
                     let store = Arc::clone(&self.store);
                     let key = key.to_owned();
                     let upload_id = upload_id.clone();
                     let retry_config = self.config.retry.clone();
+                    let url = url.clone();
                     in_flight.spawn(async move {
-                        retry(&retry_config, "put_part", || {
-                            store.put_part(&key, &upload_id, part, body.clone())
+                        let uploaded = retry(&retry_config, "put_part", || {
+                            store.put_part(&key, &upload_id, part, body.clone(), checksum)
                         })
-                        .await
+                        .await?;
+                        check_part_echo(&uploaded, checksum, &url, &upload_id)?;
+                        Ok((uploaded, checksum))
                     });
                     next_part = part.next();
                 }
                 if eof {
                     break;
                 }
-                buf = BytesMut::with_capacity(part_size);
+                // After part 10,000 only one byte is read: enough to know the input goes on.
+                let want = read_size(sizer, next_part, total)
+                    .unwrap_or(usize::MAX)
+                    .min(usize::try_from(max_object - total + 1).unwrap_or(usize::MAX));
+                buf = PartBuf::take(pool, want);
                 // Fill the next part while watching finished parts, so a part that fails for
-                // good stops the upload without waiting for a slow input.
-                loop {
-                    tokio::select! {
-                        biased;
-                        Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                            done.push(joined_part(joined, &url)?);
-                        }
-                        filled = fill(reader, &mut buf, part_size) => {
-                            eof = filled.map_err(|err| {
-                                Error::source_failed(
-                                    format!("reading input for {url} (upload id {upload_id}) after {total} bytes"),
-                                    err,
-                                )
-                            })?;
-                            break;
+                // good stops the upload without waiting for a slow input. The fill future lives
+                // across the loop: a source may hold the buffer until it is done.
+                let filled = {
+                    let fill = reader.fill(&mut buf, want);
+                    tokio::pin!(fill);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
+                                done.push(joined_part(joined, &url)?);
+                            }
+                            filled = &mut fill => break filled,
                         }
                     }
-                }
+                };
+                eof = filled.map_err(|err| {
+                    Error::source_failed(
+                        format!("reading input for {url} (upload id {upload_id}) after {total} bytes"),
+                        err,
+                    )
+                })?;
             }
             while let Some(joined) = in_flight.join_next().await {
                 done.push(joined_part(joined, &url)?);
@@ -267,8 +425,30 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             in_flight.shutdown().await;
             return Err(err);
         }
-        done.sort_by_key(|part| part.part_number);
-        Ok((done, total))
+        done.sort_by_key(|(part, _)| part.part_number);
+        let (parts, checksums) = done.into_iter().unzip();
+        Ok(SentParts {
+            parts,
+            checksums,
+            bytes: total,
+            max_part_size,
+        })
+    }
+
+    fn too_many_parts(&self, url: &str, upload_id: &UploadId, total: u64, last: u64) -> Error {
+        let hint = match (self.config.growth, self.config.estimate) {
+            (PartGrowth::Fixed, _) => "; use a larger part size".to_owned(),
+            (PartGrowth::Adaptive { .. }, Some(estimate)) => format!(
+                "; the input outgrew its estimate of {estimate} bytes too far for the parts left"
+            ),
+            (PartGrowth::Adaptive { .. }, None) => String::new(),
+        };
+        Error::new(
+            ErrorKind::TooManyParts,
+            format!(
+                "upload to {url} (upload id {upload_id}): input needs more than {MAX_PARTS} parts (the last of {last} bytes) after {total} bytes{hint}"
+            ),
+        )
     }
 
     /// `CompleteMultipartUpload` with retries and the lost-response rule described on [`Self::upload`].
@@ -278,7 +458,8 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
         bytes: u64,
-    ) -> Result<String> {
+        expected: &str,
+    ) -> Result<Completion> {
         let url = object_url(self.store.bucket(), key);
         let config = &self.config.retry;
         let max_attempts = config.max_attempts.max(1);
@@ -290,9 +471,17 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                 .complete_multipart(key, upload_id, parts.clone())
                 .await
             {
-                Ok(etag) => return Ok(etag),
+                Ok(done) => {
+                    return Ok(Completion {
+                        etag: done.etag,
+                        checksum: done.checksum_crc32c,
+                        headed: false,
+                    });
+                }
                 Err(err) if err.kind() == ErrorKind::NoSuchUpload && attempt > 1 => {
-                    return self.confirm_lost_completion(key, bytes, err).await;
+                    return self
+                        .confirm_lost_completion(key, bytes, expected, err)
+                        .await;
                 }
                 Err(err) if err.is_retryable() && attempt < max_attempts => {
                     let delay = backoff.next();
@@ -308,22 +497,117 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         }
     }
 
-    /// After a retried completion said `NoSuchUpload`: accept the object only if it has the
-    /// length we uploaded (provisional rule, see [`Self::upload`]).
-    async fn confirm_lost_completion(&self, key: &str, bytes: u64, err: Error) -> Result<String> {
+    /// After a retried completion said `NoSuchUpload`: accept the object only if it has our
+    /// composite checksum or, when the server reports none, the length we uploaded.
+    async fn confirm_lost_completion(
+        &self,
+        key: &str,
+        bytes: u64,
+        expected: &str,
+        err: Error,
+    ) -> Result<Completion> {
         let url = object_url(self.store.bucket(), key);
-        match retry(&self.config.retry, "head", || self.store.head(key)).await {
-            Ok(info) if info.size == bytes => {
-                tracing::warn!(%url, bytes, "complete_multipart was retried and the upload is gone, but the object has the uploaded size; accepting it");
-                Ok(info.etag.unwrap_or_default())
-            }
-            Ok(info) => Err(err.context(format_args!(
-                "completion was retried and the upload is gone; {url} is {} bytes, expected {bytes}",
-                info.size
-            ))),
+        let info = match retry(&self.config.retry, "head_checksum", || {
+            self.store.head_checksum(key)
+        })
+        .await
+        {
+            Ok(info) => info,
             Err(head_err) => {
                 tracing::warn!(%url, error = %head_err, "head after lost completion failed");
-                Err(err.context("completion was retried and the upload is gone, and the object is not readable"))
+                return Err(err.context(
+                    "completion was retried and the upload is gone, and the object is not readable",
+                ));
+            }
+        };
+        let accept = match &info.checksum_crc32c {
+            Some(actual) if composite_matches(expected, actual) => true,
+            Some(actual) => {
+                return Err(err.context(format_args!(
+                    "completion was retried and the upload is gone; {url} has CRC32C {actual}, expected {expected}"
+                )));
+            }
+            None => info.size == bytes,
+        };
+        if !accept {
+            return Err(err.context(format_args!(
+                "completion was retried and the upload is gone; {url} is {} bytes, expected {bytes}",
+                info.size
+            )));
+        }
+        tracing::warn!(%url, bytes, checksum = ?info.checksum_crc32c, "complete_multipart was retried and the upload is gone, but the object is ours; accepting it");
+        Ok(Completion {
+            etag: info.etag.unwrap_or_default(),
+            checksum: info.checksum_crc32c,
+            headed: true,
+        })
+    }
+
+    /// Compares the server's composite checksum with ours (see [`Self::upload`]); returns
+    /// whether the server reported one. Deletes the object when it cannot be trusted.
+    async fn verify(&self, key: &str, completion: &Completion, expected: &str) -> Result<bool> {
+        let url = object_url(self.store.bucket(), key);
+        let reported = match (&completion.checksum, completion.headed) {
+            (Some(checksum), _) => Some(checksum.clone()),
+            (None, true) => None,
+            (None, false) => {
+                match retry(&self.config.retry, "head_checksum", || {
+                    self.store.head_checksum(key)
+                })
+                .await
+                {
+                    Ok(info) => info.checksum_crc32c,
+                    Err(err) => {
+                        let deleted = self.delete_untrusted(key).await;
+                        return Err(err.context(format_args!(
+                            "reading back the checksum of {url} failed; the object was {}",
+                            if deleted {
+                                "deleted"
+                            } else {
+                                "left in place but could not be deleted"
+                            }
+                        )));
+                    }
+                }
+            }
+        };
+        match reported {
+            Some(actual) if composite_matches(expected, &actual) => Ok(true),
+            Some(actual) => {
+                let deleted = self.delete_untrusted(key).await;
+                Err(Error::new(
+                    ErrorKind::ChecksumMismatch,
+                    format!(
+                        "checksum mismatch for {url}: we sent CRC32C {expected}, the server reports {actual}; the object {}",
+                        if deleted {
+                            "was deleted"
+                        } else {
+                            "could not be deleted and must not be trusted"
+                        }
+                    ),
+                ))
+            }
+            None => {
+                tracing::warn!(
+                    %url, checksum = expected,
+                    "the server reports no CRC32C for the object; its composite checksum could not be verified"
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    /// Deletes an object that failed verification; returns whether it is gone.
+    async fn delete_untrusted(&self, key: &str) -> bool {
+        let url = object_url(self.store.bucket(), key);
+        match retry(&self.config.retry, "delete", || self.store.delete(key)).await {
+            Ok(()) => {
+                tracing::warn!(%url, "deleted the object that failed checksum verification");
+                true
+            }
+            Err(err) => {
+                tracing::error!(%url, error = %err, "could not delete the object that failed checksum verification; it must not be trusted");
+                false
             }
         }
     }
@@ -346,20 +630,138 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
     }
 }
 
-/// Fills `buf` up to `part_size` bytes; returns whether the input ended.
-///
-/// Cancel-safe in the sense that matters here: every byte read is already in `buf` when the
-/// future is dropped, so calling it again continues where it stopped.
+/// How many bytes to read for `part` (after `uploaded` bytes): the sizer's size, or one byte
+/// past part 10,000 (enough to detect that the input goes on). `None` when the size is zero or
+/// does not fit in memory.
+fn read_size(sizer: &PartSizer, part: Option<PartNumber>, uploaded: u64) -> Option<usize> {
+    let size = part.map_or(1, |part| sizer.size_of(part, uploaded));
+    usize::try_from(size).ok().filter(|&size| size > 0)
+}
+
+/// A server that confirms a part with another checksum than we sent has stored other bytes.
+fn check_part_echo(
+    uploaded: &CompletedPart,
+    sent: Crc32c,
+    url: &str,
+    upload_id: &UploadId,
+) -> Result<()> {
+    match &uploaded.checksum_crc32c {
+        Some(echo) if Crc32c::from_base64(echo) != Some(sent) => Err(Error::new(
+            ErrorKind::ChecksumMismatch,
+            format!(
+                "put_part {url} (upload id {upload_id}, part {}): we sent CRC32C {sent}, the server confirmed {echo}",
+                uploaded.part_number
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Where the uploader's bytes come from: fills one part buffer at a time.
+pub(crate) trait PartSource: Send {
+    /// Fills `buf` from its first byte (whatever it held is discarded) up to `limit` bytes,
+    /// checksumming what arrives; returns whether the input ended.
+    fn fill(
+        &mut self,
+        buf: &mut PartBuf,
+        limit: usize,
+    ) -> impl Future<Output = io::Result<bool>> + Send;
+}
+
+/// An [`AsyncRead`] read on the uploader's task.
+struct AsyncSource<R>(R);
+
+impl<R: AsyncRead + Unpin + Send> PartSource for AsyncSource<R> {
+    fn fill(
+        &mut self,
+        buf: &mut PartBuf,
+        limit: usize,
+    ) -> impl Future<Output = io::Result<bool>> + Send {
+        fill(&mut self.0, buf, limit)
+    }
+}
+
+/// A blocking reader on a thread of its own that reads straight into the part buffers.
+struct ThreadSource {
+    requests: mpsc::Sender<(PartBuf, usize)>,
+    replies: mpsc::Receiver<(PartBuf, io::Result<bool>)>,
+}
+
+impl ThreadSource {
+    fn spawn<R: std::io::Read + Send + 'static>(mut reader: R) -> io::Result<Self> {
+        let (requests, mut work) = mpsc::channel::<(PartBuf, usize)>(1);
+        let (done, replies) = mpsc::channel(1);
+        std::thread::Builder::new()
+            .name("z3-upload-input".into())
+            .spawn(move || {
+                while let Some((mut buf, limit)) = work.blocking_recv() {
+                    let result = fill_blocking(&mut reader, &mut buf, limit);
+                    if done.blocking_send((buf, result)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self { requests, replies })
+    }
+}
+
+impl PartSource for ThreadSource {
+    async fn fill(&mut self, buf: &mut PartBuf, limit: usize) -> io::Result<bool> {
+        let stopped = || io::Error::other("the input thread stopped");
+        let part = std::mem::replace(buf, PartBuf::empty());
+        self.requests
+            .send((part, limit))
+            .await
+            .map_err(|_| stopped())?;
+        let (part, result) = self.replies.recv().await.ok_or_else(stopped)?;
+        *buf = part;
+        result
+    }
+}
+
+/// [`PartSource::fill`] for a blocking reader. The buffer is extended to `limit` initialized
+/// bytes before reading (free for a recycled buffer of full length) and cut to what was read.
+fn fill_blocking<R: std::io::Read>(
+    reader: &mut R,
+    buf: &mut PartBuf,
+    limit: usize,
+) -> io::Result<bool> {
+    // Only the part of `limit` beyond what this buffer ever held is zeroed.
+    buf.data.resize(limit, 0);
+    let mut filled = 0;
+    let result = loop {
+        if filled >= limit {
+            break Ok(false);
+        }
+        match reader.read(&mut buf.data[filled..limit]) {
+            Ok(0) => break Ok(true),
+            Ok(n) => {
+                buf.crc.update(&buf.data[filled..filled + n]);
+                filled += n;
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => break Err(err),
+        }
+    };
+    buf.data.truncate(filled);
+    result
+}
+
+/// [`PartSource::fill`] for an [`AsyncRead`]: reads into the buffer's spare capacity, so a
+/// recycled buffer is never zeroed. Not cancel-safe (it starts from byte 0 each call); the
+/// uploader keeps one fill future alive until it completes.
 async fn fill<R: AsyncRead + Unpin>(
     reader: &mut R,
-    buf: &mut BytesMut,
-    part_size: usize,
+    buf: &mut PartBuf,
+    limit: usize,
 ) -> io::Result<bool> {
-    while buf.len() < part_size {
-        let want = part_size - buf.len();
-        match reader.read_buf(&mut (&mut *buf).limit(want)).await {
+    buf.data.clear();
+    while buf.data.len() < limit {
+        let want = limit - buf.data.len();
+        let before = buf.data.len();
+        match reader.read_buf(&mut (&mut buf.data).limit(want)).await {
             Ok(0) => return Ok(true),
-            Ok(_) => {}
+            Ok(_) => buf.crc.update(&buf.data[before..]),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }
@@ -368,9 +770,9 @@ async fn fill<R: AsyncRead + Unpin>(
 }
 
 fn joined_part(
-    joined: std::result::Result<Result<CompletedPart>, JoinError>,
+    joined: std::result::Result<Result<(CompletedPart, Crc32c)>, JoinError>,
     url: &str,
-) -> Result<CompletedPart> {
+) -> Result<(CompletedPart, Crc32c)> {
     joined.map_err(|err| {
         Error::new(
             ErrorKind::Other,
@@ -408,22 +810,36 @@ impl<S: ObjectStore + ?Sized + 'static> Drop for AbortOnDrop<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[tokio::test]
-    async fn fill_stops_at_part_size_and_reports_eof() {
+    async fn fill_stops_at_limit_reports_eof_and_checksums() {
         let mut input: &[u8] = b"aabbccdde";
+        let pool = BufferPool::new(1);
         let mut parts = Vec::new();
         loop {
-            let mut buf = BytesMut::with_capacity(2);
+            // A reused buffer starts empty whatever its last user left in it.
+            let mut buf = PartBuf::take(&pool, 2);
             let eof = fill(&mut input, &mut buf, 2).await.unwrap();
-            if !buf.is_empty() {
-                parts.push(buf.freeze());
+            if !buf.data.is_empty() {
+                assert_eq!(buf.crc.finish(), Crc32c::of(&buf.data));
+                parts.push(Bytes::copy_from_slice(&buf.data));
             }
+            pool.give(buf.data);
             if eof {
                 break;
             }
         }
         // The original pput's `test_stream_handler` case.
         assert_eq!(parts, [&b"aa"[..], b"bb", b"cc", b"dd", b"e"]);
+    }
+
+    #[test]
+    fn read_size_past_the_last_part_is_one_byte() {
+        let sizer = PartSizer::new(0, None);
+        assert_eq!(read_size(&sizer, None, 5), Some(1));
+        assert_eq!(read_size(&sizer, Some(PartNumber::FIRST), 0), Some(5 << 20));
+        let zero = PartSizer::with_growth(0, None, PartGrowth::Fixed);
+        assert_eq!(read_size(&zero, Some(PartNumber::FIRST), 0), None);
     }
 }

@@ -1,5 +1,6 @@
 //! `AwsStore` against a canned HTTP server on 127.0.0.1: one attempt per call (SDK retries are
-//! off) and the error mapping, including S3's HTTP 200 error bodies and cut-short GET bodies.
+//! off), the error mapping, including S3's HTTP 200 error bodies and cut-short GET bodies, and
+//! what goes on the wire for checksums (our CRC32C only, unsigned payload, no aws-chunked).
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -8,8 +9,8 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use z3_s3::{
-    AwsStore, CompletedPart, ErrorKind, ObjectStore, PartNumber, S3Config, StaticCredentials,
-    UploadId,
+    AwsStore, CompletedPart, Crc32c, ErrorKind, ObjectStore, Op, PartNumber, PutOptions, S3Config,
+    StaticCredentials, UploadId,
 };
 
 const SECRET: &str = "secret-that-must-never-appear";
@@ -35,8 +36,32 @@ fn xml_error(status: u16, code: &str, message: &str) -> Canned {
     }
 }
 
-/// Serves `responses` in order, one per connection, and records each request line.
-async fn serve(responses: Vec<Canned>) -> (String, Arc<Mutex<Vec<String>>>) {
+/// One request as the server saw it: the head (request line and headers, as sent) and the body.
+struct Recorded {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.head.lines().next().unwrap_or_default())
+    }
+}
+
+impl Recorded {
+    /// The value of header `name` (case-insensitive), if sent.
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    }
+}
+
+/// Serves `responses` in order, one per connection, and records each request.
+async fn serve(responses: Vec<Canned>) -> (String, Arc<Mutex<Vec<Recorded>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -53,9 +78,6 @@ async fn serve(responses: Vec<Canned>) -> (String, Arc<Mutex<Vec<String>>>) {
                 head.push(byte[0]);
             }
             let head = String::from_utf8_lossy(&head).to_string();
-            log.lock()
-                .unwrap()
-                .push(head.lines().next().unwrap_or_default().to_owned());
             let lower = head.to_ascii_lowercase();
             if lower.contains("expect: 100-continue") {
                 socket
@@ -70,6 +92,7 @@ async fn serve(responses: Vec<Canned>) -> (String, Arc<Mutex<Vec<String>>>) {
                 .unwrap_or(0);
             let mut body = vec![0u8; length];
             socket.read_exact(&mut body).await.unwrap();
+            log.lock().unwrap().push(Recorded { head, body });
 
             let mut response = format!("HTTP/1.1 {} Canned\r\n", canned.status);
             for (name, value) in &canned.headers {
@@ -125,6 +148,7 @@ async fn slow_down_is_throttled_after_one_attempt() {
             &UploadId::new("u-42"),
             part(7),
             Bytes::from_static(b"data"),
+            Crc32c::of(b"data"),
         )
         .await
         .unwrap_err();
@@ -137,8 +161,11 @@ async fn slow_down_is_throttled_after_one_attempt() {
     assert!(text.contains("SlowDown"), "{text}");
     let requests = requests.lock().unwrap();
     assert_eq!(requests.len(), 1, "the SDK must not retry: {requests:?}");
-    assert!(requests[0].starts_with("PUT /bucket/k?"), "{requests:?}");
-    assert!(requests[0].contains("partNumber=7"), "{requests:?}");
+    assert!(
+        requests[0].head.starts_with("PUT /bucket/k?"),
+        "{requests:?}"
+    );
+    assert!(requests[0].head.contains("partNumber=7"), "{requests:?}");
 }
 
 #[tokio::test]
@@ -163,7 +190,7 @@ async fn internal_error_inside_http_200_complete_is_transient() {
     let parts = vec![CompletedPart {
         part_number: part(1),
         etag: "\"e\"".to_owned(),
-        checksum_crc32: None,
+        checksum_crc32c: None,
     }];
     let err = store(endpoint)
         .await
@@ -277,7 +304,10 @@ async fn cut_short_body_returns_what_arrived() {
     assert_eq!(&got[..], &body[..40]);
     let requests = requests.lock().unwrap();
     assert_eq!(requests.len(), 1);
-    assert!(requests[0].starts_with("GET /bucket/k"), "{requests:?}");
+    assert!(
+        requests[0].head.starts_with("GET /bucket/k"),
+        "{requests:?}"
+    );
 }
 
 #[tokio::test]
@@ -296,4 +326,174 @@ async fn ignored_range_is_detected() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Other, "{err}");
     assert!(err.to_string().contains("ignored the range"), "{err}");
+}
+
+fn ok(headers: Vec<(&'static str, String)>, body: &str) -> Canned {
+    Canned {
+        status: 200,
+        headers,
+        body: body.as_bytes().to_vec(),
+        send_body: None,
+    }
+}
+
+#[tokio::test]
+async fn part_carries_our_crc32c_and_nothing_else_hashes_the_body() {
+    // The CPU budget: the part's bytes are hashed once, by us. The SDK must send our
+    // x-amz-checksum-crc32c as is, add no CRC of its own, no Content-MD5, no aws-chunked
+    // trailer, and sign the payload as UNSIGNED-PAYLOAD (no SHA-256 over the body).
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let checksum = Crc32c::of(&data);
+    let (endpoint, requests) = serve(vec![ok(
+        vec![
+            ("etag", "\"0123\"".to_owned()),
+            ("x-amz-checksum-crc32c", checksum.to_base64()),
+        ],
+        "",
+    )])
+    .await;
+    let done = store(endpoint)
+        .await
+        .put_part(
+            "k",
+            &UploadId::new("u-1"),
+            part(3),
+            Bytes::from(data.clone()),
+            checksum,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.etag, "\"0123\"");
+    assert_eq!(done.checksum_crc32c, Some(checksum.to_base64()));
+
+    let requests = requests.lock().unwrap();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(
+        request.header("x-amz-checksum-crc32c"),
+        Some(checksum.to_base64()),
+        "{}",
+        request.head
+    );
+    assert_eq!(
+        request.header("x-amz-content-sha256").as_deref(),
+        Some("UNSIGNED-PAYLOAD"),
+        "{}",
+        request.head
+    );
+    for absent in [
+        "content-md5",
+        "x-amz-trailer",
+        "x-amz-checksum-crc32",
+        "x-amz-decoded-content-length",
+        "content-encoding",
+    ] {
+        assert_eq!(request.header(absent), None, "{absent}: {}", request.head);
+    }
+    assert!(
+        request
+            .header("authorization")
+            .is_some_and(|a| a.contains("x-amz-checksum-crc32c")),
+        "the checksum header is signed: {}",
+        request.head
+    );
+    assert!(request.body == data, "the body is sent plainly");
+}
+
+#[tokio::test]
+async fn part_echoed_with_another_checksum_is_reported_as_such() {
+    // A server that confirms another checksum than we sent: the store reports the server's
+    // value, so the uploader can refuse it.
+    let (endpoint, _) = serve(vec![ok(
+        vec![
+            ("etag", "\"0123\"".to_owned()),
+            ("x-amz-checksum-crc32c", "AAAAAA==".to_owned()),
+        ],
+        "",
+    )])
+    .await;
+    let done = store(endpoint)
+        .await
+        .put_part(
+            "k",
+            &UploadId::new("u-1"),
+            part(1),
+            Bytes::from_static(b"x"),
+            Crc32c::of(b"x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.checksum_crc32c.as_deref(), Some("AAAAAA=="));
+}
+
+#[tokio::test]
+async fn multipart_declares_crc32c_and_completion_reports_the_composite() {
+    let composite = "AbCdEg==-2";
+    let (endpoint, requests) = serve(vec![
+        ok(
+            vec![("content-type", "application/xml".to_owned())],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<InitiateMultipartUploadResult><Bucket>bucket</Bucket><Key>k</Key><UploadId>u-9</UploadId></InitiateMultipartUploadResult>",
+        ),
+        ok(
+            vec![("content-type", "application/xml".to_owned())],
+            &format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult><Bucket>bucket</Bucket><Key>k</Key><ETag>\"abc-2\"</ETag><ChecksumCRC32C>{composite}</ChecksumCRC32C></CompleteMultipartUploadResult>"
+            ),
+        ),
+        ok(
+            vec![
+                ("etag", "\"abc-2\"".to_owned()),
+                ("x-amz-checksum-crc32c", composite.to_owned()),
+                ("content-length-ignored", "0".to_owned()),
+            ],
+            "",
+        ),
+    ])
+    .await;
+    let store = store(endpoint).await;
+    let id = store
+        .create_multipart("k", &PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(id.as_str(), "u-9");
+    let parts = [b"first".as_slice(), b"second".as_slice()]
+        .iter()
+        .enumerate()
+        .map(|(i, body)| CompletedPart {
+            part_number: part(u16::try_from(i + 1).unwrap()),
+            etag: format!("\"e{i}\""),
+            checksum_crc32c: Some(Crc32c::of(body).to_base64()),
+        })
+        .collect::<Vec<_>>();
+    let done = store
+        .complete_multipart("k", &id, parts.clone())
+        .await
+        .unwrap();
+    assert_eq!(done.etag, "\"abc-2\"");
+    assert_eq!(done.checksum_crc32c.as_deref(), Some(composite));
+    let info = store.head_checksum("k").await.unwrap();
+    assert_eq!(info.checksum_crc32c.as_deref(), Some(composite));
+
+    let requests = requests.lock().unwrap();
+    assert_eq!(
+        requests[0].header("x-amz-checksum-algorithm").as_deref(),
+        Some("CRC32C"),
+        "{}",
+        requests[0].head
+    );
+    let complete_body = String::from_utf8_lossy(&requests[1].body);
+    for part in &parts {
+        let expected = format!(
+            "<ChecksumCRC32C>{}</ChecksumCRC32C>",
+            part.checksum_crc32c.as_deref().unwrap()
+        );
+        assert!(complete_body.contains(&expected), "{complete_body}");
+    }
+    assert_eq!(
+        requests[2].header("x-amz-checksum-mode").as_deref(),
+        Some("ENABLED"),
+        "{}",
+        requests[2].head
+    );
+    assert_eq!(Op::HeadChecksum.as_str(), "head_checksum");
 }

@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use z3_s3::conformance;
 use z3_s3::{
-    AwsStore, ErrorKind, MemoryStore, MultipartUploader, ObjectStore, PutOptions, RetryConfig,
-    S3Config, StaticCredentials, UploadConfig,
+    AwsStore, ChecksumReply, Crc32c, ErrorKind, FaultyStore, MemoryStore, MultipartUploader,
+    ObjectStore, Op, PartNumber, PutOptions, S3Config, StaticCredentials, UploadConfig,
+    composite_crc32c,
 };
 
 #[tokio::test]
@@ -153,7 +154,7 @@ async fn aws_store_etag_matches_the_original_pput() {
         UploadConfig {
             part_size: 5 * 1024 * 1024,
             concurrency: 2,
-            retry: RetryConfig::default(),
+            ..UploadConfig::default()
         },
     );
     let options = PutOptions {
@@ -167,6 +168,7 @@ async fn aws_store_etag_matches_the_original_pput() {
     };
     let report = uploader.upload(&key, &options, &data[..]).await.unwrap();
     assert_eq!(report.etag, "\"d229c1fc0e509475afe56426c89d2724-2\"");
+    assert!(report.checksum_verified, "{report:?}");
     let info = store.head(&key).await.unwrap();
     assert_eq!(info.etag.as_deref(), Some(report.etag.as_str()));
     assert_eq!(info.metadata, options.metadata);
@@ -178,57 +180,144 @@ async fn aws_store_etag_matches_the_original_pput() {
 }
 
 #[tokio::test]
-async fn aws_store_parts_carry_verified_crc32() {
-    // Parts go up with SDK-computed CRC32 checksums that the server checks; a wrong checksum
-    // is refused, and the completed object carries the composite checksum.
+async fn aws_store_parts_and_object_carry_verified_crc32c() {
+    // Parts go up with our CRC32C, which the server checks (a wrong one is refused as
+    // BadDigest, retryable); the completed object's composite CRC32C equals ours.
     let Some(config) = real_s3() else { return };
-    let bucket = config.bucket.clone();
     let store = real_store(config).await;
     let key = format!("{}crc", unique_prefix());
     let id = store
         .create_multipart(&key, &PutOptions::default())
         .await
         .unwrap();
-    let part = z3_s3::PartNumber::FIRST;
-    let body = Bytes::from_static(b"checksummed part");
-    let done = store.put_part(&key, &id, part, body.clone()).await.unwrap();
-    assert!(
-        done.checksum_crc32.is_some(),
-        "server echoed the part checksum: {done:?}"
-    );
+    let first = conformance::sample_data(5 * 1024 * 1024);
+    let second = Bytes::from_static(b"checksummed last part");
+    let checksums = [Crc32c::of(&first), Crc32c::of(&second)];
+    let p1 = store
+        .put_part(&key, &id, part(1), first, checksums[0])
+        .await
+        .unwrap();
+    assert_eq!(p1.checksum_crc32c, Some(checksums[0].to_base64()));
 
-    let wrong = store
+    let err = store
+        .put_part(
+            &key,
+            &id,
+            part(2),
+            second.clone(),
+            Crc32c::of(b"other bytes"),
+        )
+        .await
+        .expect_err("a wrong CRC32C must be refused");
+    eprintln!("wrong part checksum refused: {err}");
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    // What the server echoes for a part (the store falls back to the checksum it sent).
+    let raw = store
         .client()
         .upload_part()
-        .bucket(&bucket)
+        .bucket(store.bucket())
         .key(&key)
         .upload_id(id.as_str())
         .part_number(2)
-        .checksum_crc32("AAAAAA==")
-        .body(body.into())
+        .checksum_crc32_c(checksums[1].to_base64())
+        .body(second.clone().into())
         .send()
-        .await;
-    let wrong = wrong.expect_err("a wrong CRC32 must be rejected");
-    eprintln!(
-        "wrong checksum refused with {:?}",
-        aws_sdk_s3::error::ProvideErrorMetadata::code(&wrong)
-    );
+        .await
+        .unwrap();
+    eprintln!("UploadPart echoes CRC32C {:?}", raw.checksum_crc32_c());
+    let p2 = store
+        .put_part(&key, &id, part(2), second, checksums[1])
+        .await
+        .unwrap();
 
-    store
-        .complete_multipart(&key, &id, vec![done])
+    let done = store
+        .complete_multipart(&key, &id, vec![p1, p2])
         .await
         .unwrap();
-    let head = store
-        .client()
-        .head_object()
-        .bucket(&bucket)
-        .key(&key)
-        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-        .send()
-        .await
-        .unwrap();
-    eprintln!("object checksum: {:?}", head.checksum_crc32());
+    let expected = composite_crc32c(&checksums);
+    eprintln!(
+        "complete reports ETag {} and CRC32C {:?}; local composite {expected}",
+        done.etag, done.checksum_crc32c
+    );
+    let head = store.head_checksum(&key).await.unwrap();
+    eprintln!(
+        "HEAD in checksum mode reports CRC32C {:?}",
+        head.checksum_crc32c
+    );
+    let plain = store.head(&key).await.unwrap();
+    eprintln!("plain HEAD reports CRC32C {:?}", plain.checksum_crc32c);
+    let reported = done
+        .checksum_crc32c
+        .or(head.checksum_crc32c)
+        .expect("the server reports the composite checksum");
+    assert_eq!(reported, expected);
     store.delete(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn aws_store_upload_composite_checksum_is_verified() {
+    // A three-part upload through the uploader: the server's composite CRC32C equals ours.
+    let Some(config) = real_s3() else { return };
+    let store = Arc::new(real_store(config).await);
+    let key = format!("{}verified", unique_prefix());
+    let data = conformance::sample_data(12 * 1024 * 1024 + 5);
+    let uploader = MultipartUploader::new(Arc::clone(&store), UploadConfig::default());
+    let report = uploader
+        .upload(&key, &PutOptions::default(), &data[..])
+        .await
+        .unwrap();
+    assert_eq!(report.parts, 3);
+    assert!(report.checksum_verified, "{report:?}");
+    let parts: Vec<Crc32c> = data.chunks(5 * 1024 * 1024).map(Crc32c::of).collect();
+    assert_eq!(report.checksum_crc32c, composite_crc32c(&parts));
+    assert_eq!(
+        store.head_checksum(&key).await.unwrap().checksum_crc32c,
+        Some(report.checksum_crc32c.clone())
+    );
+    store.delete(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn aws_store_corrupted_part_is_refused_and_retried() {
+    // A part whose bytes change after we computed the checksum: the server refuses it, the
+    // uploader sends it again, and the object is exactly the input.
+    let Some(config) = real_s3() else { return };
+    let store = Arc::new(FaultyStore::new(real_store(config).await));
+    store.corrupt_part(part(2), 1);
+    let key = format!("{}corrupted", unique_prefix());
+    let data = conformance::sample_data(6 * 1024 * 1024);
+    let uploader = MultipartUploader::new(Arc::clone(&store), UploadConfig::default());
+    let report = uploader
+        .upload(&key, &PutOptions::default(), &data[..])
+        .await
+        .unwrap();
+    assert_eq!(store.part_calls(part(2)), 2, "refused once, then accepted");
+    assert!(report.checksum_verified);
+    let got = store.get_range(&key, 0..data.len() as u64).await.unwrap();
+    assert!(got == data);
+    store.delete(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn aws_store_wrong_composite_deletes_the_object() {
+    let Some(config) = real_s3() else { return };
+    let store = Arc::new(FaultyStore::new(real_store(config).await));
+    store.checksum_reply(Op::CompleteMultipart, ChecksumReply::Wrong);
+    let key = format!("{}mismatch", unique_prefix());
+    let data = conformance::sample_data(6 * 1024 * 1024);
+    let uploader = MultipartUploader::new(Arc::clone(&store), UploadConfig::default());
+    let err = uploader
+        .upload(&key, &PutOptions::default(), &data[..])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ChecksumMismatch, "{err}");
+    eprintln!("{err}");
+    let gone = store.head(&key).await.unwrap_err();
+    assert_eq!(gone.kind(), ErrorKind::NotFound, "{gone}");
+}
+
+fn part(n: u16) -> PartNumber {
+    PartNumber::new(n).unwrap()
 }
 
 #[tokio::test]
@@ -248,6 +337,7 @@ async fn aws_store_second_complete_is_ok_or_no_such_upload() {
             &id,
             z3_s3::PartNumber::FIRST,
             Bytes::from_static(b"only part"),
+            Crc32c::of(b"only part"),
         )
         .await
         .unwrap();
@@ -258,7 +348,7 @@ async fn aws_store_second_complete_is_ok_or_no_such_upload() {
     match store.complete_multipart(&key, &id, vec![done]).await {
         Ok(again) => {
             eprintln!("second complete: ok");
-            assert_eq!(again, etag);
+            assert_eq!(again.etag, etag.etag);
         }
         Err(err) => {
             eprintln!("second complete: {err}");

@@ -4,16 +4,16 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 use z3_s3::{
-    CompletedPart, ErrorKind, FaultyStore, ListEntry, MemoryStore, MultipartUploadInfo,
-    MultipartUploader, ObjectInfo, ObjectStore, Op, PartNumber, PutOptions, RetryConfig,
-    UploadConfig, UploadId,
+    ChecksumReply, CompletedPart, CompletedUpload, Crc32c, ErrorKind, FaultyStore, ListEntry,
+    MemoryStore, MultipartUploadInfo, MultipartUploader, ObjectInfo, ObjectStore, Op, PartGrowth,
+    PartNumber, PartSizer, PutOptions, RetryConfig, UploadConfig, UploadId, composite_crc32c,
 };
 
 use crate::support::{TestReader, pattern};
@@ -28,11 +28,14 @@ fn retry() -> RetryConfig {
     }
 }
 
+/// Fixed parts of `part_size` bytes (no growth), so tests can use tiny parts.
 fn config(part_size: u64, concurrency: usize) -> UploadConfig {
     UploadConfig {
         part_size,
         concurrency,
         retry: retry(),
+        growth: PartGrowth::Fixed,
+        ..UploadConfig::default()
     }
 }
 
@@ -355,7 +358,7 @@ async fn lost_complete_response_is_confirmed_by_head() {
         .await
         .unwrap();
     assert_eq!(store.calls(Op::CompleteMultipart), 2);
-    assert_eq!(store.calls(Op::Head), 1);
+    assert_eq!(store.calls(Op::HeadChecksum), 1);
     assert_eq!(store.calls(Op::AbortMultipart), 0);
     assert_eq!(report.bytes, 25);
     let details = store.inner().object_details(KEY).unwrap();
@@ -401,7 +404,7 @@ async fn no_such_upload_on_first_complete_is_not_confirmed() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NoSuchUpload);
-    assert_eq!(store.calls(Op::Head), 0);
+    assert_eq!(store.calls(Op::Head) + store.calls(Op::HeadChecksum), 0);
     assert_eq!(store.calls(Op::AbortMultipart), 1);
     assert_clean(&store);
 }
@@ -414,6 +417,13 @@ struct GateStore {
     gate: Semaphore,
     holding: AtomicUsize,
     max_holding: AtomicUsize,
+    /// Part bytes inside `put_part` right now, and the most ever.
+    held_bytes: AtomicU64,
+    max_held_bytes: AtomicU64,
+    /// How long each part takes once through the gate.
+    delay: Duration,
+    /// Confirm every part with the checksum `AAAAAA==` instead of the one sent.
+    echo_wrong_checksum: bool,
     finished: Mutex<Vec<u16>>,
 }
 
@@ -424,8 +434,22 @@ impl GateStore {
             gate: Semaphore::new(0),
             holding: AtomicUsize::new(0),
             max_holding: AtomicUsize::new(0),
+            held_bytes: AtomicU64::new(0),
+            max_held_bytes: AtomicU64::new(0),
+            delay: Duration::ZERO,
+            echo_wrong_checksum: false,
             finished: Mutex::new(Vec::new()),
         }
+    }
+
+    /// An open gate where every part takes `delay`, so parts overlap as much as allowed.
+    fn slow(inner: MemoryStore, delay: Duration) -> Self {
+        let store = Self {
+            delay,
+            ..Self::new(inner)
+        };
+        store.gate.add_permits(Semaphore::MAX_PERMITS);
+        store
     }
 }
 
@@ -461,12 +485,26 @@ impl ObjectStore for GateStore {
         upload_id: &UploadId,
         part: PartNumber,
         body: Bytes,
+        checksum: Crc32c,
     ) -> z3_s3::Result<CompletedPart> {
         let now = self.holding.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_holding.fetch_max(now, Ordering::SeqCst);
+        let len = body.len() as u64;
+        let held = self.held_bytes.fetch_add(len, Ordering::SeqCst) + len;
+        self.max_held_bytes.fetch_max(held, Ordering::SeqCst);
         let permit = self.gate.acquire().await.unwrap();
         permit.forget();
-        let result = self.inner.put_part(key, upload_id, part, body).await;
+        tokio::time::sleep(self.delay).await;
+        let mut result = self
+            .inner
+            .put_part(key, upload_id, part, body, checksum)
+            .await;
+        if let Ok(done) = &mut result
+            && self.echo_wrong_checksum
+        {
+            done.checksum_crc32c = Some("AAAAAA==".to_owned());
+        }
+        self.held_bytes.fetch_sub(len, Ordering::SeqCst);
         self.holding.fetch_sub(1, Ordering::SeqCst);
         self.finished.lock().unwrap().push(part.get());
         result
@@ -476,7 +514,7 @@ impl ObjectStore for GateStore {
         key: &str,
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
-    ) -> z3_s3::Result<String> {
+    ) -> z3_s3::Result<CompletedUpload> {
         self.inner.complete_multipart(key, upload_id, parts).await
     }
     async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> z3_s3::Result<()> {
@@ -554,4 +592,465 @@ async fn dropping_the_upload_aborts_it() {
         store.finished.lock().unwrap().is_empty(),
         "no part finished after cancel"
     );
+}
+
+// ---- Adaptive part lengths, at 1/2^20 scale: `PartGrowth::Adaptive { unit: 1 }` makes the
+// minimum part 5 bytes, the largest 5,120 bytes and the object limit 5 MiB (S3's 5 TiB).
+
+/// Adaptive growth at 1/2^20 scale.
+fn scaled(concurrency: usize, estimate: Option<u64>) -> UploadConfig {
+    UploadConfig {
+        part_size: 5,
+        concurrency,
+        retry: retry(),
+        estimate,
+        growth: PartGrowth::Adaptive { unit: 1 },
+    }
+}
+
+/// The part lengths the sizer of `config` gives a stream of `len` bytes.
+fn expected_sizes(config: &UploadConfig, len: u64) -> Vec<u64> {
+    let sizer: PartSizer = config.sizer();
+    let (mut lengths, mut uploaded, mut part) = (Vec::new(), 0, Some(PartNumber::FIRST));
+    while uploaded < len {
+        let n = part.expect("fits in 10,000 parts");
+        let size = sizer.size_of(n, uploaded).min(len - uploaded);
+        lengths.push(size);
+        uploaded += size;
+        part = n.next();
+    }
+    lengths
+}
+
+/// A large pattern without recomputing it for every test.
+fn big_pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 253) as u8).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn parts_grow_with_the_part_count_without_estimate() {
+    // 200,000 bytes ≈ 195 GiB at S3 scale: parts start at 5 and grow along the curve.
+    let store = store(5);
+    let data = big_pattern(200_000);
+    let config = scaled(8, None);
+    let lengths = expected_sizes(&config, data.len() as u64);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config);
+    let report = uploader
+        .upload(KEY, &options(), TestReader::new(data.clone(), 4096))
+        .await
+        .unwrap();
+    assert_eq!(usize::from(report.parts), lengths.len());
+    assert_eq!(lengths[0], 5);
+    assert_eq!(report.max_part_size, *lengths.iter().max().unwrap());
+    assert!(
+        report.max_part_size > 5,
+        "parts grew: {}",
+        report.max_part_size
+    );
+    assert!(store.inner().object(KEY).unwrap().0 == data);
+    // The composite checksum is over the parts as cut.
+    let mut offset = 0;
+    let checksums: Vec<Crc32c> = lengths
+        .iter()
+        .map(|&size| {
+            let part = Crc32c::of(&data[offset..offset + size as usize]);
+            offset += size as usize;
+            part
+        })
+        .collect();
+    assert_eq!(report.checksum_crc32c, composite_crc32c(&checksums));
+    assert!(report.checksum_verified);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_5_tib_stream_fits_without_estimate() {
+    // Exactly S3's object limit (5 MiB here, 5 TiB at S3 scale), size unknown in advance.
+    let store = store(5);
+    let data = big_pattern(5 * 1024 * 1024);
+    let lengths = expected_sizes(&scaled(8, None), data.len() as u64);
+    let uploader = MultipartUploader::new(Arc::clone(&store), scaled(8, None));
+    let report = uploader
+        .upload(KEY, &options(), TestReader::new(data.clone(), 65_536))
+        .await
+        .unwrap();
+    assert_eq!(usize::from(report.parts), lengths.len());
+    assert_eq!(report.parts, 9_939);
+    // Near the top of the curve (1,600 at part 10,000; 1,581 at part 9,939, the last).
+    assert_eq!(report.max_part_size, 1581);
+    assert!(store.inner().object(KEY).unwrap().0 == data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_past_5_tib_is_refused_before_part_10001() {
+    let store = store(5);
+    let reader = TestReader::new(big_pattern(5 * 1024 * 1024 + 1), 65_536);
+    let read = Arc::clone(&reader.read);
+    let uploader = MultipartUploader::new(Arc::clone(&store), scaled(8, None));
+    let err = uploader.upload(KEY, &options(), reader).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ObjectTooLarge, "{err}");
+    assert!(err.to_string().contains("5242880 bytes"), "{err}");
+    assert!(store.calls(Op::PutPart) <= 10_000);
+    assert_eq!(
+        read.load(Ordering::SeqCst),
+        5 * 1024 * 1024 + 1,
+        "one byte past the limit is enough to know"
+    );
+    assert_eq!(store.calls(Op::AbortMultipart), 1);
+    assert_eq!(store.calls(Op::CompleteMultipart), 0);
+    assert_clean(&store);
+}
+
+#[tokio::test(start_paused = true)]
+async fn within_its_estimate_a_stream_keeps_one_part_size() {
+    // Estimate 2,000,000 (≈ 1.9 TiB at S3 scale): the original rule gives 210-unit parts.
+    let store = store(5);
+    let estimate = 2_000_000;
+    let config = scaled(8, Some(estimate));
+    assert_eq!(config.sizer().start(), 210);
+    let data = big_pattern(2_000_000);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config);
+    let report = uploader
+        .upload(KEY, &options(), TestReader::new(data.clone(), 65_536))
+        .await
+        .unwrap();
+    assert_eq!(report.parts, 9_524);
+    assert_eq!(report.max_part_size, 210);
+    assert!(store.inner().object(KEY).unwrap().0 == data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outgrown_estimate_grows_the_parts() {
+    // Estimate ≈ 40 GB at S3 scale, stream ≈ 1 TiB: 8,011 parts of 5, then the curve.
+    let store = store(5);
+    let config = scaled(8, Some(38_147));
+    let data = big_pattern(1_000_000);
+    let lengths = expected_sizes(&config, data.len() as u64);
+    assert!(lengths[..8_011].iter().all(|&size| size == 5));
+    assert!(lengths[8_011] > 1_000, "{}", lengths[8_011]);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config);
+    let report = uploader
+        .upload(KEY, &options(), TestReader::new(data.clone(), 65_536))
+        .await
+        .unwrap();
+    assert_eq!(usize::from(report.parts), lengths.len());
+    assert!(store.inner().object(KEY).unwrap().0 == data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_far_outgrown_estimate_fails_with_too_many_parts() {
+    // Estimate 2,000,000: the constant phase uses all 10,000 parts for 2,100,000 bytes, so
+    // a much longer stream cannot fit; it fails before part 10,001 and is aborted.
+    let store = store(5);
+    let reader = TestReader::new(big_pattern(2_200_000), 65_536);
+    let uploader = MultipartUploader::new(Arc::clone(&store), scaled(8, Some(2_000_000)));
+    let err = uploader.upload(KEY, &options(), reader).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooManyParts, "{err}");
+    assert!(
+        err.to_string().contains("estimate of 2000000 bytes"),
+        "{err}"
+    );
+    assert!(store.calls(Op::PutPart) <= 10_000);
+    assert_eq!(store.calls(Op::AbortMultipart), 1);
+    assert_clean(&store);
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_stays_within_concurrency_plus_one_growing_parts() {
+    // Parts take a while, so `concurrency` of them are always in flight; the bytes held by
+    // the store never exceed `concurrency` parts of the current (largest so far) size, and
+    // the reader is never more than one part ahead of what was handed over.
+    const CONCURRENCY: usize = 4;
+    let store = Arc::new(GateStore::slow(
+        MemoryStore::with_min_part_size("bucket", 5),
+        Duration::from_millis(50),
+    ));
+    let data = big_pattern(300_000);
+    let reader = TestReader::new(data.clone(), 4096);
+    let uploader = MultipartUploader::new(Arc::clone(&store), scaled(CONCURRENCY, None));
+    let report = uploader.upload(KEY, &options(), reader).await.unwrap();
+    assert!(report.max_part_size > 100, "{}", report.max_part_size);
+    let max_held = store.max_held_bytes.load(Ordering::SeqCst);
+    assert!(
+        max_held <= CONCURRENCY as u64 * report.max_part_size,
+        "{max_held} bytes held, parts up to {}",
+        report.max_part_size
+    );
+    assert!(
+        max_held > (CONCURRENCY as u64 - 1) * 100,
+        "parts did overlap: {max_held}"
+    );
+    assert_eq!(store.max_holding.load(Ordering::SeqCst), CONCURRENCY);
+    assert!(store.inner.object(KEY).unwrap().0 == data);
+}
+
+// ---- Verified bytes.
+
+#[tokio::test(start_paused = true)]
+async fn corrupted_part_is_refused_by_the_store_and_retried() {
+    let store = store(10);
+    store.corrupt_part(part(2), 2);
+    let data = pattern(35);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(10, 2));
+    let report = uploader
+        .upload(KEY, &options(), TestReader::new(data.clone(), 7))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.part_calls(part(2)),
+        3,
+        "two corrupted transfers, then one good"
+    );
+    assert_eq!(
+        store.inner().calls(Op::PutPart),
+        6,
+        "the store saw and refused both"
+    );
+    assert!(store.inner().object(KEY).unwrap().0 == data);
+    assert!(report.checksum_verified);
+}
+
+#[tokio::test(start_paused = true)]
+async fn part_corrupted_on_every_attempt_fails_and_aborts() {
+    let store = store(10);
+    store.corrupt_part(part(1), 100);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(10, 2));
+    let err = uploader
+        .upload(KEY, &options(), TestReader::new(pattern(35), 7))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert!(err.to_string().contains("BadDigest"), "{err}");
+    assert_eq!(store.part_calls(part(1)), 5);
+    assert_clean(&store);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wrong_composite_checksum_deletes_the_object() {
+    let store = store(10);
+    store.checksum_reply(Op::CompleteMultipart, ChecksumReply::Wrong);
+    let data = pattern(25);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(10, 2));
+    let err = uploader
+        .upload(KEY, &options(), TestReader::new(data.clone(), 25))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ChecksumMismatch, "{err}");
+    assert!(!err.is_retryable());
+    let expected = composite_crc32c(&[
+        Crc32c::of(&data[..10]),
+        Crc32c::of(&data[10..20]),
+        Crc32c::of(&data[20..]),
+    ]);
+    let text = err.to_string();
+    assert!(text.contains("s3://bucket/z3/pool/fs@snap"), "{text}");
+    assert!(text.contains(&expected), "{text}");
+    assert!(text.contains("the server reports"), "{text}");
+    assert!(text.contains("was deleted"), "{text}");
+    assert_eq!(store.calls(Op::Delete), 1);
+    assert_eq!(
+        store.calls(Op::AbortMultipart),
+        0,
+        "the upload was complete"
+    );
+    assert_clean(&store);
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_composite_is_read_back_with_head() {
+    let store = store(10);
+    store.checksum_reply(Op::CompleteMultipart, ChecksumReply::Missing);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(10, 2));
+    let report = uploader
+        .upload(KEY, &options(), TestReader::new(pattern(25), 25))
+        .await
+        .unwrap();
+    assert!(report.checksum_verified);
+    assert_eq!(store.calls(Op::HeadChecksum), 1);
+    assert_eq!(
+        store.inner().object_details(KEY).unwrap().checksum_crc32c,
+        Some(report.checksum_crc32c)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn wrong_composite_from_head_deletes_the_object() {
+    let store = store(10);
+    store.checksum_reply(Op::CompleteMultipart, ChecksumReply::Missing);
+    store.checksum_reply(Op::HeadChecksum, ChecksumReply::Wrong);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(10, 2));
+    let err = uploader
+        .upload(KEY, &options(), TestReader::new(pattern(25), 25))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ChecksumMismatch, "{err}");
+    assert_clean(&store);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_without_checksums_is_accepted_unverified() {
+    let store = store(10);
+    store.checksum_reply(Op::CompleteMultipart, ChecksumReply::Missing);
+    store.checksum_reply(Op::HeadChecksum, ChecksumReply::Missing);
+    let data = pattern(25);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(10, 2));
+    let report = uploader
+        .upload(KEY, &options(), TestReader::new(data.clone(), 25))
+        .await
+        .unwrap();
+    assert!(!report.checksum_verified);
+    assert!(report.checksum_crc32c.ends_with("-3"), "{report:?}");
+    assert!(store.inner().object(KEY).unwrap().0 == data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unreadable_checksum_after_completion_deletes_the_object() {
+    let store = store(10);
+    store.checksum_reply(Op::CompleteMultipart, ChecksumReply::Missing);
+    store.fail(Op::HeadChecksum, 100, ErrorKind::Transient);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(10, 2));
+    let err = uploader
+        .upload(KEY, &options(), TestReader::new(pattern(25), 25))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert!(
+        err.to_string().contains("reading back the checksum"),
+        "{err}"
+    );
+    assert_eq!(store.calls(Op::HeadChecksum), 5);
+    assert_clean(&store);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_completion_of_another_object_is_not_accepted() {
+    // The retried Complete says NoSuchUpload and the key has the right size but another
+    // checksum: not ours, so the upload fails, and the object (someone else's) stays.
+    let store = store(10);
+    store.fail_after(Op::CompleteMultipart, 1, ErrorKind::Transient);
+    store.checksum_reply(Op::HeadChecksum, ChecksumReply::Wrong);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(10, 2));
+    let err = uploader
+        .upload(KEY, &options(), TestReader::new(pattern(25), 25))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoSuchUpload, "{err}");
+    assert!(err.to_string().contains("has CRC32C"), "{err}");
+    assert_eq!(store.calls(Op::Delete), 0);
+    assert!(store.inner().object(KEY).is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn part_confirmed_with_another_checksum_fails() {
+    // A server that confirms a part with another CRC32C than we sent stored other bytes.
+    let mut store = GateStore::slow(
+        MemoryStore::with_min_part_size("bucket", 10),
+        Duration::ZERO,
+    );
+    store.echo_wrong_checksum = true;
+    let store = Arc::new(store);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(10, 2));
+    let err = uploader
+        .upload(KEY, &options(), TestReader::new(pattern(25), 25))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ChecksumMismatch, "{err}");
+    assert!(
+        err.to_string().contains("the server confirmed AAAAAA=="),
+        "{err}"
+    );
+    assert_eq!(store.inner.calls(Op::AbortMultipart), 1);
+    assert_eq!(store.inner.open_uploads(), 0);
+    assert!(store.inner.object(KEY).is_none());
+}
+
+/// A blocking reader returning at most `chunk` bytes per read, then failing if asked to.
+struct BlockingReader {
+    data: io::Cursor<Vec<u8>>,
+    chunk: usize,
+    fail: Option<io::Error>,
+}
+
+impl io::Read for BlockingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.chunk);
+        let got = self.data.read(&mut buf[..n])?;
+        if got == 0
+            && let Some(err) = self.fail.take()
+        {
+            return Err(err);
+        }
+        Ok(got)
+    }
+}
+
+fn blocking(data: Vec<u8>, chunk: usize) -> BlockingReader {
+    BlockingReader {
+        data: io::Cursor::new(data),
+        chunk,
+        fail: None,
+    }
+}
+
+#[tokio::test]
+async fn blocking_reader_uploads_the_same_object_as_async() {
+    // Recycled buffers must never leak stale bytes: short parts follow full ones, and the
+    // last part of one case is shorter than what the buffer held before.
+    let cases = [
+        (1, 5, 1),
+        (2, 9, 3),
+        (7, 100, 5),
+        (64, 65, 1000),
+        (4096, 40_000, 1500),
+    ];
+    for (part_size, len, chunk) in cases {
+        let data = pattern(len);
+        let by_thread = store(part_size);
+        let report = MultipartUploader::new(Arc::clone(&by_thread), config(part_size, 2))
+            .upload_blocking(KEY, &options(), blocking(data.clone(), chunk))
+            .await
+            .unwrap();
+        let by_task = store(part_size);
+        let expected = MultipartUploader::new(Arc::clone(&by_task), config(part_size, 2))
+            .upload(KEY, &options(), TestReader::new(data.clone(), chunk))
+            .await
+            .unwrap();
+        assert!(
+            by_thread.inner().object(KEY).unwrap().0 == data,
+            "len {len}"
+        );
+        assert_eq!(report, expected, "part size {part_size}, len {len}");
+        assert_eq!(by_thread.inner().open_uploads(), 0);
+    }
+}
+
+#[tokio::test]
+async fn blocking_reader_failure_aborts_with_source_error() {
+    let store = store(10);
+    let reader = BlockingReader {
+        fail: Some(io::Error::other("zfs send exited with status 1")),
+        ..blocking(pattern(25), 4)
+    };
+    let err = MultipartUploader::new(Arc::clone(&store), config(10, 2))
+        .upload_blocking(KEY, &options(), reader)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Source);
+    assert_eq!(
+        err.io_error().unwrap().to_string(),
+        "zfs send exited with status 1"
+    );
+    assert_eq!(store.calls(Op::AbortMultipart), 1);
+    assert_clean(&store);
+}
+
+#[tokio::test]
+async fn blocking_reader_empty_input_creates_nothing() {
+    let store = store(10);
+    let err = MultipartUploader::new(Arc::clone(&store), config(10, 2))
+        .upload_blocking(KEY, &options(), blocking(Vec::new(), 4))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::EmptyStream);
+    assert_eq!(store.calls(Op::CreateMultipart), 0);
+    assert_clean(&store);
 }
