@@ -40,13 +40,13 @@ pub fn stdin_file() -> io::Result<File> {
     Ok(File::from(io::stdin().as_fd().try_clone_to_owned()?))
 }
 
-/// Writes whole buffers to a blocking sink on a thread of its own, without copying them.
+/// Writes batches of buffers to a blocking sink on a thread of its own, without copying them.
 ///
-/// One buffer may wait in the channel while another is being written. Call
+/// One batch may wait in the channel while another is being written. Call
 /// [`finish`](Self::finish) to flush and learn whether every write succeeded.
 #[derive(Debug)]
 pub struct ThreadWriter {
-    tx: Option<mpsc::Sender<Bytes>>,
+    tx: Option<mpsc::Sender<Vec<Bytes>>>,
     result: Option<oneshot::Receiver<io::Result<()>>>,
 }
 
@@ -66,14 +66,16 @@ impl ThreadWriter {
     /// # Errors
     /// The thread cannot be started.
     pub fn spawn<W: Write + Send + 'static>(mut sink: W, name: &str) -> io::Result<Self> {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(1);
+        let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(1);
         let (done, result) = oneshot::channel();
         std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
                 let outcome = (|| {
-                    while let Some(chunk) = rx.blocking_recv() {
-                        sink.write_all(&chunk)?;
+                    while let Some(pieces) = rx.blocking_recv() {
+                        for piece in pieces {
+                            sink.write_all(&piece)?;
+                        }
                     }
                     sink.flush()
                 })();
@@ -86,15 +88,16 @@ impl ThreadWriter {
         })
     }
 
-    /// Queues `chunk`; waits while the previous one is still being written.
+    /// Queues `pieces` (written in order); waits while the previous batch is still being
+    /// written.
     ///
     /// # Errors
     /// An earlier write failed (for example a closed pipe); the error is the writer's.
-    pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
+    pub async fn write(&mut self, pieces: Vec<Bytes>) -> io::Result<()> {
         let Some(tx) = &self.tx else {
             return Err(io::Error::other("the output is already finished"));
         };
-        if tx.send(chunk).await.is_ok() {
+        if tx.send(pieces).await.is_ok() {
             return Ok(());
         }
         self.tx = None;
@@ -149,8 +152,9 @@ mod tests {
         let sink = Shared::default();
         let mut writer = ThreadWriter::spawn(sink.clone(), "t").unwrap();
         let source = data(100_000);
-        for piece in source.chunks(7_777) {
-            writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        for batch in source.chunks(7_777) {
+            let pieces = batch.chunks(1000).map(Bytes::copy_from_slice).collect();
+            writer.write(pieces).await.unwrap();
         }
         writer.finish().await.unwrap();
         assert!(*sink.0.lock().unwrap() == source);
@@ -175,7 +179,7 @@ mod tests {
         let mut writer = ThreadWriter::spawn(Closed, "t").unwrap();
         let mut failed = None;
         for _ in 0..10 {
-            if let Err(err) = writer.write(Bytes::from_static(b"x")).await {
+            if let Err(err) = writer.write(vec![Bytes::from_static(b"x")]).await {
                 failed = Some(err);
                 break;
             }

@@ -265,10 +265,10 @@ pub async fn get(args: GetArgs) -> Result<()> {
     };
     let mut out = ThreadWriter::stdout().context("cannot write to standard output")?;
     let mut chunks = downloader.chunks(&args.name, info.size);
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.with_context(|| failed(&progress))?;
-        progress.advance(chunk.len());
-        out.write(chunk)
+    while let Some(pieces) = chunks.next().await {
+        let pieces = pieces.with_context(|| failed(&progress))?;
+        progress.advance(pieces.iter().map(bytes::Bytes::len).sum());
+        out.write(pieces)
             .await
             .with_context(|| failed(&progress))
             .context("cannot write to standard output")?;

@@ -539,12 +539,24 @@ impl ObjectStore for AwsStore {
     /// [`Downloader`](crate::Downloader) resumes); a body that breaks before the first byte is
     /// [`ErrorKind::Transient`].
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        let mut buf = Vec::new();
-        self.read_range(key, range, &mut buf).await?;
-        Ok(Bytes::from(buf))
+        let mut pieces = Vec::new();
+        let len = self.read_range(key, range, &mut pieces).await?;
+        if pieces.len() == 1 {
+            return Ok(pieces.swap_remove(0));
+        }
+        let mut joined = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        for piece in pieces {
+            joined.extend_from_slice(&piece);
+        }
+        Ok(Bytes::from(joined))
     }
 
-    async fn read_range(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<usize> {
+    async fn read_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        pieces: &mut Vec<Bytes>,
+    ) -> Result<u64> {
         if range.start >= range.end {
             return Ok(0);
         }
@@ -570,17 +582,20 @@ impl ObjectStore for AwsStore {
                 ),
             ));
         }
-        let wanted = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
-        let start = buf.len();
-        buf.reserve(wanted.min(64 << 20));
+        let wanted = range.end - range.start;
+        let mut got: u64 = 0;
         let mut body = out.body;
-        while buf.len() - start < wanted {
+        while got < wanted {
             match body.next().await {
-                Some(Ok(chunk)) => {
-                    let room = wanted - (buf.len() - start);
-                    buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                Some(Ok(mut chunk)) => {
+                    let room = usize::try_from(wanted - got).unwrap_or(usize::MAX);
+                    chunk.truncate(room);
+                    got += chunk.len() as u64;
+                    if !chunk.is_empty() {
+                        pieces.push(chunk);
+                    }
                 }
-                Some(Err(err)) if buf.len() == start => {
+                Some(Err(err)) if got == 0 => {
                     return Err(Error::new(
                         ErrorKind::Transient,
                         format!("{ctx}: reading the body failed"),
@@ -589,13 +604,13 @@ impl ObjectStore for AwsStore {
                 }
                 Some(Err(err)) => {
                     // Hand back what arrived; the caller resumes from there.
-                    tracing::debug!(%url, got = buf.len() - start, wanted, error = %err, "body cut short");
+                    tracing::debug!(%url, got, wanted, error = %err, "body cut short");
                     break;
                 }
                 None => break,
             }
         }
-        Ok(buf.len() - start)
+        Ok(got)
     }
 
     async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {

@@ -15,7 +15,6 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::part_size::MIN_PART_SIZE;
-use crate::pool::BufferPool;
 use crate::retry::{Backoff, RetryConfig};
 use crate::store::{ObjectStore, object_url};
 
@@ -71,12 +70,13 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     pub fn reader(&self, key: &str, size: u64) -> DownloadReader {
         DownloadReader {
             chunks: self.chunks(key, size),
-            current: Bytes::new(),
+            current: VecDeque::new(),
             failed: false,
         }
     }
 
-    /// Streams `key` (`size` bytes) as whole ranges, in order, without copying them: the
+    /// Streams `key` (`size` bytes) range by range, in order, as the pieces the bodies arrived
+    /// in, without copying them: the
     /// zero-copy form of [`reader`](Self::reader) for consumers that write large buffers
     /// (a pipe, a file, a channel to a writer thread). Same background task, same memory bound,
     /// same guarantee that a short object is an error rather than a silent early end.
@@ -107,16 +107,17 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
         let sink = |err: io::Error| {
             Error::new(ErrorKind::Sink, format!("writing the download of {url}")).with_source(err)
         };
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            writer.write_all(&chunk).await.map_err(sink)?;
+        while let Some(pieces) = chunks.next().await {
+            for piece in pieces? {
+                writer.write_all(&piece).await.map_err(sink)?;
+            }
         }
         writer.flush().await.map_err(sink)?;
         Ok(chunks.delivered)
     }
 
     /// Starts the background task that fetches the ranges and sends them in order.
-    fn spawn(&self, key: &str, size: u64) -> (mpsc::Receiver<Result<Bytes>>, JoinHandle<()>) {
+    fn spawn(&self, key: &str, size: u64) -> (mpsc::Receiver<Result<Vec<Bytes>>>, JoinHandle<()>) {
         let part_size = if self.config.part_size == 0 {
             MIN_PART_SIZE
         } else {
@@ -128,12 +129,9 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
         let store = Arc::clone(&self.store);
         let retry_config = self.config.retry.clone();
         let key = key.to_owned();
-        // Ranges being fetched, the one in the channel, the one being consumed and one being
-        // written out by a consumer that hands buffers to a writer thread.
-        let pool = BufferPool::new(concurrency + 3);
         let task = tokio::spawn(async move {
             let mut starts = (0..size).step_by(usize::try_from(part_size).unwrap_or(usize::MAX));
-            let mut pending: VecDeque<AbortOnDrop<Result<Bytes>>> = VecDeque::new();
+            let mut pending: VecDeque<AbortOnDrop<Result<Vec<Bytes>>>> = VecDeque::new();
             loop {
                 while pending.len() < concurrency {
                     let Some(start) = starts.next() else { break };
@@ -141,9 +139,8 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
                     let store = Arc::clone(&store);
                     let key = key.clone();
                     let retry_config = retry_config.clone();
-                    let pool = pool.clone();
                     pending.push_back(AbortOnDrop(tokio::spawn(async move {
-                        fetch_range(&*store, &pool, &key, start..end, &retry_config).await
+                        fetch_range(&*store, &key, start..end, &retry_config).await
                     })));
                 }
                 let Some(mut next) = pending.pop_front() else {
@@ -171,31 +168,28 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     }
 }
 
-/// Fetches `[start, end)` completely into a pooled buffer, resuming after bodies that were cut
-/// short.
+/// Fetches `[start, end)` completely, as the pieces it arrived in, resuming after bodies that
+/// were cut short.
 async fn fetch_range<S: ObjectStore + ?Sized>(
     store: &S,
-    pool: &BufferPool,
     key: &str,
     range: Range<u64>,
     config: &RetryConfig,
-) -> Result<Bytes> {
+) -> Result<Vec<Bytes>> {
     let url = object_url(store.bucket(), key);
     let Range { start, end } = range;
-    let wanted = usize::try_from(end - start).unwrap_or(usize::MAX);
-    let mut buf = pool.take(wanted);
-    buf.clear();
+    let mut pieces = Vec::new();
     let mut pos = start;
     let mut backoff = Backoff::new(config);
     let mut stalls = 0;
     let max_attempts = config.max_attempts.max(1);
     let mut attempt = 1;
     while pos < end {
-        let before = buf.len();
-        let len = match store.read_range(key, pos..end, &mut buf).await {
-            Ok(len) => len as u64,
+        let before = pieces.len();
+        let len = match store.read_range(key, pos..end, &mut pieces).await {
+            Ok(len) => len,
             Err(err) if err.is_retryable() && attempt < max_attempts => {
-                buf.truncate(before);
+                pieces.truncate(before);
                 let delay = backoff.next();
                 tracing::warn!(
                     %url, pos, end, attempt, max_attempts, delay_ms = delay.as_millis(),
@@ -206,7 +200,6 @@ async fn fetch_range<S: ObjectStore + ?Sized>(
                 continue;
             }
             Err(err) => {
-                pool.give(buf);
                 return Err(if attempt > 1 {
                     err.context(format_args!("gave up after {attempt} attempts"))
                 } else {
@@ -216,7 +209,6 @@ async fn fetch_range<S: ObjectStore + ?Sized>(
         };
         attempt = 1;
         if len > end - pos {
-            pool.give(buf);
             return Err(Error::new(
                 ErrorKind::Other,
                 format!(
@@ -228,8 +220,7 @@ async fn fetch_range<S: ObjectStore + ?Sized>(
             // The object is shorter than expected or the body keeps breaking before its first
             // byte: treat as transient a few times, then give up.
             stalls += 1;
-            if stalls >= config.max_attempts.max(1) {
-                pool.give(buf);
+            if stalls >= max_attempts {
                 return Err(Error::new(
                     ErrorKind::Transient,
                     format!(
@@ -246,7 +237,7 @@ async fn fetch_range<S: ObjectStore + ?Sized>(
         stalls = 0;
         pos += len;
     }
-    Ok(pool.freeze(buf))
+    Ok(pieces)
 }
 
 fn ended_early(url: &str, got: u64, size: u64) -> Error {
@@ -269,7 +260,7 @@ impl<T> Drop for AbortOnDrop<T> {
 /// download.
 pub struct DownloadChunks {
     url: String,
-    rx: mpsc::Receiver<Result<Bytes>>,
+    rx: mpsc::Receiver<Result<Vec<Bytes>>>,
     task: JoinHandle<()>,
     delivered: u64,
     size: u64,
@@ -277,9 +268,10 @@ pub struct DownloadChunks {
 }
 
 impl DownloadChunks {
-    /// The next range, `None` after the last byte of the object; an error when a range failed
-    /// for good or the object ended before `size` bytes. Nothing is returned after an error.
-    pub async fn next(&mut self) -> Option<Result<Bytes>> {
+    /// The next range, as the pieces its body arrived in (never empty); `None` after the last
+    /// byte of the object; an error when a range failed for good or the object ended before
+    /// `size` bytes. Nothing is returned after an error.
+    pub async fn next(&mut self) -> Option<Result<Vec<Bytes>>> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
@@ -295,15 +287,15 @@ impl DownloadChunks {
         &self.url
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes>>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Vec<Bytes>>>> {
         if self.done {
             return Poll::Ready(None);
         }
         match self.rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(chunk))) => {
-                self.delivered += chunk.len() as u64;
-                Poll::Ready(Some(Ok(chunk)))
+            Poll::Ready(Some(Ok(pieces))) => {
+                self.delivered += pieces.iter().map(|piece| piece.len() as u64).sum::<u64>();
+                Poll::Ready(Some(Ok(pieces)))
             }
             Poll::Ready(Some(Err(err))) => {
                 self.done = true;
@@ -341,7 +333,7 @@ impl Drop for DownloadChunks {
 #[derive(Debug)]
 pub struct DownloadReader {
     chunks: DownloadChunks,
-    current: Bytes,
+    current: VecDeque<Bytes>,
     failed: bool,
 }
 
@@ -352,7 +344,10 @@ impl AsyncRead for DownloadReader {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        while this.current.is_empty() {
+        while this.current.front().is_none_or(Bytes::is_empty) {
+            if this.current.pop_front().is_some() {
+                continue;
+            }
             if this.failed {
                 return Poll::Ready(Err(io::Error::other(format!(
                     "download of {} already failed",
@@ -361,7 +356,7 @@ impl AsyncRead for DownloadReader {
             }
             match this.chunks.poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => this.current = chunk,
+                Poll::Ready(Some(Ok(pieces))) => this.current = pieces.into(),
                 Poll::Ready(Some(Err(err))) => {
                     this.failed = true;
                     return Poll::Ready(Err(err.into_io()));
@@ -369,8 +364,11 @@ impl AsyncRead for DownloadReader {
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
             }
         }
-        let n = this.current.len().min(buf.remaining());
-        buf.put_slice(&this.current.split_to(n));
+        let Some(piece) = this.current.front_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let n = piece.len().min(buf.remaining());
+        buf.put_slice(&piece.split_to(n));
         Poll::Ready(Ok(()))
     }
 }

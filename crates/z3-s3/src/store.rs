@@ -254,19 +254,22 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) when `range.start` is past the end.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
 
-    /// [`get_range`](Self::get_range) into the end of `buf`, which the caller may reuse across
-    /// requests; returns how many bytes were appended (possibly fewer than asked, as for
-    /// `get_range`). On an error `buf` may have grown by a partial body; callers truncate.
+    /// [`get_range`](Self::get_range) as the pieces the body arrived in, appended to `out`
+    /// without copying them; returns how many bytes were appended (possibly fewer than asked,
+    /// as for `get_range`). On an error `out` may have grown by a partial body; callers
+    /// truncate.
     ///
-    /// The default calls `get_range` and copies; stores that read a body incrementally
-    /// override it to write straight into `buf`.
+    /// The default calls `get_range`; stores that read a body incrementally override it.
     ///
     /// # Errors
     /// As [`get_range`](Self::get_range).
-    async fn read_range(&self, key: &str, range: Range<u64>, buf: &mut Vec<u8>) -> Result<usize> {
+    async fn read_range(&self, key: &str, range: Range<u64>, out: &mut Vec<Bytes>) -> Result<u64> {
         let bytes = self.get_range(key, range).await?;
-        buf.extend_from_slice(&bytes);
-        Ok(bytes.len())
+        let len = bytes.len() as u64;
+        if len > 0 {
+            out.push(bytes);
+        }
+        Ok(len)
     }
 
     /// Stores `body` under `key` in one request and returns the ETag.
