@@ -230,6 +230,7 @@ fn transfer(root: &Path, options: &Options) -> Result<()> {
         .collect();
     services::apt_install(&missing)?;
     let weed = services::ensure_weed(root)?;
+    settle_load();
     let mut machine = Machine::probe()?;
     machine.versions = vec![
         ("pput", first_line(&release.join("pput"), &["--version"])?),
@@ -944,6 +945,26 @@ fn deb_version(package: &str) -> String {
             || "unknown".into(),
             |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
         )
+}
+
+/// Waits (at most two minutes) for the one-minute load average to fall below 0.5, so that our
+/// own release build just before does not count as a busy machine.
+fn settle_load() {
+    let one_minute = || {
+        load_average()
+            .split_whitespace()
+            .next()
+            .and_then(|l| l.parse::<f64>().ok())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+    let mut said = false;
+    while one_minute().is_some_and(|l| l >= 0.5) && std::time::Instant::now() < deadline {
+        if !said {
+            step("waiting up to 2 minutes for the load average to settle");
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
 }
 
 fn load_average() -> String {

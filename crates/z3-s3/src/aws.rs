@@ -124,11 +124,16 @@ impl S3Config {
 /// server answers with the object's composite checksum. Because the header is already set, the
 /// SDK's checksum interceptor computes nothing (it skips requests that carry an
 /// `x-amz-checksum-*` header, and then also sends the body plainly instead of `aws-chunked`),
-/// and part uploads use `UNSIGNED-PAYLOAD`, so SigV4 does not SHA-256 the body either: the
-/// signed checksum header already binds the body to the signature. Each part's bytes are
-/// therefore hashed exactly once, by the caller (no MD5, no second CRC, no SHA-256). Measured
-/// here against SeaweedFS, a 1 GiB upload cost the client 0.77 CPU-seconds this way and
-/// 1.58 with the payload signed.
+/// and part uploads use `UNSIGNED-PAYLOAD`, so SigV4 does not SHA-256 the body either. Each
+/// part's bytes are therefore hashed exactly once, by the caller (no MD5, no second CRC, no
+/// SHA-256). Measured here against SeaweedFS, a 1 GiB upload cost the client 0.77 CPU-seconds
+/// this way and 1.58 with the payload signed.
+///
+/// CRC32C catches corruption, not forgery: someone on the path could swap a body for another
+/// with the same CRC. So the payload goes unsigned only where nobody is on the path: over
+/// HTTPS (AWS's default endpoints, any `https://` endpoint) or to a loopback address. A plain
+/// `http://` endpoint elsewhere gets signed payloads, as the AWS Java SDK's unsigned-payload
+/// signer does.
 ///
 /// SeaweedFS 4.48 checks `x-amz-checksum-crc32c` on `UploadPart` (`BadDigest`), echoes it,
 /// and reports the composite `base64-N` in the `CompleteMultipartUpload` response and in a
@@ -141,6 +146,8 @@ pub struct AwsStore {
     client: Client,
     /// For part uploads, puts and ranged GETs: no attempt timeout (stalled-stream protection instead).
     bulk: Client,
+    /// Whether part bodies may go `UNSIGNED-PAYLOAD` (see the type's documentation).
+    unsigned_payload: bool,
 }
 
 impl fmt::Debug for AwsStore {
@@ -216,6 +223,7 @@ impl AwsStore {
         let bulk = Client::from_conf(builder.timeout_config(bulk_timeouts).build());
         Ok(Self {
             bucket: config.bucket,
+            unsigned_payload: transport_protects_payload(config.endpoint.as_deref()),
             endpoint: config.endpoint,
             client,
             bulk,
@@ -679,7 +687,7 @@ impl ObjectStore for AwsStore {
         let mut ctx = self.ctx(Op::PutPart, Some(key)).with_upload(upload_id);
         ctx.part = Some(part);
         let sent = checksum.to_base64();
-        let out = self
+        let request = self
             .bulk
             .upload_part()
             .bucket(&self.bucket)
@@ -688,8 +696,13 @@ impl ObjectStore for AwsStore {
             .part_number(i32::from(part.get()))
             .body(ByteStream::from(body))
             .checksum_crc32_c(sent.clone())
-            .customize()
-            .disable_payload_signing()
+            .customize();
+        let request = if self.unsigned_payload {
+            request.disable_payload_signing()
+        } else {
+            request
+        };
+        let out = request
             .send()
             .await
             .map_err(|err| map_sdk_error(err, &ctx))?;
@@ -798,8 +811,57 @@ impl ObjectStore for AwsStore {
     }
 }
 
+/// Whether nobody can alter a request body between us and `endpoint`: HTTPS (including AWS's
+/// default endpoints, `None`), or plain HTTP to a loopback address.
+fn transport_protects_payload(endpoint: Option<&str>) -> bool {
+    let Some(endpoint) = endpoint else {
+        return true;
+    };
+    if endpoint.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn payloads_go_unsigned_only_where_nobody_is_on_the_path() {
+        for protected in [
+            None,
+            Some("https://s3.wasabisys.com"),
+            Some("http://127.0.0.1:8333"),
+            Some("http://127.8.9.10"),
+            Some("http://localhost:9000/"),
+            Some("http://[::1]:9000"),
+        ] {
+            assert!(transport_protects_payload(protected), "{protected:?}");
+        }
+        for exposed in [
+            Some("http://10.0.0.5:9000"),
+            Some("http://minio.lan:9000"),
+            Some("http://127.0.0.1.evil.example"),
+            Some("http://localhost.evil.example:80"),
+            Some("http://[2001:db8::1]:9000"),
+            Some("ftp://127.0.0.1"),
+        ] {
+            assert!(!transport_protects_payload(exposed), "{exposed:?}");
+        }
+    }
     use super::*;
 
     #[test]
