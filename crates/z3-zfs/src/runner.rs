@@ -141,6 +141,7 @@ impl Invocation {
                 format!("no stdout pipe for `{}`", self.display()),
             ));
         };
+        grow_pipe(&stdout);
         let stderr_task = spawn_drain(child.stderr.take());
         let this = self.clone();
         let completion = async move { this.wait(child, stderr_task).await };
@@ -158,6 +159,7 @@ impl Invocation {
                 format!("no stdin pipe for `{}`", self.display()),
             ));
         };
+        grow_pipe(&stdin);
         // stdout is drained too (and discarded): `zfs receive -v` would print to it.
         let stdout_task = spawn_drain(child.stdout.take());
         let stderr_task = spawn_drain(child.stderr.take());
@@ -232,6 +234,15 @@ pub(crate) fn quote(word: &str) -> Cow<'_, str> {
         Cow::Borrowed(word)
     } else {
         Cow::Owned(format!("'{}'", word.replace('\'', r"'\''")))
+    }
+}
+
+/// Raises a stream pipe's kernel buffer from 64 KiB to 1 MiB (the unprivileged limit), so
+/// `zfs send`/`zfs receive` and z3 exchange 16× fewer wake-ups at hundreds of MiB/s. A refusal
+/// only costs speed, so it is logged at debug level and otherwise ignored.
+fn grow_pipe(fd: &impl std::os::fd::AsFd) {
+    if let Err(err) = rustix::pipe::fcntl_setpipe_size(fd, 1 << 20) {
+        tracing::debug!(error = %err, "pipe buffer left at its size");
     }
 }
 
