@@ -113,8 +113,9 @@ pub struct BackupArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Compressor: pigz1, pigz4, gpg or none (config COMPRESSOR, default pigz1)
-    #[arg(long, value_name = "NAME", value_parser = ["none", "pigz1", "pigz4", "gpg"], ignore_case = true)]
+    /// Compressor: zstd (level 3) or zstd1..zstd19, gzip (in-process); pigz1, pigz4, gpg (programs); none
+    /// (config COMPRESSOR, default pigz1)
+    #[arg(long, value_name = "NAME", value_parser = compressor_name)]
     pub compressor: Option<String>,
 
     /// gpg key for the gpg compressor (config GPG_RECIPIENT, default z3_backup)
@@ -162,6 +163,13 @@ impl Cli {
             s3_endpoint: self.endpoint.clone(),
         }
     }
+}
+
+/// Accepts the names [`z3_codec::Compressor::parse`] knows, so a typo is a usage error naming it.
+fn compressor_name(name: &str) -> Result<String, String> {
+    z3_codec::Compressor::parse(name, "")
+        .map(|_| name.to_owned())
+        .map_err(|err| err.to_string())
 }
 
 #[cfg(test)]

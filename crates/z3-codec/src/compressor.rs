@@ -4,6 +4,45 @@ use std::fmt;
 
 use crate::error::{Error, ErrorKind};
 use crate::external::ExternalCodec;
+use crate::inproc::InProcessCodec;
+use crate::{BoxedReader, Codec};
+
+/// The zstd level of the name `zstd` (zstd's own default).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// The gzip level of the name `gzip`.
+pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+
+/// One stage of a backup or restore pipeline: a program or an in-process codec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// A filter program (`pigz`, `gpg`).
+    External(ExternalCodec),
+    /// zstd or gzip inside the process.
+    InProcess(InProcessCodec),
+}
+
+impl Codec for Stage {
+    fn name(&self) -> &str {
+        match self {
+            Self::External(codec) => codec.name(),
+            Self::InProcess(codec) => codec.name(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::External(codec) => codec.describe(),
+            Self::InProcess(codec) => codec.describe(),
+        }
+    }
+
+    fn apply(&self, input: BoxedReader) -> Result<BoxedReader, Error> {
+        match self {
+            Self::External(codec) => codec.apply(input),
+            Self::InProcess(codec) => codec.apply(input),
+        }
+    }
+}
 
 /// A compressor the original z3 knows (spec §7). Its name is recorded in each object's `compressor` metadata,
 /// and restore picks the decoder from that metadata, not from the current configuration, so chains with mixed
@@ -16,6 +55,13 @@ pub enum Compressor {
     Pigz1,
     /// `pigz -4 --blocksize 4096`.
     Pigz4,
+    /// In-process zstd at `level`, multi-threaded; metadata `zstd`.
+    Zstd {
+        /// 1–19 (`zstd` alone is [`DEFAULT_ZSTD_LEVEL`]).
+        level: i32,
+    },
+    /// In-process gzip at [`DEFAULT_GZIP_LEVEL`]; metadata `gzip`. Restorable by any gzip.
+    Gzip,
     /// Public-key encryption with `gpg -e` for `recipient` (gpg compresses as the key's preferences say).
     Gpg {
         /// The key to encrypt to (`GPG_RECIPIENT`, default `z3_backup` in the original).
@@ -24,32 +70,40 @@ pub enum Compressor {
 }
 
 impl Compressor {
-    /// Parses a compressor name: `none`, `pigz1`, `pigz4` or `gpg`, in any case. `gpg` encrypts to `gpg_recipient`.
+    /// Parses a compressor name, in any case: `none`, `zstd` (level 3), `zstd1` … `zstd19`,
+    /// `gzip`, `pigz1`, `pigz4` or `gpg`. `gpg` encrypts to `gpg_recipient`.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::UnknownCodec`] naming `name` for any other name. (The original silently wrote unknown names
     /// into the metadata without running a filter; z3 refuses them instead.)
     pub fn parse(name: &str, gpg_recipient: &str) -> Result<Self, Error> {
-        let known = [
-            ("none", Self::None),
-            ("pigz1", Self::Pigz1),
-            ("pigz4", Self::Pigz4),
-            (
-                "gpg",
-                Self::Gpg {
-                    recipient: gpg_recipient.to_owned(),
+        let lower = name.to_ascii_lowercase();
+        if let Some(level) = lower.strip_prefix("zstd") {
+            return match level {
+                "" => Ok(Self::Zstd {
+                    level: DEFAULT_ZSTD_LEVEL,
+                }),
+                _ if level.starts_with('0') || level.starts_with('+') => Err(unknown(name)),
+                _ => match level.parse::<i32>() {
+                    Ok(level @ 1..=19) => Ok(Self::Zstd { level }),
+                    _ => Err(unknown(name)),
                 },
-            ),
-        ];
-        known
-            .into_iter()
-            .find(|(known, _)| known.eq_ignore_ascii_case(name))
-            .map(|(_, compressor)| compressor)
-            .ok_or_else(|| unknown(name))
+            };
+        }
+        match lower.as_str() {
+            "none" => Ok(Self::None),
+            "gzip" => Ok(Self::Gzip),
+            "pigz1" => Ok(Self::Pigz1),
+            "pigz4" => Ok(Self::Pigz4),
+            "gpg" => Ok(Self::Gpg {
+                recipient: gpg_recipient.to_owned(),
+            }),
+            _ => Err(unknown(name)),
+        }
     }
 
-    /// The name: `none`, `pigz1`, `pigz4` or `gpg`.
+    /// The name for logs and messages: `none`, `zstd`, `gzip`, `pigz1`, `pigz4` or `gpg`.
     #[must_use]
     pub fn name(&self) -> &'static str {
         self.metadata_name().unwrap_or("none")
@@ -62,41 +116,60 @@ impl Compressor {
             Self::None => None,
             Self::Pigz1 => Some("pigz1"),
             Self::Pigz4 => Some("pigz4"),
+            Self::Zstd { .. } => Some("zstd"),
+            Self::Gzip => Some("gzip"),
             Self::Gpg { .. } => Some("gpg"),
         }
     }
 
     /// The backup stage (between `zfs send` and the upload); `None` for [`Compressor::None`].
     ///
-    /// `--blocksize` is in KiB, so pigz compresses 4 MiB blocks, as the original did.
+    /// pigz's `--blocksize` is in KiB, so it compresses 4 MiB blocks, as the original did. zstd
+    /// uses one worker thread per CPU.
     #[must_use]
-    pub fn encoder(&self) -> Option<ExternalCodec> {
+    pub fn encoder(&self) -> Option<Stage> {
         let pigz = |level: &str| {
             let args = [level, "--blocksize", "4096"].map(String::from).to_vec();
-            ExternalCodec::new(self.name(), "pigz", args)
+            Stage::External(ExternalCodec::new(self.name(), "pigz", args))
         };
         match self {
             Self::None => None,
             Self::Pigz1 => Some(pigz("-1")),
             Self::Pigz4 => Some(pigz("-4")),
+            Self::Zstd { level } => Some(Stage::InProcess(InProcessCodec::ZstdEncode {
+                level: *level,
+                threads: zstd_threads(),
+            })),
+            Self::Gzip => Some(Stage::InProcess(InProcessCodec::GzipEncode {
+                level: DEFAULT_GZIP_LEVEL,
+            })),
             Self::Gpg { recipient } => {
                 let args = ["--batch", "-e", "-r", recipient]
                     .map(String::from)
                     .to_vec();
-                Some(ExternalCodec::new("gpg", "gpg", args))
+                Some(Stage::External(ExternalCodec::new("gpg", "gpg", args)))
             }
         }
     }
 
-    /// The restore stage for data this compressor wrote; the same as [`decoder_for`] its metadata name.
+    /// The restore stage for data this compressor wrote; the same as [`decoder_for`] its
+    /// metadata name. gzip and pigz output are decoded in-process (no pigz needed), gpg by `gpg`.
     #[must_use]
-    pub fn decoder(&self) -> Option<ExternalCodec> {
+    pub fn decoder(&self) -> Option<Stage> {
         match self {
             Self::None => None,
-            Self::Pigz1 | Self::Pigz4 => Some(pigz_decoder(self.name())),
-            Self::Gpg { .. } => Some(gpg_decoder()),
+            Self::Pigz1 | Self::Pigz4 | Self::Gzip => {
+                Some(Stage::InProcess(InProcessCodec::GzipDecode))
+            }
+            Self::Zstd { .. } => Some(Stage::InProcess(InProcessCodec::ZstdDecode)),
+            Self::Gpg { .. } => Some(Stage::External(gpg_decoder())),
         }
     }
+}
+
+/// One zstd worker per CPU.
+fn zstd_threads() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
 }
 
 impl fmt::Display for Compressor {
@@ -107,23 +180,19 @@ impl fmt::Display for Compressor {
 
 /// The restore stage for an object whose `compressor` metadata is `metadata`.
 ///
-/// Absent metadata (and `none`) means no stage; `pigz1` and `pigz4` decode with `pigz -d`, `gpg` with
-/// `gpg --batch -d`. Names are matched in any case.
+/// Absent metadata (and `none`) means no stage; `pigz1`, `pigz4` and `gzip` decode with the in-process gzip
+/// decoder, `zstd` with the in-process zstd decoder, `gpg` with `gpg --batch -d`. Names are matched in any case.
 ///
 /// # Errors
 ///
 /// [`ErrorKind::UnknownCodec`] naming the value for anything else, so that a restore fails before any byte reaches
 /// `zfs receive` rather than feeding it data it cannot read.
-pub fn decoder_for(metadata: Option<&str>) -> Result<Option<ExternalCodec>, Error> {
+pub fn decoder_for(metadata: Option<&str>) -> Result<Option<Stage>, Error> {
     let Some(name) = metadata else {
         return Ok(None);
     };
     // The recipient only matters for encoding.
     Ok(Compressor::parse(name, "")?.decoder())
-}
-
-fn pigz_decoder(name: &str) -> ExternalCodec {
-    ExternalCodec::new(name, "pigz", vec!["-d".into()])
 }
 
 fn gpg_decoder() -> ExternalCodec {
@@ -183,10 +252,28 @@ mod tests {
         check_parse("pigz", None);
         check_parse("pigz9", None);
         check_parse(" pigz1", None);
-        check_parse("zstd", None);
+        check_parse("zstd0", None);
+        check_parse("zstd20", None);
+        check_parse("zstd-1", None);
+        check_parse("zstd+3", None);
+        check_parse("zstd03", None);
+        check_parse("lz4", None);
     }
 
-    fn check_stage(codec: Option<ExternalCodec>, expect: Option<&str>) {
+    #[test]
+    fn parse_zstd_levels_and_gzip() {
+        check_parse(
+            "zstd",
+            Some(Compressor::Zstd {
+                level: DEFAULT_ZSTD_LEVEL,
+            }),
+        );
+        check_parse("ZSTD1", Some(Compressor::Zstd { level: 1 }));
+        check_parse("zstd19", Some(Compressor::Zstd { level: 19 }));
+        check_parse("Gzip", Some(Compressor::Gzip));
+    }
+
+    fn check_stage(codec: Option<Stage>, expect: Option<&str>) {
         let described = codec.map(|codec| codec.describe());
         assert_eq!(described.as_deref(), expect);
     }
@@ -205,12 +292,21 @@ mod tests {
         let gpg = Compressor::Gpg {
             recipient: "Backup Key <b@example.invalid>".into(),
         };
-        let encoder = gpg.encoder().unwrap();
+        let Some(Stage::External(encoder)) = gpg.encoder() else {
+            panic!("gpg is a program");
+        };
         assert_eq!(
             encoder.args(),
             ["--batch", "-e", "-r", "Backup Key <b@example.invalid>"]
         );
         assert_eq!(encoder.name(), "gpg");
+        check_stage(Compressor::Gzip.encoder(), Some("gzip -6 (in-process)"));
+        let zstd = Compressor::Zstd { level: 1 }.encoder().unwrap();
+        assert!(
+            zstd.describe().starts_with("zstd -1 -T"),
+            "{}",
+            zstd.describe()
+        );
     }
 
     #[test]
@@ -231,15 +327,21 @@ mod tests {
     fn decoder_for_metadata() {
         check_stage(decoder_for(None).unwrap(), None);
         check_stage(decoder_for(Some("none")).unwrap(), None);
-        check_stage(decoder_for(Some("pigz1")).unwrap(), Some("pigz -d"));
-        check_stage(decoder_for(Some("pigz4")).unwrap(), Some("pigz -d"));
+        let gzip = Some("gzip -d (in-process)");
+        check_stage(decoder_for(Some("pigz1")).unwrap(), gzip);
+        check_stage(decoder_for(Some("pigz4")).unwrap(), gzip);
+        check_stage(decoder_for(Some("gzip")).unwrap(), gzip);
+        check_stage(decoder_for(Some("PIGZ1")).unwrap(), gzip);
+        check_stage(
+            decoder_for(Some("zstd")).unwrap(),
+            Some("zstd -d (in-process)"),
+        );
         check_stage(decoder_for(Some("gpg")).unwrap(), Some("gpg --batch -d"));
-        check_stage(decoder_for(Some("PIGZ1")).unwrap(), Some("pigz -d"));
     }
 
     #[test]
     fn decoder_for_unknown_metadata_names_the_value() {
-        for value in ["zstd", "", "openssl"] {
+        for value in ["lz4", "", "openssl", "zstd99"] {
             let err = decoder_for(Some(value)).unwrap_err();
             assert_eq!(
                 err.kind(),
@@ -253,7 +355,13 @@ mod tests {
 
     #[test]
     fn every_compressor_round_trips_through_its_metadata_name() {
-        for compressor in [Compressor::None, Compressor::Pigz1, Compressor::Pigz4] {
+        for compressor in [
+            Compressor::None,
+            Compressor::Pigz1,
+            Compressor::Pigz4,
+            Compressor::Gzip,
+            Compressor::Zstd { level: 7 },
+        ] {
             let decoder = decoder_for(compressor.metadata_name()).unwrap();
             assert_eq!(decoder, compressor.decoder());
         }

@@ -51,6 +51,10 @@ pub enum ErrorKind {
     ///
     /// The program was killed rather than given end-of-file, so a truncated input never looks complete.
     Input,
+    /// An in-process codec could not encode or decode the stream: corrupt or truncated
+    /// compressed data, or a stream that ends in the middle of a frame. The source holds the
+    /// codec's own error.
+    Corrupt,
     /// Any other I/O failure while running the program (writing its stdin, reading its stdout, waiting for it),
     /// including a program that exited successfully without consuming all of its input.
     Io,
@@ -96,14 +100,16 @@ impl Error {
     }
 }
 
+/// The compressor names z3 knows, for messages.
+const KNOWN: &str = "none, zstd, zstd1 to zstd19, gzip, pigz1, pigz4, gpg";
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let command = self.command.as_deref().unwrap_or("");
         match &self.kind {
-            ErrorKind::UnknownCodec { name } => write!(
-                f,
-                "unknown compressor \"{name}\" (known: none, pigz1, pigz4, gpg)"
-            ),
+            ErrorKind::UnknownCodec { name } => {
+                write!(f, "unknown compressor \"{name}\" (known: {KNOWN})")
+            }
             ErrorKind::ProgramNotFound { program } => {
                 write!(f, "program `{program}` not found on PATH")
             }
@@ -120,6 +126,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             ErrorKind::Input => write!(f, "reading the input of `{command}` failed"),
+            ErrorKind::Corrupt => write!(f, "`{command}`: corrupt or truncated data"),
             ErrorKind::Io => write!(f, "i/o error running `{command}`"),
         }
     }

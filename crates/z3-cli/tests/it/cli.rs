@@ -27,13 +27,23 @@ fn help_lists_commands_config_and_exit_codes() {
         .success()
         .stdout(predicate::str::contains("--dry-run"))
         .stdout(predicate::str::contains("--parseable"))
-        .stdout(predicate::str::contains(
-            "[possible values: none, pigz1, pigz4, gpg]",
-        ));
+        .stdout(predicate::str::contains("zstd1..zstd19"));
     z3().args(["restore", "--help"])
         .assert()
         .success()
         .stdout(predicate::str::contains("zfs receive -F"));
+}
+
+#[test]
+fn unknown_compressor_is_a_usage_error_naming_it() {
+    z3().args(["backup", "--compressor", "zstd42"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown compressor \"zstd42\""));
+    z3().args(["backup", "--dry-run", "--compressor", "lz4"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("\"lz4\""));
 }
 
 #[test]

@@ -87,14 +87,16 @@ async fn backup_incremental_status_destroy_restore() {
     assert_no_open_uploads(&store, &ds.prefix).await;
 }
 
-/// none → pigz4 → none: each object is decoded by its own metadata.
+/// zstd → pigz1 → none → gzip → zstd19: each object is decoded by its own metadata, pigz's output
+/// in-process.
 #[tokio::test]
 async fn mixed_compressor_chain_restores() {
     let Some(env) = RealEnv::get("mixed_compressor_chain_restores") else {
         return;
     };
     let ds = env.dataset("mixed");
-    for (i, compressor) in ["none", "pigz4", "none"].iter().enumerate() {
+    let chain = ["zstd", "pigz1", "none", "gzip", "zstd19"];
+    for (i, compressor) in chain.iter().enumerate() {
         ds.write(
             &format!("file-{i}.txt"),
             &format!("generation {i}\n").repeat(10_000),
@@ -105,11 +107,21 @@ async fn mixed_compressor_chain_restores() {
     }
     let expected = ds.files();
     let store = env.store().await;
-    let compressors: Vec<Option<String>> = futures_collect(&store, &ds, 3).await;
-    assert_eq!(compressors, [None, Some("pigz4".to_owned()), None]);
+    let compressors: Vec<Option<String>> = futures_collect(&store, &ds, chain.len()).await;
+    let zstd = Some("zstd".to_owned());
+    assert_eq!(
+        compressors,
+        [
+            zstd.clone(),
+            Some("pigz1".to_owned()),
+            None,
+            Some("gzip".to_owned()),
+            zstd
+        ]
+    );
 
     ds.destroy();
-    let out = env.z3(&ds, &["restore", "snap-2"]);
+    let out = env.z3(&ds, &["restore", "snap-4"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(ds.files(), expected);
 }

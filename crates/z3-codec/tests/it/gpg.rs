@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use z3_codec::{Codec, Compressor, ExternalCodec, decoder_for};
+use z3_codec::{Codec, Compressor, ExternalCodec, Stage, decoder_for};
 
 use crate::support::{codec_error, failed, round_trip, run, sample, skip_without};
 
@@ -50,7 +50,10 @@ impl GpgHome {
         assert!(status.success(), "gpg --quick-gen-key failed: {status}");
     }
 
-    fn codec(&self, codec: ExternalCodec) -> ExternalCodec {
+    fn codec(&self, stage: Stage) -> ExternalCodec {
+        let Stage::External(codec) = stage else {
+            panic!("gpg runs as a program");
+        };
         codec.with_env("GNUPGHOME", self.path())
     }
 }

@@ -4,6 +4,7 @@
 
 mod failures;
 mod gpg;
+mod inproc;
 mod prop;
 mod round_trip;
 mod support;
