@@ -23,6 +23,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::services::{self, ServiceEnv, Services, run};
 
+mod codecs;
+
 /// Part size of every client, in MiB (pput `-s`, aws `multipart_chunksize`, rclone `--s3-chunk-size`).
 const PART_MIB: u32 = 16;
 /// Parts in flight for every client that has such a setting.
@@ -70,7 +72,7 @@ on the same, otherwise idle machine.\n";
 enum Suite {
     /// `pput` / `z3_get` against aws-cli and rclone.
     Transfer,
-    /// Compressors and encryption (not written yet).
+    /// In-process compressors against the `zstd` and `pigz` programs.
     Codecs,
 }
 
@@ -143,9 +145,7 @@ pub(crate) fn run_bench(root: &Path, args: &[String]) -> Result<()> {
     let options = parse_options(args)?;
     match options.suite {
         Suite::Transfer => transfer(root, &options),
-        Suite::Codecs => {
-            bail!("the codecs suite is not written yet; run `cargo xtask bench transfer`")
-        }
+        Suite::Codecs => codecs::codecs(root, &options),
     }
 }
 

@@ -1,0 +1,57 @@
+//! A z3 compressor as a filter: standard input through one codec stage to standard output, the way
+//! `z3 backup` runs it between `zfs send` and the upload (and `z3 restore` in reverse).
+//!
+//! `cargo run --release -p z3-examples --example codec_pipe -- encode zstd1 < in > out`
+//! `cargo run --release -p z3-examples --example codec_pipe -- decode zstd < out > in`
+//!
+//! `cargo xtask bench codecs` times it against the `zstd`, `pigz` and `gzip` programs. It prints the
+//! bytes in and out on stderr.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use z3_cli::stdio::{ThreadWriter, grow_pipe, stdin_file};
+use z3_codec::{BoxedReader, Codec, Compressor, decoder_for};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [direction, name] = args.as_slice() else {
+        bail!("usage: codec_pipe encode|decode COMPRESSOR < input > output");
+    };
+    let stage = match direction.as_str() {
+        "encode" => Compressor::parse(name, "z3_backup")?.encoder(),
+        "decode" => decoder_for(Some(name))?,
+        other => bail!("{other:?}: expected encode or decode"),
+    }
+    .with_context(|| format!("{name} has no {direction} stage"))?;
+
+    let input = stdin_file().context("reading standard input")?;
+    grow_pipe(&input);
+    let input: BoxedReader = Box::new(tokio::fs::File::from_std(input));
+    let mut output = stage.apply(input)?;
+    let mut out = ThreadWriter::stdout().context("writing standard output")?;
+    let mut written: u64 = 0;
+    loop {
+        let mut buf = BytesMut::with_capacity(1 << 20);
+        while buf.len() < (1 << 20) {
+            if output.read_buf(&mut buf).await? == 0 {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            break;
+        }
+        written += buf.len() as u64;
+        out.write(vec![buf.freeze()]).await?;
+    }
+    out.finish().await?;
+    writeln!(
+        std::io::stderr(),
+        "{}: {written} bytes out",
+        stage.describe()
+    )?;
+    Ok(())
+}
