@@ -4,6 +4,7 @@
 //! decoding also reads what `pigz` wrote, so objects of the original z3 (`pigz1`, `pigz4`)
 //! restore without pigz.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,15 +12,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use async_compression::Level;
-use async_compression::tokio::bufread::{GzipDecoder, GzipEncoder, ZstdDecoder, ZstdEncoder};
+use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+use async_compression::tokio::write::{GzipEncoder, ZstdEncoder};
 use async_compression::zstd::CParameter;
-use tokio::io::{AsyncRead, BufReader, ReadBuf};
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream, ReadBuf,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::error::{Error, ErrorKind};
 use crate::{BoxedReader, Codec};
 
 /// How much input an in-process codec reads at a time.
 const INPUT_BUFFER: usize = 1 << 20;
+/// Compressed bytes buffered between an encoder task and its reader.
+const OUTPUT_BUFFER: usize = 1 << 20;
 
 /// A codec that runs inside the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +76,28 @@ impl Codec for InProcessCodec {
     }
 
     fn apply(&self, input: BoxedReader) -> Result<BoxedReader, Error> {
+        match *self {
+            Self::ZstdEncode { level, threads } => {
+                encode_in_task(input, self.describe(), move |sink| {
+                    // Frames carry a checksum of their content (as the `zstd` program writes them),
+                    // so a flipped byte fails the restore instead of reaching `zfs receive`.
+                    let mut params = vec![CParameter::checksum_flag(true)];
+                    if threads > 0 {
+                        params.push(CParameter::nb_workers(threads));
+                    }
+                    ZstdEncoder::with_quality_and_params(sink, Level::Precise(level), &params)
+                })
+            }
+            Self::GzipEncode { level } => encode_in_task(input, self.describe(), move |sink| {
+                GzipEncoder::with_quality(sink, Level::Precise(i32::try_from(level).unwrap_or(6)))
+            }),
+            Self::ZstdDecode | Self::GzipDecode => Ok(self.decode(input)),
+        }
+    }
+}
+
+impl InProcessCodec {
+    fn decode(self, input: BoxedReader) -> BoxedReader {
         let input_failed = Arc::new(AtomicBool::new(false));
         let input = BufReader::with_capacity(
             INPUT_BUFFER,
@@ -76,40 +106,134 @@ impl Codec for InProcessCodec {
                 failed: Arc::clone(&input_failed),
             },
         );
-        let inner: BoxedReader = match *self {
-            Self::ZstdEncode { level, threads } => {
-                // Frames carry a checksum of their content (as the `zstd` program writes them),
-                // so a flipped byte fails the restore instead of reaching `zfs receive`.
-                let mut params = vec![CParameter::checksum_flag(true)];
-                if threads > 0 {
-                    params.push(CParameter::nb_workers(threads));
-                }
-                Box::new(ZstdEncoder::with_quality_and_params(
-                    input,
-                    Level::Precise(level),
-                    &params,
-                ))
-            }
-            Self::ZstdDecode => {
-                let mut decoder = ZstdDecoder::new(input);
-                decoder.multiple_members(true);
-                Box::new(decoder)
-            }
-            Self::GzipEncode { level } => Box::new(GzipEncoder::with_quality(
-                input,
-                Level::Precise(i32::try_from(level).unwrap_or(6)),
-            )),
-            Self::GzipDecode => {
-                let mut decoder = GzipDecoder::new(input);
-                decoder.multiple_members(true);
-                Box::new(decoder)
-            }
+        let inner: BoxedReader = if self == Self::ZstdDecode {
+            let mut decoder = ZstdDecoder::new(input);
+            decoder.multiple_members(true);
+            Box::new(decoder)
+        } else {
+            let mut decoder = GzipDecoder::new(input);
+            decoder.multiple_members(true);
+            Box::new(decoder)
         };
-        Ok(Box::new(Checked {
+        Box::new(Checked {
             inner,
             codec: self.describe(),
             input_failed,
-        }))
+        })
+    }
+}
+
+/// Runs an encoder on a task of its own, fed by `input`, and returns its output.
+///
+/// Not async-compression's `bufread` encoders: they flush whenever the input is not ready yet,
+/// and a zstd flush waits for every worker thread, which made multi-threaded zstd run on one
+/// core. Here the encoder is only flushed at the end of the input.
+fn encode_in_task<E, F>(input: BoxedReader, codec: String, make: F) -> Result<BoxedReader, Error>
+where
+    E: AsyncWrite + Send + Unpin + 'static,
+    F: FnOnce(DuplexStream) -> E,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let reason = io::Error::other("no Tokio runtime: codecs must be applied from within one");
+        return Err(Error::command(ErrorKind::Spawn, &codec, Some(reason)));
+    };
+    let (sink, output) = tokio::io::duplex(OUTPUT_BUFFER);
+    let (done, verdict) = oneshot::channel();
+    let mut encoder = make(sink);
+    let task_codec = codec.clone();
+    let task = runtime.spawn(async move {
+        let result = pump(input, &mut encoder, &task_codec).await;
+        let _ = done.send(result);
+    });
+    Ok(Box::new(TaskOutput {
+        output,
+        verdict: Some(verdict),
+        task,
+        codec,
+    }))
+}
+
+/// Copies `input` into `encoder` and finishes it; input errors become [`ErrorKind::Input`]
+/// (or stay the upstream codec's error), encoder errors [`ErrorKind::Io`].
+async fn pump<E: AsyncWrite + Unpin>(
+    mut input: BoxedReader,
+    encoder: &mut E,
+    codec: &str,
+) -> io::Result<()> {
+    let mut buf = vec![0; INPUT_BUFFER];
+    let failed = |kind: ErrorKind, err: io::Error| -> io::Error {
+        if Error::downcast_io(&err).is_some() {
+            err
+        } else {
+            Error::command(kind, codec, Some(err)).into()
+        }
+    };
+    loop {
+        let n = match input.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(failed(ErrorKind::Input, err)),
+        };
+        encoder
+            .write_all(&buf[..n])
+            .await
+            .map_err(|err| failed(ErrorKind::Io, err))?;
+    }
+    encoder
+        .shutdown()
+        .await
+        .map_err(|err| failed(ErrorKind::Io, err))
+}
+
+/// The reading end of [`encode_in_task`]: reports end-of-file only once the task says the
+/// encoder finished; a failure in the task is the read's error. Dropping it stops the task.
+struct TaskOutput {
+    output: DuplexStream,
+    verdict: Option<oneshot::Receiver<io::Result<()>>>,
+    task: JoinHandle<()>,
+    codec: String,
+}
+
+impl Drop for TaskOutput {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl AsyncRead for TaskOutput {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.output).poll_read(cx, buf) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Ready(Ok(())) if buf.filled().len() > before => return Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => {}
+        }
+        // The encoder's end closed: EOF only if the task finished the stream.
+        let Some(verdict) = self.verdict.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let result = match Pin::new(verdict).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(result)) => result,
+            Poll::Ready(Err(_)) => Err(Error::command(
+                ErrorKind::Io,
+                &self.codec,
+                Some(io::Error::other("the encoder task stopped")),
+            )
+            .into()),
+        };
+        self.verdict = None;
+        if result.is_err() {
+            // Later reads must not look like a clean end either.
+            self.verdict = Some(oneshot::channel().1);
+        }
+        Poll::Ready(result)
     }
 }
 
