@@ -900,6 +900,29 @@ struct Machine {
 }
 
 impl Machine {
+    /// The "Latest run" block of a report: date, machine, load, versions, notes.
+    fn write_latest_run(&self, out: &mut String) {
+        let _ = writeln!(out, "### Latest run\n");
+        let _ = writeln!(out, "- Date: {}", self.date);
+        let _ = writeln!(
+            out,
+            "- Machine: {} CPUs ({}), {:.1} GiB memory, {}",
+            self.cpus, self.cpu_model, self.memory_gib, self.kernel
+        );
+        let _ = writeln!(
+            out,
+            "- Load average before / after: {} / {}",
+            self.load_before, self.load_after
+        );
+        for (tool, version) in &self.versions {
+            let _ = writeln!(out, "- {tool}: `{version}`");
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "- {note}");
+        }
+        let _ = writeln!(out);
+    }
+
     fn probe() -> Result<Self> {
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -1060,25 +1083,7 @@ fn report(
         }
     );
     method(&mut out, options);
-    let _ = writeln!(out, "### Latest run\n");
-    let _ = writeln!(out, "- Date: {}", machine.date);
-    let _ = writeln!(
-        out,
-        "- Machine: {} CPUs ({}), {:.1} GiB memory, {}",
-        machine.cpus, machine.cpu_model, machine.memory_gib, machine.kernel
-    );
-    let _ = writeln!(
-        out,
-        "- Load average before / after: {} / {}",
-        machine.load_before, machine.load_after
-    );
-    for (tool, version) in &machine.versions {
-        let _ = writeln!(out, "- {tool}: `{version}`");
-    }
-    for note in &machine.notes {
-        let _ = writeln!(out, "- {note}");
-    }
-    let _ = writeln!(out);
+    machine.write_latest_run(&mut out);
     table(
         &mut out,
         "Upload (stdin pipe → S3)",

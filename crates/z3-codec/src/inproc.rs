@@ -161,13 +161,7 @@ async fn pump<E: AsyncWrite + Unpin>(
     codec: &str,
 ) -> io::Result<()> {
     let mut buf = vec![0; INPUT_BUFFER];
-    let failed = |kind: ErrorKind, err: io::Error| -> io::Error {
-        if Error::downcast_io(&err).is_some() {
-            err
-        } else {
-            Error::command(kind, codec, Some(err)).into()
-        }
-    };
+    let failed = |kind, err| classify(kind, codec, err);
     loop {
         let n = match input.read(&mut buf).await {
             Ok(0) => break,
@@ -258,10 +252,9 @@ impl AsyncRead for InputTap {
     }
 }
 
-/// The codec's output, with its errors classified: an input failure passes through as it was
-/// (wrapped as [`ErrorKind::Input`] unless it already is a codec error); anything else means
-/// the data could not be encoded or decoded ([`ErrorKind::Corrupt`]), including input that
-/// ends in the middle of a frame.
+/// A decoder's output, with its errors classified by [`classify`]: an input failure is
+/// [`ErrorKind::Input`]; anything else means the data could not be decoded
+/// ([`ErrorKind::Corrupt`]), including input that ends in the middle of a frame.
 struct Checked {
     inner: BoxedReader,
     codec: String,
@@ -280,17 +273,24 @@ impl AsyncRead for Checked {
                 // async-compression may fill part of `buf` before it reports the error; a reader
                 // that fails must not hand out data in the same call.
                 buf.set_filled(before);
-                if Error::downcast_io(&err).is_some() {
-                    return Poll::Ready(Err(err));
-                }
                 let kind = if self.input_failed.load(Ordering::Relaxed) {
                     ErrorKind::Input
                 } else {
                     ErrorKind::Corrupt
                 };
-                Poll::Ready(Err(Error::command(kind, &self.codec, Some(err)).into()))
+                Poll::Ready(Err(classify(kind, &self.codec, err)))
             }
             other => other,
         }
+    }
+}
+
+/// `err` as a codec error of `kind` about `codec`, unless it already is a codec error (an
+/// upstream stage's), which passes through unchanged.
+fn classify(kind: ErrorKind, codec: &str, err: io::Error) -> io::Error {
+    if Error::downcast_io(&err).is_some() {
+        err
+    } else {
+        Error::command(kind, codec, Some(err)).into()
     }
 }

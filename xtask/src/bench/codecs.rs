@@ -513,25 +513,7 @@ decompressors; **CPU-s/GiB** the filter's user + system time (GNU time) per GiB 
 `z3 backup` runs); every in-process encoder's output is decoded by the program (`zstd -d`, `pigz -d`) and compared \
 with the input, and every decoder's output length is checked. Medians of the rounds; filters take turns.\n"
     );
-    let _ = writeln!(out, "### Latest run\n");
-    let _ = writeln!(out, "- Date: {}", machine.date);
-    let _ = writeln!(
-        out,
-        "- Machine: {} CPUs ({}), {:.1} GiB memory, {}",
-        machine.cpus, machine.cpu_model, machine.memory_gib, machine.kernel
-    );
-    let _ = writeln!(
-        out,
-        "- Load average before / after: {} / {}",
-        machine.load_before, machine.load_after
-    );
-    for (tool, version) in &machine.versions {
-        let _ = writeln!(out, "- {tool}: `{version}`");
-    }
-    for note in &machine.notes {
-        let _ = writeln!(out, "- {note}");
-    }
-    let _ = writeln!(out);
+    machine.write_latest_run(&mut out);
     let mut targets = Vec::new();
     for (name, bytes, enc, dec) in sections {
         let _ = writeln!(out, "#### {name} ({:.0} MiB)\n", mib(*bytes));

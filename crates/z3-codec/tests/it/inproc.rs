@@ -6,7 +6,7 @@ use tokio::io::AsyncReadExt;
 use z3_codec::{Codec, Compressor, ErrorKind, ExternalCodec, InProcessCodec, Stage, decoder_for};
 
 use crate::support::{
-    ChunkedReader, FailingReader, codec_error, round_trip, run, sample, skip_without,
+    ChunkedReader, FailingReader, codec_error, read_in_steps, round_trip, run, sample, skip_without,
 };
 
 const ZSTD1: InProcessCodec = InProcessCodec::ZstdEncode {
@@ -265,17 +265,8 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let decoded = runtime.block_on(async {
             let input = ChunkedReader::new(data.clone(), sizes, pending);
-            let mut output = decoder.apply(encoder.apply(Box::new(input)).unwrap()).unwrap();
-            let mut out = Vec::new();
-            let mut buf = vec![0; read_size];
-            loop {
-                let n = output.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&buf[..n]);
-            }
-            out
+            let output = decoder.apply(encoder.apply(Box::new(input)).unwrap()).unwrap();
+            read_in_steps(output, read_size).await
         });
         prop_assert_eq!(decoded.len(), data.len());
         prop_assert!(decoded == data);

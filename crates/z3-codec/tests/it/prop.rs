@@ -1,10 +1,9 @@
 //! Property test: pigz1 round trips arbitrary data under arbitrary input chunking and output read sizes.
 
 use proptest::prelude::*;
-use tokio::io::AsyncReadExt;
 use z3_codec::{Codec, Compressor, decoder_for};
 
-use crate::support::{ChunkedReader, have};
+use crate::support::{ChunkedReader, have, read_in_steps};
 
 fn data() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -34,17 +33,8 @@ proptest! {
             let encoder = Compressor::Pigz1.encoder().unwrap();
             let decoder = decoder_for(Some("pigz1")).unwrap().unwrap();
             let input = ChunkedReader::new(data.clone(), sizes, pending);
-            let mut output = decoder.apply(encoder.apply(Box::new(input)).unwrap()).unwrap();
-            let mut out = Vec::new();
-            let mut buf = vec![0; read_size];
-            loop {
-                let n = output.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&buf[..n]);
-            }
-            out
+            let output = decoder.apply(encoder.apply(Box::new(input)).unwrap()).unwrap();
+            read_in_steps(output, read_size).await
         });
         prop_assert_eq!(decoded.len(), data.len());
         prop_assert!(decoded == data);

@@ -59,6 +59,20 @@ pub(crate) async fn read_all(mut output: BoxedReader) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Reads `output` to its end `read_size` bytes at a time, as a consumer with a small buffer would.
+pub(crate) async fn read_in_steps(mut output: BoxedReader, read_size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = vec![0; read_size];
+    loop {
+        let n = output.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
 /// Applies `codec` to `data` and reads the result.
 pub(crate) async fn run(codec: &dyn Codec, data: Vec<u8>) -> io::Result<Vec<u8>> {
     read_all(codec.apply(input(data)).unwrap()).await
