@@ -41,15 +41,7 @@ async fn main() -> Result<()> {
         zfs.snapshot(&format!("tank/data@{day}"))?;
     }
     println!("# z3 backup (first run: a full, then incrementals)");
-    let backup = BackupArgs {
-        snapshot: None,
-        full: false,
-        incremental: false,
-        dry_run: false,
-        compressor: None,
-        gpg_recipient: None,
-        parseable: false,
-    };
+    let backup = BackupArgs::default();
     z3_cli::execute(&engine, &Command::Backup(backup), &mut console).await?;
 
     println!("\n# z3 status");
@@ -64,8 +56,7 @@ async fn main() -> Result<()> {
     zfs.destroy_dataset("tank/data")?;
     let restore = RestoreArgs {
         snapshot: "daily-3".into(),
-        force: false,
-        dry_run: false,
+        ..RestoreArgs::default()
     };
     z3_cli::execute(&engine, &Command::Restore(restore), &mut console).await?;
     let content = zfs.content("tank/data").unwrap_or_default();

@@ -3,9 +3,11 @@
 //!
 //! `cargo run --release -p z3-examples --example codec_pipe -- encode zstd1 < in > out`
 //! `cargo run --release -p z3-examples --example codec_pipe -- decode zstd < out > in`
+//! `cargo run --release -p z3-examples --example codec_pipe -- encrypt age1… < in > out.age`
+//! `cargo run --release -p z3-examples --example codec_pipe -- decrypt key.txt < out.age > in`
 //!
-//! `cargo xtask bench codecs` times it against the `zstd`, `pigz` and `gzip` programs. It prints the
-//! bytes in and out on stderr.
+//! `cargo xtask bench codecs` times it against the `zstd`, `pigz`, `gzip` and `age` programs. It
+//! prints the bytes in and out on stderr.
 
 use std::io::Write;
 
@@ -13,17 +15,28 @@ use anyhow::{Context, bail};
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use z3_cli::stdio::{ThreadWriter, grow_pipe, stdin_file};
-use z3_codec::{BoxedReader, Codec, Compressor, decoder_for};
+use z3_codec::{
+    AgeCodec, AgeIdentities, AgeRecipients, BoxedReader, Codec, Compressor, Stage, decoder_for,
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [direction, name] = args.as_slice() else {
-        bail!("usage: codec_pipe encode|decode COMPRESSOR < input > output");
+        bail!(
+            "usage: codec_pipe encode|decode COMPRESSOR, encrypt AGE_RECIPIENT or decrypt IDENTITY_FILE \
+             < input > output"
+        );
     };
     let stage = match direction.as_str() {
         "encode" => Compressor::parse(name, "z3_backup")?.encoder(),
         "decode" => decoder_for(Some(name))?,
+        "encrypt" => Some(Stage::Age(AgeCodec::encrypt(AgeRecipients::parse(&[
+            name,
+        ])?))),
+        "decrypt" => Some(Stage::Age(AgeCodec::decrypt(AgeIdentities::from_files(
+            &[name.into()],
+        )?))),
         other => bail!("{other:?}: expected encode or decode"),
     }
     .with_context(|| format!("{name} has no {direction} stage"))?;

@@ -29,8 +29,8 @@ fn main() -> anyhow::Result<()> {
         meta: ObjectMeta {
             size: Some(1234),
             is_full: true,
-            parent: None,
             compressor: Some("pigz1".into()),
+            ..ObjectMeta::default()
         },
     }]);
     let plan = plan_backup(&BackupRequest {

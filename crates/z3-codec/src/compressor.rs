@@ -1,7 +1,9 @@
 //! The compressors of the original z3 and the mapping between their names, their stages and object metadata.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::age::AgeCodec;
 use crate::error::{Error, ErrorKind};
 use crate::external::ExternalCodec;
 use crate::inproc::InProcessCodec;
@@ -12,6 +14,9 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 /// The gzip level of the name `gzip`.
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
 
+/// Name families kept for built-in compressors (`zstd42` is a typo, not a new compressor).
+const RESERVED: &[&str] = &["none", "zstd", "gzip", "pigz", "gpg", "age"];
+
 /// One stage of a backup or restore pipeline: a program or an in-process codec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
@@ -19,6 +24,8 @@ pub enum Stage {
     External(ExternalCodec),
     /// zstd or gzip inside the process.
     InProcess(InProcessCodec),
+    /// age encryption or decryption inside the process.
+    Age(AgeCodec),
 }
 
 impl Codec for Stage {
@@ -26,6 +33,7 @@ impl Codec for Stage {
         match self {
             Self::External(codec) => codec.name(),
             Self::InProcess(codec) => codec.name(),
+            Self::Age(codec) => codec.name(),
         }
     }
 
@@ -33,6 +41,7 @@ impl Codec for Stage {
         match self {
             Self::External(codec) => codec.describe(),
             Self::InProcess(codec) => codec.describe(),
+            Self::Age(codec) => codec.describe(),
         }
     }
 
@@ -40,6 +49,7 @@ impl Codec for Stage {
         match self {
             Self::External(codec) => codec.apply(input),
             Self::InProcess(codec) => codec.apply(input),
+            Self::Age(codec) => codec.apply(input),
         }
     }
 }
@@ -67,6 +77,118 @@ pub enum Compressor {
         /// The key to encrypt to (`GPG_RECIPIENT`, default `z3_backup` in the original).
         recipient: String,
     },
+    /// Programs from a `[compressor:NAME]` config section; metadata `NAME`.
+    Custom(CustomCompressor),
+}
+
+/// A compressor the operator defined: a program (with arguments) that compresses stdin to stdout,
+/// and one that reverses it. Neither runs through a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomCompressor {
+    name: String,
+    compress: Vec<String>,
+    decompress: Vec<String>,
+}
+
+impl CustomCompressor {
+    /// A compressor called `name` (recorded in each object's metadata, in lower case) running the
+    /// `compress` and `decompress` argument vectors (program first).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidCustom`] if the name is a built-in one or not made of ASCII letters,
+    /// digits, `.`, `_` and `-`, or if a command is empty.
+    pub fn new(name: &str, compress: Vec<String>, decompress: Vec<String>) -> Result<Self, Error> {
+        let invalid = |reason: &str| {
+            Err(Error::new(ErrorKind::InvalidCustom {
+                name: name.to_owned(),
+                reason: reason.to_owned(),
+            }))
+        };
+        let lower = name.to_ascii_lowercase();
+        if lower.is_empty()
+            || !lower
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return invalid("a name is ASCII letters, digits, '.', '_' and '-'");
+        }
+        if Compressor::parse(&lower, "").is_ok()
+            || RESERVED.iter().any(|family| lower.starts_with(family))
+        {
+            return invalid("that is a built-in compressor or reserved for one");
+        }
+        if compress.is_empty() || decompress.is_empty() {
+            return invalid("it needs both a COMPRESS and a DECOMPRESS command");
+        }
+        Ok(Self {
+            name: lower,
+            compress,
+            decompress,
+        })
+    }
+
+    /// The name, in lower case.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn stage(&self, argv: &[String]) -> Stage {
+        Stage::External(ExternalCodec::new(
+            self.name.clone(),
+            argv[0].clone(),
+            argv[1..].to_vec(),
+        ))
+    }
+}
+
+/// The compressors a configuration knows: the built-in ones and the operator's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compressors {
+    custom: BTreeMap<String, CustomCompressor>,
+}
+
+impl Compressors {
+    /// The built-in compressors only.
+    #[must_use]
+    pub fn builtin() -> Self {
+        Self::default()
+    }
+
+    /// Adds an operator-defined compressor (its name is already checked not to be built-in).
+    pub fn add(&mut self, custom: CustomCompressor) {
+        self.custom.insert(custom.name.clone(), custom);
+    }
+
+    /// The operator-defined compressors, by name.
+    pub fn custom(&self) -> impl Iterator<Item = &CustomCompressor> {
+        self.custom.values()
+    }
+
+    /// Parses a compressor name: a built-in one ([`Compressor::parse`]) or a configured one.
+    ///
+    /// # Errors
+    /// [`ErrorKind::UnknownCodec`] naming `name` when neither knows it.
+    pub fn parse(&self, name: &str, gpg_recipient: &str) -> Result<Compressor, Error> {
+        Compressor::parse(name, gpg_recipient).or_else(|err| {
+            self.custom
+                .get(&name.to_ascii_lowercase())
+                .map(|custom| Compressor::Custom(custom.clone()))
+                .ok_or(err)
+        })
+    }
+
+    /// The restore stage for an object whose `compressor` metadata is `metadata`: as
+    /// [`decoder_for`], and configured compressors by their name.
+    ///
+    /// # Errors
+    /// [`ErrorKind::UnknownCodec`] naming the value when no compressor has that name.
+    pub fn decoder_for(&self, metadata: Option<&str>) -> Result<Option<Stage>, Error> {
+        let Some(name) = metadata else {
+            return Ok(None);
+        };
+        Ok(self.parse(name, "")?.decoder())
+    }
 }
 
 impl Compressor {
@@ -103,16 +225,18 @@ impl Compressor {
         }
     }
 
-    /// The name for logs and messages: `none`, `zstd`, `gzip`, `pigz1`, `pigz4` or `gpg`.
+    /// The name for logs and messages: `none`, `zstd`, `gzip`, `pigz1`, `pigz4`, `gpg` or a
+    /// configured compressor's name.
     #[must_use]
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         self.metadata_name().unwrap_or("none")
     }
 
     /// The value of the `compressor` metadata: `None` for [`Compressor::None`], which writes no metadata.
     #[must_use]
-    pub fn metadata_name(&self) -> Option<&'static str> {
+    pub fn metadata_name(&self) -> Option<&str> {
         match self {
+            Self::Custom(custom) => Some(&custom.name),
             Self::None => None,
             Self::Pigz1 => Some("pigz1"),
             Self::Pigz4 => Some("pigz4"),
@@ -149,6 +273,7 @@ impl Compressor {
                     .to_vec();
                 Some(Stage::External(ExternalCodec::new("gpg", "gpg", args)))
             }
+            Self::Custom(custom) => Some(custom.stage(&custom.compress)),
         }
     }
 
@@ -163,6 +288,7 @@ impl Compressor {
             }
             Self::Zstd { .. } => Some(Stage::InProcess(InProcessCodec::ZstdDecode)),
             Self::Gpg { .. } => Some(Stage::External(gpg_decoder())),
+            Self::Custom(custom) => Some(custom.stage(&custom.decompress)),
         }
     }
 }

@@ -55,6 +55,37 @@ pub enum ErrorKind {
     /// compressed data, or a stream that ends in the middle of a frame. The source holds the
     /// codec's own error.
     Corrupt,
+    /// A `[compressor:NAME]` definition that cannot be used.
+    InvalidCustom {
+        /// The section's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// An object's `encryption` metadata names a scheme z3 does not know.
+    UnknownEncryption {
+        /// The value as found.
+        name: String,
+    },
+    /// An object is age-encrypted and no age identity (or passphrase) was given to decrypt it.
+    NoIdentity,
+    /// An age public key (recipient) or key setting that cannot be used.
+    InvalidKey {
+        /// What is wrong, naming the value (public keys only; secrets are never shown).
+        reason: String,
+    },
+    /// An age recipients or identity file that cannot be read or holds no keys.
+    KeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// None of the age identities can decrypt the object: it was encrypted to other keys.
+    NoMatchingIdentity {
+        /// The identity files tried (or `passphrase`).
+        identities: String,
+    },
     /// Any other I/O failure while running the program (writing its stdin, reading its stdout, waiting for it),
     /// including a program that exited successfully without consuming all of its input.
     Io,
@@ -101,7 +132,8 @@ impl Error {
 }
 
 /// The compressor names z3 knows, for messages.
-const KNOWN: &str = "none, zstd, zstd1 to zstd19, gzip, pigz1, pigz4, gpg";
+const KNOWN: &str =
+    "none, zstd, zstd1 to zstd19, gzip, pigz1, pigz4, gpg, or a [compressor:NAME] of the config";
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -128,6 +160,24 @@ impl fmt::Display for Error {
             ErrorKind::Input => write!(f, "reading the input of `{command}` failed"),
             ErrorKind::Corrupt => write!(f, "`{command}`: corrupt or truncated data"),
             ErrorKind::Io => write!(f, "i/o error running `{command}`"),
+            ErrorKind::InvalidCustom { name, reason } => {
+                write!(f, "invalid compressor definition \"{name}\": {reason}")
+            }
+            ErrorKind::UnknownEncryption { name } => {
+                write!(f, "unknown encryption \"{name}\" (known: age)")
+            }
+            ErrorKind::NoIdentity => f.write_str(
+                "the object is age-encrypted and no age identity or passphrase is configured",
+            ),
+            ErrorKind::InvalidKey { reason } => write!(f, "invalid age key: {reason}"),
+            ErrorKind::KeyFile { path, reason } => {
+                write!(f, "cannot use age key file {}: {reason}", path.display())
+            }
+            ErrorKind::NoMatchingIdentity { identities } => write!(
+                f,
+                "`{command}`: none of the age identities ({identities}) can decrypt this object; \
+                 it was encrypted to other keys"
+            ),
         }
     }
 }

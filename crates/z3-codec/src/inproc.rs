@@ -233,9 +233,15 @@ impl AsyncRead for TaskOutput {
 
 /// Notes whether the input itself failed, so that [`Checked`] can tell a broken input from
 /// data the codec cannot read.
-struct InputTap {
+pub(crate) struct InputTap {
     inner: BoxedReader,
     failed: Arc<AtomicBool>,
+}
+
+impl InputTap {
+    pub(crate) fn new(inner: BoxedReader, failed: Arc<AtomicBool>) -> Self {
+        Self { inner, failed }
+    }
 }
 
 impl AsyncRead for InputTap {
@@ -287,7 +293,7 @@ impl AsyncRead for Checked {
 
 /// `err` as a codec error of `kind` about `codec`, unless it already is a codec error (an
 /// upstream stage's), which passes through unchanged.
-fn classify(kind: ErrorKind, codec: &str, err: io::Error) -> io::Error {
+pub(crate) fn classify(kind: ErrorKind, codec: &str, err: io::Error) -> io::Error {
     if Error::downcast_io(&err).is_some() {
         err
     } else {

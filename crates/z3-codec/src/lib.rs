@@ -53,16 +53,25 @@
 #![deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod age;
 mod compressor;
 mod error;
 mod external;
 mod inproc;
+mod pipeline;
 mod process;
 
-pub use compressor::{Compressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Stage, decoder_for};
+/// Secrets (passphrases) as the age crate takes them.
+pub use ::age::secrecy::{ExposeSecret, SecretString};
+pub use age::{AgeCodec, AgeIdentities, AgeRecipients};
+pub use compressor::{
+    Compressor, Compressors, CustomCompressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Stage,
+    decoder_for,
+};
 pub use error::{Error, ErrorKind};
 pub use external::ExternalCodec;
 pub use inproc::InProcessCodec;
+pub use pipeline::{Decoding, ENCRYPTION_AGE, Encoding, apply_all, describe_all, is_encrypted};
 
 /// A boxed async byte stream: the input and the output of a [`Codec`].
 pub type BoxedReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;

@@ -88,6 +88,8 @@ pub struct RestoreStep {
     /// The object's own compressor: restore decompresses by metadata, not by configuration, so
     /// chains with mixed compressors restore correctly.
     pub compressor: Option<String>,
+    /// The object's own encryption (`age`), from its metadata.
+    pub encryption: Option<String>,
     /// The object's real length, for progress display.
     pub object_size: u64,
 }
@@ -330,6 +332,7 @@ pub fn plan_restore(req: &RestoreRequest<'_>) -> Result<RestorePlan, PlanError> 
                 key: object.key.clone(),
                 is_full: object.meta.is_full,
                 compressor: object.meta.compressor.clone(),
+                encryption: object.meta.encryption.clone(),
                 object_size: object.object_size,
             })
         })

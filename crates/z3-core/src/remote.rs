@@ -19,6 +19,10 @@ pub const META_PARENT: &str = "parent";
 /// Metadata key naming the compressor the stream went through (`pigz1`, `pigz4`, `gpg`).
 pub const META_COMPRESSOR: &str = "compressor";
 
+/// Metadata key naming the encryption applied after compression (`age`); z3 only, the original
+/// z3 never wrote it.
+pub const META_ENCRYPTION: &str = "encryption";
+
 /// The z3 user metadata of one object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ObjectMeta {
@@ -30,6 +34,8 @@ pub struct ObjectMeta {
     pub parent: Option<String>,
     /// Compressor the stream went through; `None` means stored as sent.
     pub compressor: Option<String>,
+    /// Encryption applied after compression (`age`); `None` means not encrypted by z3.
+    pub encryption: Option<String>,
 }
 
 impl ObjectMeta {
@@ -49,6 +55,7 @@ impl ObjectMeta {
                 META_IS_FULL | META_IS_FULL_LEGACY => meta.is_full |= value == "true",
                 META_PARENT => meta.parent = Some(value.clone()),
                 META_COMPRESSOR => meta.compressor = Some(value.clone()),
+                META_ENCRYPTION => meta.encryption = Some(value.clone()),
                 _ => {}
             }
         }
@@ -56,7 +63,8 @@ impl ObjectMeta {
     }
 
     /// The metadata to write: `size` (if known), `isfull=true` for fulls only, `parent` (if
-    /// any) and `compressor` (if any), exactly as the original `pput --meta` calls did.
+    /// any) and `compressor` (if any), exactly as the original `pput --meta` calls did, plus
+    /// `encryption` (if any), which only z3 writes.
     #[must_use]
     pub fn to_map(&self) -> BTreeMap<String, String> {
         let mut map = BTreeMap::new();
@@ -71,6 +79,9 @@ impl ObjectMeta {
         }
         if let Some(compressor) = &self.compressor {
             map.insert(META_COMPRESSOR.to_owned(), compressor.clone());
+        }
+        if let Some(encryption) = &self.encryption {
+            map.insert(META_ENCRYPTION.to_owned(), encryption.clone());
         }
         map
     }
@@ -212,6 +223,7 @@ mod tests {
                     is_full: true,
                     parent: None,
                     compressor: Some("pigz4".into()),
+                    encryption: None,
                 },
             ),
             (
@@ -249,6 +261,7 @@ mod tests {
             is_full: true,
             parent: None,
             compressor: Some("pigz1".into()),
+            encryption: None,
         };
         assert_eq!(
             full.to_map(),
@@ -263,9 +276,26 @@ mod tests {
             is_full: false,
             parent: Some("pool/fs@snap_3".into()),
             compressor: None,
+            encryption: None,
         };
         assert_eq!(inc.to_map(), map(&[("parent", "pool/fs@snap_3")]));
-        for meta in [full, inc, ObjectMeta::default()] {
+        let sealed = ObjectMeta {
+            size: Some(5),
+            is_full: true,
+            parent: None,
+            compressor: Some("zstd".into()),
+            encryption: Some("age".into()),
+        };
+        assert_eq!(
+            sealed.to_map(),
+            map(&[
+                ("size", "5"),
+                ("isfull", "true"),
+                ("compressor", "zstd"),
+                ("encryption", "age")
+            ])
+        );
+        for meta in [full, inc, sealed, ObjectMeta::default()] {
             assert_eq!(ObjectMeta::from_map(&meta.to_map()), meta);
         }
     }

@@ -126,6 +126,74 @@ async fn mixed_compressor_chain_restores() {
     assert_eq!(ds.files(), expected);
 }
 
+/// zstd + age on the real pool and server: full then incremental, objects are age files that only
+/// the identity opens, a restore without it is refused before receiving, and with it is exact.
+#[tokio::test]
+async fn zstd_and_age_backup_restores_with_the_identity() {
+    use age::secrecy::ExposeSecret;
+    let Some(env) = RealEnv::get("zstd_and_age_backup_restores_with_the_identity") else {
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let identity = age::x25519::Identity::generate();
+    let identity_file = keys.path().join("backup-key.txt");
+    std::fs::write(
+        &identity_file,
+        format!("{}\n", identity.to_string().expose_secret()),
+    )
+    .unwrap();
+    let public = identity.to_public().to_string();
+    let ds = env.dataset("sealed");
+    for i in 0..2 {
+        ds.write(
+            &format!("secret-{i}.txt"),
+            &format!("confidential {i}\n").repeat(20_000),
+        );
+        ds.snapshot(&format!("snap-{i}"));
+        let out = env.z3(
+            &ds,
+            &["backup", "--compressor", "zstd", "--age-recipient", &public],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let expected = ds.files();
+    let store = env.store().await;
+    for i in 0..2 {
+        let key = ds.key(&format!("snap-{i}"));
+        let info = store.head(&key).await.unwrap();
+        assert_eq!(
+            info.metadata.get("encryption").map(String::as_str),
+            Some("age")
+        );
+        assert_eq!(
+            info.metadata.get("compressor").map(String::as_str),
+            Some("zstd")
+        );
+        let body = store.get_range(&key, 0..info.size).await.unwrap();
+        assert!(body.starts_with(b"age-encryption.org/v1\n"), "{key}");
+        assert!(
+            !body.windows(12).any(|w| w == b"confidential"),
+            "{key} holds plaintext"
+        );
+    }
+
+    ds.destroy();
+    let out = env.z3(&ds, &["restore", "snap-1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--age-identity"), "{}", stderr(&out));
+    let out = env.z3(
+        &ds,
+        &[
+            "restore",
+            "snap-1",
+            "--age-identity",
+            identity_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ds.files(), expected);
+}
+
 async fn futures_collect(
     store: &z3_s3::AwsStore,
     ds: &crate::support::TestDataset,

@@ -115,22 +115,13 @@ impl Harness {
 }
 
 fn backup() -> BackupArgs {
-    BackupArgs {
-        snapshot: None,
-        full: false,
-        incremental: false,
-        dry_run: false,
-        compressor: None,
-        gpg_recipient: None,
-        parseable: false,
-    }
+    BackupArgs::default()
 }
 
 fn restore(snapshot: &str) -> RestoreArgs {
     RestoreArgs {
         snapshot: snapshot.into(),
-        force: false,
-        dry_run: false,
+        ..RestoreArgs::default()
     }
 }
 
@@ -408,4 +399,155 @@ async fn unknown_restore_target_is_an_error() {
     );
     let run = h.run(Command::Restore(restore("bad name!"))).await;
     assert_eq!(run.status, ExitStatus::Usage);
+}
+
+/// A fresh age key pair: the public key and an identity file holding the secret key.
+fn age_key(dir: &std::path::Path, name: &str) -> (String, std::path::PathBuf) {
+    use age::secrecy::ExposeSecret;
+    let identity = age::x25519::Identity::generate();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{}\n", identity.to_string().expose_secret())).unwrap();
+    (identity.to_public().to_string(), path)
+}
+
+impl Harness {
+    /// Another host sharing the bucket, with its own settings.
+    fn other_machine_with(&self, configure: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.settings.clone();
+        configure(&mut settings);
+        let zfs = FakeZfs::new();
+        zfs.create_dataset("pool").unwrap();
+        let engine = Engine::new(
+            Arc::new(zfs.clone()),
+            Arc::new(self.store.clone()),
+            settings.clone(),
+        );
+        Self {
+            zfs,
+            store: self.store.clone(),
+            settings,
+            engine,
+        }
+    }
+}
+
+#[tokio::test]
+async fn age_encrypted_backups_restore_only_with_the_right_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, identity) = age_key(dir.path(), "key.txt");
+    let (_, stranger) = age_key(dir.path(), "other.txt");
+    // The backup host has the public key only.
+    let h = Harness::new(|raw| raw.age_recipients = Some(public.clone()));
+    h.snap("snap1", "the plaintext one");
+    h.snap("snap2", "the plaintext two");
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    for name in ["pool/fs@snap1", "pool/fs@snap2"] {
+        let (body, meta, _) = h.store.object(&format!("z3-backup/{name}")).unwrap();
+        assert_eq!(
+            meta.get("encryption").map(String::as_str),
+            Some("age"),
+            "{name}"
+        );
+        assert_eq!(
+            meta.get("compressor"),
+            None,
+            "compressor none writes no metadata"
+        );
+        assert!(body.starts_with(b"age-encryption.org/v1\n-> X25519 "));
+        assert!(
+            !body.windows(9).any(|w| w == b"plaintext"),
+            "{name} holds plaintext"
+        );
+    }
+
+    // No identity configured: refused before anything is downloaded or received.
+    let lost = h.other_machine_with(|_| {});
+    let run = lost.run(Command::Restore(restore("snap2"))).await;
+    assert_eq!(run.status, ExitStatus::Usage, "{}", run.err);
+    assert!(
+        run.err.contains("is age-encrypted") && run.err.contains("--age-identity"),
+        "{}",
+        run.err
+    );
+    assert!(!lost.zfs.calls().iter().any(|c| c.starts_with("receive")));
+
+    // The wrong key: the restore fails and nothing is committed.
+    let wrong = h.other_machine_with(|s| s.age.identity_file = Some(stranger.clone()));
+    let run = wrong.run(Command::Restore(restore("snap2"))).await;
+    assert_eq!(run.status, ExitStatus::Error, "{}", run.err);
+    assert!(
+        run.err.contains("none of the age identities"),
+        "{}",
+        run.err
+    );
+    assert!(wrong.zfs.snapshot_names("pool/fs").is_empty());
+
+    let right = h.other_machine_with(|s| s.age.identity_file = Some(identity.clone()));
+    let run = right.run(Command::Restore(restore("snap2"))).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(right.zfs.snapshot_names("pool/fs"), ["snap1", "snap2"]);
+    assert_eq!(
+        right.zfs.content("pool/fs").as_deref(),
+        Some(&b"the plaintext two"[..])
+    );
+}
+
+#[tokio::test]
+async fn unknown_encryption_in_metadata_fails_before_zfs_receive() {
+    let h = Harness::new(|_| {});
+    h.put(
+        "pool/fs@snap1",
+        &[("isfull", "true"), ("encryption", "rot13")],
+    );
+    h.zfs.destroy_dataset("pool/fs").unwrap();
+    let run = h.run(Command::Restore(restore("snap1"))).await;
+    assert_eq!(run.status, ExitStatus::Error);
+    assert!(
+        run.err.contains("unknown encryption \"rot13\"")
+            && run.err.contains("z3-backup/pool/fs@snap1"),
+        "{}",
+        run.err
+    );
+    assert!(!h.zfs.calls().iter().any(|c| c.starts_with("receive")));
+}
+
+#[tokio::test]
+async fn configured_compressors_run_their_programs_and_are_recorded() {
+    let ini = z3_cli::config::IniFile::parse(
+        "[compressor:b64]\nCOMPRESS = base64 -w 0\nDECOMPRESS = base64 -d\n",
+        None,
+    )
+    .unwrap();
+    let compressors = ini.compressors().unwrap();
+    let h = Harness::new(|raw| raw.compressor = Some("B64".into()));
+    let h = h.other_machine_with(|s| s.compressors = compressors.clone());
+    h.zfs.create_dataset("pool/fs").unwrap();
+    h.snap("snap1", "hello");
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    let (body, meta, _) = h.store.object("z3-backup/pool/fs@snap1").unwrap();
+    assert_eq!(meta.get("compressor").map(String::as_str), Some("b64"));
+    assert!(
+        body.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b))
+    );
+
+    let restored = h.other_machine_with(|_| {});
+    let run = restored.run(Command::Restore(restore("snap1"))).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(
+        restored.zfs.content("pool/fs").as_deref(),
+        Some(&b"hello"[..])
+    );
+
+    // A host whose config lacks the section cannot guess the decoder.
+    let bare = h.other_machine_with(|s| s.compressors = z3_codec::Compressors::builtin());
+    let run = bare.run(Command::Restore(restore("snap1"))).await;
+    assert_eq!(run.status, ExitStatus::Error);
+    assert!(
+        run.err.contains("unknown compressor \"b64\""),
+        "{}",
+        run.err
+    );
 }

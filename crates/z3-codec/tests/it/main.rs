@@ -2,6 +2,7 @@
 //!
 //! Tests that need a program other than `sh` and `cat` skip with a message when it is missing.
 
+mod age;
 mod failures;
 mod gpg;
 mod inproc;

@@ -132,6 +132,7 @@ pub(crate) fn backup_commands(plan: &BackupPlan, compressor: Option<&str>) -> Ve
                     is_full: true,
                     parent: None,
                     compressor: compressor.map(str::to_owned),
+                    encryption: None,
                 },
             ),
             StepKind::Incremental { parent } => (
@@ -141,6 +142,7 @@ pub(crate) fn backup_commands(plan: &BackupPlan, compressor: Option<&str>) -> Ve
                     is_full: false,
                     parent: Some(parent.to_string()),
                     compressor: compressor.map(str::to_owned),
+                    encryption: None,
                 },
             ),
         };
