@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::services::{Services, ensure_tools, run};
 
-/// Runs the cycle: full backup, incremental backup, status, destroy, restore, compare.
+/// Runs the cycle: full backup, incremental backups (pigz, then zstd + age), status, destroy,
+/// restore, compare.
 pub(crate) fn run_demo(root: &Path) -> Result<()> {
     say("building z3");
     run(
@@ -52,22 +53,50 @@ pub(crate) fn run_demo(root: &Path) -> Result<()> {
     fs::write(mount.join("docs/notes.txt"), "second day\n".repeat(1000))?;
     fs::write(mount.join("random.bin"), pseudo_random(3 << 20, 7))?;
     zfs(&["snapshot", &format!("{dataset}@{}", snap(2))])?;
-    let before = tree(&mount)?;
 
     say(
         "second backup: an incremental from the first, compressed with pigz (each object records its own compressor)",
     );
     demo.z3(&["backup", "--compressor", "pigz1"])?;
 
-    say("status: both backups, healthy, present locally");
+    say("an age key pair: the backup host gets the public key only");
+    let key = services.workdir().join("restore-key.txt");
+    fs::remove_file(&key).ok();
+    run(Command::new("age-keygen").arg("-o").arg(&key))?; // prints the public key
+    let recipient = String::from_utf8(
+        Command::new("age-keygen")
+            .arg("-y")
+            .arg(&key)
+            .output()
+            .context("running age-keygen -y")?
+            .stdout,
+    )?
+    .trim()
+    .to_owned();
+
+    fs::write(
+        mount.join("docs/secret.txt"),
+        "third day, confidential\n".repeat(500),
+    )?;
+    zfs(&["snapshot", &format!("{dataset}@{}", snap(3))])?;
+    let before = tree(&mount)?;
+    say("third backup: zstd (the default compressor), then age-encrypted to the public key");
+    demo.z3(&["backup", "--age-recipient", &recipient])?;
+
+    say("status: three backups, healthy, present locally");
     demo.z3(&["status"])?;
 
     say(&format!("destroying {dataset} (the disaster)"));
     destroy(&dataset)?;
 
-    say("restore: dry run first, then for real");
-    demo.z3(&["restore", "--dry-run", &snap(2)])?;
-    demo.z3(&["restore", &snap(2)])?;
+    say("restore without the secret key: refused before anything is received");
+    if demo.z3(&["restore", &snap(3)]).is_ok() {
+        bail!("a restore of an encrypted backup without its key succeeded");
+    }
+    let key_arg = key.to_string_lossy().into_owned();
+    say("restore with the key: dry run first (each object's own decoders), then for real");
+    demo.z3(&["restore", "--dry-run", "--age-identity", &key_arg, &snap(3)])?;
+    demo.z3(&["restore", "--age-identity", &key_arg, &snap(3)])?;
 
     let mount = PathBuf::from(zfs(&["get", "-H", "-o", "value", "mountpoint", &dataset])?.trim());
     let after = tree(&mount)?;

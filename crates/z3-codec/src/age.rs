@@ -30,6 +30,7 @@ use hmac::Mac as _;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use zeroize::Zeroize as _;
 
 use crate::error::{Error, ErrorKind};
 use crate::inproc::{InputTap, classify};
@@ -191,9 +192,10 @@ impl AgeRecipients {
             write_stanza(&mut header, stanza);
         }
         header.extend_from_slice(b"---");
-        let mac_key = age_core::primitives::hkdf(&[], b"header", file_key.expose_secret());
-        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&mac_key)
-            .map_err(|err| encrypt_error(io::Error::other(err.to_string())))?;
+        let mut mac_key = age_core::primitives::hkdf(&[], b"header", file_key.expose_secret());
+        let mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&mac_key);
+        mac_key.zeroize();
+        let mut mac = mac.map_err(|err| encrypt_error(io::Error::other(err.to_string())))?;
         mac.update(&header);
         header.push(b' ');
         header.extend_from_slice(
@@ -205,9 +207,12 @@ impl AgeRecipients {
         let mut nonce = [0u8; 16];
         getrandom::getrandom(&mut nonce).map_err(|err| encrypt_error(io::Error::other(err)))?;
         header.extend_from_slice(&nonce);
-        let payload_key = age_core::primitives::hkdf(&nonce, b"payload", file_key.expose_secret());
-        let aead = UnboundKey::new(&CHACHA20_POLY1305, &payload_key)
-            .map_err(|_| encrypt_error(io::Error::other("ChaCha20-Poly1305 refused the key")))?;
+        let mut payload_key =
+            age_core::primitives::hkdf(&nonce, b"payload", file_key.expose_secret());
+        let aead = UnboundKey::new(&CHACHA20_POLY1305, &payload_key);
+        payload_key.zeroize();
+        let aead =
+            aead.map_err(|_| encrypt_error(io::Error::other("ChaCha20-Poly1305 refused the key")))?;
         Ok((header, LessSafeKey::new(aead)))
     }
 }

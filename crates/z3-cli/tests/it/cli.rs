@@ -27,11 +27,14 @@ fn help_lists_commands_config_and_exit_codes() {
         .success()
         .stdout(predicate::str::contains("--dry-run"))
         .stdout(predicate::str::contains("--parseable"))
-        .stdout(predicate::str::contains("zstd1..zstd19"));
+        .stdout(predicate::str::contains("zstd1..zstd19"))
+        .stdout(predicate::str::contains("--age-recipient <KEY>"))
+        .stdout(predicate::str::contains("--age-passphrase-file"));
     z3().args(["restore", "--help"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("zfs receive -F"));
+        .stdout(predicate::str::contains("zfs receive -F"))
+        .stdout(predicate::str::contains("--age-identity <PATH>"));
 }
 
 #[test]
