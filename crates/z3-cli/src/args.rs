@@ -1,7 +1,12 @@
 //! Command-line flags of `z3`, as clap derives them. Raw flags only; [`crate::config`] resolves them.
 
 // The doc comments below are the help text users read in a terminal, not rustdoc: no backticks there.
-#![allow(clippy::doc_markdown, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+#![allow(
+    clippy::doc_markdown,
+    rustdoc::invalid_html_tags,
+    rustdoc::bare_urls,
+    rustdoc::broken_intra_doc_links
+)]
 // Flag structs are naturally made of booleans.
 #![allow(clippy::struct_excessive_bools)]
 
