@@ -29,7 +29,9 @@ Exit codes:
   0  success (also: nothing left to back up or restore)
   1  error (S3, zfs, a failed stage of the pipeline, nothing matched SNAPSHOT_PREFIX)
   2  usage or configuration error (bad flag, invalid name, malformed config file)
-  3  integrity problem: a broken backup chain was found and refused";
+  3  integrity problem: a broken backup chain was found and refused
+  130, 143  stopped by SIGINT or SIGTERM after cleaning up (upload aborted, zfs send and an unfinished
+     zfs receive killed); a second signal exits at once";
 
 /// Back up ZFS snapshots to S3-compatible object storage, and restore them.
 #[derive(Debug, Parser)]

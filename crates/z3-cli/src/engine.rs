@@ -30,6 +30,7 @@ use z3_zfs::{ReceiveOptions, Zfs};
 use crate::args::{BackupArgs, RestoreArgs, StatusArgs};
 use crate::config::Settings;
 use crate::exit::UsageError;
+use crate::interrupt::Interrupt;
 use crate::progress::{ProgressMode, ProgressReader, bar};
 
 /// How many HEAD requests run at once while reading object metadata.
@@ -73,6 +74,7 @@ pub struct Engine {
     store: Arc<dyn ObjectStore>,
     settings: Settings,
     progress: ProgressMode,
+    interrupt: Interrupt,
 }
 
 impl Engine {
@@ -84,6 +86,7 @@ impl Engine {
             store,
             settings,
             progress: ProgressMode::Auto,
+            interrupt: Interrupt::new(),
         }
     }
 
@@ -92,6 +95,26 @@ impl Engine {
     pub fn with_progress(mut self, progress: ProgressMode) -> Self {
         self.progress = progress;
         self
+    }
+
+    /// Stops backups and restores cleanly when `interrupt` fires (the binaries pass the one their
+    /// SIGINT/SIGTERM handlers trigger): the upload is aborted, `zfs send` and an unfinished
+    /// `zfs receive` are killed, and the command fails with a message saying so.
+    #[must_use]
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
+    }
+
+    /// Fails if a stop was asked for, before the next step starts.
+    fn check_interrupt(&self, next: &str) -> Result<()> {
+        match self.interrupt.signal() {
+            Some(signal) => bail!(
+                "stopped before {next} ({} received)",
+                crate::interrupt::signal_name(signal)
+            ),
+            None => Ok(()),
+        }
     }
 
     /// The settings in use.
@@ -245,6 +268,7 @@ impl Engine {
                 StepKind::Full => None,
                 StepKind::Incremental { parent } => Some(parent),
             };
+            self.check_interrupt(&format!("the backup of {}", step.snapshot))?;
             self.backup_one(&step.snapshot, parent, &encoding, args, console)
                 .await?;
         }
@@ -319,7 +343,8 @@ impl Engine {
                 estimate: Some(estimate.bytes),
                 ..UploadConfig::default()
             },
-        );
+        )
+        .with_cancel(self.interrupt.token().clone());
         uploader
             .upload(&key, &options, reader)
             .await
@@ -390,6 +415,7 @@ impl Engine {
                 )?;
                 continue;
             }
+            self.check_interrupt(&format!("restoring {}", step.snapshot))?;
             // zfs-fuse lands an incremental for a missing destination in whatever dataset holds its
             // base (zfs-output.md §6.4), so make sure the destination is there first.
             if !step.is_full && !self.zfs.dataset_exists(dataset).await? {
@@ -414,7 +440,7 @@ impl Engine {
                 .receive(&step.snapshot, &options)
                 .await
                 .with_context(|| format!("cannot start zfs receive of {}", step.snapshot))?;
-            pump(reader, sink)
+            pump(reader, sink, &self.interrupt)
                 .await
                 .with_context(|| format!("restore of {} from {url} failed", step.snapshot))?;
             writeln!(console.out, "Restored {}.", step.snapshot)?;
@@ -462,13 +488,25 @@ impl Engine {
 
 /// Moves a stream into `zfs receive`, finishing it only when the whole stream arrived intact.
 ///
-/// A read error (download or decoder failure) drops the sink, which kills `zfs receive` so it
-/// commits nothing. A write error means the receiver died: its own exit status and stderr say why.
-async fn pump(mut reader: BoxedReader, mut sink: z3_zfs::ReceiveSink) -> Result<u64> {
+/// A read error (download or decoder failure) or an interrupt drops the sink, which kills
+/// `zfs receive` so it commits nothing. A write error means the receiver died: its own exit status and stderr say why.
+async fn pump(
+    mut reader: BoxedReader,
+    mut sink: z3_zfs::ReceiveSink,
+    interrupt: &Interrupt,
+) -> Result<u64> {
     let mut buf = vec![0u8; PUMP_BUFFER];
     let mut total = 0u64;
     loop {
-        let n = match reader.read(&mut buf).await {
+        let read = tokio::select! {
+            biased;
+            () = interrupt.cancelled() => {
+                drop(sink);
+                bail!("stopped after {total} bytes: zfs receive was killed before it committed anything");
+            }
+            read = reader.read(&mut buf) => read,
+        };
+        let n = match read {
             Ok(0) => break,
             Ok(n) => n,
             Err(err) => {

@@ -56,7 +56,7 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
 ///
 /// The future yields an [`ExitStatus`] or `()` (success); an error is printed as
 /// `<program>: error: <chain>` on one line and mapped by [`classify`].
-pub fn run_main<T, F>(program: &str, verbose: u8, future: F) -> ExitCode
+pub fn run_main<T, F>(program: &'static str, verbose: u8, future: F) -> ExitCode
 where
     T: Into<ExitStatusOrUnit>,
     F: Future<Output = anyhow::Result<T>>,
@@ -68,17 +68,34 @@ where
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("{program}: error: cannot start the async runtime: {err}");
+            say(&format!(
+                "{program}: error: cannot start the async runtime: {err}"
+            ));
             return ExitStatus::Error.into();
         }
     };
-    let result = runtime.block_on(future);
+    let result = runtime.block_on(async {
+        if let Err(err) = crate::interrupt::listen(program, crate::interrupt::global().clone()) {
+            tracing::warn!(error = %err, "cannot install SIGINT/SIGTERM handlers");
+        }
+        future.await
+    });
     let _ = std::io::stdout().flush();
-    match result {
-        Ok(value) => value.into().0.into(),
-        Err(err) if is_broken_stdout(&err) => ExitStatus::Success.into(),
-        Err(err) => {
-            eprintln!("{program}: error: {}", one_line(&err));
+    let interrupted = crate::interrupt::global().signal();
+    match (result, interrupted) {
+        (Err(err), Some(signal)) => {
+            // Whatever failed, it failed because it was asked to stop, after cleaning up.
+            say(&format!(
+                "{program}: interrupted by {}: {}",
+                crate::interrupt::signal_name(signal),
+                one_line(&err)
+            ));
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+        }
+        (Ok(value), _) => value.into().0.into(),
+        (Err(err), None) if is_broken_stdout(&err) => ExitStatus::Success.into(),
+        (Err(err), None) => {
+            say(&format!("{program}: error: {}", one_line(&err)));
             classify(&err).into()
         }
     }
@@ -109,6 +126,11 @@ pub fn clap_exit(err: &clap::Error) -> ExitCode {
     } else {
         ExitStatus::Success.into()
     }
+}
+
+/// Writes a line to stderr; a closed stderr must not turn an exit status into a panic.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// The error chain on one line: zfs splits some messages over two lines

@@ -11,6 +11,7 @@ pub mod args;
 pub mod config;
 pub mod engine;
 pub mod exit;
+pub mod interrupt;
 pub mod progress;
 pub mod stdio;
 pub mod transfer;
@@ -72,7 +73,9 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
     store.check_bucket().await?;
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     let progress = crate::progress::ProgressMode::from_flags(cli.progress, false);
-    let engine = Engine::new(zfs, store, settings).with_progress(progress);
+    let engine = Engine::new(zfs, store, settings)
+        .with_progress(progress)
+        .with_interrupt(interrupt::global().clone());
     execute(&engine, &cli.command, console).await
 }
 

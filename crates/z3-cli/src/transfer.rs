@@ -209,7 +209,8 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
             estimate,
             ..UploadConfig::default()
         },
-    );
+    )
+    .with_cancel(crate::interrupt::global().token().clone());
     let report = uploader
         .upload_blocking(&args.name, &options, input)
         .await
@@ -265,7 +266,14 @@ pub async fn get(args: GetArgs) -> Result<()> {
     };
     let mut out = ThreadWriter::stdout().context("cannot write to standard output")?;
     let mut chunks = downloader.chunks(&args.name, info.size);
-    while let Some(pieces) = chunks.next().await {
+    let interrupt = crate::interrupt::global();
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = interrupt.cancelled() => bail!("download of {}/{} stopped", settings.bucket, args.name),
+            next = chunks.next() => next,
+        };
+        let Some(pieces) = next else { break };
         let pieces = pieces.with_context(|| failed(&progress))?;
         progress.advance(pieces.iter().map(bytes::Bytes::len).sum());
         out.write(pieces)

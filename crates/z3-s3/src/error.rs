@@ -38,6 +38,8 @@ pub enum ErrorKind {
     InvalidRequest,
     /// The uploader was given an input stream with no bytes; S3 objects made by z3 are never empty.
     EmptyStream,
+    /// The operation was cancelled (z3: SIGINT or SIGTERM); an upload was aborted first.
+    Cancelled,
     /// The input needs more than [`MAX_PARTS`](crate::MAX_PARTS) parts at the chosen part sizes.
     TooManyParts,
     /// The input is longer than S3's largest object ([`MAX_OBJECT_SIZE`](crate::MAX_OBJECT_SIZE), 5 TiB).
@@ -68,6 +70,7 @@ impl ErrorKind {
             Self::Unreachable => "endpoint unreachable",
             Self::InvalidRequest => "invalid request",
             Self::EmptyStream => "empty input stream",
+            Self::Cancelled => "cancelled",
             Self::TooManyParts => "too many parts",
             Self::ObjectTooLarge => "object too large",
             Self::ChecksumMismatch => "checksum mismatch",
@@ -190,6 +193,7 @@ mod tests {
             ErrorKind::NoSuchUpload,
             ErrorKind::InvalidRequest,
             ErrorKind::EmptyStream,
+            ErrorKind::Cancelled,
             ErrorKind::TooManyParts,
             ErrorKind::ObjectTooLarge,
             ErrorKind::ChecksumMismatch,

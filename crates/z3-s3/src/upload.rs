@@ -8,6 +8,7 @@ use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
+use tokio_util::sync::CancellationToken;
 
 use crate::checksum::{Crc32c, Crc32cHasher, composite_crc32c, composite_matches};
 use crate::error::{Error, ErrorKind, Result};
@@ -104,6 +105,7 @@ pub struct UploadReport {
 pub struct MultipartUploader<S: ?Sized> {
     store: Arc<S>,
     config: UploadConfig,
+    cancel: CancellationToken,
 }
 
 /// A part being filled: its bytes and their running CRC32C.
@@ -151,7 +153,28 @@ struct Completion {
 impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
     /// An uploader writing to `store`.
     pub fn new(store: Arc<S>, config: UploadConfig) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Stops uploads when `cancel` fires (z3: on SIGINT or SIGTERM): reading and sending stop,
+    /// the multipart upload is aborted (awaited, not spawned), and the upload returns
+    /// [`ErrorKind::Cancelled`]. A completion already under way is not interrupted, so a
+    /// cancelled upload either finished whole or left nothing behind.
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    fn cancelled(url: &str, stage: &str) -> Error {
+        Error::new(
+            ErrorKind::Cancelled,
+            format!("upload to {url} cancelled {stage}"),
+        )
     }
 
     /// The configuration in use.
@@ -250,10 +273,14 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         // Parts in flight, the one being filled, and one more: what a steady upload recycles.
         let pool = BufferPool::new(self.config.concurrency.max(1) + 2);
         let mut first = PartBuf::take(&pool, first_size);
-        let eof = reader
-            .fill(&mut first, first_size)
-            .await
-            .map_err(|err| Error::source_failed(format!("reading input for {url}"), err))?;
+        let eof = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => {
+                return Err(Self::cancelled(&url, "before it started"));
+            }
+            filled = reader.fill(&mut first, first_size) => filled,
+        }
+        .map_err(|err| Error::source_failed(format!("reading input for {url}"), err))?;
         if first.data.is_empty() {
             return Err(Error::new(
                 ErrorKind::EmptyStream,
@@ -272,10 +299,16 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             upload_id: upload_id.clone(),
         };
 
-        let result = match self
-            .send_parts(key, &upload_id, &sizer, &pool, &mut reader, first, eof)
-            .await
-        {
+        // Cancelling drops the parts in flight (their tasks are aborted with the JoinSet); the
+        // completion below is never interrupted.
+        let sent = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => {
+                Err(Self::cancelled(&url, &format!("(upload id {upload_id}); the upload was aborted")))
+            }
+            sent = self.send_parts(key, &upload_id, &sizer, &pool, &mut reader, first, eof) => sent,
+        };
+        let result = match sent {
             Ok(sent) => {
                 let expected = composite_crc32c(&sent.checksums);
                 self.complete(key, &upload_id, sent.parts.clone(), sent.bytes, &expected)

@@ -46,8 +46,11 @@ struct State {
     /// Source of guids and createtxgs, so that runs are deterministic.
     counter: u64,
     fail_next_send: Option<usize>,
+    stall_next_send: Option<usize>,
     fail_next_receive: Option<String>,
     calls: Vec<String>,
+    /// Stalled send streams not dropped yet (a `zfs send` still running).
+    stalled_alive: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -115,6 +118,32 @@ fn display_send(from: Option<&FullSnapshotName>, to: &FullSnapshotName) -> Strin
     match from {
         Some(from) => format!("-i {from} {to}"),
         None => to.to_string(),
+    }
+}
+
+/// A send stream that yields its prefix and then never another byte.
+struct Stalled {
+    prefix: io::Cursor<Bytes>,
+    alive: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for Stalled {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.prefix).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == before => Poll::Pending,
+            other => other,
+        }
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        self.alive.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -257,6 +286,21 @@ impl FakeZfs {
     /// a `zfs send` killed by a signal would.
     pub fn fail_next_send(&self, after_bytes: usize) {
         self.lock().fail_next_send = Some(after_bytes);
+    }
+
+    /// Makes the next [`Zfs::send`] yield `after_bytes` bytes of its stream and then hang, as a
+    /// `zfs send` blocked on a slow disk would. [`FakeZfs::stalled_sends`] counts such streams
+    /// that were not dropped (killed) yet.
+    pub fn stall_next_send(&self, after_bytes: usize) {
+        self.lock().stall_next_send = Some(after_bytes);
+    }
+
+    /// Stalled sends ([`FakeZfs::stall_next_send`]) still alive.
+    #[must_use]
+    pub fn stalled_sends(&self) -> usize {
+        self.lock()
+            .stalled_alive
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Makes the next [`Zfs::receive`] accept the whole stream and then fail with `message`
@@ -407,6 +451,20 @@ impl Zfs for FakeZfs {
         let stream = Self::check_send(&state, "send", from, to)?;
         let description = format!("zfs send {args}");
         let fail = state.fail_next_send.take();
+        if let Some(after) = state.stall_next_send.take() {
+            let alive = Arc::clone(&state.stalled_alive);
+            drop(state);
+            alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let reader = Stalled {
+                prefix: io::Cursor::new(stream.slice(..after.min(stream.len()))),
+                alive,
+            };
+            return Ok(SendStream::from_parts(
+                reader,
+                std::future::pending(),
+                description,
+            ));
+        }
         drop(state);
         Ok(match fail {
             None => SendStream::from_parts(io::Cursor::new(stream), async { Ok(()) }, description),

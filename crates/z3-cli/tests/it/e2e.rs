@@ -353,3 +353,133 @@ async fn missing_bucket_and_wrong_credentials_are_one_line_errors() {
     assert!(!err.contains("wrong-secret-do-not-print"), "{err}");
     assert!(!err.contains(&env.secret), "{err}");
 }
+
+/// SIGINT (then SIGTERM) in the middle of a backup whose `zfs send` has stalled: the upload is
+/// aborted, no object appears, the stand-in send is killed, and z3 exits 128 + signal.
+#[tokio::test]
+async fn a_signal_during_backup_aborts_the_upload() {
+    let Some(env) = RealEnv::get("a_signal_during_backup_aborts_the_upload") else {
+        return;
+    };
+    let ds = env.dataset("signal");
+    ds.write_random("big.bin", 12 << 20, 9);
+    ds.snapshot("snap-1");
+    // A stand-in zfs whose send delivers 6,000,000 bytes and then hangs (the shell becomes the
+    // `sleep`, so killing z3's child ends it).
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("zfs");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" -n\"*) exec zfs \"$@\";; esac\nif [ \"$1\" = send ]; then\n  zfs \"$@\" | head -c 6000000\n  echo $$ > {}\n  exec sleep 300\nfi\nexec zfs \"$@\"\n",
+            dir.path().join("send.pid").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = env.store().await;
+    // The third run has its stderr closed: the message fails to print, the cleanup must not.
+    for (signal, code, closed_stderr) in [
+        (libc_signal::SIGINT, 130, false),
+        (libc_signal::SIGTERM, 143, false),
+        (libc_signal::SIGINT, 130, true),
+    ] {
+        let mut child = Reaped(
+            env.z3_command(
+                &ds,
+                &["backup", "--compressor", "none"],
+                &[
+                    ("ZFS_COMMAND", wrapper.to_str().unwrap()),
+                    ("CHUNK_SIZE", "5M"),
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        );
+        if closed_stderr {
+            drop(child.0.stderr.take());
+        }
+        // Wait until the multipart upload exists, i.e. the backup is under way.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+        while store
+            .list_multipart_uploads(&ds.prefix)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the upload never started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let pid = child.0.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output();
+        let err = stderr(&out);
+        eprintln!("{err}");
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        let name = if code == 130 { "SIGINT" } else { "SIGTERM" };
+        if !closed_stderr {
+            assert!(err.contains(&format!("interrupted by {name}")), "{err}");
+            assert!(err.contains("aborted"), "{err}");
+        }
+        let head = store.head(&ds.key("snap-1")).await;
+        assert!(
+            head.as_ref()
+                .is_err_and(|e| e.kind() == z3_s3::ErrorKind::NotFound),
+            "{head:?}"
+        );
+        assert_no_open_uploads(&store, &ds.prefix).await;
+        // The stand-in `zfs send` (z3's child, now a `sleep`) was killed, not left behind.
+        let send = std::fs::read_to_string(dir.path().join("send.pid")).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", send.trim()));
+        assert!(
+            stat.as_ref().map_or(true, |s| s.contains(") Z ")),
+            "zfs send still running: {stat:?}"
+        );
+    }
+    // And the real zfs backs it up fine afterwards.
+    assert!(env.z3(&ds, &["backup"]).status.success());
+}
+
+/// A child process that is killed if the test fails before it is waited for.
+struct Reaped(std::process::Child);
+
+impl Reaped {
+    /// Waits up to a minute (then the test fails and the child is killed).
+    fn wait_with_output(mut self) -> std::process::Output {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "z3 did not exit within a minute of the signal"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let child = std::mem::replace(
+            &mut self.0,
+            std::process::Command::new("true").spawn().unwrap(),
+        );
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Signal numbers for `kill -N`.
+mod libc_signal {
+    pub(crate) const SIGINT: i32 = 2;
+    pub(crate) const SIGTERM: i32 = 15;
+}

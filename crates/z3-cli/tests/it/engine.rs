@@ -551,3 +551,86 @@ async fn configured_compressors_run_their_programs_and_are_recorded() {
         run.err
     );
 }
+
+#[tokio::test]
+async fn an_interrupt_during_backup_aborts_the_upload_and_stops_send() {
+    let interrupt = z3_cli::interrupt::Interrupt::new();
+    let mut h = Harness::new(|raw| raw.compressor = Some("zstd".into()));
+    h.engine = Engine::new(
+        Arc::new(h.zfs.clone()),
+        Arc::new(h.store.clone()),
+        h.settings.clone(),
+    )
+    .with_interrupt(interrupt.clone());
+    h.snap("snap1", &"x".repeat(100_000));
+    h.snap("snap2", "two");
+    h.zfs.stall_next_send(1000);
+    let run = {
+        let backup = h.run(Command::Backup(backup()));
+        tokio::pin!(backup);
+        // Let the backup get stuck in the stalled send, then interrupt it.
+        loop {
+            tokio::select! {
+                run = &mut backup => panic!("the backup ended by itself: {}", run.err),
+                () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            }
+            if h.zfs.stalled_sends() == 1 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        interrupt.trigger(z3_cli::interrupt::SIGINT);
+        backup.await
+    };
+    assert_eq!(run.status, ExitStatus::Error);
+    assert!(run.err.contains("cancelled"), "{}", run.err);
+    assert!(
+        h.store.objects().is_empty(),
+        "{:?}",
+        h.store.objects().keys()
+    );
+    assert_eq!(h.store.open_uploads(), 0);
+    // The compressor's task owned the send stream; aborted tasks are dropped by the runtime
+    // right after (in the binary, at the latest when the runtime shuts down).
+    for _ in 0..100 {
+        if h.zfs.stalled_sends() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.zfs.stalled_sends(), 0, "zfs send was not stopped");
+    // The next snapshot was not started either.
+    assert_eq!(
+        h.zfs
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("send"))
+            .count(),
+        1,
+        "{:?}",
+        h.zfs.calls()
+    );
+}
+
+#[tokio::test]
+async fn an_interrupt_before_restore_receives_nothing() {
+    let interrupt = z3_cli::interrupt::Interrupt::new();
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "one");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    let mut other = h.other_machine_with(|_| {});
+    other.engine = Engine::new(
+        Arc::new(other.zfs.clone()),
+        Arc::new(other.store.clone()),
+        other.settings.clone(),
+    )
+    .with_interrupt(interrupt.clone());
+    interrupt.trigger(z3_cli::interrupt::SIGTERM);
+    let run = other.run(Command::Restore(restore("snap1"))).await;
+    assert_eq!(run.status, ExitStatus::Error);
+    assert!(run.err.contains("SIGTERM"), "{}", run.err);
+    assert!(!other.zfs.calls().iter().any(|c| c.starts_with("receive")));
+}

@@ -94,6 +94,24 @@ impl RealEnv {
         args: &[&str],
         extra: &[(&str, &str)],
     ) -> Output {
+        let output = self.z3_command(dataset, args, extra).output().unwrap();
+        eprintln!(
+            "$ z3 {} -> {:?}\n--- stdout\n{}--- stderr\n{}",
+            args.join(" "),
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// The `z3 ARGS` command, configured through the environment only, not started.
+    pub(crate) fn z3_command(
+        &self,
+        dataset: &TestDataset,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_z3"));
         cmd.args(args)
             .env_clear()
@@ -110,15 +128,7 @@ impl RealEnv {
         for (key, value) in extra {
             cmd.env(key, value);
         }
-        let output = cmd.output().unwrap();
-        eprintln!(
-            "$ z3 {} -> {:?}\n--- stdout\n{}--- stderr\n{}",
-            args.join(" "),
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        cmd
     }
 }
 

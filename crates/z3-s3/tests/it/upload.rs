@@ -1054,3 +1054,43 @@ async fn blocking_reader_empty_input_creates_nothing() {
     assert_eq!(store.calls(Op::CreateMultipart), 0);
     assert_clean(&store);
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_mid_stream_aborts_and_leaves_nothing() {
+    let store = store(10);
+    // 25 bytes, then an input that never ends: a `zfs send` still running.
+    let (mut writer, reader) = tokio::io::duplex(1024);
+    tokio::io::AsyncWriteExt::write_all(&mut writer, &pattern(25))
+        .await
+        .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let uploader =
+        MultipartUploader::new(Arc::clone(&store), config(10, 2)).with_cancel(cancel.clone());
+    let upload = tokio::spawn(async move {
+        let _still_running = writer;
+        uploader.upload(KEY, &options(), reader).await
+    });
+    while store.calls(Op::PutPart) < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cancel.cancel();
+    let err = upload.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled);
+    assert!(err.to_string().contains("aborted"), "{err}");
+    assert_eq!(store.calls(Op::AbortMultipart), 1);
+    assert_eq!(store.calls(Op::CompleteMultipart), 0);
+    assert_clean(&store);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_before_the_first_part_creates_nothing() {
+    let store = store(10);
+    let (_writer, reader) = tokio::io::duplex(1024);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cancel.cancel();
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(10, 2)).with_cancel(cancel);
+    let err = uploader.upload(KEY, &options(), reader).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled);
+    assert_eq!(store.calls(Op::CreateMultipart), 0);
+    assert_clean(&store);
+}
