@@ -57,12 +57,30 @@ pub fn load_settings(
     Ok(settings)
 }
 
+/// Refuses snapshot names ZFS would refuse (quotes, `%`, non-ASCII, …) before connecting to
+/// anything, naming the value.
+///
+/// # Errors
+/// [`z3_core::NameError`] (a usage error).
+pub fn check_names(command: &Command) -> Result<()> {
+    let snapshot = match command {
+        Command::Backup(args) => args.snapshot.as_deref(),
+        Command::Restore(args) => Some(args.snapshot.as_str()),
+        Command::Status(_) => None,
+    };
+    if let Some(name) = snapshot {
+        z3_core::SnapshotName::new(name)?;
+    }
+    Ok(())
+}
+
 /// Runs one `z3` invocation against the real zfs and S3.
 ///
 /// # Errors
 /// Anything that makes the command fail; [`exit::classify`] picks the exit status.
 pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
     let settings = load_settings(&cli, std::env::vars())?;
+    check_names(&cli.command)?;
     let zfs: Arc<dyn Zfs> = Arc::new(match &settings.zfs_command {
         Some(program) => ZfsCli::with_program(program.clone()),
         None => ZfsCli::new(),

@@ -82,6 +82,40 @@ fn invalid_dataset_name_is_a_usage_error_naming_it() {
 }
 
 #[test]
+fn names_zfs_refuses_are_usage_errors_before_any_connection() {
+    // Nothing listens on this endpoint: the name must be refused first.
+    for (args, expect) in [
+        (
+            vec!["restore", "snap\"quoted"],
+            "z3: error: invalid snapshot name 'snap\"quoted': invalid character '\"' in name\n",
+        ),
+        (
+            vec!["restore", "caf\u{e9}"],
+            "z3: error: invalid snapshot name 'caf\u{e9}': invalid character '\u{e9}' in name\n",
+        ),
+        (
+            vec!["backup", "--snapshot", "a@b"],
+            "z3: error: invalid snapshot name 'a@b': multiple '@' delimiters in name\n",
+        ),
+    ] {
+        z3().args(&args)
+            .env("BUCKET", "b")
+            .env("FILESYSTEM", "pool/fs")
+            .env("S3_ENDPOINT", "http://127.0.0.1:9")
+            .assert()
+            .code(2)
+            .stderr(expect);
+    }
+    z3().args(["--dataset", "pool/caf\u{e9}", "status"])
+        .env("BUCKET", "b")
+        .assert()
+        .code(2)
+        .stderr(
+            "z3: error: invalid FILESYSTEM 'pool/caf\u{e9}': invalid character '\u{e9}' in name\n",
+        );
+}
+
+#[test]
 fn key_id_without_secret_is_refused() {
     z3().args(["--dataset", "pool/fs", "status"])
         .env("BUCKET", "b")

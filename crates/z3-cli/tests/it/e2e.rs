@@ -483,3 +483,101 @@ mod libc_signal {
     pub(crate) const SIGINT: i32 = 2;
     pub(crate) const SIGTERM: i32 = 15;
 }
+
+/// ZFS allows spaces and ':' in names: they go through zfs, S3 keys, metadata and back without a
+/// shell ever seeing them.
+#[tokio::test]
+async fn names_with_spaces_and_colons_work_end_to_end() {
+    let Some(env) = RealEnv::get("names_with_spaces_and_colons_work_end_to_end") else {
+        return;
+    };
+    let ds = env.dataset("my data: x");
+    ds.write("first.txt", "one\n");
+    ds.snapshot("snap daily:1");
+    ds.write("second file.txt", &"two\n".repeat(1000));
+    ds.snapshot("snap daily:2");
+    let out = env.z3(&ds, &["backup"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("Successfuly backed up {}@snap daily:2", ds.name)),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.z3(&ds, &["status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("snap daily:2"), "{}", stdout(&out));
+    let store = env.store().await;
+    let info = store.head(&ds.key("snap daily:2")).await.unwrap();
+    assert_eq!(
+        info.metadata.get("parent").map(String::as_str),
+        Some(format!("{}@snap daily:1", ds.name).as_str())
+    );
+    let expected = ds.files();
+    ds.destroy();
+    let out = env.z3(&ds, &["restore", "snap daily:2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ds.files(), expected);
+}
+
+/// Neither the secret key nor an age identity shows up in any output, even with every log
+/// level on (z3's -vvv and the SDK's own tracing through RUST_LOG=trace), in success and failure.
+#[tokio::test]
+async fn secrets_never_appear_in_output_even_at_trace_level() {
+    use age::secrecy::ExposeSecret;
+    let Some(env) = RealEnv::get("secrets_never_appear_in_output_even_at_trace_level") else {
+        return;
+    };
+    let ds = env.dataset("secrets");
+    ds.write("a.txt", "data\n");
+    ds.snapshot("snap-1");
+    let keys = tempfile::tempdir().unwrap();
+    let identity = age::x25519::Identity::generate();
+    let identity_file = keys.path().join("key.txt");
+    let secret_key = identity.to_string().expose_secret().to_owned();
+    std::fs::write(&identity_file, format!("{secret_key}\n")).unwrap();
+    let public = identity.to_public().to_string();
+    let identity_arg = identity_file.to_str().unwrap();
+    let trace = [("RUST_LOG", "trace")];
+    let runs: Vec<(Vec<&str>, Vec<(&str, &str)>, bool)> = vec![
+        (vec!["-vvv", "status"], trace.to_vec(), true),
+        (
+            vec!["-vvv", "backup", "--age-recipient", &public],
+            trace.to_vec(),
+            true,
+        ),
+        (
+            vec![
+                "-vvv",
+                "restore",
+                "--dry-run",
+                "--age-identity",
+                identity_arg,
+                "snap-1",
+            ],
+            trace.to_vec(),
+            true,
+        ),
+        // A wrong secret: the failure message must not quote it either.
+        (
+            vec!["-vvv", "status"],
+            vec![("RUST_LOG", "trace"), ("S3_SECRET", "wrong-secret-Zq8vX2")],
+            false,
+        ),
+    ];
+    for (args, extra, ok) in runs {
+        let out = env.z3_with(&ds, &args, &extra);
+        assert_eq!(out.status.success(), ok, "{args:?}: {}", stderr(&out));
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            all.contains("TRACE") || all.contains("DEBUG"),
+            "{args:?}: no log output"
+        );
+        for secret in [
+            env.secret.as_str(),
+            "wrong-secret-Zq8vX2",
+            secret_key.as_str(),
+        ] {
+            assert!(!all.contains(secret), "{args:?} printed a secret");
+        }
+    }
+}
