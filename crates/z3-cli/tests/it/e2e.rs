@@ -519,8 +519,11 @@ async fn names_with_spaces_and_colons_work_end_to_end() {
     assert_eq!(ds.files(), expected);
 }
 
+/// Arguments, extra environment, whether the run succeeds.
+type SecretRun<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, bool);
+
 /// Neither the secret key nor an age identity shows up in any output, even with every log
-/// level on (z3's -vvv and the SDK's own tracing through RUST_LOG=trace), in success and failure.
+/// level on (z3's `-vvv` and the SDK's own tracing through `RUST_LOG=trace`), in success and failure.
 #[tokio::test]
 async fn secrets_never_appear_in_output_even_at_trace_level() {
     use age::secrecy::ExposeSecret;
@@ -538,7 +541,7 @@ async fn secrets_never_appear_in_output_even_at_trace_level() {
     let public = identity.to_public().to_string();
     let identity_arg = identity_file.to_str().unwrap();
     let trace = [("RUST_LOG", "trace")];
-    let runs: Vec<(Vec<&str>, Vec<(&str, &str)>, bool)> = vec![
+    let runs: Vec<SecretRun<'_>> = vec![
         (vec!["-vvv", "status"], trace.to_vec(), true),
         (
             vec!["-vvv", "backup", "--age-recipient", &public],
