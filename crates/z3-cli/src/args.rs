@@ -30,6 +30,7 @@ Exit codes:
   1  error (S3, zfs, a failed stage of the pipeline, nothing matched SNAPSHOT_PREFIX)
   2  usage or configuration error (bad flag, invalid name, malformed config file)
   3  integrity problem: a broken backup chain was found and refused
+  4  another z3 backup of the same bucket, prefix and dataset holds the lock (message names it)
   130, 143  stopped by SIGINT or SIGTERM after cleaning up (upload aborted, zfs send and an unfinished
      zfs receive killed); a second signal exits at once";
 
@@ -143,6 +144,10 @@ pub struct BackupArgs {
     /// gpg key for the gpg compressor (config GPG_RECIPIENT, default z3_backup)
     #[arg(long, value_name = "KEY")]
     pub gpg_recipient: Option<String>,
+
+    /// Remove the backup lock first, whoever holds it (only when that run is known to be gone)
+    #[arg(long)]
+    pub break_lock: bool,
 
     /// Print results as "<dataset@snapshot>\0<estimated bytes>\n" lines
     #[arg(long)]

@@ -75,6 +75,7 @@ pub struct Engine {
     settings: Settings,
     progress: ProgressMode,
     interrupt: Interrupt,
+    lock_ttl: std::time::Duration,
 }
 
 impl Engine {
@@ -87,6 +88,7 @@ impl Engine {
             settings,
             progress: ProgressMode::Auto,
             interrupt: Interrupt::new(),
+            lock_ttl: crate::lock::DEFAULT_LOCK_TTL,
         }
     }
 
@@ -103,6 +105,13 @@ impl Engine {
     #[must_use]
     pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
         self.interrupt = interrupt;
+        self
+    }
+
+    /// How long the backup lock holds without renewal (default 15 minutes; tests use less).
+    #[must_use]
+    pub fn with_lock_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.lock_ttl = ttl;
         self
     }
 
@@ -245,6 +254,48 @@ impl Engine {
             .as_deref()
             .map(SnapshotName::new)
             .transpose()?;
+        if args.dry_run {
+            return self
+                .backup_locked(
+                    dataset,
+                    target,
+                    &encoding,
+                    args,
+                    console,
+                    self.interrupt.token(),
+                )
+                .await;
+        }
+        // One backup per bucket, prefix and dataset at a time; the lock is taken before the
+        // bucket is read, so the plan cannot be invalidated by another run.
+        let key = self.settings.layout.lock_key(dataset);
+        let url = format!("s3://{}/{key}", self.settings.bucket);
+        let cancel = self.interrupt.token().child_token();
+        let request = crate::lock::LockRequest {
+            key: &key,
+            url: &url,
+            what: dataset.as_ref(),
+            ttl: self.lock_ttl,
+            break_lock: args.break_lock,
+        };
+        let lock =
+            crate::lock::acquire(&self.store, &request, cancel.clone(), &mut *console.err).await?;
+        let result = self
+            .backup_locked(dataset, target, &encoding, args, console, &cancel)
+            .await;
+        lock.release().await;
+        result
+    }
+
+    async fn backup_locked(
+        &self,
+        dataset: &DatasetName,
+        target: Option<SnapshotName>,
+        encoding: &Encoding,
+        args: &BackupArgs,
+        console: &mut Console<'_>,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<Outcome> {
         let local = self.local_chain(dataset, false).await?;
         let remote = self.remote_index(dataset).await?;
         let plan = plan_backup(&BackupRequest {
@@ -269,7 +320,13 @@ impl Engine {
                 StepKind::Incremental { parent } => Some(parent),
             };
             self.check_interrupt(&format!("the backup of {}", step.snapshot))?;
-            self.backup_one(&step.snapshot, parent, &encoding, args, console)
+            if cancel.is_cancelled() {
+                bail!(
+                    "stopped before the backup of {}: the lock was lost",
+                    step.snapshot
+                );
+            }
+            self.backup_one(&step.snapshot, parent, encoding, args, console, cancel)
                 .await?;
         }
         Ok(Outcome::Done)
@@ -282,6 +339,7 @@ impl Engine {
         encoding: &Encoding,
         args: &BackupArgs,
         console: &mut Console<'_>,
+        cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<()> {
         let key = self.settings.layout.key(snapshot);
         let estimate = self
@@ -324,6 +382,7 @@ impl Engine {
             metadata: meta.to_map(),
             storage_class: Some(self.settings.storage_class.clone()),
             acl: Some(OBJECT_ACL.to_owned()),
+            ..PutOptions::default()
         };
         let stream = self
             .zfs
@@ -344,7 +403,7 @@ impl Engine {
                 ..UploadConfig::default()
             },
         )
-        .with_cancel(self.interrupt.token().clone());
+        .with_cancel(cancel.clone());
         uploader
             .upload(&key, &options, reader)
             .await

@@ -18,6 +18,8 @@ pub enum ExitStatus {
     Usage = 2,
     /// A broken backup chain was found (and refused, for backup and restore).
     Integrity = 3,
+    /// Another backup of the same dataset holds the lock.
+    Locked = 4,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -41,6 +43,9 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
             } else {
                 ExitStatus::Error
             };
+        }
+        if cause.is::<crate::lock::LockedError>() {
+            return ExitStatus::Locked;
         }
         if cause.is::<crate::config::ConfigError>()
             || cause.is::<z3_core::NameError>()

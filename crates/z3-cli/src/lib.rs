@@ -12,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod exit;
 pub mod interrupt;
+pub mod lock;
 pub mod progress;
 pub mod stdio;
 pub mod transfer;

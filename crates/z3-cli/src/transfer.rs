@@ -178,6 +178,7 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
                 .unwrap_or_else(|| settings.storage_class.clone()),
         ),
         acl: Some("bucket-owner-full-control".to_owned()),
+        ..PutOptions::default()
     };
     if !args.quiet {
         eprintln!(

@@ -47,6 +47,14 @@ impl KeyLayout {
         format!("{}{dataset}@{snapshot_prefix}", self.prefix)
     }
 
+    /// The key of the backup lock of `dataset`: prefix + `.z3-locks/` + dataset. No listing of
+    /// snapshots (prefix + `ds@…`) can contain it, since pool names begin with a letter; the
+    /// original z3 never sees it either.
+    #[must_use]
+    pub fn lock_key(&self, dataset: &DatasetName) -> String {
+        format!("{}.z3-locks/{dataset}", self.prefix)
+    }
+
     /// The snapshot name (`ds@snap`) of `key`: the key minus the prefix, or `None` if the key is
     /// not under the prefix.
     #[must_use]

@@ -86,6 +86,7 @@
 pub mod health;
 pub mod humanize;
 pub mod layout;
+pub mod lock;
 pub mod names;
 pub mod plan;
 pub mod remote;
@@ -96,6 +97,7 @@ pub mod sync;
 pub use health::{Health, HealthMap, Reason};
 pub use humanize::humanize;
 pub use layout::KeyLayout;
+pub use lock::{LockParseError, LockRecord};
 pub use names::{DatasetName, FullSnapshotName, NameError, SnapshotName};
 pub use plan::{
     BackupPlan, BackupRequest, BackupStep, PlanError, RestorePlan, RestoreRequest, RestoreStep,

@@ -328,6 +328,7 @@ pub(crate) fn classify(code: Option<&str>, status: u16, bucket_level: bool) -> E
         Some("NoSuchKey") => return ErrorKind::NotFound,
         Some("NotFound") => return not_found,
         Some("NoSuchUpload") => return ErrorKind::NoSuchUpload,
+        Some("PreconditionFailed") => return ErrorKind::AlreadyExists,
         Some(
             "AccessDenied"
             | "InvalidAccessKeyId"
@@ -352,7 +353,9 @@ pub(crate) fn classify(code: Option<&str>, status: u16, bucket_level: bool) -> E
             | "ServiceUnavailable"
             | "RequestTimeout"
             | "RequestTimeTooSkewed"
-            | "OperationAborted",
+            | "OperationAborted"
+            // A concurrent conditional write is in progress: AWS says to retry.
+            | "ConditionalRequestConflict",
         ) => return ErrorKind::Transient,
         // The body changed between the SDK's checksum and the server (the checksum is computed
         // from our buffer), or arrived short: sending the same buffer again can succeed.
@@ -363,6 +366,7 @@ pub(crate) fn classify(code: Option<&str>, status: u16, bucket_level: bool) -> E
     }
     match status {
         404 => not_found,
+        412 => ErrorKind::AlreadyExists,
         401 | 403 => ErrorKind::AccessDenied,
         429 => ErrorKind::Throttled,
         408 | 500..=599 => ErrorKind::Transient,
@@ -631,6 +635,7 @@ impl ObjectStore for AwsStore {
             .set_metadata(metadata_of(options))
             .set_storage_class(options.storage_class.as_deref().map(StorageClass::from))
             .set_acl(options.acl.as_deref().map(ObjectCannedAcl::from))
+            .set_if_none_match(options.if_none_match.then(|| "*".to_owned()))
             .send()
             .await
             .map_err(|err| map_sdk_error(err, &self.ctx(Op::Put, Some(key))))?;

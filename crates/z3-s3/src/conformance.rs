@@ -438,6 +438,34 @@ impl tokio::io::AsyncRead for FailingReader {
     }
 }
 
+/// A conditional create succeeds on a free key, fails with `AlreadyExists` on a taken one (the
+/// object keeps its first content), and succeeds again once the key was deleted.
+pub async fn conditional_create(store: &dyn ObjectStore, prefix: &str) {
+    let key = format!("{prefix}locks/pool/fs");
+    let once = PutOptions {
+        if_none_match: true,
+        ..PutOptions::default()
+    };
+    store
+        .put(&key, Bytes::from_static(b"first"), &once)
+        .await
+        .expect("free key");
+    let err = store
+        .put(&key, Bytes::from_static(b"second"), &once)
+        .await
+        .expect_err("taken key");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    let info = store.head(&key).await.expect("head");
+    let body = store.get_range(&key, 0..info.size).await.expect("get");
+    assert_eq!(&body[..], b"first");
+    store.delete(&key).await.expect("delete");
+    store
+        .put(&key, Bytes::from_static(b"third"), &once)
+        .await
+        .expect("free again");
+    store.delete(&key).await.expect("delete");
+}
+
 /// Every check that needs only a working store, in order.
 pub async fn run_all(store: Arc<dyn ObjectStore>, prefix: &str) {
     bucket_is_reachable(&*store).await;
@@ -446,6 +474,7 @@ pub async fn run_all(store: Arc<dyn ObjectStore>, prefix: &str) {
     missing_key_is_not_found(&*store, &format!("{prefix}missing/")).await;
     multipart_round_trip(&*store, &format!("{prefix}mp/")).await;
     multipart_rules(&*store, &format!("{prefix}rules/")).await;
+    conditional_create(&*store, &format!("{prefix}cond/")).await;
     uploader_round_trip(Arc::clone(&store), &format!("{prefix}up/")).await;
     uploader_failure_leaves_nothing(store, &format!("{prefix}upfail/")).await;
 }

@@ -38,6 +38,8 @@ pub enum ErrorKind {
     InvalidRequest,
     /// The uploader was given an input stream with no bytes; S3 objects made by z3 are never empty.
     EmptyStream,
+    /// A conditional create (`If-None-Match: *`) found the key taken (HTTP 412).
+    AlreadyExists,
     /// The operation was cancelled (z3: SIGINT or SIGTERM); an upload was aborted first.
     Cancelled,
     /// The input needs more than [`MAX_PARTS`](crate::MAX_PARTS) parts at the chosen part sizes.
@@ -71,6 +73,7 @@ impl ErrorKind {
             Self::InvalidRequest => "invalid request",
             Self::EmptyStream => "empty input stream",
             Self::Cancelled => "cancelled",
+            Self::AlreadyExists => "already exists",
             Self::TooManyParts => "too many parts",
             Self::ObjectTooLarge => "object too large",
             Self::ChecksumMismatch => "checksum mismatch",
@@ -194,6 +197,7 @@ mod tests {
             ErrorKind::InvalidRequest,
             ErrorKind::EmptyStream,
             ErrorKind::Cancelled,
+            ErrorKind::AlreadyExists,
             ErrorKind::TooManyParts,
             ErrorKind::ObjectTooLarge,
             ErrorKind::ChecksumMismatch,

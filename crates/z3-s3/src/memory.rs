@@ -313,6 +313,15 @@ impl ObjectStore for MemoryStore {
 
     async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {
         let mut state = self.enter(Op::Put)?;
+        if options.if_none_match && state.objects.contains_key(key) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists (If-None-Match: *)",
+                    object_url(&self.bucket, key)
+                ),
+            ));
+        }
         let etag = etag_of(&body);
         state
             .objects

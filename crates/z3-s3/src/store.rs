@@ -48,6 +48,11 @@ pub struct PutOptions {
     pub storage_class: Option<String>,
     /// Canned ACL (`x-amz-acl`), e.g. `bucket-owner-full-control`; `None` sends no ACL.
     pub acl: Option<String>,
+    /// [`ObjectStore::put`] only: create the object only if the key is free
+    /// (`If-None-Match: *`); an existing object makes the put fail with
+    /// [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists). Atomic on the server:
+    /// of two racing puts, one fails.
+    pub if_none_match: bool,
 }
 
 /// The id S3 hands out for a multipart upload.

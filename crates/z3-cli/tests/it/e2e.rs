@@ -584,3 +584,84 @@ async fn secrets_never_appear_in_output_even_at_trace_level() {
         }
     }
 }
+
+/// Two `z3 backup` processes for one dataset on the real server: the second exits 4 naming the
+/// first; once the first is stopped (SIGINT) its lock is gone and a backup goes through.
+#[tokio::test]
+async fn a_second_concurrent_backup_is_refused_by_the_lock() {
+    let Some(env) = RealEnv::get("a_second_concurrent_backup_is_refused_by_the_lock") else {
+        return;
+    };
+    let ds = env.dataset("locked");
+    ds.write_random("big.bin", 12 << 20, 3);
+    ds.snapshot("snap-1");
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("zfs");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\ncase \" $* \" in *\" -n\"*) exec zfs \"$@\";; esac\nif [ \"$1\" = send ]; then\n  zfs \"$@\" | head -c 6000000\n  exec sleep 300\nfi\nexec zfs \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = env.store().await;
+    let first = Reaped(
+        env.z3_command(
+            &ds,
+            &["backup", "--compressor", "none"],
+            &[("ZFS_COMMAND", wrapper.to_str().unwrap())],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while store
+        .list_multipart_uploads(&ds.prefix)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first backup never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let lock_key = format!("{}.z3-locks/{}", ds.prefix, ds.name);
+    assert!(
+        store.head(&lock_key).await.is_ok(),
+        "no lock object at {lock_key}"
+    );
+
+    let second = env.z3(&ds, &["backup"]);
+    assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
+    let err = stderr(&second);
+    assert!(
+        err.contains(&format!("pid {}", first.0.id())) && err.contains("--break-lock"),
+        "{err}"
+    );
+
+    let pid = first.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = first.wait_with_output();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let gone = store.head(&lock_key).await;
+    assert!(
+        gone.as_ref()
+            .is_err_and(|e| e.kind() == z3_s3::ErrorKind::NotFound),
+        "lock left behind: {gone:?}"
+    );
+    let out = env.z3(&ds, &["backup"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        store.head(&lock_key).await.is_err(),
+        "lock left after success"
+    );
+}

@@ -634,3 +634,163 @@ async fn an_interrupt_before_restore_receives_nothing() {
     assert!(run.err.contains("SIGTERM"), "{}", run.err);
     assert!(!other.zfs.calls().iter().any(|c| c.starts_with("receive")));
 }
+
+const LOCK_KEY: &str = "z3-backup/.z3-locks/pool/fs";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Harness {
+    /// Puts a lock record as another run would have written it.
+    fn foreign_lock(&self, expires: u64) {
+        let record = z3_core::LockRecord {
+            owner: "someone-else".into(),
+            host: "other-host".into(),
+            pid: 7,
+            acquired: now() - 60,
+            expires,
+        };
+        self.store.insert(
+            LOCK_KEY.to_owned(),
+            record.to_text().into_bytes(),
+            &PutOptions::default(),
+        );
+    }
+
+    fn with_interrupt_and_ttl(
+        mut self,
+        interrupt: &z3_cli::interrupt::Interrupt,
+        ttl_ms: u64,
+    ) -> Self {
+        self.engine = Engine::new(
+            Arc::new(self.zfs.clone()),
+            Arc::new(self.store.clone()),
+            self.settings.clone(),
+        )
+        .with_interrupt(interrupt.clone())
+        .with_lock_ttl(std::time::Duration::from_millis(ttl_ms));
+        self
+    }
+}
+
+#[tokio::test]
+async fn a_held_lock_refuses_a_second_backup_naming_the_holder() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "one");
+    h.foreign_lock(now() + 3600);
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Locked, "{}", run.err);
+    assert!(run.err.contains("other-host (pid 7)"), "{}", run.err);
+    assert!(
+        run.err.contains(LOCK_KEY) && run.err.contains("--break-lock"),
+        "{}",
+        run.err
+    );
+    assert!(!h.zfs.calls().iter().any(|c| c.starts_with("send")));
+    assert_eq!(h.store.objects().len(), 1, "only the foreign lock");
+
+    // --break-lock takes it anyway, says so, and leaves no lock behind.
+    let run = h
+        .run(Command::Backup(BackupArgs {
+            break_lock: true,
+            ..backup()
+        }))
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert!(run.err.contains("breaking the lock"), "{}", run.err);
+    assert!(h.store.object(LOCK_KEY).is_none());
+    assert!(h.store.object("z3-backup/pool/fs@snap1").is_some());
+}
+
+#[tokio::test]
+async fn a_stale_lock_is_taken_over_and_every_run_releases_its_own() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "one");
+    h.foreign_lock(now() - 1);
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert!(
+        run.err.contains("taking over the stale lock"),
+        "{}",
+        run.err
+    );
+    assert!(h.store.object(LOCK_KEY).is_none(), "released after success");
+
+    h.snap("snap2", "two");
+    h.zfs.fail_next_send(3);
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Error, "{}", run.err);
+    assert!(h.store.object(LOCK_KEY).is_none(), "released after failure");
+}
+
+#[tokio::test]
+async fn two_concurrent_backups_one_proceeds_and_the_other_is_refused() {
+    let interrupt = z3_cli::interrupt::Interrupt::new();
+    let first = Harness::new(|_| {}).with_interrupt_and_ttl(&interrupt, 60_000);
+    first.snap("snap1", &"x".repeat(50_000));
+    first.zfs.stall_next_send(100);
+    // The second run is another host sharing the bucket and dataset.
+    let second = first.other_machine_with(|_| {});
+    second.zfs.create_dataset("pool/fs").unwrap();
+    second.snap("snap1", "elsewhere");
+    let running = first.run(Command::Backup(backup()));
+    tokio::pin!(running);
+    loop {
+        tokio::select! {
+            run = &mut running => panic!("ended by itself: {}", run.err),
+            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+        }
+        if first.zfs.stalled_sends() == 1 {
+            break;
+        }
+    }
+    let refused = second.run(Command::Backup(backup())).await;
+    assert_eq!(refused.status, ExitStatus::Locked, "{}", refused.err);
+    let holder = format!("pid {}", std::process::id());
+    assert!(refused.err.contains(&holder), "{}", refused.err);
+    interrupt.trigger(z3_cli::interrupt::SIGINT);
+    let stopped = running.await;
+    assert_eq!(stopped.status, ExitStatus::Error);
+    assert!(
+        first.store.object(LOCK_KEY).is_none(),
+        "the interrupted run released its lock"
+    );
+    let run = second.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+}
+
+#[tokio::test]
+async fn a_run_that_loses_its_lock_stops_and_leaves_the_new_holder_alone() {
+    let interrupt = z3_cli::interrupt::Interrupt::new();
+    let h = Harness::new(|_| {}).with_interrupt_and_ttl(&interrupt, 300);
+    h.snap("snap1", &"x".repeat(50_000));
+    h.zfs.stall_next_send(100);
+    let running = h.run(Command::Backup(backup()));
+    tokio::pin!(running);
+    loop {
+        tokio::select! {
+            run = &mut running => panic!("ended by itself: {}", run.err),
+            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+        }
+        if h.zfs.stalled_sends() == 1 {
+            break;
+        }
+    }
+    // Someone breaks the lock and takes it: the renewal (every 100 ms) notices.
+    h.foreign_lock(now() + 3600);
+    let run = tokio::time::timeout(std::time::Duration::from_secs(10), running)
+        .await
+        .expect("the run did not stop after losing its lock");
+    assert_eq!(run.status, ExitStatus::Error, "{}", run.err);
+    assert_eq!(h.store.open_uploads(), 0);
+    assert!(h.store.object("z3-backup/pool/fs@snap1").is_none());
+    let lock = h
+        .store
+        .object(LOCK_KEY)
+        .expect("the new holder's lock stays");
+    assert!(String::from_utf8_lossy(&lock.0).contains("someone-else"));
+}

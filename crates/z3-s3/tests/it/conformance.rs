@@ -165,6 +165,7 @@ async fn aws_store_etag_matches_the_original_pput() {
         .into(),
         storage_class: Some("STANDARD_IA".to_owned()),
         acl: Some("bucket-owner-full-control".to_owned()),
+        ..PutOptions::default()
     };
     let report = uploader.upload(&key, &options, &data[..]).await.unwrap();
     assert_eq!(report.etag, "\"d229c1fc0e509475afe56426c89d2724-2\"");

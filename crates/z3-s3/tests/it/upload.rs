@@ -59,6 +59,7 @@ fn options() -> PutOptions {
         ]),
         storage_class: Some("STANDARD_IA".to_owned()),
         acl: Some("bucket-owner-full-control".to_owned()),
+        ..PutOptions::default()
     }
 }
 
