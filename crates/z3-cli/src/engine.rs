@@ -326,16 +326,28 @@ impl Engine {
                     step.snapshot
                 );
             }
-            self.backup_one(&step.snapshot, parent, encoding, args, console, cancel)
-                .await?;
+            let guid_of = |name: &FullSnapshotName| local.get(name).map(|e| e.snapshot.guid);
+            let guids = (guid_of(&step.snapshot), parent.and_then(guid_of));
+            self.backup_one(
+                &step.snapshot,
+                parent,
+                guids,
+                encoding,
+                args,
+                console,
+                cancel,
+            )
+            .await?;
         }
         Ok(Outcome::Done)
     }
 
+    #[allow(clippy::too_many_arguments)] // each is a distinct input; a struct would only rename them
     async fn backup_one(
         &self,
         snapshot: &FullSnapshotName,
         parent: Option<&FullSnapshotName>,
+        (guid, parent_guid): (Option<u64>, Option<u64>),
         encoding: &Encoding,
         args: &BackupArgs,
         console: &mut Console<'_>,
@@ -353,6 +365,8 @@ impl Engine {
             parent: parent.map(ToString::to_string),
             compressor: encoding.compressor_metadata().map(str::to_owned),
             encryption: encoding.encryption_metadata().map(str::to_owned),
+            guid,
+            parent_guid,
         };
         let stages = encoding.stages();
         if args.dry_run {

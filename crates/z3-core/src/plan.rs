@@ -159,6 +159,22 @@ pub enum PlanError {
         /// Why it is broken.
         reason: Reason,
     },
+    /// The bucket's object of a snapshot was made from another snapshot of the same name: its
+    /// recorded `guid` differs from the local snapshot's (destroyed and re-created). Nothing is
+    /// built on it: an incremental from it would not apply on restore.
+    #[error(
+        "{name}: the object in the bucket was made from a snapshot with guid {bucket}, but the local snapshot of that name has guid {local} (destroyed and re-created?); {advice}"
+    )]
+    GuidMismatch {
+        /// The snapshot's full name.
+        name: String,
+        /// The guid recorded in the bucket.
+        bucket: u64,
+        /// The local snapshot's guid.
+        local: u64,
+        /// What to do about it.
+        advice: &'static str,
+    },
     /// An object on the restore chain has a name that is not a valid ZFS snapshot name, so it
     /// cannot be received. z3 never writes such objects; something else put them there.
     #[error("object \"{name}\" in the backup does not have a valid snapshot name")]
@@ -177,7 +193,10 @@ impl PlanError {
     /// The original exits with a traceback for these (`IntegrityError`).
     #[must_use]
     pub fn is_integrity(&self) -> bool {
-        matches!(self, Self::Broken { .. } | Self::InvalidRemoteName { .. })
+        matches!(
+            self,
+            Self::Broken { .. } | Self::InvalidRemoteName { .. } | Self::GuidMismatch { .. }
+        )
     }
 }
 
@@ -231,7 +250,16 @@ pub fn plan_backup(req: &BackupRequest<'_>) -> Result<BackupPlan, PlanError> {
     let mut first_queued = target + 1;
     for i in (0..=target).rev() {
         let name = entries[i].snapshot.name.to_string();
-        if req.remote.get(&name).is_some() {
+        if let Some(object) = req.remote.get(&name) {
+            let local = entries[i].snapshot.guid;
+            if let Some(bucket) = object.meta.guid.filter(|&g| g != local) {
+                return Err(PlanError::GuidMismatch {
+                    name,
+                    bucket,
+                    local,
+                    advice: "z3 will not build on it; back up with --full",
+                });
+            }
             if let Some(Health::Broken(reason)) = req.remote.health(&name) {
                 return Err(PlanError::Broken {
                     name,
@@ -289,7 +317,21 @@ pub fn plan_restore(req: &RestoreRequest<'_>) -> Result<RestorePlan, PlanError> 
         }
     };
 
-    if req.local.contains(&target_name) {
+    let local_guid = |name: &str| {
+        req.local
+            .position(name)
+            .map(|i| req.local.entries()[i].snapshot.guid)
+    };
+    let mismatch = |name: &str, bucket: u64, local: u64| PlanError::GuidMismatch {
+        name: name.to_owned(),
+        bucket,
+        local,
+        advice: "restore into another dataset, or destroy the local snapshot first",
+    };
+    if let Some(local) = local_guid(&target_name) {
+        if let Some(bucket) = current.meta.guid.filter(|&g| g != local) {
+            return Err(mismatch(&target_name, bucket, local));
+        }
         return Ok(RestorePlan::default());
     }
     let mut queue = Vec::new();
@@ -305,7 +347,10 @@ pub fn plan_restore(req: &RestoreRequest<'_>) -> Result<RestorePlan, PlanError> 
         };
         // Checked before the listing, so a local base restores even after its own object
         // expired from the bucket.
-        if req.local.contains(parent_name) {
+        if let Some(local) = local_guid(parent_name) {
+            if let Some(bucket) = current.meta.parent_guid.filter(|&g| g != local) {
+                return Err(mismatch(parent_name, bucket, local));
+            }
             break;
         }
         let Some(parent) = req.remote.get(parent_name) else {

@@ -23,6 +23,12 @@ pub const META_COMPRESSOR: &str = "compressor";
 /// z3 never wrote it.
 pub const META_ENCRYPTION: &str = "encryption";
 
+/// Metadata key holding the snapshot's ZFS `guid` (z3 only): identifies the snapshot itself, not
+/// just its name, so a destroyed and re-created snapshot of the same name is told apart.
+pub const META_GUID: &str = "guid";
+/// Metadata key holding the incremental base's ZFS `guid` (z3 only).
+pub const META_PARENT_GUID: &str = "parent-guid";
+
 /// The z3 user metadata of one object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ObjectMeta {
@@ -36,6 +42,10 @@ pub struct ObjectMeta {
     pub compressor: Option<String>,
     /// Encryption applied after compression (`age`); `None` means not encrypted by z3.
     pub encryption: Option<String>,
+    /// The snapshot's `guid` when z3 wrote the object; `None` for the original's objects.
+    pub guid: Option<u64>,
+    /// The base's `guid` for incrementals z3 wrote.
+    pub parent_guid: Option<u64>,
 }
 
 impl ObjectMeta {
@@ -56,6 +66,8 @@ impl ObjectMeta {
                 META_PARENT => meta.parent = Some(value.clone()),
                 META_COMPRESSOR => meta.compressor = Some(value.clone()),
                 META_ENCRYPTION => meta.encryption = Some(value.clone()),
+                META_GUID => meta.guid = value.trim().parse().ok(),
+                META_PARENT_GUID => meta.parent_guid = value.trim().parse().ok(),
                 _ => {}
             }
         }
@@ -82,6 +94,12 @@ impl ObjectMeta {
         }
         if let Some(encryption) = &self.encryption {
             map.insert(META_ENCRYPTION.to_owned(), encryption.clone());
+        }
+        if let Some(guid) = self.guid {
+            map.insert(META_GUID.to_owned(), guid.to_string());
+        }
+        if let Some(guid) = self.parent_guid {
+            map.insert(META_PARENT_GUID.to_owned(), guid.to_string());
         }
         map
     }
@@ -224,6 +242,7 @@ mod tests {
                     parent: None,
                     compressor: Some("pigz4".into()),
                     encryption: None,
+                    ..ObjectMeta::default()
                 },
             ),
             (
@@ -262,6 +281,7 @@ mod tests {
             parent: None,
             compressor: Some("pigz1".into()),
             encryption: None,
+            ..ObjectMeta::default()
         };
         assert_eq!(
             full.to_map(),
@@ -277,6 +297,7 @@ mod tests {
             parent: Some("pool/fs@snap_3".into()),
             compressor: None,
             encryption: None,
+            ..ObjectMeta::default()
         };
         assert_eq!(inc.to_map(), map(&[("parent", "pool/fs@snap_3")]));
         let sealed = ObjectMeta {
@@ -285,6 +306,8 @@ mod tests {
             parent: None,
             compressor: Some("zstd".into()),
             encryption: Some("age".into()),
+            guid: Some(17_509_345_283_761_234_567),
+            parent_guid: None,
         };
         assert_eq!(
             sealed.to_map(),
@@ -292,7 +315,8 @@ mod tests {
                 ("size", "5"),
                 ("isfull", "true"),
                 ("compressor", "zstd"),
-                ("encryption", "age")
+                ("encryption", "age"),
+                ("guid", "17509345283761234567")
             ])
         );
         for meta in [full, inc, sealed, ObjectMeta::default()] {

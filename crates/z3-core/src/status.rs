@@ -53,6 +53,9 @@ pub struct StatusRow {
     pub health: Option<String>,
     /// Whether the snapshot exists locally.
     pub local: bool,
+    /// The local snapshot of that name is not the one in the bucket: the object records another
+    /// `guid` (the snapshot was destroyed and re-created). Shown as `guid mismatch`.
+    pub guid_mismatch: bool,
     /// The `size` metadata (uncompressed estimate), if any.
     pub size: Option<u64>,
 }
@@ -71,7 +74,11 @@ impl StatusRow {
             (None, true) => "-".to_owned(),
             (None, false) => String::new(),
         };
-        let local = if self.local { "ok" } else { "missing" };
+        let local = match (self.local, self.guid_mismatch) {
+            (true, true) => "guid mismatch",
+            (true, false) => "ok",
+            (false, _) => "missing",
+        };
         [
             self.name.clone(),
             parent,
@@ -127,6 +134,10 @@ pub fn status_rows(local: &LocalChain, remote: &RemoteIndex) -> Vec<StatusRow> {
                 },
                 health: remote.health(&object.name).map(ToString::to_string),
                 local: pair.0.is_some(),
+                guid_mismatch: pair
+                    .0
+                    .zip(object.meta.guid)
+                    .is_some_and(|(entry, guid)| entry.snapshot.guid != guid),
                 size: object.meta.size,
             }),
             (Some(entry), None) => Some(StatusRow {
@@ -135,6 +146,7 @@ pub fn status_rows(local: &LocalChain, remote: &RemoteIndex) -> Vec<StatusRow> {
                 kind: RowKind::Missing,
                 health: None,
                 local: true,
+                guid_mismatch: false,
                 size: None,
             }),
             (None, None) => None,
@@ -231,6 +243,7 @@ mod tests {
             },
             health: Some("ok".to_owned()),
             local: true,
+            guid_mismatch: false,
             size: Some(12_582_912),
         };
         let rows = [

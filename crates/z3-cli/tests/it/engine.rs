@@ -794,3 +794,39 @@ async fn a_run_that_loses_its_lock_stops_and_leaves_the_new_holder_alone() {
         .expect("the new holder's lock stays");
     assert!(String::from_utf8_lossy(&lock.0).contains("someone-else"));
 }
+
+#[tokio::test]
+async fn a_recreated_snapshot_is_not_built_on_and_objects_record_guids() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "one");
+    h.snap("snap2", "two");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    let (_, meta2, _) = h.store.object("z3-backup/pool/fs@snap2").unwrap();
+    let (_, meta1, _) = h.store.object("z3-backup/pool/fs@snap1").unwrap();
+    assert!(
+        meta1.contains_key("guid") && !meta1.contains_key("parent-guid"),
+        "{meta1:?}"
+    );
+    assert_eq!(meta2.get("parent-guid"), meta1.get("guid"));
+
+    // The dataset is lost and rebuilt locally with snapshots of the same names.
+    h.zfs.destroy_dataset("pool/fs").unwrap();
+    h.zfs.create_dataset("pool/fs").unwrap();
+    h.snap("snap1", "another one");
+    h.snap("snap2", "another two");
+    h.snap("snap3", "three");
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
+    assert!(
+        run.err.contains("pool/fs@snap2") && run.err.contains("destroyed and re-created"),
+        "{}",
+        run.err
+    );
+    assert!(h.store.object("z3-backup/pool/fs@snap3").is_none());
+    // status says which local snapshots are not the ones in the bucket.
+    let run = h.run(Command::Status(StatusArgs { json: false })).await;
+    assert!(run.out.contains("guid mismatch"), "{}", run.out);
+}

@@ -288,3 +288,84 @@ fn other_dataset_name_is_used_in_messages() {
         "Nothing to backup for filesystem \"tank/home\". Are you sure SNAPSHOT_PREFIX=\"zfs-auto-snap_hourly\" is correct?"
     );
 }
+
+/// A snapshot destroyed and re-created under the same name is another snapshot: the guid z3
+/// records in the bucket tells them apart, so nothing is built on the stale object.
+#[test]
+fn backup_refuses_to_build_on_an_object_of_another_snapshot_with_the_same_name() {
+    let local = local_of(&["pool/fs@snap_1", "pool/fs@snap_2"]);
+    let local_guid = 0xbeef + 1;
+    let stale = RemoteIndex::new(vec![object(
+        "pool/fs@snap_1",
+        &[("isfull", "true"), ("guid", "12345")],
+    )]);
+    let err = backup_on(&local, &stale, None, false).unwrap_err();
+    assert!(err.is_integrity());
+    assert!(
+        matches!(err, PlanError::GuidMismatch { ref name, bucket: 12345, local, .. }
+            if name == "pool/fs@snap_1" && local == local_guid),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--full"), "{err}");
+    // A full does not build on anything.
+    assert_eq!(
+        described(&backup_on(&local, &stale, None, true).unwrap()),
+        ["full pool/fs@snap_2"]
+    );
+    // The same snapshot: incremental as usual.
+    let same = RemoteIndex::new(vec![object(
+        "pool/fs@snap_1",
+        &[("isfull", "true"), ("guid", &local_guid.to_string())],
+    )]);
+    assert_eq!(
+        described(&backup_on(&local, &same, None, false).unwrap()),
+        ["inc pool/fs@snap_2 <- pool/fs@snap_1"]
+    );
+    // The original's objects carry no guid: matched by name, as before.
+    let legacy = RemoteIndex::new(vec![object("pool/fs@snap_1", &[("isfull", "true")])]);
+    assert!(backup_on(&local, &legacy, None, false).is_ok());
+}
+
+#[test]
+fn restore_refuses_a_local_snapshot_that_is_not_the_one_in_the_bucket() {
+    let (g1, g2) = (0xbeef + 1, 0xbeef + 2);
+    let chain = |base: u64, target: u64| {
+        RemoteIndex::new(vec![
+            object(
+                "pool/fs@snap_1",
+                &[("isfull", "true"), ("guid", &base.to_string())],
+            ),
+            object(
+                "pool/fs@snap_2",
+                &[
+                    ("parent", "pool/fs@snap_1"),
+                    ("guid", &target.to_string()),
+                    ("parent-guid", &base.to_string()),
+                ],
+            ),
+        ])
+    };
+    // The local base is another snap_1: its incremental would not apply.
+    let err = restore_on(&local_of(&["pool/fs@snap_1"]), &chain(111, 222), "snap_2").unwrap_err();
+    assert!(
+        matches!(err, PlanError::GuidMismatch { ref name, bucket: 111, .. } if name == "pool/fs@snap_1"),
+        "{err:?}"
+    );
+    assert!(err.is_integrity());
+    // The target exists locally but is another snapshot: not "nothing to do".
+    let both = local_of(&["pool/fs@snap_1", "pool/fs@snap_2"]);
+    let err = restore_on(&both, &chain(g1, 222), "snap_2").unwrap_err();
+    assert!(
+        matches!(err, PlanError::GuidMismatch { ref name, bucket: 222, .. } if name == "pool/fs@snap_2"),
+        "{err:?}"
+    );
+    // The same snapshots: restore from the base, or nothing to do.
+    let plan = restore_on(&local_of(&["pool/fs@snap_1"]), &chain(g1, g2), "snap_2").unwrap();
+    assert_eq!(plan.steps.len(), 1);
+    assert!(
+        restore_on(&both, &chain(g1, g2), "snap_2")
+            .unwrap()
+            .steps
+            .is_empty()
+    );
+}

@@ -133,6 +133,7 @@ pub(crate) fn backup_commands(plan: &BackupPlan, compressor: Option<&str>) -> Ve
                     parent: None,
                     compressor: compressor.map(str::to_owned),
                     encryption: None,
+                    ..ObjectMeta::default()
                 },
             ),
             StepKind::Incremental { parent } => (
@@ -143,6 +144,7 @@ pub(crate) fn backup_commands(plan: &BackupPlan, compressor: Option<&str>) -> Ve
                     parent: Some(parent.to_string()),
                     compressor: compressor.map(str::to_owned),
                     encryption: None,
+                    ..ObjectMeta::default()
                 },
             ),
         };

@@ -63,6 +63,7 @@ fn full_fixture_no_longer_crashes() {
             kind: RowKind::Incremental,
             health: Some("missing parent".into()),
             local: false,
+            guid_mismatch: false,
             size: None,
         }
     );
@@ -113,6 +114,7 @@ fn rows_serialize_with_lowercase_kinds() {
             "kind": "full",
             "health": "ok",
             "local": true,
+            "guid_mismatch": false,
             "size": null,
         })
     );
