@@ -3,5 +3,6 @@
 mod cli;
 mod e2e;
 mod engine;
+mod fuzz;
 mod support;
 mod transfer;

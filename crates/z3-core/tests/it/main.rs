@@ -6,6 +6,7 @@
 
 mod fixes;
 mod fixtures;
+mod fuzz;
 mod props;
 mod ssh_sync;
 mod status;
