@@ -70,6 +70,11 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    step("cargo deny check licenses bans sources (deny.toml)");
+    let deny = services::ensure_cargo_deny(&root)?;
+    run(Command::new(deny)
+        .current_dir(&root)
+        .args(["check", "licenses", "bans", "sources"]))?;
     step("build tests");
     run(cargo().args(["test", "--workspace", "--no-run"]))?;
 

