@@ -291,13 +291,7 @@ async fn failing_zfs_send_leaves_nothing_behind() {
     // A stand-in zfs that cuts real `zfs send` streams after 6,000,000 bytes and fails, like a
     // send killed mid-stream. Estimates (-n) and everything else go to the real zfs.
     let dir = tempfile::tempdir().unwrap();
-    let wrapper = dir.path().join("zfs");
-    std::fs::write(
-        &wrapper,
-        "#!/bin/sh\ncase \" $* \" in *\" -n\"*) exec zfs \"$@\";; esac\nif [ \"$1\" = send ]; then\n  zfs \"$@\" | head -c 6000000\n  exit 1\nfi\nexec zfs \"$@\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = stand_in_zfs(dir.path(), "exit 1");
 
     let out = env.z3_with(
         &ds,
@@ -367,16 +361,11 @@ async fn a_signal_during_backup_aborts_the_upload() {
     // A stand-in zfs whose send delivers 6,000,000 bytes and then hangs (the shell becomes the
     // `sleep`, so killing z3's child ends it).
     let dir = tempfile::tempdir().unwrap();
-    let wrapper = dir.path().join("zfs");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\ncase \" $* \" in *\" -n\"*) exec zfs \"$@\";; esac\nif [ \"$1\" = send ]; then\n  zfs \"$@\" | head -c 6000000\n  echo $$ > {}\n  exec sleep 300\nfi\nexec zfs \"$@\"\n",
-            dir.path().join("send.pid").display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pid_file = dir.path().join("send.pid");
+    let wrapper = stand_in_zfs(
+        dir.path(),
+        &format!("echo $$ > '{}'\n  exec sleep 300", pid_file.display()),
+    );
     let store = env.store().await;
     // The third run has its stderr closed: the message fails to print, the cleanup must not.
     for (signal, code, closed_stderr) in [
@@ -401,20 +390,7 @@ async fn a_signal_during_backup_aborts_the_upload() {
         if closed_stderr {
             drop(child.0.stderr.take());
         }
-        // Wait until the multipart upload exists, i.e. the backup is under way.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-        while store
-            .list_multipart_uploads(&ds.prefix)
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the upload never started"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        wait_for_upload(&store, &ds.prefix).await;
         let pid = child.0.id().to_string();
         let status = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &pid])
@@ -438,7 +414,7 @@ async fn a_signal_during_backup_aborts_the_upload() {
         );
         assert_no_open_uploads(&store, &ds.prefix).await;
         // The stand-in `zfs send` (z3's child, now a `sleep`) was killed, not left behind.
-        let send = std::fs::read_to_string(dir.path().join("send.pid")).unwrap();
+        let send = std::fs::read_to_string(&pid_file).unwrap();
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", send.trim()));
         assert!(
             stat.as_ref().map_or(true, |s| s.contains(") Z ")),
@@ -447,6 +423,39 @@ async fn a_signal_during_backup_aborts_the_upload() {
     }
     // And the real zfs backs it up fine afterwards.
     assert!(env.z3(&ds, &["backup"]).status.success());
+}
+
+/// A stand-in `zfs` in `dir`: estimates (`-n`) and every command but `send` go to the real
+/// zfs; `send` passes the first 6,000,000 bytes of the real stream and then runs `after_send`
+/// (shell text, e.g. `exit 1` for a send that fails, `exec sleep 300` for one that hangs).
+fn stand_in_zfs(dir: &std::path::Path, after_send: &str) -> std::path::PathBuf {
+    let wrapper = dir.join("zfs");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" -n\"*) exec zfs \"$@\";; esac\nif [ \"$1\" = send ]; then\n  zfs \"$@\" | head -c 6000000\n  {after_send}\nfi\nexec zfs \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+/// Waits up to a minute until a multipart upload is open under `prefix`: the backup is under way.
+async fn wait_for_upload(store: &z3_s3::AwsStore, prefix: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while store
+        .list_multipart_uploads(prefix)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// A child process that is killed if the test fails before it is waited for.
@@ -596,13 +605,7 @@ async fn a_second_concurrent_backup_is_refused_by_the_lock() {
     ds.write_random("big.bin", 12 << 20, 3);
     ds.snapshot("snap-1");
     let dir = tempfile::tempdir().unwrap();
-    let wrapper = dir.path().join("zfs");
-    std::fs::write(
-        &wrapper,
-        "#!/bin/sh\ncase \" $* \" in *\" -n\"*) exec zfs \"$@\";; esac\nif [ \"$1\" = send ]; then\n  zfs \"$@\" | head -c 6000000\n  exec sleep 300\nfi\nexec zfs \"$@\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wrapper = stand_in_zfs(dir.path(), "exec sleep 300");
     let store = env.store().await;
     let first = Reaped(
         env.z3_command(
@@ -615,19 +618,7 @@ async fn a_second_concurrent_backup_is_refused_by_the_lock() {
         .spawn()
         .unwrap(),
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-    while store
-        .list_multipart_uploads(&ds.prefix)
-        .await
-        .unwrap()
-        .is_empty()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first backup never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_upload(&store, &ds.prefix).await;
     let lock_key = format!("{}.z3-locks/{}", ds.prefix, ds.name);
     assert!(
         store.head(&lock_key).await.is_ok(),

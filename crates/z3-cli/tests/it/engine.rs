@@ -555,13 +555,8 @@ async fn configured_compressors_run_their_programs_and_are_recorded() {
 #[tokio::test]
 async fn an_interrupt_during_backup_aborts_the_upload_and_stops_send() {
     let interrupt = z3_cli::interrupt::Interrupt::new();
-    let mut h = Harness::new(|raw| raw.compressor = Some("zstd".into()));
-    h.engine = Engine::new(
-        Arc::new(h.zfs.clone()),
-        Arc::new(h.store.clone()),
-        h.settings.clone(),
-    )
-    .with_interrupt(interrupt.clone());
+    let h = Harness::new(|raw| raw.compressor = Some("zstd".into()))
+        .with_interrupt_and_ttl(&interrupt, 900_000);
     h.snap("snap1", &"x".repeat(100_000));
     h.snap("snap2", "two");
     h.zfs.stall_next_send(1000);
@@ -569,15 +564,7 @@ async fn an_interrupt_during_backup_aborts_the_upload_and_stops_send() {
         let backup = h.run(Command::Backup(backup()));
         tokio::pin!(backup);
         // Let the backup get stuck in the stalled send, then interrupt it.
-        loop {
-            tokio::select! {
-                run = &mut backup => panic!("the backup ended by itself: {}", run.err),
-                () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
-            }
-            if h.zfs.stalled_sends() == 1 {
-                break;
-            }
-        }
+        until_send_stalls(&h.zfs, backup.as_mut()).await;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         interrupt.trigger(z3_cli::interrupt::SIGINT);
         backup.await
@@ -621,13 +608,9 @@ async fn an_interrupt_before_restore_receives_nothing() {
         h.run(Command::Backup(backup())).await.status,
         ExitStatus::Success
     );
-    let mut other = h.other_machine_with(|_| {});
-    other.engine = Engine::new(
-        Arc::new(other.zfs.clone()),
-        Arc::new(other.store.clone()),
-        other.settings.clone(),
-    )
-    .with_interrupt(interrupt.clone());
+    let other = h
+        .other_machine_with(|_| {})
+        .with_interrupt_and_ttl(&interrupt, 900_000);
     interrupt.trigger(z3_cli::interrupt::SIGTERM);
     let run = other.run(Command::Restore(restore("snap1"))).await;
     assert_eq!(run.status, ExitStatus::Error);
@@ -642,6 +625,20 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// Drives `running` until its `zfs send` has stalled ([`FakeZfs::stall_next_send`]); fails the
+/// test if the run ends first.
+async fn until_send_stalls(
+    zfs: &FakeZfs,
+    mut running: std::pin::Pin<&mut impl Future<Output = Run>>,
+) {
+    while zfs.stalled_sends() == 0 {
+        tokio::select! {
+            run = &mut running => panic!("the run ended by itself: {}", run.err),
+            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+        }
+    }
 }
 
 impl Harness {
@@ -739,15 +736,7 @@ async fn two_concurrent_backups_one_proceeds_and_the_other_is_refused() {
     second.snap("snap1", "elsewhere");
     let running = first.run(Command::Backup(backup()));
     tokio::pin!(running);
-    loop {
-        tokio::select! {
-            run = &mut running => panic!("ended by itself: {}", run.err),
-            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
-        }
-        if first.zfs.stalled_sends() == 1 {
-            break;
-        }
-    }
+    until_send_stalls(&first.zfs, running.as_mut()).await;
     let refused = second.run(Command::Backup(backup())).await;
     assert_eq!(refused.status, ExitStatus::Locked, "{}", refused.err);
     let holder = format!("pid {}", std::process::id());
@@ -771,15 +760,7 @@ async fn a_run_that_loses_its_lock_stops_and_leaves_the_new_holder_alone() {
     h.zfs.stall_next_send(100);
     let running = h.run(Command::Backup(backup()));
     tokio::pin!(running);
-    loop {
-        tokio::select! {
-            run = &mut running => panic!("ended by itself: {}", run.err),
-            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
-        }
-        if h.zfs.stalled_sends() == 1 {
-            break;
-        }
-    }
+    until_send_stalls(&h.zfs, running.as_mut()).await;
     // Someone breaks the lock and takes it: the renewal (every 100 ms) notices.
     h.foreign_lock(now() + 3600);
     let run = tokio::time::timeout(std::time::Duration::from_secs(10), running)
