@@ -173,6 +173,11 @@ pub struct RestoreArgs {
     /// backups (config AGE_IDENTITY_FILE)
     #[arg(long = "age-identity", value_name = "PATH")]
     pub age_identity_file: Option<String>,
+
+    /// Restore objects written by z3 whose seal (stream digest) is missing or does not match
+    /// them, without the end-to-end check; by default they are refused
+    #[arg(long)]
+    pub allow_unsealed: bool,
 }
 
 impl Cli {

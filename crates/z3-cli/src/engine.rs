@@ -14,16 +14,19 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use z3_codec::{BoxedReader, Decoding, Encoding, Stage, apply_all, describe_all, is_encrypted};
+use z3_codec::{
+    BoxedReader, Decoding, DigestReader, Encoding, Stage, apply_all, describe_all, is_encrypted,
+};
 use z3_core::humanize::humanize;
 use z3_core::plan::{BackupRequest, RestoreRequest, RestoreStep, plan_backup, plan_restore};
 use z3_core::status::{header_line, render_table, status_rows};
 use z3_core::{
-    DatasetName, FullSnapshotName, LocalChain, ObjectMeta, RemoteIndex, RemoteSnapshot,
-    SnapshotName, StepKind,
+    DatasetName, Digest, DigestMismatch, FullSnapshotName, LocalChain, ObjectMeta, RemoteIndex,
+    RemoteSnapshot, SealCheck, SnapshotName, StepKind, UntrustedObject,
 };
 use z3_s3::{
-    DownloadConfig, Downloader, MultipartUploader, ObjectStore, PutOptions, UploadConfig, part_size,
+    BeforeComplete, DownloadConfig, Downloader, MultipartUploader, ObjectStore, PartsDone,
+    PutOptions, UploadConfig, part_size,
 };
 use z3_zfs::{ReceiveOptions, Zfs};
 
@@ -32,6 +35,7 @@ use crate::config::Settings;
 use crate::exit::UsageError;
 use crate::interrupt::Interrupt;
 use crate::progress::{ProgressMode, ProgressReader, bar};
+use crate::seal::PendingSeal;
 
 /// How many HEAD requests run at once while reading object metadata.
 const HEAD_CONCURRENCY: usize = 16;
@@ -43,6 +47,9 @@ const DOWNLOAD_PART_SIZE: u64 = 8 << 20;
 const DOWNLOAD_CONCURRENCY: usize = 8;
 /// Buffer size for moving bytes from a download into `zfs receive`.
 const PUMP_BUFFER: usize = 1 << 20;
+/// Bytes of each stream held back from `zfs receive` until the digest matched: far more than
+/// the END record (312 bytes) that makes it commit.
+const HOLD_BACK: usize = 1 << 20;
 
 /// Where commands write: results to `out` (stdout), notes to `err` (stderr).
 pub struct Console<'a> {
@@ -187,7 +194,15 @@ impl Engine {
                 }
             }
         }
-        Ok(RemoteIndex::new(objects))
+        let seal_prefix = layout.seal_list_prefix(dataset, &self.settings.snapshot_prefix);
+        let seals =
+            self.store.list(&seal_prefix).await.with_context(|| {
+                format!("cannot list s3://{}/{seal_prefix}", self.settings.bucket)
+            })?;
+        let sealed = seals
+            .iter()
+            .filter_map(|entry| layout.name_of_seal(&entry.key).map(str::to_owned));
+        Ok(RemoteIndex::new(objects).with_seals(sealed))
     }
 
     /// `z3 status`: local snapshots and backups side by side.
@@ -199,9 +214,10 @@ impl Engine {
         let local = self.local_chain(dataset, true).await?;
         let remote = self.remote_index(dataset).await?;
         let rows = status_rows(&local, &remote);
-        let healthy = remote
-            .iter()
-            .all(|object| remote.health(&object.name).is_none_or(|h| h.is_healthy()));
+        let healthy = remote.iter().all(|object| {
+            remote.health(&object.name).is_none_or(|h| h.is_healthy())
+                && !remote.is_unsealed(&object.name)
+        });
         if args.json {
             let doc = serde_json::json!({
                 "dataset": dataset.as_str(),
@@ -403,10 +419,22 @@ impl Engine {
             .send(parent, snapshot)
             .await
             .with_context(|| format!("cannot start zfs send of {snapshot}"))?;
+        let (stream, stream_digest) = DigestReader::new(stream);
         let progress = bar(self.progress, &snapshot.to_string(), Some(estimate.bytes));
         let reader: BoxedReader = Box::new(ProgressReader::new(stream, progress));
         let reader = apply_all(&stages, reader)
             .with_context(|| format!("cannot start {}", describe_all(&stages)))?;
+        let (reader, object_digest) = DigestReader::new(reader);
+        let seal = PendingSeal {
+            key: self.settings.layout.seal_key(&snapshot.to_string()),
+            snapshot: snapshot.to_string(),
+            guid,
+            parent_guid,
+            compressor: meta.compressor.clone(),
+            encryption: meta.encryption.clone(),
+            stream: stream_digest,
+            object: object_digest,
+        };
         let uploader = MultipartUploader::new(
             Arc::clone(&self.store),
             UploadConfig {
@@ -418,8 +446,14 @@ impl Engine {
             },
         )
         .with_cancel(cancel.clone());
+        let store = Arc::clone(&self.store);
+        let retry_config = self.settings.retry.clone();
+        // The seal goes in before the completion: no object exists without one.
+        let before_complete: BeforeComplete<'_> = Box::new(move |done: PartsDone| {
+            Box::pin(async move { seal.write(store.as_ref(), &retry_config, done.bytes).await })
+        });
         uploader
-            .upload(&key, &options, reader)
+            .upload_then(&key, &options, reader, before_complete)
             .await
             .with_context(|| format!("backup of {snapshot} failed, upload aborted"))?;
         if args.parseable {
@@ -460,6 +494,9 @@ impl Engine {
             return Ok(Outcome::Done);
         }
         let decoders = self.restore_stages(&plan.steps)?;
+        let expected = self
+            .restore_digests(&plan.steps, &remote, args.allow_unsealed, console)
+            .await?;
         let downloader = Downloader::new(
             Arc::clone(&self.store),
             DownloadConfig {
@@ -469,7 +506,7 @@ impl Engine {
             },
         );
         let options = ReceiveOptions { force: args.force };
-        for (step, decoder) in plan.steps.iter().zip(decoders) {
+        for ((step, decoder), expected) in plan.steps.iter().zip(decoders).zip(expected) {
             let url = format!("s3://{}/{}", self.settings.bucket, step.key);
             if args.dry_run {
                 let stage = if decoder.is_empty() {
@@ -513,13 +550,67 @@ impl Engine {
                 .receive(&step.snapshot, &options)
                 .await
                 .with_context(|| format!("cannot start zfs receive of {}", step.snapshot))?;
-            pump(reader, sink, &self.interrupt)
+            pump(reader, sink, &self.interrupt, expected.as_ref(), &step.key)
                 .await
                 .with_context(|| format!("restore of {} from {url} failed", step.snapshot))?;
             writeln!(console.out, "Restored {}.", step.snapshot)?;
             console.out.flush()?;
         }
         Ok(Outcome::Done)
+    }
+
+    /// The stream digest each step must produce, from its seal, checked before anything is
+    /// downloaded: an object whose seal is missing or describes another object is refused
+    /// unless `allow_unsealed`; the original's objects (no seal, no guid) have none.
+    async fn restore_digests(
+        &self,
+        steps: &[RestoreStep],
+        remote: &RemoteIndex,
+        allow_unsealed: bool,
+        console: &mut Console<'_>,
+    ) -> Result<Vec<Option<Digest>>> {
+        let mut wanted = Vec::with_capacity(steps.len());
+        for step in steps {
+            let name = step.snapshot.to_string();
+            let object = remote
+                .get(&name)
+                .with_context(|| format!("{name} vanished from the listing"))?;
+            wanted.push((self.settings.layout.seal_key(&name), object.clone()));
+        }
+        let checks = crate::seal::check_all(&self.store, wanted, &self.settings.bucket).await?;
+        let mut digests = Vec::with_capacity(steps.len());
+        for (step, check) in steps.iter().zip(checks) {
+            digests.push(match check {
+                SealCheck::Sealed(seal) => Some(seal.stream),
+                SealCheck::Legacy => {
+                    writeln!(
+                        console.err,
+                        "note: {} was written by the original z3 and has no digest; it is restored unchecked",
+                        step.key
+                    )?;
+                    None
+                }
+                check if allow_unsealed => {
+                    writeln!(
+                        console.err,
+                        "warning: restoring {} unchecked (--allow-unsealed): {check}",
+                        step.key
+                    )?;
+                    None
+                }
+                check => {
+                    return Err(UntrustedObject {
+                        snapshot: step.snapshot.to_string(),
+                        key: step.key.clone(),
+                        check_label: check.label(),
+                        check,
+                        hint: "; `z3 restore --allow-unsealed` restores it without the check",
+                    }
+                    .into());
+                }
+            });
+        }
+        Ok(digests)
     }
 
     /// The decoding stages of every step, resolved before anything is downloaded: an unknown
@@ -561,23 +652,31 @@ impl Engine {
 
 /// Moves a stream into `zfs receive`, finishing it only when the whole stream arrived intact.
 ///
-/// A read error (download or decoder failure) or an interrupt drops the sink, which kills
-/// `zfs receive` so it commits nothing. A write error means the receiver died: its own exit status and stderr say why.
+/// The last [`HOLD_BACK`] bytes are held back until the stream ended and its BLAKE3 digest
+/// equals `expected` (from the object's seal): a ZFS stream ends with its END record, so
+/// `zfs receive` cannot commit a stream whose tail it has not seen. On a mismatch, a read error
+/// (download or decoder failure) or an interrupt the sink is dropped, which kills `zfs receive`
+/// so it commits nothing. A write error means the receiver died: its own exit status and stderr
+/// say why.
 async fn pump(
     mut reader: BoxedReader,
     mut sink: z3_zfs::ReceiveSink,
     interrupt: &Interrupt,
+    expected: Option<&Digest>,
+    key: &str,
 ) -> Result<u64> {
-    let mut buf = vec![0u8; PUMP_BUFFER];
+    let mut pending: Vec<u8> = Vec::with_capacity(PUMP_BUFFER + HOLD_BACK);
+    let mut hasher = blake3::Hasher::new();
     let mut total = 0u64;
     loop {
+        pending.reserve(PUMP_BUFFER);
         let read = tokio::select! {
             biased;
             () = interrupt.cancelled() => {
                 drop(sink);
                 bail!("stopped after {total} bytes: zfs receive was killed before it committed anything");
             }
-            read = reader.read(&mut buf) => read,
+            read = reader.read_buf(&mut pending) => read,
         };
         let n = match read {
             Ok(0) => break,
@@ -587,14 +686,44 @@ async fn pump(
                 return Err(anyhow!(err)).context("reading the backup stream failed");
             }
         };
-        if let Err(write_err) = sink.write_all(&buf[..n]).await {
-            return match sink.finish().await {
-                Err(zfs_err) => Err(anyhow!(zfs_err)),
-                Ok(()) => Err(anyhow!(write_err)).context("writing to zfs receive failed"),
-            };
-        }
+        hasher.update(&pending[pending.len() - n..]);
         total += n as u64;
+        if pending.len() > HOLD_BACK {
+            let release = pending.len() - HOLD_BACK;
+            sink = write_or_explain(sink, &pending[..release]).await?;
+            pending.drain(..release);
+        }
     }
-    sink.finish().await?;
+    if let Some(expected) = expected {
+        let actual = Digest {
+            len: total,
+            blake3: *hasher.finalize().as_bytes(),
+        };
+        if actual != *expected {
+            drop(sink);
+            return Err(DigestMismatch {
+                key: key.to_owned(),
+                what: "the zfs stream",
+                expected: *expected,
+                actual,
+            })
+            .context("zfs receive was killed before it saw the end of the stream");
+        }
+    }
+    write_or_explain(sink, &pending).await?.finish().await?;
     Ok(total)
+}
+
+/// Writes to `zfs receive`; if that fails the receiver died, and its exit status says why.
+async fn write_or_explain(
+    mut sink: z3_zfs::ReceiveSink,
+    bytes: &[u8],
+) -> Result<z3_zfs::ReceiveSink> {
+    match sink.write_all(bytes).await {
+        Ok(()) => Ok(sink),
+        Err(write_err) => match sink.finish().await {
+            Err(zfs_err) => Err(anyhow!(zfs_err)),
+            Ok(()) => Err(anyhow!(write_err)).context("writing to zfs receive failed"),
+        },
+    }
 }

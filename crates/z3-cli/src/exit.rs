@@ -16,7 +16,8 @@ pub enum ExitStatus {
     Error = 1,
     /// Bad flags, invalid names, a missing or malformed configuration.
     Usage = 2,
-    /// A broken backup chain was found (and refused, for backup and restore).
+    /// A broken backup chain, or an object whose bytes or seal do not match what was backed up
+    /// (refused by backup and restore; reported by verify).
     Integrity = 3,
     /// Another backup of the same dataset holds the lock.
     Locked = 4,
@@ -43,6 +44,9 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
             } else {
                 ExitStatus::Error
             };
+        }
+        if cause.is::<z3_core::DigestMismatch>() || cause.is::<z3_core::UntrustedObject>() {
+            return ExitStatus::Integrity;
         }
         if cause.is::<crate::lock::LockedError>() {
             return ExitStatus::Locked;

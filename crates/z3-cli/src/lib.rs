@@ -14,6 +14,7 @@ pub mod exit;
 pub mod interrupt;
 pub mod lock;
 pub mod progress;
+mod seal;
 pub mod stdio;
 pub mod transfer;
 

@@ -55,6 +55,7 @@
 
 mod age;
 mod compressor;
+mod digest;
 mod error;
 mod external;
 mod inproc;
@@ -68,6 +69,7 @@ pub use compressor::{
     Compressor, Compressors, CustomCompressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Stage,
     decoder_for,
 };
+pub use digest::{DigestHandle, DigestReader};
 pub use error::{Error, ErrorKind};
 pub use external::ExternalCodec;
 pub use inproc::InProcessCodec;

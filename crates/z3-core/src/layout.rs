@@ -55,6 +55,26 @@ impl KeyLayout {
         format!("{}.z3-locks/{dataset}", self.prefix)
     }
 
+    /// The key of the seal of `name` (see [`crate::seal`]): prefix + `.z3-seals/` + `ds@snap`.
+    /// Outside every snapshot listing, like the lock.
+    #[must_use]
+    pub fn seal_key(&self, name: &str) -> String {
+        format!("{}{SEALS_DIR}{name}", self.prefix)
+    }
+
+    /// The listing prefix of the seals of one dataset and snapshot prefix.
+    #[must_use]
+    pub fn seal_list_prefix(&self, dataset: &DatasetName, snapshot_prefix: &str) -> String {
+        format!("{}{SEALS_DIR}{dataset}@{snapshot_prefix}", self.prefix)
+    }
+
+    /// The snapshot name (`ds@snap`) a seal key belongs to.
+    #[must_use]
+    pub fn name_of_seal<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.prefix.as_str())?
+            .strip_prefix(SEALS_DIR)
+    }
+
     /// The snapshot name (`ds@snap`) of `key`: the key minus the prefix, or `None` if the key is
     /// not under the prefix.
     #[must_use]
@@ -62,6 +82,9 @@ impl KeyLayout {
         key.strip_prefix(self.prefix.as_str())
     }
 }
+
+/// Where seals live, below the prefix.
+const SEALS_DIR: &str = ".z3-seals/";
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,8 @@
 //!   to its incremental base (the previous matching snapshot);
 //! - [`remote`] and [`layout`]: [`RemoteIndex`], the backup objects with their
 //!   [`ObjectMeta`], and [`KeyLayout`], the key scheme shared with the original tool;
+//! - [`seal`]: [`Seal`], the digests and guids written beside each object, and [`judge`], which
+//!   says whether an object may be trusted;
 //! - [`health`]: whether each object's parent chain reaches a full backup ([`Health`]);
 //! - [`plan`]: [`plan_backup`] and [`plan_restore`], which snapshots to send or receive, and how;
 //! - [`status`] and [`humanize()`]: the `z3 status` table, byte for byte as the original printed it;
@@ -90,6 +92,7 @@ pub mod lock;
 pub mod names;
 pub mod plan;
 pub mod remote;
+pub mod seal;
 pub mod snapshot;
 pub mod status;
 pub mod sync;
@@ -104,6 +107,7 @@ pub use plan::{
     StepKind, plan_backup, plan_restore,
 };
 pub use remote::{ObjectMeta, RemoteIndex, RemoteSnapshot};
+pub use seal::{Digest, DigestMismatch, Seal, SealCheck, UntrustedObject, judge};
 pub use snapshot::{LocalChain, LocalEntry, LocalSnapshot};
 pub use status::{RowKind, StatusRow};
 pub use sync::{SyncError, SyncPlan, plan_sync};

@@ -4,7 +4,7 @@
 //! (spec §3.2, §3.3). [`ObjectMeta`] reads and writes them in the exact form the original used,
 //! so that both tools can restore each other's backups.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::health::{self, Health, HealthMap};
 
@@ -150,6 +150,8 @@ pub struct RemoteIndex {
     objects: Vec<RemoteSnapshot>,
     by_name: HashMap<String, usize>,
     health: HealthMap,
+    /// Names (`ds@snap`) that have a seal object, when the seals were listed.
+    sealed: Option<HashSet<String>>,
 }
 
 impl RemoteIndex {
@@ -170,6 +172,26 @@ impl RemoteIndex {
             objects,
             by_name,
             health,
+            sealed: None,
+        }
+    }
+
+    /// Records which objects have a seal (the names of the seal listing, see
+    /// [`KeyLayout::seal_list_prefix`](crate::KeyLayout::seal_list_prefix)); only presence, the
+    /// seals themselves are read when their digests are needed.
+    #[must_use]
+    pub fn with_seals<I: IntoIterator<Item = String>>(mut self, names: I) -> Self {
+        self.sealed = Some(names.into_iter().collect());
+        self
+    }
+
+    /// Whether `name` is an object written by z3 (it records a `guid`) that has no seal. Always
+    /// `false` when the seals were not listed, and for the original's objects, which have none.
+    #[must_use]
+    pub fn is_unsealed(&self, name: &str) -> bool {
+        match (&self.sealed, self.get(name)) {
+            (Some(sealed), Some(object)) => object.meta.guid.is_some() && !sealed.contains(name),
+            _ => false,
         }
     }
 

@@ -49,7 +49,8 @@ pub struct StatusRow {
     pub parent: Option<String>,
     /// Full, incremental, or only local.
     pub kind: RowKind,
-    /// `ok` or the broken reason; `None` for missing rows.
+    /// `ok`, the broken reason, or `unsealed` (a healthy chain link written by z3 whose seal is
+    /// missing); `None` for missing rows.
     pub health: Option<String>,
     /// Whether the snapshot exists locally.
     pub local: bool,
@@ -132,7 +133,13 @@ pub fn status_rows(local: &LocalChain, remote: &RemoteIndex) -> Vec<StatusRow> {
                 } else {
                     RowKind::Incremental
                 },
-                health: remote.health(&object.name).map(ToString::to_string),
+                health: remote.health(&object.name).map(|health| {
+                    if health.is_healthy() && remote.is_unsealed(&object.name) {
+                        "unsealed".to_owned()
+                    } else {
+                        health.to_string()
+                    }
+                }),
                 local: pair.0.is_some(),
                 guid_mismatch: pair
                     .0

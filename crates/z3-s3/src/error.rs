@@ -172,7 +172,7 @@ impl Error {
 
     /// Prefixes the message with more context, keeping kind and source.
     #[must_use]
-    pub(crate) fn context(mut self, prefix: impl fmt::Display) -> Self {
+    pub fn context(mut self, prefix: impl fmt::Display) -> Self {
         self.message = format!("{prefix}: {}", self.message);
         self
     }

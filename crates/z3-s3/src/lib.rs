@@ -108,4 +108,4 @@ pub use store::{
     CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
     PartNumber, PutOptions, UploadId,
 };
-pub use upload::{MultipartUploader, UploadConfig, UploadReport};
+pub use upload::{BeforeComplete, MultipartUploader, PartsDone, UploadConfig, UploadReport};

@@ -82,6 +82,22 @@ pub struct UploadReport {
     pub checksum_verified: bool,
 }
 
+/// What is known once every part is stored, before `CompleteMultipartUpload`: handed to the
+/// hook of [`MultipartUploader::upload_then`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartsDone {
+    /// Bytes read from the input and stored in parts.
+    pub bytes: u64,
+    /// Number of parts.
+    pub parts: u16,
+    /// The composite CRC32C the object will have (`base64-N`).
+    pub checksum_crc32c: String,
+}
+
+/// A hook run after the last part and before the completion; see [`MultipartUploader::upload_then`].
+pub type BeforeComplete<'a> =
+    Box<dyn FnOnce(PartsDone) -> futures::future::BoxFuture<'a, Result<()>> + Send + 'a>;
+
 /// Uploads a stream of unknown length as one multipart object.
 ///
 /// Guarantees, each covered by a test in `tests/it/upload.rs`:
@@ -223,7 +239,31 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
     where
         R: AsyncRead + Unpin + Send,
     {
-        self.upload_from(key, options, AsyncSource(reader)).await
+        self.upload_from(key, options, AsyncSource(reader), None)
+            .await
+    }
+
+    /// [`upload`](Self::upload), running `before_complete` after the last part is stored and
+    /// before `CompleteMultipartUpload`: the object does not exist until the hook succeeded, and
+    /// if it fails the upload is aborted and its error returned. z3 writes the object's seal
+    /// (its stream digest, known only at the end) there, so that no object exists without one.
+    ///
+    /// The hook is not interrupted by the cancellation token (like the completion itself).
+    ///
+    /// # Errors
+    /// As [`upload`](Self::upload), and the hook's error.
+    pub async fn upload_then<R>(
+        &self,
+        key: &str,
+        options: &PutOptions,
+        reader: R,
+        before_complete: BeforeComplete<'_>,
+    ) -> Result<UploadReport>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.upload_from(key, options, AsyncSource(reader), Some(before_complete))
+            .await
     }
 
     /// [`upload`](Self::upload) from a blocking reader (standard input, a pipe, a file), read on
@@ -249,7 +289,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         let source = ThreadSource::spawn(reader).map_err(|err| {
             Error::source_failed(format!("starting the input thread for {url}"), err)
         })?;
-        self.upload_from(key, options, source).await
+        self.upload_from(key, options, source, None).await
     }
 
     async fn upload_from<P: PartSource>(
@@ -257,6 +297,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         key: &str,
         options: &PutOptions,
         mut reader: P,
+        before_complete: Option<BeforeComplete<'_>>,
     ) -> Result<UploadReport> {
         let url = object_url(self.store.bucket(), key);
         let sizer = self.config.sizer();
@@ -311,9 +352,24 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         let result = match sent {
             Ok(sent) => {
                 let expected = composite_crc32c(&sent.checksums);
-                self.complete(key, &upload_id, sent.parts.clone(), sent.bytes, &expected)
-                    .await
-                    .map(|completion| (sent, expected, completion))
+                let hook = match before_complete {
+                    Some(hook) => {
+                        hook(PartsDone {
+                            bytes: sent.bytes,
+                            parts: u16::try_from(sent.parts.len()).unwrap_or(MAX_PARTS),
+                            checksum_crc32c: expected.clone(),
+                        })
+                        .await
+                    }
+                    None => Ok(()),
+                };
+                match hook {
+                    Ok(()) => self
+                        .complete(key, &upload_id, sent.parts.clone(), sent.bytes, &expected)
+                        .await
+                        .map(|completion| (sent, expected, completion)),
+                    Err(err) => Err(err),
+                }
             }
             Err(err) => Err(err),
         };

@@ -10,21 +10,21 @@ use z3_cli::exit::{ExitStatus, classify};
 use z3_s3::{MemoryStore, ObjectStore, PutOptions};
 use z3_zfs::fake::FakeZfs;
 
-struct Harness {
-    zfs: FakeZfs,
-    store: MemoryStore,
+pub(crate) struct Harness {
+    pub(crate) zfs: FakeZfs,
+    pub(crate) store: MemoryStore,
     settings: Settings,
     engine: Engine,
 }
 
-struct Run {
-    status: ExitStatus,
-    out: String,
-    err: String,
+pub(crate) struct Run {
+    pub(crate) status: ExitStatus,
+    pub(crate) out: String,
+    pub(crate) err: String,
 }
 
 impl Harness {
-    fn new(configure: impl FnOnce(&mut RawConfig)) -> Self {
+    pub(crate) fn new(configure: impl FnOnce(&mut RawConfig)) -> Self {
         let mut raw = RawConfig {
             bucket: Some("bkt".into()),
             filesystem: Some("pool/fs".into()),
@@ -51,8 +51,19 @@ impl Harness {
         }
     }
 
+    /// The same machine and bucket, reached through `store` (e.g. a `FaultyStore` around
+    /// `self.store`); `store` of the result stays the plain memory store, for inspection.
+    pub(crate) fn with_store(&self, store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            zfs: self.zfs.clone(),
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+            engine: Engine::new(Arc::new(self.zfs.clone()), store, self.settings.clone()),
+        }
+    }
+
     /// Another host with an empty pool, sharing the bucket.
-    fn other_machine(&self) -> Self {
+    pub(crate) fn other_machine(&self) -> Self {
         let zfs = FakeZfs::new();
         zfs.create_dataset("pool").unwrap();
         let engine = Engine::new(
@@ -68,12 +79,12 @@ impl Harness {
         }
     }
 
-    fn snap(&self, name: &str, content: &str) {
+    pub(crate) fn snap(&self, name: &str, content: &str) {
         self.zfs.write("pool/fs", content.to_owned()).unwrap();
         self.zfs.snapshot(&format!("pool/fs@{name}")).unwrap();
     }
 
-    async fn run(&self, command: Command) -> Run {
+    pub(crate) async fn run(&self, command: Command) -> Run {
         let mut out = Vec::new();
         let mut err = Vec::new();
         let result = {
@@ -98,7 +109,7 @@ impl Harness {
         }
     }
 
-    fn put(&self, name: &str, meta: &[(&str, &str)]) {
+    pub(crate) fn put(&self, name: &str, meta: &[(&str, &str)]) {
         let metadata: BTreeMap<String, String> = meta
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -114,11 +125,11 @@ impl Harness {
     }
 }
 
-fn backup() -> BackupArgs {
+pub(crate) fn backup() -> BackupArgs {
     BackupArgs::default()
 }
 
-fn restore(snapshot: &str) -> RestoreArgs {
+pub(crate) fn restore(snapshot: &str) -> RestoreArgs {
     RestoreArgs {
         snapshot: snapshot.into(),
         ..RestoreArgs::default()

@@ -4,5 +4,6 @@ mod cli;
 mod e2e;
 mod engine;
 mod fuzz;
+mod seals;
 mod support;
 mod transfer;

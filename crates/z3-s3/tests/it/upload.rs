@@ -1095,3 +1095,63 @@ async fn cancelled_before_the_first_part_creates_nothing() {
     assert_eq!(store.calls(Op::CreateMultipart), 0);
     assert_clean(&store);
 }
+
+#[tokio::test(start_paused = true)]
+async fn hook_runs_after_the_last_part_and_before_completion() {
+    let store = store(1024);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(1024, 2));
+    let data = pattern(3000);
+    let seen = Arc::new(Mutex::new(None));
+    let (hook_store, hook_seen) = (Arc::clone(&store), Arc::clone(&seen));
+    let report = uploader
+        .upload_then(
+            KEY,
+            &options(),
+            TestReader::new(data.clone(), 700),
+            Box::new(move |done| {
+                Box::pin(async move {
+                    // Every part is stored, the object does not exist yet.
+                    let state = (
+                        done,
+                        hook_store.inner().object(KEY).is_some(),
+                        hook_store.inner().open_uploads(),
+                    );
+                    *hook_seen.lock().unwrap() = Some(state);
+                    Ok(())
+                })
+            }),
+        )
+        .await
+        .unwrap();
+    let (done, existed, open) = seen.lock().unwrap().take().expect("the hook ran");
+    assert_eq!((existed, open), (false, 1));
+    assert_eq!(done.bytes, 3000);
+    assert_eq!(done.parts, 3);
+    assert_eq!(done.checksum_crc32c, report.checksum_crc32c);
+    assert_eq!(store.inner().object(KEY).unwrap().0, data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_hook_aborts_the_upload() {
+    let store = store(1024);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(1024, 2));
+    let err = uploader
+        .upload_then(
+            KEY,
+            &options(),
+            TestReader::new(pattern(3000), 700),
+            Box::new(|_| {
+                Box::pin(async {
+                    Err(z3_s3::Error::new(
+                        ErrorKind::Transient,
+                        "cannot write the seal",
+                    ))
+                })
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot write the seal"), "{err}");
+    assert_clean(&store);
+    assert_eq!(store.calls(Op::CompleteMultipart), 0);
+}
