@@ -471,6 +471,22 @@ where
         })
 }
 
+/// `S3_TIMEOUT`: whole seconds, at least 1; unset keeps [`S3Config`]'s default.
+fn parse_timeout(value: Option<&str>) -> Result<Option<std::time::Duration>, ConfigError> {
+    let Some(text) = value else {
+        return Ok(S3Config::default().operation_timeout);
+    };
+    let seconds: u64 = parse_number("S3_TIMEOUT", text)?;
+    if seconds == 0 {
+        return Err(ConfigError::Invalid {
+            key: "S3_TIMEOUT",
+            value: text.to_owned(),
+            reason: "must be at least 1 (seconds)".into(),
+        });
+    }
+    Ok(Some(std::time::Duration::from_secs(seconds)))
+}
+
 fn parse_bool(key: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -667,20 +683,7 @@ impl Settings {
                 reason: "must be at least 1 (it counts attempts)".into(),
             });
         }
-        let operation_timeout = match raw.s3_timeout.as_deref() {
-            Some(text) => {
-                let seconds: u64 = parse_number("S3_TIMEOUT", text)?;
-                if seconds == 0 {
-                    return Err(ConfigError::Invalid {
-                        key: "S3_TIMEOUT",
-                        value: text.to_owned(),
-                        reason: "must be at least 1 (seconds)".into(),
-                    });
-                }
-                Some(std::time::Duration::from_secs(seconds))
-            }
-            None => S3Config::default().operation_timeout,
-        };
+        let operation_timeout = parse_timeout(raw.s3_timeout.as_deref())?;
         let endpoint = raw
             .s3_endpoint
             .or_else(|| raw.host.as_deref().map(endpoint_from_host))
