@@ -412,3 +412,25 @@ async fn responses_delayed_past_the_timeout_are_retried() {
         1,
     );
 }
+
+/// `CreateMultipartUpload` answered after the client's timeout: the server created an upload
+/// the client never heard of, and the retry creates a second one. The object is exact, and the
+/// first upload must not be left open.
+#[tokio::test]
+async fn create_response_delayed_past_the_timeout_leaves_no_upload_open() {
+    let Some(env) = RealEnv::get("create_response_delayed_past_the_timeout_leaves_no_upload_open")
+    else {
+        return;
+    };
+    let proxy = Proxy::start(&env.endpoint);
+    let late = Fault::DelayResponse(Duration::from_secs(3));
+    proxy.inject(Rule::new(Op::CreateMultipart, late, 1));
+    pput_succeeds(
+        &env,
+        &proxy,
+        "create_response_delayed_past_the_timeout_leaves_no_upload_open",
+        &[("S3_TIMEOUT", "1")],
+    )
+    .await;
+    assert_eq!(proxy.seen(Op::CreateMultipart), 2);
+}
