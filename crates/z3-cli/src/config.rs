@@ -36,6 +36,7 @@ pub const KEYS: &[&str] = &[
     "CONCURRENCY",
     "CHUNK_SIZE",
     "MAX_RETRIES",
+    "S3_TIMEOUT",
     "S3_STORAGE_CLASS",
     "HOST",
     "S3_ENDPOINT",
@@ -118,6 +119,8 @@ pub struct RawConfig {
     pub chunk_size: Option<String>,
     /// `MAX_RETRIES`.
     pub max_retries: Option<String>,
+    /// `S3_TIMEOUT`: seconds allowed for one attempt of a small S3 request.
+    pub s3_timeout: Option<String>,
     /// `S3_STORAGE_CLASS`.
     pub s3_storage_class: Option<String>,
     /// `HOST`.
@@ -468,6 +471,22 @@ where
         })
 }
 
+/// `S3_TIMEOUT`: whole seconds, at least 1; unset keeps [`S3Config`]'s default.
+fn parse_timeout(value: Option<&str>) -> Result<Option<std::time::Duration>, ConfigError> {
+    let Some(text) = value else {
+        return Ok(S3Config::default().operation_timeout);
+    };
+    let seconds: u64 = parse_number("S3_TIMEOUT", text)?;
+    if seconds == 0 {
+        return Err(ConfigError::Invalid {
+            key: "S3_TIMEOUT",
+            value: text.to_owned(),
+            reason: "must be at least 1 (seconds)".into(),
+        });
+    }
+    Ok(Some(std::time::Duration::from_secs(seconds)))
+}
+
 fn parse_bool(key: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -664,6 +683,7 @@ impl Settings {
                 reason: "must be at least 1 (it counts attempts)".into(),
             });
         }
+        let operation_timeout = parse_timeout(raw.s3_timeout.as_deref())?;
         let endpoint = raw
             .s3_endpoint
             .or_else(|| raw.host.as_deref().map(endpoint_from_host))
@@ -687,6 +707,7 @@ impl Settings {
             endpoint,
             force_path_style: path_style,
             credentials,
+            operation_timeout,
             ..S3Config::default()
         };
         Ok(Self {
@@ -899,6 +920,27 @@ mod tests {
         assert_eq!(s.s3.region.as_deref(), Some("eu-central-2"));
         // Plain AWS without a region: the SDK's chain decides.
         assert_eq!(resolve(&[("BUCKET", "b")]).unwrap().s3.region, None);
+    }
+
+    #[test]
+    fn s3_timeout_sets_the_attempt_timeout_of_small_requests() {
+        use std::time::Duration;
+        let s = resolve(&[("BUCKET", "b")]).unwrap();
+        assert_eq!(s.s3.operation_timeout, Some(Duration::from_mins(1)));
+        let s = resolve(&[("BUCKET", "b"), ("S3_TIMEOUT", "2")]).unwrap();
+        assert_eq!(s.s3.operation_timeout, Some(Duration::from_secs(2)));
+        let file = IniFile::parse("[main]\nBUCKET=b\ns3_timeout=7\n", None).unwrap();
+        let raw = layer(&file, env(&[]), &FlagOverrides::default()).unwrap();
+        let s = Settings::resolve(raw).unwrap();
+        assert_eq!(s.s3.operation_timeout, Some(Duration::from_secs(7)));
+        for bad in ["0", "1.5", "soon"] {
+            let err = resolve(&[("BUCKET", "b"), ("S3_TIMEOUT", bad)]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid S3_TIMEOUT '{bad}'")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

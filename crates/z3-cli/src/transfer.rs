@@ -240,7 +240,8 @@ pub async fn get(args: GetArgs) -> Result<()> {
         bail!(UsageError("--chunk-size must be positive".into()));
     }
     let store = connect(&settings).await?;
-    let info = match store.head(&args.name).await {
+    // Retried like every other request: one slow or dropped HEAD must not fail the download.
+    let info = match z3_s3::retry(&settings.retry, "head", || store.head(&args.name)).await {
         Ok(info) => info,
         Err(err) if err.kind() == z3_s3::ErrorKind::NotFound => {
             bail!("s3://{}/{} does not exist", settings.bucket, args.name)
