@@ -577,7 +577,13 @@ impl Engine {
                 .with_context(|| format!("{name} vanished from the listing"))?;
             wanted.push((self.settings.layout.seal_key(&name), object.clone()));
         }
-        let checks = crate::seal::check_all(&self.store, wanted, &self.settings.bucket).await?;
+        let checks = crate::seal::check_all(
+            &self.store,
+            wanted,
+            &self.settings.bucket,
+            &self.settings.retry,
+        )
+        .await?;
         let mut digests = Vec::with_capacity(steps.len());
         for (step, check) in steps.iter().zip(checks) {
             digests.push(match check {

@@ -15,6 +15,7 @@
 //! - [`health`]: whether each object's parent chain reaches a full backup ([`Health`]);
 //! - [`plan`]: [`plan_backup`] and [`plan_restore`], which snapshots to send or receive, and how;
 //! - [`status`] and [`humanize()`]: the `z3 status` table, byte for byte as the original printed it;
+//! - [`verify`]: which objects `z3 verify` reads, and whether each one's chain holds;
 //! - [`sync`]: [`plan_sync`], what `z3_ssh_sync` sends between two hosts.
 //!
 //! # Example
@@ -96,6 +97,7 @@ pub mod seal;
 pub mod snapshot;
 pub mod status;
 pub mod sync;
+pub mod verify;
 
 pub use health::{Health, HealthMap, Reason};
 pub use humanize::humanize;

@@ -219,9 +219,9 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
     /// cannot be read back, the object is deleted: z3 treats an existing object as a finished
     /// backup, so an unverified one must not stay.
     ///
-    /// `CreateMultipartUpload` is retried too; if a response was lost, the first upload id stays
-    /// open unused (list them with [`ObjectStore::list_multipart_uploads`]; a bucket lifecycle rule
-    /// for incomplete uploads removes them).
+    /// `CreateMultipartUpload` is retried too; if an attempt failed, its response may have been
+    /// lost after the server created an upload, so once the create settled, the other uploads of
+    /// the same key started since (allowing a minute of clock skew) are aborted.
     ///
     /// If the returned future is dropped mid-upload, in-flight parts are cancelled and an abort
     /// is spawned on the current Tokio runtime (best effort: it is lost if the runtime shuts down).
@@ -329,10 +329,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             ));
         }
 
-        let upload_id = retry(&self.config.retry, "create_multipart", || {
-            self.store.create_multipart(key, options)
-        })
-        .await?;
+        let upload_id = self.create(key, options).await?;
         tracing::debug!(%url, %upload_id, part_size = first_size, "multipart upload started");
         let mut guard = AbortOnDrop {
             store: Some(Arc::clone(&self.store)),
@@ -538,6 +535,45 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                 "upload to {url} (upload id {upload_id}): input needs more than {MAX_PARTS} parts (the last of {last} bytes) after {total} bytes{hint}"
             ),
         )
+    }
+
+    /// `CreateMultipartUpload` with retries. A failed attempt may still have created an upload
+    /// whose response was lost (a timeout, a reset); when any attempt failed, the other open
+    /// uploads of exactly this key started since shortly before the first attempt are aborted
+    /// once the create is settled, so none is left open (and billed) behind us.
+    async fn create(&self, key: &str, options: &PutOptions) -> Result<UploadId> {
+        let started = std::time::SystemTime::now();
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let created = retry(&self.config.retry, "create_multipart", || {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.store.create_multipart(key, options)
+        })
+        .await;
+        if attempts.into_inner() > 1 {
+            self.abort_strays(key, started, created.as_ref().ok()).await;
+        }
+        created
+    }
+
+    /// Aborts open uploads of `key` other than `keep` that were started after `since` (less a
+    /// minute for clock skew between us and the server). Best effort: failures are logged.
+    async fn abort_strays(&self, key: &str, since: std::time::SystemTime, keep: Option<&UploadId>) {
+        const SKEW: std::time::Duration = std::time::Duration::from_mins(1);
+        let since = since.checked_sub(SKEW).unwrap_or(since);
+        let open = match self.store.list_multipart_uploads(key).await {
+            Ok(open) => open,
+            Err(err) => {
+                tracing::warn!(key, error = %err, "cannot list uploads a lost CreateMultipartUpload response may have left open");
+                return;
+            }
+        };
+        for stray in open {
+            let recent = stray.initiated.is_none_or(|t| t >= since);
+            if stray.key == key && Some(&stray.upload_id) != keep && recent {
+                tracing::warn!(key, upload_id = %stray.upload_id, "aborting an upload left by a lost CreateMultipartUpload response");
+                self.abort(key, &stray.upload_id).await;
+            }
+        }
     }
 
     /// `CompleteMultipartUpload` with retries and the lost-response rule described on [`Self::upload`].

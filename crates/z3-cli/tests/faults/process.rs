@@ -223,7 +223,11 @@ async fn full_receiving_pool_fails_cleanly() {
         .send()
         .await
         .unwrap();
+    // A copy under another name has no seal of its own (z3 refuses it by default, exit 3).
     let out = env.z3_with(&target, &["restore", "snap-1"], &extra);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is unsealed"), "{}", stderr(&out));
+    let out = env.z3_with(&target, &["restore", "--allow-unsealed", "snap-1"], &extra);
     assert_clear_failure(
         &out,
         "z3",

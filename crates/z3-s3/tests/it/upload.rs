@@ -313,7 +313,7 @@ async fn create_is_retried() {
         .upload(KEY, &options(), TestReader::new(pattern(5), 5))
         .await
         .unwrap();
-    assert_eq!(store.calls(Op::CreateMultipart), 3);
+    assert_eq!(store.calls(Op::CreateMultipart), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1154,4 +1154,31 @@ async fn a_failing_hook_aborts_the_upload() {
     assert!(err.to_string().contains("cannot write the seal"), "{err}");
     assert_clean(&store);
     assert_eq!(store.calls(Op::CompleteMultipart), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upload_created_by_a_lost_create_response_is_aborted() {
+    let store = store(1024);
+    // The server creates the upload, the response never arrives, the retry creates another.
+    // Someone else's upload of another key stays alone.
+    let other = store
+        .inner()
+        .create_multipart("other-key", &options())
+        .await
+        .unwrap();
+    store.fail_after(Op::CreateMultipart, 1, ErrorKind::Transient);
+    let uploader = MultipartUploader::new(Arc::clone(&store), config(1024, 2));
+    let data = pattern(3000);
+    uploader
+        .upload(KEY, &options(), TestReader::new(data.clone(), 700))
+        .await
+        .unwrap();
+    assert_eq!(store.calls(Op::CreateMultipart), 2);
+    assert_eq!(store.inner().object(KEY).unwrap().0, data);
+    let open = store.inner().list_multipart_uploads("").await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (open[0].key.as_str(), &open[0].upload_id),
+        ("other-key", &other)
+    );
 }
