@@ -29,7 +29,8 @@ Exit codes:
   0  success (also: nothing left to back up or restore)
   1  error (S3, zfs, a failed stage of the pipeline, nothing matched SNAPSHOT_PREFIX)
   2  usage or configuration error (bad flag, invalid name, malformed config file)
-  3  integrity problem: a broken backup chain was found and refused
+  3  integrity problem: a broken backup chain, or an object whose bytes or seal do not match what was
+     backed up (refused by backup and restore, reported by status and verify)
   4  another z3 backup of the same bucket, prefix and dataset holds the lock (message names it)
   130, 143  stopped by SIGINT or SIGTERM after cleaning up (upload aborted, zfs send and an unfinished
      zfs receive killed); a second signal exits at once";
@@ -97,6 +98,9 @@ pub enum Command {
     Backup(BackupArgs),
     /// Download a backed-up snapshot and everything it builds on, and `zfs receive` them
     Restore(RestoreArgs),
+    /// Download backups and check them against their seals (stream digests) and their chains
+    /// (guids), without touching ZFS
+    Verify(VerifyArgs),
 }
 
 /// `z3 status`.
@@ -180,6 +184,38 @@ pub struct RestoreArgs {
     pub allow_unsealed: bool,
 }
 
+/// `z3 verify`.
+#[derive(Debug, Default, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["snapshot", "all"]))]
+pub struct VerifyArgs {
+    /// Snapshot whose chain (from its full backup on) to verify, the part after '@'
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: Option<String>,
+
+    /// Verify every backup of the dataset under the prefix
+    #[arg(long)]
+    pub all: bool,
+
+    /// Download only PERCENT of the selected objects, at random (at least one); every chain
+    /// is still checked
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub sample: Option<f64>,
+
+    /// age identity file for encrypted backups; without one, only their stored bytes are
+    /// checked (config AGE_IDENTITY_FILE)
+    #[arg(long = "age-identity", value_name = "PATH")]
+    pub age_identity_file: Option<String>,
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(format!(
+            "'{text}' is not a percentage above 0 and at most 100"
+        )),
+    }
+}
+
 impl Cli {
     /// The flags that override configuration.
     #[must_use]
@@ -200,6 +236,7 @@ impl Cli {
         };
         let age_identity_file = match &self.command {
             Command::Restore(r) => r.age_identity_file.clone(),
+            Command::Verify(v) => v.age_identity_file.clone(),
             _ => None,
         };
         FlagOverrides {

@@ -37,6 +37,8 @@ use crate::interrupt::Interrupt;
 use crate::progress::{ProgressMode, ProgressReader, bar};
 use crate::seal::PendingSeal;
 
+mod verify;
+
 /// How many HEAD requests run at once while reading object metadata.
 const HEAD_CONCURRENCY: usize = 16;
 /// The ACL the original sets on every object (spec §3.2).

@@ -68,6 +68,7 @@ pub fn check_names(command: &Command) -> Result<()> {
     let snapshot = match command {
         Command::Backup(args) => args.snapshot.as_deref(),
         Command::Restore(args) => Some(args.snapshot.as_str()),
+        Command::Verify(args) => args.snapshot.as_deref(),
         Command::Status(_) => None,
     };
     if let Some(name) = snapshot {
@@ -112,6 +113,7 @@ pub async fn execute(
         Command::Status(args) => engine.status(args, console).await?,
         Command::Backup(args) => engine.backup(args, console).await?,
         Command::Restore(args) => engine.restore(args, console).await?,
+        Command::Verify(args) => engine.verify(args, console).await?,
     };
     Ok(match outcome {
         Outcome::Done => ExitStatus::Success,

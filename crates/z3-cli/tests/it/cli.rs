@@ -167,3 +167,26 @@ fn unreachable_endpoint_fails_with_one_line() {
     assert!(err.starts_with("z3: error: "), "{err}");
     assert!(!err.contains("do-not-print-me"), "{err}");
 }
+
+#[test]
+fn verify_needs_a_snapshot_or_all_and_a_sane_sample() {
+    z3().args(["verify"])
+        .env("BUCKET", "b")
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--all"));
+    z3().args(["verify", "--all", "--sample", "0"])
+        .env("BUCKET", "b")
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "'0' is not a percentage above 0 and at most 100",
+        ));
+    z3().args(["verify", "snap\"quoted"])
+        .env("BUCKET", "b")
+        .assert()
+        .code(2)
+        .stderr(
+            "z3: error: invalid snapshot name 'snap\"quoted': invalid character '\"' in name\n",
+        );
+}

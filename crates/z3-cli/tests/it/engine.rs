@@ -413,7 +413,7 @@ async fn unknown_restore_target_is_an_error() {
 }
 
 /// A fresh age key pair: the public key and an identity file holding the secret key.
-fn age_key(dir: &std::path::Path, name: &str) -> (String, std::path::PathBuf) {
+pub(crate) fn age_key(dir: &std::path::Path, name: &str) -> (String, std::path::PathBuf) {
     use age::secrecy::ExposeSecret;
     let identity = age::x25519::Identity::generate();
     let path = dir.join(name);
@@ -423,7 +423,7 @@ fn age_key(dir: &std::path::Path, name: &str) -> (String, std::path::PathBuf) {
 
 impl Harness {
     /// Another host sharing the bucket, with its own settings.
-    fn other_machine_with(&self, configure: impl FnOnce(&mut Settings)) -> Self {
+    pub(crate) fn other_machine_with(&self, configure: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = self.settings.clone();
         configure(&mut settings);
         let zfs = FakeZfs::new();

@@ -1,11 +1,11 @@
 //! Seals and the end-to-end stream digest (ADR 3) on `FakeZfs` and `MemoryStore`.
 
-use z3_cli::args::{Command, RestoreArgs, StatusArgs};
+use z3_cli::args::{Command, RestoreArgs, StatusArgs, VerifyArgs};
 use z3_cli::exit::ExitStatus;
 use z3_core::Seal;
 use z3_s3::{ErrorKind, FaultyStore, ObjectStore, Op, PutOptions};
 
-use crate::engine::{Harness, backup, restore};
+use crate::engine::{Harness, age_key, backup, restore};
 
 const SEAL1: &str = "z3-backup/.z3-seals/pool/fs@snap1";
 const OBJ1: &str = "z3-backup/pool/fs@snap1";
@@ -291,4 +291,216 @@ async fn an_orphan_seal_of_a_failed_upload_does_not_make_a_backup() {
         seal_of(&h, SEAL1).object.blake3,
         *blake3::hash(&object).as_bytes()
     );
+}
+
+fn verify_all() -> Command {
+    Command::Verify(VerifyArgs {
+        all: true,
+        ..VerifyArgs::default()
+    })
+}
+
+fn line<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("no line for {name} in {out}"))
+}
+
+#[tokio::test]
+async fn verify_reads_every_object_back_and_never_touches_zfs() {
+    let h = backed_up_pair().await;
+    let zfs_calls = h.zfs.calls().len();
+    let run = h.run(verify_all()).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
+    assert!(
+        line(&run.out, "pool/fs@snap1").starts_with("ok       pool/fs@snap1  full  stream "),
+        "{}",
+        run.out
+    );
+    assert!(
+        line(&run.out, "pool/fs@snap2").starts_with("ok       pool/fs@snap2  incremental  stream "),
+        "{}",
+        run.out
+    );
+    assert!(
+        run.out
+            .ends_with("verified 2 objects of pool/fs: 2 ok, 0 failed, 0 not downloaded\n"),
+        "{}",
+        run.out
+    );
+    assert_eq!(
+        h.zfs.calls().len(),
+        zfs_calls,
+        "verify ran zfs: {:?}",
+        h.zfs.calls()
+    );
+}
+
+#[tokio::test]
+async fn verify_names_the_corrupt_object_and_exits_3() {
+    let h = backed_up_pair().await;
+    tamper(&h, OBJ1, |data| {
+        let last = data.len() - 1;
+        data[last] ^= 1;
+    });
+    let run = h.run(verify_all()).await;
+    assert_eq!(run.status, ExitStatus::Integrity, "{}", run.out);
+    let bad = line(&run.out, "pool/fs@snap1");
+    assert!(bad.starts_with("FAILED   pool/fs@snap1  full  the stored object does not match its seal: expected blake3 "), "{bad}");
+    assert!(
+        bad.contains("; the zfs stream does not match its seal"),
+        "{bad}"
+    );
+    assert!(
+        line(&run.out, "pool/fs@snap2").starts_with("ok "),
+        "{}",
+        run.out
+    );
+    assert!(
+        run.out.contains(": 1 ok, 1 failed, 0 not downloaded"),
+        "{}",
+        run.out
+    );
+}
+
+#[tokio::test]
+async fn verify_finds_a_replaced_base_by_its_guid() {
+    let h = backed_up_pair().await;
+    // snap1 replaced by another snapshot of the same name (new guid, new seal): snap2 was
+    // built on the old one.
+    let (data, mut metadata, _) = h.store.object(OBJ1).unwrap();
+    metadata.insert("guid".into(), "777".into());
+    h.store.insert(
+        OBJ1,
+        data,
+        &PutOptions {
+            metadata,
+            ..PutOptions::default()
+        },
+    );
+    let mut seal = seal_of(&h, SEAL1);
+    seal.guid = Some(777);
+    h.store
+        .insert(SEAL1, seal.to_text(), &PutOptions::default());
+    let run = h.run(verify_all()).await;
+    assert_eq!(run.status, ExitStatus::Integrity, "{}", run.out);
+    assert!(
+        line(&run.out, "pool/fs@snap1").starts_with("ok "),
+        "{}",
+        run.out
+    );
+    let guid2 = seal_of(&h, "z3-backup/.z3-seals/pool/fs@snap2")
+        .parent_guid
+        .unwrap();
+    assert_eq!(
+        line(&run.out, "pool/fs@snap2"),
+        format!(
+            "FAILED   pool/fs@snap2  incremental  built on guid {guid2}, but pool/fs@snap1 holds guid 777 (the base was replaced)"
+        )
+    );
+}
+
+#[tokio::test]
+async fn verify_of_one_snapshot_checks_its_chain_and_samples_spot_check() {
+    let h = backed_up_pair().await;
+    h.snap("snap3", "three");
+    h.snap("snap4", "four");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    let run = h
+        .run(Command::Verify(VerifyArgs {
+            snapshot: Some("snap2".into()),
+            ..VerifyArgs::default()
+        }))
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
+    assert!(
+        run.out
+            .ends_with("verified 2 objects of pool/fs: 2 ok, 0 failed, 0 not downloaded\n"),
+        "{}",
+        run.out
+    );
+
+    let run = h
+        .run(Command::Verify(VerifyArgs {
+            all: true,
+            sample: Some(50.0),
+            ..VerifyArgs::default()
+        }))
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.out);
+    assert!(
+        run.out.ends_with(
+            "verified 4 objects of pool/fs: 2 ok, 0 failed, 2 not downloaded (sample 50%)\n"
+        ),
+        "{}",
+        run.out
+    );
+    assert_eq!(
+        run.out
+            .matches("chain ok; bytes not in this sample")
+            .count(),
+        2,
+        "{}",
+        run.out
+    );
+
+    let run = h
+        .run(Command::Verify(VerifyArgs {
+            snapshot: Some("nope".into()),
+            ..VerifyArgs::default()
+        }))
+        .await;
+    assert_eq!(run.status, ExitStatus::Error);
+    assert!(
+        run.err
+            .contains("there is no backup of pool/fs@nope under s3://bkt/z3-backup/"),
+        "{}",
+        run.err
+    );
+}
+
+#[tokio::test]
+async fn verify_checks_encrypted_objects_with_or_without_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, identity) = age_key(dir.path(), "key.txt");
+    let h = Harness::new(|raw| raw.age_recipients = Some(public.clone()));
+    h.snap("snap1", "secret one");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    // Without the key: the stored bytes against the seal.
+    let run = h.run(verify_all()).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
+    assert!(
+        line(&run.out, "pool/fs@snap1").contains("stored bytes match the seal"),
+        "{}",
+        run.out
+    );
+    // With it: the decrypted stream too.
+    let keyed = h.other_machine_with(|s| s.age.identity_file = Some(identity.clone()));
+    let run = keyed.run(verify_all()).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
+    assert!(
+        line(&run.out, "pool/fs@snap1").starts_with("ok       pool/fs@snap1  full  stream "),
+        "{}",
+        run.out
+    );
+    // A flipped byte in the ciphertext fails either way.
+    tamper(&h, OBJ1, |data| {
+        let middle = data.len() / 2;
+        data[middle] ^= 1;
+    });
+    for host in [&h, &keyed] {
+        let run = host.run(verify_all()).await;
+        assert_eq!(run.status, ExitStatus::Integrity, "{}", run.out);
+        assert!(
+            line(&run.out, "pool/fs@snap1").starts_with("FAILED "),
+            "{}",
+            run.out
+        );
+    }
 }

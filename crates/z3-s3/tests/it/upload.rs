@@ -313,7 +313,10 @@ async fn create_is_retried() {
         .upload(KEY, &options(), TestReader::new(pattern(5), 5))
         .await
         .unwrap();
-    assert_eq!(store.calls(Op::CreateMultipart), 2);
+    assert_eq!(store.calls(Op::CreateMultipart), 3);
+    // Failures before the request reached the server: nothing to clean up, one look.
+    assert_eq!(store.calls(Op::ListMultipartUploads), 1);
+    assert_eq!(store.calls(Op::AbortMultipart), 0);
 }
 
 #[tokio::test(start_paused = true)]
