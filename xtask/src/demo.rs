@@ -86,7 +86,9 @@ pub(crate) fn run_demo(root: &Path) -> Result<()> {
     say("status: three backups, healthy, present locally");
     demo.z3(&["status"])?;
 
-    say("verify: read every object back against its seal (BLAKE3 of the zfs stream), without ZFS and without the secret key");
+    say(
+        "verify: read every object back against its seal (BLAKE3 of the zfs stream), without ZFS and without the secret key",
+    );
     demo.z3(&["verify", "--all"])?;
 
     say(&format!("destroying {dataset} (the disaster)"));
