@@ -1,7 +1,7 @@
 //! What `z3 verify` checks without touching ZFS: which objects, and whether their chain holds.
 //!
 //! The bytes (digests) are checked by the CLI, which downloads; this module decides which
-//! objects take part ([`select`], [`sample`]) and checks the chain of each ([`continuity`]):
+//! objects take part ([`chain_of`], [`sample`]) and checks the chain of each ([`continuity`]):
 //! its parent chain reaches a full (the health check), and an incremental's recorded base guid
 //! equals the guid of the object it builds on, so a base that was replaced after the
 //! incremental was made is found.
