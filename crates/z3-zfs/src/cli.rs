@@ -8,6 +8,7 @@ use z3_core::{DatasetName, FullSnapshotName, LocalSnapshot};
 use crate::error::{Error, ErrorKind, Subject};
 use crate::parse::{self, RawSnapshot, StderrClass};
 use crate::runner::{Captured, Invocation};
+use crate::ssh::SshTarget;
 use crate::{EstimateMethod, ReceiveOptions, ReceiveSink, SendEstimate, SendStream, Zfs};
 
 const UNKNOWN: u8 = 0;
@@ -26,6 +27,7 @@ const LEGACY: u8 = 2;
 #[derive(Debug)]
 pub struct ZfsCli {
     program: PathBuf,
+    via: Option<std::sync::Arc<SshTarget>>,
     list_dialect: AtomicU8,
     estimate_dialect: AtomicU8,
 }
@@ -48,9 +50,25 @@ impl ZfsCli {
     pub fn with_program(program: impl Into<PathBuf>) -> Self {
         Self {
             program: program.into(),
+            via: None,
             list_dialect: AtomicU8::new(UNKNOWN),
             estimate_dialect: AtomicU8::new(UNKNOWN),
         }
+    }
+
+    /// Runs `zfs` on another host through `ssh` (see [`SshTarget`]); dialects are detected there
+    /// as here.
+    #[must_use]
+    pub fn over_ssh(target: SshTarget) -> Self {
+        let mut cli = Self::new();
+        cli.via = Some(std::sync::Arc::new(target));
+        cli
+    }
+
+    /// The host `zfs` runs on: `None` for this one.
+    #[must_use]
+    pub fn ssh_target(&self) -> Option<&SshTarget> {
+        self.via.as_deref()
     }
 
     /// The program this instance runs.
@@ -65,6 +83,7 @@ impl ZfsCli {
             args.iter().map(|a| (*a).to_owned()).collect(),
             subject,
         )
+        .via(self.via.clone())
     }
 
     /// `send [-i from] to` followed by `extra` flags placed before `-i`.

@@ -79,6 +79,7 @@ mod error;
 pub mod fake;
 pub mod parse;
 mod runner;
+mod ssh;
 mod stream;
 
 use std::sync::Arc;
@@ -87,6 +88,7 @@ use z3_core::{DatasetName, FullSnapshotName, LocalSnapshot};
 
 pub use cli::ZfsCli;
 pub use error::{CommandFailure, Error, ErrorKind, STDERR_LIMIT, Subject};
+pub use ssh::{SshTarget, shell_quote};
 pub use stream::{ReceiveSink, SendStream};
 
 /// The operations z3 needs from ZFS. See the [crate documentation](crate) for why it is a trait.

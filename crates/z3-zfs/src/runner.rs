@@ -15,6 +15,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::error::{CommandFailure, Error, ErrorKind, STDERR_LIMIT, Subject};
+use crate::ssh::SshTarget;
 use crate::stream::{ReceiveSink, SendStream};
 
 /// A program and its arguments.
@@ -23,6 +24,8 @@ pub(crate) struct Invocation {
     program: PathBuf,
     args: Vec<String>,
     subject: Subject,
+    /// Run on another host through ssh instead of here.
+    via: Option<std::sync::Arc<SshTarget>>,
 }
 
 /// The outcome of a captured command.
@@ -47,21 +50,41 @@ impl Invocation {
             program: program.to_owned(),
             args,
             subject,
+            via: None,
+        }
+    }
+
+    /// Runs the same command on another host, through `ssh`.
+    pub(crate) fn via(mut self, target: Option<std::sync::Arc<SshTarget>>) -> Self {
+        self.via = target;
+        self
+    }
+
+    /// The local program and arguments: the command itself, or `ssh … 'command'`.
+    fn argv(&self) -> (PathBuf, Vec<String>) {
+        match &self.via {
+            None => (self.program.clone(), self.args.clone()),
+            Some(target) => (
+                target.program.clone(),
+                target.args(&self.program.to_string_lossy(), &self.args),
+            ),
         }
     }
 
     /// The command line for humans, each word shell-quoted when needed.
     pub(crate) fn display(&self) -> String {
-        let program = self.program.to_string_lossy();
-        std::iter::once(quote(&program))
-            .chain(self.args.iter().map(|a| quote(a)))
+        let (program, args) = self.argv();
+        let program = program.to_string_lossy();
+        std::iter::once(quote(&program).into_owned())
+            .chain(args.iter().map(|a| quote(a).into_owned()))
             .collect::<Vec<_>>()
             .join(" ")
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
+        let (program, args) = self.argv();
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .env("LC_ALL", "C")
             .stderr(Stdio::piped())
             .kill_on_drop(true);

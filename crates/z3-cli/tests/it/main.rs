@@ -5,5 +5,7 @@ mod e2e;
 mod engine;
 mod fuzz;
 mod seals;
+mod ssh_sync;
 mod support;
+mod sync;
 mod transfer;
