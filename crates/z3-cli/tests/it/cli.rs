@@ -190,3 +190,58 @@ fn verify_needs_a_snapshot_or_all_and_a_sane_sample() {
             "z3: error: invalid snapshot name 'snap\"quoted': invalid character '\"' in name\n",
         );
 }
+
+fn ssh_sync() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("z3_ssh_sync").unwrap();
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("Z3_CONFIG", "/dev/null");
+    cmd
+}
+
+#[test]
+fn ssh_sync_refuses_bad_input_before_running_ssh() {
+    // No ssh is ever started for these: the program does not even exist.
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "--dataset",
+                "pool/fs",
+                "--",
+                "-oProxyCommand=touch /tmp/pwned",
+            ],
+            "z3_ssh_sync: error: invalid ssh destination '-oProxyCommand=touch /tmp/pwned'\n",
+        ),
+        (
+            &["host"],
+            "z3_ssh_sync: error: no dataset: give --dataset or set FILESYSTEM\n",
+        ),
+        (
+            &["--dataset", "pool/bad name!", "host"],
+            "z3_ssh_sync: error: invalid dataset name 'pool/bad name!': invalid character '!' in name\n",
+        ),
+        (
+            &[
+                "--dataset",
+                "pool/fs",
+                "--remote-dataset",
+                "tank/x'y",
+                "host",
+            ],
+            "z3_ssh_sync: error: invalid dataset name 'tank/x'y': invalid character ''' in name\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        ssh_sync()
+            .args(["--ssh-program", "/nonexistent/ssh"])
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(expected.to_owned());
+    }
+    ssh_sync()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("Exit codes: 0 success"));
+}

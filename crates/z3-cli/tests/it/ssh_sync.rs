@@ -187,8 +187,8 @@ fn push_full_then_incremental_then_noop_pull_and_dry_run_over_real_ssh() {
     assert_eq!(snapshots(&dst.name), ["snap-2", "snap-3", "snap-4"]);
     assert_eq!(dst.files(), src.files());
 
-    // Up to date.
-    let out = sshd.sync(&remote);
+    // Up to date (the remote zfs through sudo this time).
+    let out = sshd.sync(&[&remote[..], &["--sudo"]].concat());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stderr(&out), "Nothing to do here.\n");
     assert_eq!(stdout(&out), "");

@@ -89,13 +89,17 @@ impl Hosts {
     }
 
     async fn run(&self, sync: &Sync) -> Outcome {
+        self.run_with(sync, &Interrupt::new()).await
+    }
+
+    async fn run_with(&self, sync: &Sync, interrupt: &Interrupt) -> Outcome {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let result = {
             let mut console = Console {
                 out: &mut out,
                 err: &mut err,
             };
-            sync.run(&mut console, &Interrupt::new()).await
+            sync.run(&mut console, interrupt).await
         };
         let mut err = String::from_utf8(err).unwrap();
         let status = match result {
@@ -303,4 +307,42 @@ async fn a_touched_destination_is_refused_unless_forced() {
         hosts.remote.content("remote/fs"),
         hosts.local.content("local/fs")
     );
+}
+
+#[tokio::test]
+async fn an_interrupt_kills_send_and_receive_and_commits_nothing() {
+    let hosts = Hosts::new(&ALL, &[]).await;
+    hosts.local.stall_next_send(100);
+    let interrupt = Interrupt::new();
+    let sync = hosts.sync(false, false);
+    let running = hosts.run_with(&sync, &interrupt);
+    tokio::pin!(running);
+    while hosts.local.stalled_sends() == 0 {
+        tokio::select! {
+            run = &mut running => panic!("the sync ended by itself: {}", run.err),
+            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+        }
+    }
+    interrupt.trigger(2);
+    let run = running.await;
+    assert_eq!(run.status, ExitStatus::Error, "{}", run.err);
+    assert!(
+        run.err
+            .contains("bytes: zfs send and zfs receive were killed"),
+        "{}",
+        run.err
+    );
+    assert!(
+        !hosts.remote.exists("remote/fs"),
+        "a partial stream was committed"
+    );
+    // The stalled send was killed (the fake's stream is dropped).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while hosts.local.stalled_sends() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "zfs send was not stopped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
