@@ -224,3 +224,55 @@ async fn modern_dialect_uses_list_p_and_dry_run() {
         ]
     );
 }
+
+/// A stand-in `ssh`: logs its own arguments, then runs the remote command string with `sh -c`,
+/// as the remote user's shell would, with the stand-in `zfs` first on `PATH`.
+const FAKE_SSH: &str = r#"#!/bin/sh
+printf '%s\n' "$*" >> "$0.log"
+while [ "$1" != "--" ]; do shift; done
+shift
+shift
+PATH="$(dirname "$0"):$PATH" exec sh -c "$1"
+"#;
+
+/// A stand-in remote `zfs` that logs every argument in brackets and lists one snapshot.
+const ARGV_ZFS: &str = r#"#!/bin/sh
+for a in "$@"; do printf '[%s]' "$a"; done >> "$0.log"
+printf '\n' >> "$0.log"
+case "$1" in
+list)
+  case "$*" in
+  *snapshot*) printf 'pool/my fs@a b\t7\t3\n' ;;
+  *) printf '%s\n' "pool/my fs" ;;
+  esac
+  ;;
+esac
+"#;
+
+#[tokio::test]
+async fn zfs_over_ssh_keeps_every_argument_whole_through_the_remote_shell() {
+    let zfs_script = Script::new("zfs", ARGV_ZFS);
+    let ssh_script = Script::new("ssh", FAKE_SSH);
+    let mut target = z3_zfs::SshTarget::new("backup@example.com").unwrap();
+    target.program.clone_from(&ssh_script.path);
+    target.port = Some(2222);
+    let zfs = ZfsCli::over_ssh(target);
+    assert!(zfs.dataset_exists(&ds("pool/my fs")).await.unwrap());
+    let snaps = zfs.list_snapshots(&ds("pool/my fs")).await.unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0].name.to_string(), "pool/my fs@a b");
+    assert_eq!(snaps[0].guid, 7);
+    // ssh got its options, `--`, the destination and one quoted command string.
+    let ssh_calls = ssh_script.calls();
+    assert!(
+        ssh_calls[0].starts_with("-p 2222 -- backup@example.com LC_ALL=C zfs list "),
+        "{ssh_calls:?}"
+    );
+    assert!(ssh_calls[0].ends_with(" 'pool/my fs'"), "{ssh_calls:?}");
+    // The remote zfs received the name as one argument.
+    let zfs_calls = zfs_script.calls();
+    assert!(
+        zfs_calls.iter().all(|c| c.ends_with("[pool/my fs]")),
+        "{zfs_calls:?}"
+    );
+}
