@@ -8,6 +8,7 @@
 //! the only one that knows about exit codes (see [`exit::ExitStatus`]).
 
 pub mod args;
+pub mod cleanup;
 pub mod config;
 pub mod engine;
 pub mod exit;

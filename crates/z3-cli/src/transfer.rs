@@ -139,7 +139,7 @@ async fn connect(settings: &Settings) -> Result<Arc<AwsStore>> {
     Ok(Arc::new(store))
 }
 
-fn settings_for(config: Option<&PathBuf>) -> Result<Settings> {
+pub(crate) fn settings_for(config: Option<&PathBuf>) -> Result<Settings> {
     let file = match config {
         Some(path) => crate::config::IniFile::load(path, true)?,
         None => crate::config::IniFile::load(

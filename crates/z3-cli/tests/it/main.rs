@@ -1,5 +1,6 @@
 //! Integration tests of the z3 CLI: engine tests on fakes, and the end-to-end suite on real zfs-fuse and SeaweedFS.
 
+mod cleanup;
 mod cli;
 mod e2e;
 mod engine;

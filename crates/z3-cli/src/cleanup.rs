@@ -1,0 +1,219 @@
+//! `z3_mp_cleanup`: aborts multipart uploads left open (the original's `python -m z3.s3_mp_cleanup`,
+//! spec §1.5, which was never installed as a command).
+//!
+//! z3 aborts its own failed uploads, but some cannot be aborted: a process killed with SIGKILL, a
+//! second Ctrl-C, a server unreachable until z3 gave up. Their parts stay stored and billed until
+//! aborted. This command lists the open uploads, marks those at least `--max-age` days old with
+//! `X` and aborts them (unless `--dry-run`). Younger uploads may belong to a backup still running
+//! and are left alone; so are uploads whose start time the server does not report.
+
+// The doc comments of the flag structs are terminal help text, not rustdoc.
+#![allow(clippy::doc_markdown)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use z3_s3::{ObjectStore, retry};
+
+const AFTER_HELP: &str = "\
+BUCKET, S3 credentials and the endpoint come from the environment or the [main] section of \
+/etc/z3_backup/z3.conf, as for z3 (unlike the original, the endpoint is honoured).
+
+Output: a table 'A | key | initiated' (A is X for the uploads aborted, or to abort with --dry-run), \
+then a summary line.
+
+Exit codes: 0 success, 1 error (some upload could not be aborted, S3 failures), 2 usage error.";
+
+/// Abort unfinished multipart uploads older than a number of days.
+#[derive(Debug, Parser)]
+#[command(name = "z3_mp_cleanup", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct CleanupArgs {
+    /// Abort uploads started at least this many days ago (fractions allowed)
+    #[arg(long, value_name = "DAYS", default_value = "1", value_parser = parse_days)]
+    pub max_age: f64,
+
+    /// Only list; abort nothing
+    #[arg(long, visible_alias = "dry")]
+    pub dry_run: bool,
+
+    /// Only uploads whose key starts with this (default: the whole bucket)
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub prefix: String,
+
+    /// Config file (default /etc/z3_backup/z3.conf; also Z3_CONFIG)
+    #[arg(long, value_name = "PATH", env = "Z3_CONFIG", hide_env_values = true)]
+    pub config: Option<PathBuf>,
+}
+
+fn parse_days(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(days) if days.is_finite() && days >= 0.0 => Ok(days),
+        _ => Err(format!("'{text}' is not a number of days")),
+    }
+}
+
+/// What a cleanup found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Open uploads listed.
+    pub open: usize,
+    /// Old enough to abort.
+    pub stale: usize,
+    /// Aborted (0 on a dry run).
+    pub aborted: usize,
+    /// Aborts that failed.
+    pub failed: usize,
+}
+
+/// Lists the open uploads under `prefix`, prints the table to `out`, and aborts those started at
+/// least `max_age` before `now` unless `dry_run`.
+///
+/// # Errors
+/// Listing failures and output errors; failed aborts are counted in the report and printed.
+pub async fn cleanup(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    max_age: Duration,
+    dry_run: bool,
+    now: SystemTime,
+    retry_config: &z3_s3::RetryConfig,
+    out: &mut dyn Write,
+) -> Result<CleanupReport> {
+    let uploads = retry(retry_config, "list_multipart_uploads", || {
+        store.list_multipart_uploads(prefix)
+    })
+    .await
+    .with_context(|| format!("cannot list the open uploads of {}", store.bucket()))?;
+    let mut report = CleanupReport {
+        open: uploads.len(),
+        ..CleanupReport::default()
+    };
+    writeln!(out, "A | key | initiated")?;
+    for upload in &uploads {
+        let stale = upload
+            .initiated
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age >= max_age);
+        let started = upload.initiated.map_or_else(|| "unknown".to_owned(), utc);
+        writeln!(
+            out,
+            "{} | {} | {started}",
+            if stale { "X" } else { " " },
+            upload.key
+        )?;
+        if !stale {
+            continue;
+        }
+        report.stale += 1;
+        if dry_run {
+            continue;
+        }
+        match retry(retry_config, "abort_multipart", || {
+            store.abort_multipart(&upload.key, &upload.upload_id)
+        })
+        .await
+        {
+            Ok(()) => report.aborted += 1,
+            // Gone already (another cleanup, or its owner finished): what we wanted.
+            Err(err) if err.kind() == z3_s3::ErrorKind::NoSuchUpload => report.aborted += 1,
+            Err(err) => {
+                report.failed += 1;
+                writeln!(
+                    out,
+                    "  cannot abort {} ({}): {err}",
+                    upload.key, upload.upload_id
+                )?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Runs `z3_mp_cleanup`.
+///
+/// # Errors
+/// Configuration and S3 errors, and any abort that failed.
+pub async fn main(args: CleanupArgs, out: &mut dyn Write) -> Result<()> {
+    let settings = crate::transfer::settings_for(args.config.as_ref())?;
+    let store = z3_s3::AwsStore::connect(settings.s3.clone())
+        .await
+        .context("cannot set up the S3 client")?;
+    let max_age = Duration::from_secs_f64(args.max_age * 86_400.0);
+    let report = cleanup(
+        &store,
+        &args.prefix,
+        max_age,
+        args.dry_run,
+        SystemTime::now(),
+        &settings.retry,
+        out,
+    )
+    .await?;
+    let verb = if args.dry_run {
+        "would abort"
+    } else {
+        "aborted"
+    };
+    let count = if args.dry_run {
+        report.stale
+    } else {
+        report.aborted
+    };
+    writeln!(
+        out,
+        "{verb} {count} of {} unfinished uploads in {} started at least {} day(s) ago",
+        report.open, settings.bucket, args.max_age
+    )?;
+    if report.failed > 0 {
+        bail!("{} uploads could not be aborted", report.failed);
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a date library: days to civil date after Howard
+/// Hinnant's `civil_from_days`.
+fn utc(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 fit in i64 for any SystemTime.
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_matches_known_dates() {
+        let at = |secs: u64| utc(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_798_382_096), "2026-12-27T14:34:56Z");
+        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+
+    #[test]
+    fn days_are_checked() {
+        assert_eq!(parse_days("0.5"), Ok(0.5));
+        assert!(parse_days("-1").is_err());
+        assert!(parse_days("soon").is_err());
+        assert!(parse_days("inf").is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! `z3_mp_cleanup` on `MemoryStore` (ages by moving "now") and end to end on SeaweedFS.
+
+use std::time::{Duration, SystemTime};
+
+use z3_cli::cleanup::cleanup;
+use z3_s3::{ErrorKind, FaultyStore, MemoryStore, ObjectStore, Op, PutOptions, RetryConfig};
+
+use crate::support::{RealEnv, stderr, stdout};
+
+const DAY: Duration = Duration::from_hours(24);
+
+fn retry() -> RetryConfig {
+    RetryConfig {
+        max_attempts: 2,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(2),
+    }
+}
+
+#[tokio::test]
+async fn old_uploads_are_aborted_young_ones_and_objects_left_alone() {
+    let store = MemoryStore::new("bkt");
+    store.insert(
+        "z3/pool/fs@done",
+        b"a finished backup".to_vec(),
+        &PutOptions::default(),
+    );
+    let old = store
+        .create_multipart("z3/pool/fs@old", &PutOptions::default())
+        .await
+        .unwrap();
+    store
+        .create_multipart("other/key", &PutOptions::default())
+        .await
+        .unwrap();
+    // Seen two days later, both are old; a dry run aborts nothing.
+    let later = SystemTime::now() + 2 * DAY;
+    let mut out = Vec::new();
+    let report = cleanup(&store, "", DAY, true, later, &retry(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!((report.open, report.stale, report.aborted), (2, 2, 0));
+    assert_eq!(store.open_uploads(), 2);
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.starts_with("A | key | initiated\nX | other/key | 20"),
+        "{text}"
+    );
+    assert!(text.contains("\nX | z3/pool/fs@old | 20"), "{text}");
+
+    // Only under a prefix, for real.
+    let mut out = Vec::new();
+    let report = cleanup(&store, "z3/", DAY, false, later, &retry(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!((report.open, report.stale, report.aborted), (1, 1, 1));
+    let open = store.list_multipart_uploads("").await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].key, "other/key");
+    assert!(
+        store
+            .list_multipart_uploads("z3/")
+            .await
+            .unwrap()
+            .iter()
+            .all(|u| u.upload_id != old)
+    );
+    assert!(
+        store.object("z3/pool/fs@done").is_some(),
+        "objects are never touched"
+    );
+
+    // Seen now, the remaining upload is younger than a day: listed, not marked.
+    let mut out = Vec::new();
+    let report = cleanup(
+        &store,
+        "",
+        DAY,
+        false,
+        SystemTime::now(),
+        &retry(),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.open, report.stale, report.aborted), (1, 0, 0));
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .contains("\n  | other/key | ")
+    );
+    assert_eq!(store.open_uploads(), 1);
+}
+
+#[tokio::test]
+async fn a_failing_abort_is_reported_and_the_others_still_run() {
+    let store = FaultyStore::new(MemoryStore::new("bkt"));
+    store
+        .inner()
+        .create_multipart("a", &PutOptions::default())
+        .await
+        .unwrap();
+    store
+        .inner()
+        .create_multipart("b", &PutOptions::default())
+        .await
+        .unwrap();
+    store.fail_key("a", 5, ErrorKind::AccessDenied);
+    let mut out = Vec::new();
+    let later = SystemTime::now() + DAY;
+    let report = cleanup(&store, "", DAY, false, later, &retry(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!((report.stale, report.aborted, report.failed), (2, 1, 1));
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("  cannot abort a ("), "{text}");
+    assert_eq!(
+        store.inner().list_multipart_uploads("").await.unwrap()[0].key,
+        "a"
+    );
+    assert_eq!(store.calls(Op::AbortMultipart), 2);
+}
+
+#[tokio::test]
+async fn the_command_aborts_a_stale_upload_on_seaweedfs() {
+    let Some(env) = RealEnv::get("the_command_aborts_a_stale_upload_on_seaweedfs") else {
+        return;
+    };
+    let store = env.store().await;
+    let prefix = format!("cleanup-{}/", std::process::id());
+    store
+        .create_multipart(
+            &format!("{prefix}pool/fs@left-open"),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_z3_mp_cleanup"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("Z3_CONFIG", "/dev/null")
+            .env("BUCKET", &env.bucket)
+            .env("S3_KEY_ID", &env.key_id)
+            .env("S3_SECRET", &env.secret)
+            .env("S3_ENDPOINT", &env.endpoint)
+            .args(["--prefix", &prefix])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // A day's threshold keeps a fresh upload; a dry run with 0 days only marks it.
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("\n  | {prefix}pool/fs@left-open | 20")),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["--max-age", "0", "--dry"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with(&format!(
+            "would abort 1 of 1 unfinished uploads in {} started at least 0 day(s) ago\n",
+            env.bucket
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        store.list_multipart_uploads(&prefix).await.unwrap().len(),
+        1
+    );
+    let out = run(&["--max-age", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("X | {prefix}pool/fs@left-open | 20")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        store
+            .list_multipart_uploads(&prefix)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
