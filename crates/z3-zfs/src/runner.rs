@@ -6,7 +6,6 @@
 //! a concurrent task into a bounded tail buffer: a child blocked on a full stderr pipe would
 //! otherwise never close stdout, and the reader would wait forever (ripgrep `process.rs`).
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
@@ -15,7 +14,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use crate::error::{CommandFailure, Error, ErrorKind, STDERR_LIMIT, Subject};
-use crate::ssh::SshTarget;
+use crate::ssh::{SshTarget, shell_quote};
 use crate::stream::{ReceiveSink, SendStream};
 
 /// A program and its arguments.
@@ -75,8 +74,8 @@ impl Invocation {
     pub(crate) fn display(&self) -> String {
         let (program, args) = self.argv();
         let program = program.to_string_lossy();
-        std::iter::once(quote(&program).into_owned())
-            .chain(args.iter().map(|a| quote(a).into_owned()))
+        std::iter::once(shell_quote(&program))
+            .chain(args.iter().map(|a| shell_quote(a)))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -250,16 +249,6 @@ async fn drain_tail(pipe: Option<impl AsyncRead + Unpin>) -> String {
     }
 }
 
-/// Quotes `word` for display in a POSIX shell, only when it needs it.
-pub(crate) fn quote(word: &str) -> Cow<'_, str> {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-#".contains(c);
-    if !word.is_empty() && word.chars().all(safe) {
-        Cow::Borrowed(word)
-    } else {
-        Cow::Owned(format!("'{}'", word.replace('\'', r"'\''")))
-    }
-}
-
 /// Raises a stream pipe's kernel buffer from 64 KiB to 1 MiB (the unprivileged limit), so
 /// `zfs send`/`zfs receive` and z3 exchange 16× fewer wake-ups at hundreds of MiB/s. A refusal
 /// only costs speed, so it is logged at debug level and otherwise ignored.
@@ -283,10 +272,6 @@ mod tests {
 
     #[test]
     fn quoting_for_display() {
-        assert_eq!(quote("pool/fs@a"), "pool/fs@a");
-        assert_eq!(quote("pool/fs@sp ace"), "'pool/fs@sp ace'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote(""), "''");
         let inv = Invocation::new(
             Path::new("zfs"),
             vec![
