@@ -5,6 +5,9 @@
 //! `cargo run --release -p z3-examples --example codec_pipe -- decode zstd < out > in`
 //! `cargo run --release -p z3-examples --example codec_pipe -- encrypt age1… < in > out.age`
 //! `cargo run --release -p z3-examples --example codec_pipe -- decrypt key.txt < out.age > in`
+//! `cargo run --release -p z3-examples --example codec_pipe -- encode-sealed zstd < in > out`
+//! (`encode-sealed`: as `encode`, plus the two BLAKE3 digests `z3 backup` computes for the seal,
+//! of the input stream and of the encoded bytes, printed on stderr.)
 //!
 //! `cargo xtask bench codecs` times it against the `zstd`, `pigz`, `gzip` and `age` programs. It
 //! prints the bytes in and out on stderr.
@@ -16,7 +19,8 @@ use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use z3_cli::stdio::{ThreadWriter, grow_pipe, stdin_file};
 use z3_codec::{
-    AgeCodec, AgeIdentities, AgeRecipients, BoxedReader, Codec, Compressor, Stage, decoder_for,
+    AgeCodec, AgeIdentities, AgeRecipients, BoxedReader, Codec, Compressor, DigestReader, Stage,
+    decoder_for,
 };
 
 #[tokio::main]
@@ -28,8 +32,9 @@ async fn main() -> anyhow::Result<()> {
              < input > output"
         );
     };
+    let sealed = direction == "encode-sealed";
     let stage = match direction.as_str() {
-        "encode" => Compressor::parse(name, "z3_backup")?.encoder(),
+        "encode" | "encode-sealed" => Compressor::parse(name, "z3_backup")?.encoder(),
         "decode" => decoder_for(Some(name))?,
         "encrypt" => Some(Stage::Age(AgeCodec::encrypt(AgeRecipients::parse(&[
             name,
@@ -38,13 +43,29 @@ async fn main() -> anyhow::Result<()> {
             &[name.into()],
         )?))),
         other => bail!("{other:?}: expected encode or decode"),
+    };
+    if stage.is_none() && !sealed {
+        bail!("{name} has no {direction} stage");
     }
-    .with_context(|| format!("{name} has no {direction} stage"))?;
 
     let input = stdin_file().context("reading standard input")?;
     grow_pipe(&input);
-    let input: BoxedReader = Box::new(tokio::fs::File::from_std(input));
-    let mut output = stage.apply(input)?;
+    let (input, stream_digest) = DigestReader::new(tokio::fs::File::from_std(input));
+    let input: BoxedReader = if sealed {
+        Box::new(input)
+    } else {
+        Box::new(input.into_inner())
+    };
+    let encoded = match &stage {
+        Some(stage) => stage.apply(input)?,
+        None => input,
+    };
+    let (output, object_digest) = DigestReader::new(encoded);
+    let mut output: BoxedReader = if sealed {
+        Box::new(output)
+    } else {
+        Box::new(output.into_inner())
+    };
     let mut out = ThreadWriter::stdout().context("writing standard output")?;
     let mut written: u64 = 0;
     loop {
@@ -64,7 +85,19 @@ async fn main() -> anyhow::Result<()> {
     writeln!(
         std::io::stderr(),
         "{}: {written} bytes out",
-        stage.describe()
+        stage
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), Stage::describe)
     )?;
+    if sealed {
+        let show = |d: &z3_codec::DigestHandle| {
+            d.finish().map_or_else(
+                || "none".to_owned(),
+                |(blake3, len)| format!("{:?}", z3_core::Digest { len, blake3 }),
+            )
+        };
+        writeln!(std::io::stderr(), "stream: {}", show(&stream_digest))?;
+        writeln!(std::io::stderr(), "object: {}", show(&object_digest))?;
+    }
     Ok(())
 }

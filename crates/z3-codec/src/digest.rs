@@ -75,6 +75,13 @@ impl<R> DigestReader<R> {
     }
 }
 
+impl<R> DigestReader<R> {
+    /// The wrapped reader, without hashing.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
 impl<R: AsyncRead + Unpin> AsyncRead for DigestReader<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,

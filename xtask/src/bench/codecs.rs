@@ -171,7 +171,17 @@ fn measure<'a>(
         ),
         filter("zstd -1 -T2", Path::new(ZSTD), &["-1", "-T2", "-c"]),
         filter("z3 zstd (level 3, in-process)", pipe, &["encode", "zstd"]),
+        filter(
+            "z3 zstd + both seal digests (what z3 backup runs)",
+            pipe,
+            &["encode-sealed", "zstd"],
+        ),
         filter("zstd -3 -T2", Path::new(ZSTD), &["-3", "-T2", "-c"]),
+        filter(
+            "z3 none + both seal digests (BLAKE3 alone)",
+            pipe,
+            &["encode-sealed", "none"],
+        ),
         filter("z3 gzip (level 6, in-process)", pipe, &["encode", "gzip"]),
         filter(
             "pigz -1 (z3 pigz1)",
