@@ -427,8 +427,15 @@ impl Engine {
         let reader = apply_all(&stages, reader)
             .with_context(|| format!("cannot start {}", describe_all(&stages)))?;
         let (reader, object_digest) = DigestReader::new(reader);
+        let seal_key = self.settings.layout.seal_key(&snapshot.to_string());
+        // A re-upload (`--full` of a snapshot already in the bucket) replaces the seal before
+        // its completion; if the completion then fails, the previous seal goes back.
+        let previous_seal =
+            crate::seal::read_small(self.store.as_ref(), &seal_key, &self.settings.retry)
+                .await
+                .with_context(|| format!("cannot read the seal {seal_key}"))?;
         let seal = PendingSeal {
-            key: self.settings.layout.seal_key(&snapshot.to_string()),
+            key: seal_key.clone(),
             snapshot: snapshot.to_string(),
             guid,
             parent_guid,
@@ -448,14 +455,7 @@ impl Engine {
             },
         )
         .with_cancel(cancel.clone());
-        let store = Arc::clone(&self.store);
-        let retry_config = self.settings.retry.clone();
-        // The seal goes in before the completion: no object exists without one.
-        let before_complete: BeforeComplete<'_> = Box::new(move |done: PartsDone| {
-            Box::pin(async move { seal.write(store.as_ref(), &retry_config, done.bytes).await })
-        });
-        uploader
-            .upload_then(&key, &options, reader, before_complete)
+        self.upload_sealed(&uploader, &key, &options, reader, seal, previous_seal)
             .await
             .with_context(|| format!("backup of {snapshot} failed, upload aborted"))?;
         if args.parseable {
@@ -470,6 +470,47 @@ impl Engine {
         }
         console.out.flush()?;
         Ok(())
+    }
+
+    /// Uploads `reader` to `key`, writing `seal` before the completion; if the upload fails
+    /// after the seal went in, the seal is taken back (`previous_seal` restored or ours removed).
+    async fn upload_sealed(
+        &self,
+        uploader: &MultipartUploader<dyn ObjectStore>,
+        key: &str,
+        options: &PutOptions,
+        reader: impl tokio::io::AsyncRead + Unpin + Send,
+        seal: PendingSeal,
+        previous_seal: Option<bytes::Bytes>,
+    ) -> Result<()> {
+        let seal_key = seal.key.clone();
+        let store = Arc::clone(&self.store);
+        let retry_config = self.settings.retry.clone();
+        let sealed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sealed_in_hook = Arc::clone(&sealed);
+        // The seal goes in before the completion: no object exists without one.
+        let before_complete: BeforeComplete<'_> = Box::new(move |done: PartsDone| {
+            Box::pin(async move {
+                seal.write(store.as_ref(), &retry_config, done.bytes)
+                    .await?;
+                sealed_in_hook.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            })
+        });
+        let result = uploader
+            .upload_then(key, options, reader, before_complete)
+            .await;
+        if result.is_err() && sealed.load(std::sync::atomic::Ordering::SeqCst) {
+            let previous = previous_seal;
+            crate::seal::undo(
+                self.store.as_ref(),
+                &seal_key,
+                previous,
+                &self.settings.retry,
+            )
+            .await;
+        }
+        result.map(|_| ()).map_err(Into::into)
     }
 
     /// `z3 restore SNAPSHOT`: receives the chain from the newest local base (or a full) to the target.

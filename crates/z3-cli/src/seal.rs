@@ -145,3 +145,27 @@ impl PendingSeal {
         .map_err(|err| err.context(format_args!("writing the seal {}", self.key)))
     }
 }
+
+/// After a failed upload whose seal was already written: puts the previous seal back, or
+/// removes ours when there was none, so that the bucket says what it said before. Best effort:
+/// a failure is logged (the seal then describes no object, or another one, and is judged so).
+pub(crate) async fn undo(
+    store: &dyn ObjectStore,
+    key: &str,
+    previous: Option<Bytes>,
+    retry_config: &RetryConfig,
+) {
+    let options = PutOptions::default();
+    let result = match previous {
+        Some(body) => retry(retry_config, "put_seal", || {
+            store.put(key, body.clone(), &options)
+        })
+        .await
+        .map(|_| ()),
+        None => retry(retry_config, "delete_seal", || store.delete(key)).await,
+    };
+    match result {
+        Ok(()) => tracing::debug!(key, "seal of the failed upload undone"),
+        Err(err) => tracing::warn!(key, error = %err, "cannot undo the seal of a failed upload"),
+    }
+}

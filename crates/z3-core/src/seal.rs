@@ -5,8 +5,9 @@
 //! the BLAKE3 digest and length of the raw `zfs send` stream, the digest and length of the stored
 //! object (after compression and encryption), the snapshot's guids and codecs. The seal is
 //! written after the last part is uploaded and *before* `CompleteMultipartUpload`: if writing it
-//! fails, the upload is aborted, so every object z3 completes has a seal. An orphan seal (the
-//! completion failed after it) describes no object and is ignored or overwritten.
+//! fails, the upload is aborted, so every object z3 completes has a seal. If the completion fails
+//! after it, the previous seal is put back (or ours removed); should that fail too, the seal
+//! describes no object and is ignored, or disagrees with the old object, which is then refused.
 //!
 //! [`judge`] compares an object with its seal; restore and `z3 verify` then compare the bytes.
 //! The text format is `key=value` lines, first line `z3-seal=1`, unknown keys ignored.

@@ -20,8 +20,8 @@ struct Faults {
     ops: BTreeMap<Op, VecDeque<ErrorKind>>,
     /// Planned failures per operation, injected *after* the store handled the call (lost responses).
     ops_after: BTreeMap<Op, VecDeque<ErrorKind>>,
-    /// Planned failures of any call on a key starting with the prefix.
-    keys: Vec<(String, VecDeque<ErrorKind>)>,
+    /// Planned failures of calls (of one operation, or any) on a key starting with the prefix.
+    keys: Vec<(String, Option<Op>, VecDeque<ErrorKind>)>,
     /// Planned failures of `put_part` per part number.
     parts: BTreeMap<PartNumber, VecDeque<ErrorKind>>,
     /// Delays before `put_part` of a given part reaches the store.
@@ -102,17 +102,23 @@ impl<S: ObjectStore> FaultyStore<S> {
         queue(self.lock().ops_after.entry(op).or_default(), times, kind);
     }
 
-    /// Makes the next `times` calls on a key starting with `key_prefix` fail with `kind`,
-    /// whatever the operation, before reaching the inner store.
-    pub fn fail_key(&self, key_prefix: &str, times: u32, kind: ErrorKind) {
+    /// Makes the next `times` calls of `op` (or of any operation, for `None`) on a key starting
+    /// with `key_prefix` fail with `kind`, before reaching the inner store.
+    pub fn fail_key(&self, key_prefix: &str, op: Option<Op>, times: u32, kind: ErrorKind) {
         let mut faults = self.lock();
-        let index = if let Some(index) = faults.keys.iter().position(|(p, _)| p == key_prefix) {
+        let found = faults
+            .keys
+            .iter()
+            .position(|(p, o, _)| p == key_prefix && *o == op);
+        let index = if let Some(index) = found {
             index
         } else {
-            faults.keys.push((key_prefix.to_owned(), VecDeque::new()));
+            faults
+                .keys
+                .push((key_prefix.to_owned(), op, VecDeque::new()));
             faults.keys.len() - 1
         };
-        queue(&mut faults.keys[index].1, times, kind);
+        queue(&mut faults.keys[index].2, times, kind);
     }
 
     /// Makes the next `times` uploads of `part` fail with [`ErrorKind::Transient`].
@@ -195,8 +201,10 @@ impl<S: ObjectStore> FaultyStore<S> {
         let by_key = faults
             .keys
             .iter_mut()
-            .filter(|(prefix, _)| key.starts_with(prefix.as_str()))
-            .find_map(|(_, queue)| queue.pop_front());
+            .filter(|(prefix, only, _)| {
+                key.starts_with(prefix.as_str()) && only.is_none_or(|o| o == op)
+            })
+            .find_map(|(_, _, queue)| queue.pop_front());
         if let Some(kind) = by_key.or_else(|| faults.ops.get_mut(&op).and_then(VecDeque::pop_front))
         {
             return Err(injected(kind, &format!("{op} {url}")));

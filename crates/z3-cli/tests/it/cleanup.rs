@@ -105,7 +105,7 @@ async fn a_failing_abort_is_reported_and_the_others_still_run() {
         .create_multipart("b", &PutOptions::default())
         .await
         .unwrap();
-    store.fail_key("a", 5, ErrorKind::AccessDenied);
+    store.fail_key("a", None, 5, ErrorKind::AccessDenied);
     let mut out = Vec::new();
     let later = SystemTime::now() + DAY;
     let report = cleanup(&store, "", DAY, false, later, &retry(), &mut out)

@@ -62,6 +62,22 @@ impl Harness {
         }
     }
 
+    /// The same machine and bucket with changed settings.
+    pub(crate) fn with_settings_of(&self, configure: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.settings.clone();
+        configure(&mut settings);
+        Self {
+            zfs: self.zfs.clone(),
+            store: self.store.clone(),
+            engine: Engine::new(
+                Arc::new(self.zfs.clone()),
+                Arc::new(self.store.clone()),
+                settings.clone(),
+            ),
+            settings,
+        }
+    }
+
     /// Another host with an empty pool, sharing the bucket.
     pub(crate) fn other_machine(&self) -> Self {
         let zfs = FakeZfs::new();

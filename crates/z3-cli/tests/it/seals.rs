@@ -1,6 +1,6 @@
 //! Seals and the end-to-end stream digest (ADR 3) on `FakeZfs` and `MemoryStore`.
 
-use z3_cli::args::{Command, RestoreArgs, StatusArgs, VerifyArgs};
+use z3_cli::args::{BackupArgs, Command, RestoreArgs, StatusArgs, VerifyArgs};
 use z3_cli::exit::ExitStatus;
 use z3_core::Seal;
 use z3_s3::{ErrorKind, FaultyStore, ObjectStore, Op, PutOptions};
@@ -102,7 +102,7 @@ async fn a_seal_that_cannot_be_written_aborts_the_upload() {
     let h = Harness::new(|_| {});
     let faulty = FaultyStore::new(h.store.clone());
     // Every attempt to write the seal fails (the retries included).
-    faulty.fail_key(SEAL1, 10, ErrorKind::AccessDenied);
+    faulty.fail_key(SEAL1, Some(Op::Put), 10, ErrorKind::AccessDenied);
     let h = h.with_store(std::sync::Arc::new(faulty.clone()));
     h.snap("snap1", "one");
     let run = h.run(Command::Backup(backup())).await;
@@ -260,19 +260,22 @@ async fn objects_of_the_original_z3_restore_unchecked_with_a_note() {
 }
 
 #[tokio::test]
-async fn an_orphan_seal_of_a_failed_upload_does_not_make_a_backup() {
+async fn a_failed_completion_takes_its_seal_back() {
     let h = Harness::new(|_| {});
     let faulty = FaultyStore::new(h.store.clone());
     // The seal is written, then every completion fails: the upload is aborted.
     faulty.fail(Op::CompleteMultipart, 10, ErrorKind::AccessDenied);
-    let failing = h.with_store(std::sync::Arc::new(faulty));
+    let failing = h.with_store(std::sync::Arc::new(faulty.clone()));
     failing.snap("snap1", "one");
     let run = failing.run(Command::Backup(backup())).await;
     assert_eq!(run.status, ExitStatus::Error, "{}", run.err);
-    assert!(h.store.object(SEAL1).is_some(), "the seal went in first");
+    assert!(faulty.calls(Op::Put) >= 2, "the lock and the seal went in");
+    assert!(
+        h.store.object(SEAL1).is_none(),
+        "the seal of the failed upload was removed"
+    );
     assert!(h.store.object(OBJ1).is_none());
     assert_eq!(h.store.open_uploads(), 0);
-    // Status lists no backup; the next backup overwrites the orphan seal.
     let run = failing
         .run(Command::Status(StatusArgs { json: false }))
         .await;
@@ -291,6 +294,38 @@ async fn an_orphan_seal_of_a_failed_upload_does_not_make_a_backup() {
         seal_of(&h, SEAL1).object.blake3,
         *blake3::hash(&object).as_bytes()
     );
+}
+
+/// `backup --full` of a snapshot already in the bucket replaces object and seal; when its
+/// completion fails, the old object stays and so does its seal: the backup still restores.
+#[tokio::test]
+async fn a_failed_re_upload_leaves_the_previous_backup_restorable() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "one");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    let before = h.store.object(SEAL1).unwrap().0;
+    let faulty = FaultyStore::new(h.store.clone());
+    faulty.fail(Op::CompleteMultipart, 10, ErrorKind::AccessDenied);
+    // Another compressor: the new object would differ in size and digest.
+    let failing = Harness::with_settings_of(&h, |s| s.compressor = "zstd".into())
+        .with_store(std::sync::Arc::new(faulty));
+    let full = BackupArgs {
+        full: true,
+        ..backup()
+    };
+    let run = failing.run(Command::Backup(full)).await;
+    assert_eq!(run.status, ExitStatus::Error, "{}", run.err);
+    assert_eq!(
+        h.store.object(SEAL1).unwrap().0,
+        before,
+        "the previous seal is back"
+    );
+    h.zfs.destroy_dataset("pool/fs").unwrap();
+    let run = h.run(Command::Restore(restore("snap1"))).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
 }
 
 fn verify_all() -> Command {
