@@ -52,6 +52,9 @@ const PUMP_BUFFER: usize = 1 << 20;
 /// Bytes of each stream held back from `zfs receive` until the digest matched: far more than
 /// the END record (312 bytes) that makes it commit.
 const HOLD_BACK: usize = 1 << 20;
+/// The pump hands bytes on once this much is pending, keeping [`HOLD_BACK`]: moving the held
+/// tail to the front of the buffer then costs one copy of `HOLD_BACK` per 4 MiB pumped.
+const RELEASE_AT: usize = HOLD_BACK + 4 * PUMP_BUFFER;
 
 /// Where commands write: results to `out` (stdout), notes to `err` (stderr).
 pub struct Console<'a> {
@@ -196,15 +199,22 @@ impl Engine {
                 }
             }
         }
+        Ok(RemoteIndex::new(objects))
+    }
+
+    /// The names (`ds@snap`) that have a seal: one LIST, for `status` (restore and verify read
+    /// the seals they need).
+    async fn sealed_names(&self, dataset: &DatasetName) -> Result<Vec<String>> {
+        let layout = &self.settings.layout;
         let seal_prefix = layout.seal_list_prefix(dataset, &self.settings.snapshot_prefix);
         let seals =
             self.store.list(&seal_prefix).await.with_context(|| {
                 format!("cannot list s3://{}/{seal_prefix}", self.settings.bucket)
             })?;
-        let sealed = seals
+        Ok(seals
             .iter()
-            .filter_map(|entry| layout.name_of_seal(&entry.key).map(str::to_owned));
-        Ok(RemoteIndex::new(objects).with_seals(sealed))
+            .filter_map(|entry| layout.name_of_seal(&entry.key).map(str::to_owned))
+            .collect())
     }
 
     /// `z3 status`: local snapshots and backups side by side.
@@ -214,7 +224,10 @@ impl Engine {
     pub async fn status(&self, args: &StatusArgs, console: &mut Console<'_>) -> Result<Outcome> {
         let dataset = self.dataset()?;
         let local = self.local_chain(dataset, true).await?;
-        let remote = self.remote_index(dataset).await?;
+        let remote = self
+            .remote_index(dataset)
+            .await?
+            .with_seals(self.sealed_names(dataset).await?);
         let rows = status_rows(&local, &remote);
         let healthy = remote.iter().all(|object| {
             remote.health(&object.name).is_none_or(|h| h.is_healthy())
@@ -431,7 +444,7 @@ impl Engine {
         // A re-upload (`--full` of a snapshot already in the bucket) replaces the seal before
         // its completion; if the completion then fails, the previous seal goes back.
         let previous_seal =
-            crate::seal::read_small(self.store.as_ref(), &seal_key, &self.settings.retry)
+            crate::seal::read_seal(self.store.as_ref(), &seal_key, &self.settings.retry)
                 .await
                 .with_context(|| format!("cannot read the seal {seal_key}"))?;
         let seal = PendingSeal {
@@ -540,14 +553,7 @@ impl Engine {
         let expected = self
             .restore_digests(&plan.steps, &remote, args.allow_unsealed, console)
             .await?;
-        let downloader = Downloader::new(
-            Arc::clone(&self.store),
-            DownloadConfig {
-                part_size: DOWNLOAD_PART_SIZE,
-                concurrency: self.settings.concurrency.min(DOWNLOAD_CONCURRENCY),
-                retry: self.settings.retry.clone(),
-            },
-        );
+        let downloader = self.downloader();
         let options = ReceiveOptions { force: args.force };
         for ((step, decoder), expected) in plan.steps.iter().zip(decoders).zip(expected) {
             let url = format!("s3://{}/{}", self.settings.bucket, step.key);
@@ -600,6 +606,18 @@ impl Engine {
             console.out.flush()?;
         }
         Ok(Outcome::Done)
+    }
+
+    /// Parallel ranged downloads with the restore's part size and concurrency.
+    fn downloader(&self) -> Downloader<dyn ObjectStore> {
+        Downloader::new(
+            Arc::clone(&self.store),
+            DownloadConfig {
+                part_size: DOWNLOAD_PART_SIZE,
+                concurrency: self.settings.concurrency.min(DOWNLOAD_CONCURRENCY),
+                retry: self.settings.retry.clone(),
+            },
+        )
     }
 
     /// The stream digest each step must produce, from its seal, checked before anything is
@@ -714,7 +732,7 @@ async fn pump(
     expected: Option<&Digest>,
     key: &str,
 ) -> Result<u64> {
-    let mut pending: Vec<u8> = Vec::with_capacity(PUMP_BUFFER + HOLD_BACK);
+    let mut pending: Vec<u8> = Vec::with_capacity(RELEASE_AT + PUMP_BUFFER);
     let mut hasher = blake3::Hasher::new();
     let mut total = 0u64;
     loop {
@@ -737,7 +755,7 @@ async fn pump(
         };
         hasher.update(&pending[pending.len() - n..]);
         total += n as u64;
-        if pending.len() > HOLD_BACK {
+        if pending.len() >= RELEASE_AT {
             let release = pending.len() - HOLD_BACK;
             sink = write_or_explain(sink, &pending[..release]).await?;
             pending.drain(..release);
@@ -764,7 +782,7 @@ async fn pump(
 }
 
 /// Writes to `zfs receive`; if that fails the receiver died, and its exit status says why.
-async fn write_or_explain(
+pub(crate) async fn write_or_explain(
     mut sink: z3_zfs::ReceiveSink,
     bytes: &[u8],
 ) -> Result<z3_zfs::ReceiveSink> {

@@ -62,18 +62,19 @@ fn new_owner() -> String {
 
 /// Reads the lock record at `key`; `Ok(None)` if there is none.
 async fn read(store: &dyn ObjectStore, key: &str) -> Result<Option<LockRecord>> {
-    let info = match store.head(key).await {
-        Ok(info) => info,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err.into()),
+    // One attempt, as before: the lock's own loop decides what to do next.
+    let once = z3_s3::RetryConfig {
+        max_attempts: 1,
+        ..z3_s3::RetryConfig::default()
     };
-    let body = match store.get_range(key, 0..info.size).await {
-        Ok(body) => body,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err.into()),
-    };
-    Ok(Some(LockRecord::parse(&String::from_utf8_lossy(&body))?))
+    match z3_s3::read_small(store, key, MAX_LOCK_BYTES, &once).await? {
+        Some(body) => Ok(Some(LockRecord::parse(&String::from_utf8_lossy(&body))?)),
+        None => Ok(None),
+    }
 }
+
+/// A lock record is a few hundred bytes.
+const MAX_LOCK_BYTES: u64 = 64 << 10;
 
 /// Which lock to take, and how.
 #[derive(Debug, Clone)]

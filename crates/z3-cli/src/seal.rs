@@ -7,46 +7,20 @@ use bytes::Bytes;
 use futures::StreamExt;
 use z3_codec::DigestHandle;
 use z3_core::{Digest, RemoteSnapshot, Seal, SealCheck, judge};
-use z3_s3::{ErrorKind, ObjectStore, PutOptions, RetryConfig, retry};
+use z3_s3::{ErrorKind, ObjectStore, PutOptions, RetryConfig, read_small, retry};
 
 /// Seals read at once.
 const SEAL_CONCURRENCY: usize = 16;
 /// A seal is a few hundred bytes; anything much larger is not one.
 const MAX_SEAL_BYTES: u64 = 64 << 10;
 
-/// Reads a small object whole, retrying; `Ok(None)` if it does not exist.
-pub(crate) async fn read_small(
+/// Reads the seal at `key` as stored; `Ok(None)` if there is none.
+pub(crate) async fn read_seal(
     store: &dyn ObjectStore,
     key: &str,
     retry_config: &RetryConfig,
 ) -> z3_s3::Result<Option<Bytes>> {
-    let info = match retry(retry_config, "head", || store.head(key)).await {
-        Ok(info) => info,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err),
-    };
-    let range = 0..info.size.min(MAX_SEAL_BYTES);
-    let read_whole = || async {
-        let body = store.get_range(key, range.clone()).await?;
-        if body.len() as u64 == range.end {
-            Ok(body)
-        } else {
-            // A body cut short is a transient fault: read it again.
-            Err(z3_s3::Error::new(
-                ErrorKind::Transient,
-                format!(
-                    "{key}: body cut short at {} of {} bytes",
-                    body.len(),
-                    range.end
-                ),
-            ))
-        }
-    };
-    match retry(retry_config, "get", read_whole).await {
-        Ok(body) => Ok(Some(body)),
-        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err),
-    }
+    read_small(store, key, MAX_SEAL_BYTES, retry_config).await
 }
 
 /// The verdict on each object's seal, in order (one `HEAD` + `GET` per object, 16 at once).
@@ -60,7 +34,7 @@ pub(crate) async fn check_all(
         .map(|(key, object)| {
             let store = Arc::clone(store);
             async move {
-                let text = read_small(store.as_ref(), &key, retry_config)
+                let text = read_seal(store.as_ref(), &key, retry_config)
                     .await
                     .with_context(|| format!("cannot read the seal s3://{bucket}/{key}"))?;
                 Ok(judge(

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use z3_core::{DatasetName, FullSnapshotName, LocalChain, SnapshotName, SyncError, plan_sync};
 use z3_zfs::{ReceiveOptions, ReceiveSink, SendStream, Zfs};
 
@@ -365,13 +365,13 @@ async fn buffered_pump(
         match next {
             None => break,
             Some(Ok(chunk)) => {
-                if let Err(write_err) = sink.write_all(&chunk).await {
-                    reader.abort();
-                    return match sink.finish().await {
-                        Err(zfs_err) => Err(anyhow!(zfs_err)),
-                        Ok(()) => Err(anyhow!(write_err).context("writing to zfs receive failed")),
-                    };
-                }
+                sink = match crate::engine::write_or_explain(sink, &chunk).await {
+                    Ok(sink) => sink,
+                    Err(err) => {
+                        reader.abort();
+                        return Err(err);
+                    }
+                };
                 total += chunk.len() as u64;
             }
             Some(Err(err)) => {

@@ -103,7 +103,7 @@ pub use part_size::{
     PartSizer, estimate_headroom, parse_size, part_size,
 };
 pub use pool::BufferPool;
-pub use retry::{Backoff, RetryConfig, retry};
+pub use retry::{Backoff, RetryConfig, read_small, retry};
 pub use store::{
     CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
     PartNumber, PutOptions, UploadId,

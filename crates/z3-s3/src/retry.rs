@@ -152,6 +152,46 @@ where
     }
 }
 
+/// Reads a small object (a lock record, a seal) whole, at most `limit` bytes, with `config`'s
+/// retries; a body cut short counts as a transient failure. `Ok(None)` if it does not exist.
+///
+/// # Errors
+/// The store error of the last attempt.
+pub async fn read_small(
+    store: &dyn crate::ObjectStore,
+    key: &str,
+    limit: u64,
+    config: &RetryConfig,
+) -> Result<Option<bytes::Bytes>> {
+    use crate::ErrorKind;
+    let info = match retry(config, "head", || store.head(key)).await {
+        Ok(info) => info,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let range = 0..info.size.min(limit);
+    let read_whole = || async {
+        let body = store.get_range(key, range.clone()).await?;
+        if body.len() as u64 == range.end {
+            Ok(body)
+        } else {
+            Err(crate::Error::new(
+                ErrorKind::Transient,
+                format!(
+                    "{key}: body cut short at {} of {} bytes",
+                    body.len(),
+                    range.end
+                ),
+            ))
+        }
+    };
+    match retry(config, "get", read_whole).await {
+        Ok(body) => Ok(Some(body)),
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,7 +1,6 @@
 //! `z3 verify`: downloads backups and checks them against their seals and chains, without ZFS.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use tokio::io::AsyncReadExt;
@@ -9,9 +8,8 @@ use z3_codec::{BoxedReader, Decoding, DigestHandle, DigestReader, apply_all, is_
 use z3_core::humanize::humanize;
 use z3_core::verify::{chain_of, continuity, sample};
 use z3_core::{Digest, RemoteSnapshot, SealCheck, SnapshotName};
-use z3_s3::{DownloadConfig, Downloader};
 
-use super::{Console, DOWNLOAD_CONCURRENCY, DOWNLOAD_PART_SIZE, Engine, Outcome, PUMP_BUFFER};
+use super::{Console, Engine, Outcome, PUMP_BUFFER};
 use crate::args::VerifyArgs;
 
 /// The verdict on one object.
@@ -169,14 +167,7 @@ impl Engine {
 
     /// Downloads `object`, hashing its bytes and, when it can be decoded here, the stream.
     async fn read_digests(&self, object: &RemoteSnapshot, decoding: &Decoding) -> Result<Digests> {
-        let downloader = Downloader::new(
-            Arc::clone(&self.store),
-            DownloadConfig {
-                part_size: DOWNLOAD_PART_SIZE,
-                concurrency: self.settings.concurrency.min(DOWNLOAD_CONCURRENCY),
-                retry: self.settings.retry.clone(),
-            },
-        );
+        let downloader = self.downloader();
         let (stored, stored_digest) =
             DigestReader::new(downloader.reader(&object.key, object.object_size));
         let encrypted = is_encrypted(object.meta.encryption.as_deref())?;

@@ -56,15 +56,8 @@ fn plumbing(
     args: &[&str],
     extra: &[(&str, &str)],
 ) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("Z3_CONFIG", "/dev/null")
-        .env("BUCKET", &env.bucket)
-        .env("S3_KEY_ID", &env.key_id)
-        .env("S3_SECRET", &env.secret)
-        .env("S3_ENDPOINT", endpoint);
+    let mut cmd = env.command(program);
+    cmd.args(args).env("S3_ENDPOINT", endpoint);
     for (key, value) in extra {
         cmd.env(key, value);
     }

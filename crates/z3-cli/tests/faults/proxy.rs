@@ -398,6 +398,28 @@ impl<W: AsyncWrite + Unpin> Limited<'_, W> {
         self.left -= n as u64;
         Ok(n == bytes.len())
     }
+
+    /// Copies exactly `left` bytes from `from` through `buf`; `false` once the limit is
+    /// reached, an error if `from` ends first.
+    async fn copy_exact(
+        &mut self,
+        from: &mut BufReader<TcpStream>,
+        buf: &mut [u8],
+        mut left: u64,
+    ) -> std::io::Result<bool> {
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = from.read(&mut buf[..want]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            left -= n as u64;
+            if !self.put(&buf[..n]).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// Relays one body; `Ok(false)` if the limit cut it.
@@ -413,17 +435,9 @@ async fn relay_body<W: AsyncWrite + Unpin>(
     };
     let mut buf = vec![0u8; 64 << 10];
     match framing {
-        Framing::Length(mut left) => {
-            while left > 0 {
-                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                let n = from.read(&mut buf[..want]).await?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                left -= n as u64;
-                if !out.put(&buf[..n]).await? {
-                    return Ok(false);
-                }
+        Framing::Length(left) => {
+            if !out.copy_exact(from, &mut buf, left).await? {
+                return Ok(false);
             }
         }
         Framing::UntilClose => loop {
@@ -458,17 +472,9 @@ async fn relay_body<W: AsyncWrite + Unpin>(
                 }
                 break;
             }
-            let mut left = size + 2;
-            while left > 0 {
-                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                let n = from.read(&mut buf[..want]).await?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                left -= n as u64;
-                if !out.put(&buf[..n]).await? {
-                    return Ok(false);
-                }
+            // The chunk and its CRLF.
+            if !out.copy_exact(from, &mut buf, size + 2).await? {
+                return Ok(false);
             }
         },
     }

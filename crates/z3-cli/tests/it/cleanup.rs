@@ -136,14 +136,7 @@ async fn the_command_aborts_a_stale_upload_on_seaweedfs() {
         .await
         .unwrap();
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_z3_mp_cleanup"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("Z3_CONFIG", "/dev/null")
-            .env("BUCKET", &env.bucket)
-            .env("S3_KEY_ID", &env.key_id)
-            .env("S3_SECRET", &env.secret)
-            .env("S3_ENDPOINT", &env.endpoint)
+        env.command(env!("CARGO_BIN_EXE_z3_mp_cleanup"))
             .args(["--prefix", &prefix])
             .args(args)
             .output()

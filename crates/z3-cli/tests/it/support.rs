@@ -105,6 +105,20 @@ impl RealEnv {
         output
     }
 
+    /// `program` with a clean environment holding only `PATH`, no config file, and this S3
+    /// server's bucket, credentials and endpoint; not started.
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("Z3_CONFIG", "/dev/null")
+            .env("BUCKET", &self.bucket)
+            .env("S3_KEY_ID", &self.key_id)
+            .env("S3_SECRET", &self.secret)
+            .env("S3_ENDPOINT", &self.endpoint);
+        cmd
+    }
+
     /// The `z3 ARGS` command, configured through the environment only, not started.
     pub(crate) fn z3_command(
         &self,
@@ -112,15 +126,8 @@ impl RealEnv {
         args: &[&str],
         extra: &[(&str, &str)],
     ) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_z3"));
+        let mut cmd = self.command(env!("CARGO_BIN_EXE_z3"));
         cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("Z3_CONFIG", "/dev/null")
-            .env("BUCKET", &self.bucket)
-            .env("S3_KEY_ID", &self.key_id)
-            .env("S3_SECRET", &self.secret)
-            .env("S3_ENDPOINT", &self.endpoint)
             .env("FILESYSTEM", &dataset.name)
             .env("S3_PREFIX", &dataset.prefix)
             .env("SNAPSHOT_PREFIX", "snap")

@@ -27,22 +27,20 @@ fn tool(name: &str, env: Option<&RealEnv>, args: &[&str], input: &[u8]) -> Outpu
         "pput" => env!("CARGO_BIN_EXE_pput"),
         _ => env!("CARGO_BIN_EXE_z3_get"),
     };
-    let mut cmd = Command::new(program);
+    let mut cmd = if let Some(env) = env {
+        env.command(program)
+    } else {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("Z3_CONFIG", "/dev/null")
+            .env("BUCKET", "offline");
+        cmd
+    };
     cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("Z3_CONFIG", "/dev/null")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(env) = env {
-        cmd.env("BUCKET", &env.bucket)
-            .env("S3_KEY_ID", &env.key_id)
-            .env("S3_SECRET", &env.secret)
-            .env("S3_ENDPOINT", &env.endpoint);
-    } else {
-        cmd.env("BUCKET", "offline");
-    }
     let mut child = cmd.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
@@ -174,7 +172,8 @@ async fn pput_reads_a_file_descriptor() {
     std::fs::write(&file, b"from descriptor three").unwrap();
     let key = format!("z3_test_fd_{}", std::process::id());
     // A fixed script: it only redirects descriptor 3; names travel as arguments.
-    let out = Command::new("sh")
+    let out = env
+        .command("sh")
         .args([
             "-c",
             "exec \"$0\" --quiet --file-descriptor 3 \"$1\" 3<\"$2\" </dev/null",
@@ -182,13 +181,6 @@ async fn pput_reads_a_file_descriptor() {
             &key,
             file.to_str().unwrap(),
         ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("Z3_CONFIG", "/dev/null")
-        .env("BUCKET", &env.bucket)
-        .env("S3_KEY_ID", &env.key_id)
-        .env("S3_SECRET", &env.secret)
-        .env("S3_ENDPOINT", &env.endpoint)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
