@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
             compressor: Some("pigz1".into()),
             ..ObjectMeta::default()
         },
+        etag: None,
     }]);
     let plan = plan_backup(&BackupRequest {
         dataset: &dataset,
@@ -40,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         remote: &remote,
         target: None,
         full: false,
+        overwrite_other: false,
     })?;
     for step in &plan.steps {
         match &step.kind {

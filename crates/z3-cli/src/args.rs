@@ -149,6 +149,12 @@ pub struct BackupArgs {
     #[arg(long, value_name = "KEY")]
     pub gpg_recipient: Option<String>,
 
+    /// With --full: replace the bucket's backup of another snapshot of the same name (destroyed
+    /// and re-created, or written by the original z3 with no guid to tell); that backup is lost.
+    /// Never done when other backups build on it. Renaming the local snapshot is the safe way
+    #[arg(long, requires = "full")]
+    pub overwrite_other_snapshot: bool,
+
     /// Remove the backup lock first, whoever holds it (only when that run is known to be gone)
     #[arg(long)]
     pub break_lock: bool,

@@ -188,6 +188,7 @@ impl Engine {
                     key: entry.key,
                     object_size: info.size,
                     meta: ObjectMeta::from_map(&info.metadata),
+                    etag: info.etag,
                 }),
                 // Deleted between LIST and HEAD (e.g. by a lifecycle rule): it is gone, skip it.
                 Err(err) if err.kind() == z3_s3::ErrorKind::NotFound => {}
@@ -336,6 +337,7 @@ impl Engine {
             remote: &remote,
             target: target.as_ref(),
             full: args.full,
+            overwrite_other: args.overwrite_other_snapshot,
         })?;
         if plan.steps.is_empty() {
             let name = target

@@ -6,7 +6,11 @@
 //!   broken with [`Reason::MissingParent`];
 //! - an incremental on a cycle of `parent` links is broken with [`Reason::CycleDetected`];
 //! - an incremental whose parent is broken is broken with [`Reason::CycleDetected`] if the
-//!   parent's reason is a cycle, and with [`Reason::ParentBroken`] otherwise.
+//!   parent's reason is a cycle, and with [`Reason::ParentBroken`] otherwise;
+//! - z3 only: an incremental that records its base's guid (`parent-guid`) while its parent
+//!   object records another `guid` is broken with [`Reason::ParentReplaced`]: the base object
+//!   was overwritten by a backup of another snapshot of the same name, so the incremental no
+//!   longer applies on top of it. Its descendants are [`Reason::ParentBroken`].
 //!
 //! The original walked the chain recursively and died with `RecursionError` beyond about 995
 //! links (spec §11 bug 4). [`check`] walks iteratively with an explicit path and memoises every
@@ -26,6 +30,9 @@ pub enum Reason {
     ParentBroken,
     /// The object is on, or leads into, a cycle of `parent` links: `cycle detected`.
     CycleDetected,
+    /// z3 only: the object records its base's guid, and the object its `parent` names has
+    /// another guid (it was replaced after this one was made): `parent replaced`.
+    ParentReplaced,
 }
 
 impl Reason {
@@ -36,6 +43,7 @@ impl Reason {
             Self::MissingParent => "missing parent",
             Self::ParentBroken => "parent broken",
             Self::CycleDetected => "cycle detected",
+            Self::ParentReplaced => "parent replaced",
         }
     }
 }
@@ -175,6 +183,9 @@ pub fn check(objects: &[RemoteSnapshot]) -> HealthMap {
                 break Stop::Own(Health::Healthy);
             }
             match meta.parent.as_deref().and_then(|p| by_name.get(p)) {
+                Some(&parent) if objects[current].replaced_base(&objects[parent]).is_some() => {
+                    break Stop::Own(Health::Broken(Reason::ParentReplaced));
+                }
                 Some(&parent) => current = parent,
                 None => break Stop::Own(Health::Broken(Reason::MissingParent)),
             }
@@ -232,6 +243,7 @@ mod tests {
                     parent: parent.filter(|p| *p != "FULL").map(str::to_owned),
                     ..ObjectMeta::default()
                 },
+                etag: None,
             })
             .collect()
     }
@@ -248,6 +260,50 @@ mod tests {
             .iter()
             .map(|(n, h)| ((*n).to_owned(), (*h).to_owned()))
             .collect()
+    }
+
+    /// The rollback story: `a <- b <- c` backed up, `b` destroyed and re-created, and the new
+    /// `b` uploaded over the old object. `c` was made on the old `b`: it no longer applies.
+    #[test]
+    fn a_replaced_base_breaks_its_incrementals_and_their_descendants() {
+        let mut objs = objects(&[
+            ("p@a", Some("FULL")),
+            ("p@b", Some("p@a")),
+            ("p@c", Some("p@b")),
+            ("p@d", Some("p@c")),
+            ("p@e", Some("p@a")),
+        ]);
+        let guids: &[(Option<u64>, Option<u64>)] = &[
+            (Some(1), None),
+            (Some(20), Some(1)), // the new b, on a
+            (Some(3), Some(2)),  // c, made on the old b (guid 2)
+            (Some(4), Some(3)),
+            (None, Some(1)), // an original-z3 style object: no guid of its own
+        ];
+        for (object, &(guid, parent_guid)) in objs.iter_mut().zip(guids) {
+            object.meta.guid = guid;
+            object.meta.parent_guid = parent_guid;
+        }
+        let health: Vec<_> = check(&objs)
+            .iter()
+            .map(|(n, h)| (n.to_owned(), h.to_string()))
+            .collect();
+        assert_eq!(
+            health,
+            expect(&[
+                ("p@a", "ok"),
+                ("p@b", "ok"),
+                ("p@c", "parent replaced"),
+                ("p@d", "parent broken"),
+                ("p@e", "ok"),
+            ])
+        );
+        // Unknown guids on either side (the original's objects) are never judged.
+        objs[1].meta.guid = None;
+        assert!(check(&objs).broken().next().is_none());
+        objs[1].meta.guid = Some(20);
+        objs[2].meta.parent_guid = None;
+        assert!(check(&objs).broken().next().is_none());
     }
 
     #[test]
@@ -413,6 +469,7 @@ mod tests {
                         parent: link.map(|p| format!("p@{p}")),
                         ..ObjectMeta::default()
                     },
+                    etag: None,
                 })
                 .collect();
             let map = check(&objs);

@@ -53,6 +53,7 @@
 //!     remote: &remote,
 //!     target: None,
 //!     full: false,
+//!     overwrite_other: false,
 //! })?;
 //!
 //! assert_eq!(plan.steps.len(), 2);
@@ -106,7 +107,7 @@ pub use lock::{LockParseError, LockRecord};
 pub use names::{DatasetName, FullSnapshotName, NameError, SnapshotName};
 pub use plan::{
     BackupPlan, BackupRequest, BackupStep, PlanError, RestorePlan, RestoreRequest, RestoreStep,
-    StepKind, plan_backup, plan_restore,
+    StepKind, WriteMode, plan_backup, plan_restore,
 };
 pub use remote::{ObjectMeta, RemoteIndex, RemoteSnapshot};
 pub use seal::{Digest, DigestMismatch, Seal, SealCheck, UntrustedObject, judge};

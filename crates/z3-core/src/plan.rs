@@ -31,6 +31,30 @@ pub enum StepKind {
     },
 }
 
+/// What an upload does to its key, decided by the plan from the listing (never by the upload).
+///
+/// This is how a backup keeps every snapshot that was restorable before it ran restorable:
+/// it creates objects under free keys, replaces an object only with another backup of the very
+/// same snapshot (same guid: everything built on it needs only the snapshot's content, which
+/// is unchanged), and replaces a backup of another snapshot only when told to and nothing in the
+/// bucket builds on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// The key is free in the listing. The upload completes only if it still is
+    /// (`If-None-Match: *` where the server supports it).
+    Create,
+    /// The key holds a backup of this same snapshot (same guid), e.g. `--full` to start a new
+    /// chain. Its dependents stay restorable: they need the snapshot's content, not the bytes.
+    ReplaceSame,
+    /// `--overwrite-other-snapshot`: the key holds a backup of another snapshot of the same name
+    /// (`guid` differs) or of an unknown one (the original z3's objects record no guid), and no
+    /// object in the bucket builds on it. That backup is lost; nothing else is.
+    ReplaceOther {
+        /// The guid the replaced object records, if any.
+        guid: Option<u64>,
+    },
+}
+
 /// One upload of a backup plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupStep {
@@ -38,6 +62,8 @@ pub struct BackupStep {
     pub snapshot: FullSnapshotName,
     /// Full or incremental, and from which base.
     pub kind: StepKind,
+    /// What the upload does to the snapshot's key.
+    pub write: WriteMode,
 }
 
 impl BackupStep {
@@ -74,6 +100,9 @@ pub struct BackupRequest<'a> {
     pub target: Option<&'a SnapshotName>,
     /// `--full`: send the target as one full stream, whatever the bucket holds.
     pub full: bool,
+    /// `--overwrite-other-snapshot`: a `--full` may replace an object made from another (or an
+    /// unknown) snapshot of the target's name, provided nothing in the bucket builds on it.
+    pub overwrite_other: bool,
 }
 
 /// One download of a restore plan.
@@ -173,7 +202,61 @@ pub enum PlanError {
         /// The local snapshot's guid.
         local: u64,
         /// What to do about it.
-        advice: &'static str,
+        advice: String,
+    },
+    /// A `--full` backup would overwrite the bucket's object of another snapshot of the same
+    /// name (another guid), or of a snapshot z3 cannot identify (no guid: the original z3's),
+    /// and `--overwrite-other-snapshot` was not given.
+    #[error(
+        "refusing to overwrite {name} in the bucket: it was made from {made_from}, not from the local snapshot {name} (guid {local}); {advice}"
+    )]
+    WouldOverwrite {
+        /// The snapshot's full name.
+        name: String,
+        /// What the object was made from, for the message.
+        made_from: String,
+        /// The guid recorded in the bucket, if any.
+        bucket: Option<u64>,
+        /// The local snapshot's guid.
+        local: u64,
+        /// What to do about it.
+        advice: String,
+    },
+    /// A `--full` backup would overwrite the bucket's object of another (or an unknown)
+    /// snapshot that other objects build on: they would become unrestorable. Never done.
+    #[error(
+        "refusing to overwrite {name} in the bucket: it was made from {made_from}, not from the local snapshot {name} (guid {local}), and {count} backup(s) build on it ({shown}), which would become unrestorable; {advice}",
+        count = dependents.len(),
+        shown = shown_names(dependents)
+    )]
+    WouldOrphan {
+        /// The snapshot's full name.
+        name: String,
+        /// What the object was made from, for the message.
+        made_from: String,
+        /// The local snapshot's guid.
+        local: u64,
+        /// The objects whose `parent` names it.
+        dependents: Vec<String>,
+        /// What to do about it.
+        advice: String,
+    },
+    /// A link of the restore chain is broken: an incremental records a base guid other than
+    /// the guid of the object its `parent` names (that object was replaced after it was made).
+    #[error(
+        "Broken snapshot detected {name}, reason: 'parent replaced': {child} was made on {parent} with guid {recorded}, but the object {parent} in the bucket holds guid {found}"
+    )]
+    BrokenLink {
+        /// The restore target.
+        name: String,
+        /// The incremental whose base was replaced.
+        child: String,
+        /// Its base, as its `parent` names it.
+        parent: String,
+        /// The base guid the incremental records.
+        recorded: u64,
+        /// The guid the base object records.
+        found: u64,
     },
     /// An object on the restore chain has a name that is not a valid ZFS snapshot name, so it
     /// cannot be received. z3 never writes such objects; something else put them there.
@@ -195,9 +278,51 @@ impl PlanError {
     pub fn is_integrity(&self) -> bool {
         matches!(
             self,
-            Self::Broken { .. } | Self::InvalidRemoteName { .. } | Self::GuidMismatch { .. }
+            Self::Broken { .. }
+                | Self::InvalidRemoteName { .. }
+                | Self::GuidMismatch { .. }
+                | Self::WouldOverwrite { .. }
+                | Self::WouldOrphan { .. }
+                | Self::BrokenLink { .. }
         )
     }
+}
+
+/// Up to three names, then how many more.
+fn shown_names(names: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text = format!("{text} and {} more", names.len() - SHOWN);
+    }
+    text
+}
+
+/// A name for a re-created snapshot that neither the local chain nor the bucket uses:
+/// `<snapshot>-2`, `-3`, … It keeps the snapshot's name as a prefix, so it still matches
+/// `SNAPSHOT_PREFIX`.
+fn free_name(name: &FullSnapshotName, local: &LocalChain, remote: &RemoteIndex) -> String {
+    // Each candidate is taken by at most one name of `local` or `remote`, so one of the first
+    // `len + 1` is free.
+    (2..=local.len() + remote.len() + 2)
+        .map(|n| format!("{name}-{n}"))
+        .find(|candidate| local.position(candidate).is_none() && remote.get(candidate).is_none())
+        .unwrap_or_else(|| format!("{name}-new"))
+}
+
+/// The advice of every refusal to build on or overwrite the bucket's object of another
+/// snapshot of the same name: it works as written, and the old chain stays restorable.
+fn rename_advice(name: &FullSnapshotName, local: &LocalChain, remote: &RemoteIndex) -> String {
+    format!(
+        "the backup in the bucket and everything built on it stay restorable; give the local snapshot a new name \
+         (`zfs rename {name} {}`) and back up again",
+        free_name(name, local, remote)
+    )
 }
 
 /// Plans a backup (spec §4.5, §4.6, with the fix of §11 bug 2).
@@ -238,10 +363,12 @@ pub fn plan_backup(req: &BackupRequest<'_>) -> Result<BackupPlan, PlanError> {
     };
 
     if req.full {
+        let snapshot = &entries[target].snapshot;
         return Ok(BackupPlan {
             steps: vec![BackupStep {
-                snapshot: entries[target].snapshot.name.clone(),
+                snapshot: snapshot.name.clone(),
                 kind: StepKind::Full,
+                write: full_write_mode(req, &snapshot.name, snapshot.guid)?,
             }],
         });
     }
@@ -254,10 +381,13 @@ pub fn plan_backup(req: &BackupRequest<'_>) -> Result<BackupPlan, PlanError> {
             let local = entries[i].snapshot.guid;
             if let Some(bucket) = object.meta.guid.filter(|&g| g != local) {
                 return Err(PlanError::GuidMismatch {
+                    advice: format!(
+                        "z3 will neither build on it nor overwrite it: {}",
+                        rename_advice(&entries[i].snapshot.name, req.local, req.remote)
+                    ),
                     name,
                     bucket,
                     local,
-                    advice: "z3 will not build on it; back up with --full",
                 });
             }
             if let Some(Health::Broken(reason)) = req.remote.health(&name) {
@@ -271,6 +401,7 @@ pub fn plan_backup(req: &BackupRequest<'_>) -> Result<BackupPlan, PlanError> {
         first_queued = i;
     }
 
+    // The walk stopped at the first snapshot in the bucket, so every queued key is free.
     let steps = entries[first_queued..=target]
         .iter()
         .map(|entry| BackupStep {
@@ -281,9 +412,63 @@ pub fn plan_backup(req: &BackupRequest<'_>) -> Result<BackupPlan, PlanError> {
                 },
                 None => StepKind::Full,
             },
+            write: WriteMode::Create,
         })
         .collect();
     Ok(BackupPlan { steps })
+}
+
+/// What a `--full` backup of `name` (local guid `local`) may do to its key.
+///
+/// A free key is created; a backup of the same snapshot (same guid) is replaced. A backup of
+/// another snapshot, or of an unknown one (no guid), is refused, unless `--overwrite-other-snapshot`
+/// was given and no object in the bucket builds on it; with dependents it is always refused.
+fn full_write_mode(
+    req: &BackupRequest<'_>,
+    name: &FullSnapshotName,
+    local: u64,
+) -> Result<WriteMode, PlanError> {
+    let text = name.to_string();
+    let Some(object) = req.remote.get(&text) else {
+        return Ok(WriteMode::Create);
+    };
+    let bucket = object.meta.guid;
+    if bucket == Some(local) {
+        return Ok(WriteMode::ReplaceSame);
+    }
+    let made_from = match bucket {
+        Some(guid) => format!("another snapshot of that name (guid {guid})"),
+        None => "a snapshot z3 cannot identify (no guid recorded: written by the original z3?)"
+            .to_owned(),
+    };
+    let dependents: Vec<String> = req
+        .remote
+        .iter()
+        .filter(|o| o.name != text && o.meta.parent.as_deref() == Some(text.as_str()))
+        .map(|o| o.name.clone())
+        .collect();
+    if !dependents.is_empty() {
+        return Err(PlanError::WouldOrphan {
+            name: text,
+            made_from,
+            local,
+            dependents,
+            advice: rename_advice(name, req.local, req.remote),
+        });
+    }
+    if req.overwrite_other {
+        return Ok(WriteMode::ReplaceOther { guid: bucket });
+    }
+    Err(PlanError::WouldOverwrite {
+        advice: format!(
+            "{}; or, to replace that backup (it is lost), add --overwrite-other-snapshot",
+            rename_advice(name, req.local, req.remote)
+        ),
+        name: text,
+        made_from,
+        bucket,
+        local,
+    })
 }
 
 /// Plans a restore (spec §4.7, with the fix of §11 bug 3).
@@ -326,7 +511,7 @@ pub fn plan_restore(req: &RestoreRequest<'_>) -> Result<RestorePlan, PlanError> 
         name: name.to_owned(),
         bucket,
         local,
-        advice: "restore into another dataset, or destroy the local snapshot first",
+        advice: "restore into another dataset, or destroy the local snapshot first".to_owned(),
     };
     if let Some(local) = local_guid(&target_name) {
         if let Some(bucket) = current.meta.guid.filter(|&g| g != local) {
@@ -358,6 +543,15 @@ pub fn plan_restore(req: &RestoreRequest<'_>) -> Result<RestorePlan, PlanError> 
         };
         if visited.contains(parent.name.as_str()) {
             return Err(broken(Reason::CycleDetected));
+        }
+        if let Some((recorded, found)) = current.replaced_base(parent) {
+            return Err(PlanError::BrokenLink {
+                name: target_name.clone(),
+                child: current.name.clone(),
+                parent: parent.name.clone(),
+                recorded,
+                found,
+            });
         }
         current = parent;
     }

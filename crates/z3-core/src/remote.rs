@@ -117,6 +117,11 @@ pub struct RemoteSnapshot {
     pub object_size: u64,
     /// The z3 metadata.
     pub meta: ObjectMeta,
+    /// The object's ETag as the listing saw it, when known: a replacement of this very object
+    /// is made conditional on it (`If-Match`), so an object written meanwhile is never replaced
+    /// unseen.
+    #[serde(skip)]
+    pub etag: Option<String>,
 }
 
 /// The part after the first `@`, or the whole text when there is none.
@@ -128,6 +133,19 @@ fn short(name: &str) -> &str {
 }
 
 impl RemoteSnapshot {
+    /// Whether `self`, an incremental, records a base guid other than the guid of `parent`,
+    /// the object its `parent` names: the base object was replaced after `self` was made (a
+    /// destroyed and re-created snapshot of the same name, uploaded over it), so `self` no
+    /// longer applies on top of what the bucket holds. `Some((recorded, found))` then; `None`
+    /// when they agree or either guid is unknown (the original z3 records none).
+    #[must_use]
+    pub fn replaced_base(&self, parent: &RemoteSnapshot) -> Option<(u64, u64)> {
+        match (self.meta.parent_guid, parent.meta.guid) {
+            (Some(recorded), Some(found)) if recorded != found => Some((recorded, found)),
+            _ => None,
+        }
+    }
+
     /// The snapshot name without `dataset@`, or the whole name when it has no `@`.
     #[must_use]
     pub fn short_name(&self) -> &str {
@@ -355,6 +373,7 @@ mod tests {
                 parent: parent.map(str::to_owned),
                 ..ObjectMeta::default()
             },
+            etag: None,
         }
     }
 

@@ -44,27 +44,21 @@ pub fn chain_of<'a>(remote: &'a RemoteIndex, target: &str) -> Option<Vec<&'a Rem
 /// # Errors
 /// The reason, for the report.
 pub fn continuity(remote: &RemoteIndex, object: &RemoteSnapshot) -> Result<(), String> {
-    if let Some(health) = remote.health(&object.name)
-        && !health.is_healthy()
-    {
-        return Err(format!("broken chain: {health}"));
-    }
-    if object.meta.is_full {
-        return Ok(());
-    }
+    // The object's own link first: its message names both guids.
     let parent = object
         .meta
         .parent
         .as_deref()
-        .and_then(|name| remote.get(name));
-    match (parent, object.meta.parent_guid) {
-        (Some(parent), Some(expected)) => match parent.meta.guid {
-            Some(actual) if actual != expected => Err(format!(
-                "built on guid {expected}, but {} holds guid {actual} (the base was replaced)",
-                parent.name
-            )),
-            _ => Ok(()),
-        },
+        .and_then(|name| remote.get(name))
+        .filter(|_| !object.meta.is_full);
+    if let Some((expected, actual)) = parent.and_then(|parent| object.replaced_base(parent)) {
+        return Err(format!(
+            "built on guid {expected}, but {} holds guid {actual} (the base was replaced)",
+            object.meta.parent.as_deref().unwrap_or_default()
+        ));
+    }
+    match remote.health(&object.name) {
+        Some(health) if !health.is_healthy() => Err(format!("broken chain: {health}")),
         _ => Ok(()),
     }
 }
@@ -144,6 +138,7 @@ mod tests {
                 parent_guid,
                 ..ObjectMeta::default()
             },
+            etag: None,
         }
     }
 

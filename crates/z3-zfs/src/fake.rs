@@ -253,6 +253,68 @@ impl FakeZfs {
         Ok(())
     }
 
+    /// Rolls `dataset` back to `dataset@snapshot`, destroying the later snapshots (like
+    /// `zfs rollback -r`): the content becomes the snapshot's.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidName`], or [`ErrorKind::SnapshotNotFound`] if the snapshot does not exist.
+    pub fn rollback(&self, full_name: &str) -> Result<(), Error> {
+        let name = FullSnapshotName::parse(full_name).map_err(invalid_name)?;
+        let mut state = self.lock();
+        let missing = || {
+            Error::new(
+                ErrorKind::SnapshotNotFound,
+                format!("cannot open '{name}': dataset does not exist"),
+            )
+        };
+        let ds = state
+            .datasets
+            .get_mut(name.dataset().as_str())
+            .ok_or_else(missing)?;
+        let at = ds
+            .snapshots
+            .iter()
+            .position(|s| s.name == name.snapshot().as_str())
+            .ok_or_else(missing)?;
+        ds.snapshots.truncate(at + 1);
+        ds.content = ds.snapshots[at].content.clone();
+        ds.modified = false;
+        Ok(())
+    }
+
+    /// Renames `dataset@from` to `dataset@to` (like `zfs rename`); the guid stays.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidName`], [`ErrorKind::SnapshotNotFound`], or
+    /// [`ErrorKind::AlreadyExists`] if `to` exists.
+    pub fn rename_snapshot(&self, full_name: &str, to: &str) -> Result<(), Error> {
+        let name = FullSnapshotName::parse(full_name).map_err(invalid_name)?;
+        let to = z3_core::SnapshotName::new(to).map_err(invalid_name)?;
+        let mut state = self.lock();
+        let ds = state
+            .datasets
+            .get_mut(name.dataset().as_str())
+            .ok_or_else(|| not_found(name.dataset()))?;
+        if ds.snapshots.iter().any(|s| s.name == to.as_str()) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("snapshot '{}@{to}' already exists", name.dataset()),
+            ));
+        }
+        let snap = ds
+            .snapshots
+            .iter_mut()
+            .find(|s| s.name == name.snapshot().as_str())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::SnapshotNotFound,
+                    format!("cannot open '{name}': dataset does not exist"),
+                )
+            })?;
+        to.as_str().clone_into(&mut snap.name);
+        Ok(())
+    }
+
     /// The current content of `dataset`, `None` if it does not exist.
     #[must_use]
     pub fn content(&self, dataset: &str) -> Option<Bytes> {

@@ -838,3 +838,124 @@ async fn a_recreated_snapshot_is_not_built_on_and_objects_record_guids() {
     let run = h.run(Command::Status(StatusArgs { json: false })).await;
     assert!(run.out.contains("guid mismatch"), "{}", run.out);
 }
+
+/// Issue 12's rollback story on the fakes: the old chain's objects are never replaced, the
+/// advice works as written, and both the old chain and the renamed snapshot restore.
+#[tokio::test]
+async fn rollback_and_recreate_never_replaces_the_old_chain() {
+    let h = Harness::new(|_| {});
+    for (name, content) in [("snap-d1", "one"), ("snap-d2", "two"), ("snap-d3", "three")] {
+        h.snap(name, content);
+    }
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    let before = h.store.objects();
+    h.zfs.rollback("pool/fs@snap-d1").unwrap();
+    h.snap("snap-d2", "two, re-created");
+
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
+    assert!(
+        run.err
+            .contains("(`zfs rename pool/fs@snap-d2 pool/fs@snap-d2-2`) and back up again"),
+        "{}",
+        run.err
+    );
+    for overwrite_other_snapshot in [false, true] {
+        let run = h
+            .run(Command::Backup(z3_cli::args::BackupArgs {
+                full: true,
+                snapshot: Some("snap-d2".into()),
+                overwrite_other_snapshot,
+                ..backup()
+            }))
+            .await;
+        assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
+        assert!(
+            run.err.contains("refusing to overwrite pool/fs@snap-d2"),
+            "{}",
+            run.err
+        );
+    }
+    assert_eq!(
+        h.store.objects(),
+        before,
+        "a refused backup changed the bucket"
+    );
+    assert_eq!(h.store.open_uploads(), 0);
+
+    h.zfs
+        .rename_snapshot("pool/fs@snap-d2", "snap-d2-2")
+        .unwrap();
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    let (_, meta, _) = h.store.object("z3-backup/pool/fs@snap-d2-2").unwrap();
+    assert_eq!(
+        meta.get("parent").map(String::as_str),
+        Some("pool/fs@snap-d1")
+    );
+
+    let other = h.other_machine();
+    let run = other.run(Command::Restore(restore("snap-d3"))).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(other.zfs.content("pool/fs").as_deref(), Some(&b"three"[..]));
+    let third = h.other_machine();
+    let run = third.run(Command::Restore(restore("snap-d2-2"))).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(
+        third.zfs.content("pool/fs").as_deref(),
+        Some(&b"two, re-created"[..])
+    );
+}
+
+/// A base replaced behind z3's back (e.g. by the original z3, which overwrites blindly) is
+/// found from the guids before anything is downloaded or received.
+#[tokio::test]
+async fn restore_refuses_a_replaced_base_before_the_first_byte() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "one");
+    h.snap("snap2", "two");
+    h.snap("snap3", "three");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    let key = "z3-backup/pool/fs@snap2";
+    let (bytes, mut metadata, _) = h.store.object(key).unwrap();
+    metadata.insert("guid".into(), "4242".into());
+    h.store.insert(
+        key,
+        bytes,
+        &PutOptions {
+            metadata,
+            ..PutOptions::default()
+        },
+    );
+    let status = h.run(Command::Status(StatusArgs { json: false })).await;
+    assert_eq!(status.status, ExitStatus::Integrity, "{}", status.err);
+    assert!(
+        status
+            .out
+            .lines()
+            .any(|l| l.starts_with("snap3 ") && l.contains("parent replaced")),
+        "{}",
+        status.out
+    );
+
+    let other = h.other_machine();
+    other.store.reset_calls();
+    let run = other.run(Command::Restore(restore("snap3"))).await;
+    assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
+    assert!(
+        run.err.contains(
+            "reason: 'parent replaced': pool/fs@snap3 was made on pool/fs@snap2 with guid"
+        ),
+        "{}",
+        run.err
+    );
+    assert!(run.err.contains("holds guid 4242"), "{}", run.err);
+    assert_eq!(other.store.calls(z3_s3::Op::GetRange), 0);
+    assert!(!other.zfs.calls().iter().any(|c| c.starts_with("receive")));
+}

@@ -14,6 +14,17 @@ fn backup_on(
     target: Option<&str>,
     full: bool,
 ) -> Result<z3_core::BackupPlan, PlanError> {
+    backup_overwriting(local, remote, target, full, false)
+}
+
+/// [`backup_on`] with `--overwrite-other-snapshot` as given.
+fn backup_overwriting(
+    local: &LocalChain,
+    remote: &RemoteIndex,
+    target: Option<&str>,
+    full: bool,
+    overwrite_other: bool,
+) -> Result<z3_core::BackupPlan, PlanError> {
     let target = target.map(snap);
     plan_backup(&BackupRequest {
         dataset: &dataset(),
@@ -22,6 +33,7 @@ fn backup_on(
         remote,
         target: target.as_ref(),
         full,
+        overwrite_other,
     })
 }
 
@@ -101,9 +113,18 @@ fn target_already_backed_up_is_an_empty_plan() {
             .steps
             .is_empty()
     );
-    // --full overwrites regardless, as the original did.
-    let plan = backup_on(&local, &remote(), None, true).unwrap();
+    // The original's --full overwrote regardless. Its objects record no guid, so z3 cannot tell
+    // whether the object is this snapshot: it replaces it only when told, as nothing builds on it.
+    let err = backup_on(&local, &remote(), None, true).unwrap_err();
+    assert!(
+        matches!(err, PlanError::WouldOverwrite { ref name, bucket: None, .. } if name == "pool/fs@snap_3"),
+        "{err:?}"
+    );
+    let plan = backup_overwriting(&local, &remote(), None, true, true).unwrap();
     assert_eq!(described(&plan), ["full pool/fs@snap_3"]);
+    // snap_2 has a dependent (snap_3): never replaced, whatever the flag.
+    let err = backup_overwriting(&local, &remote(), Some("snap_2"), true, true).unwrap_err();
+    assert!(matches!(err, PlanError::WouldOrphan { .. }), "{err:?}");
     // A broken target is reported even when it is the latest.
     let local = local_of(&["pool/fs@snap_0"]);
     let err = backup_on(&local, &remote(), None, false).unwrap_err();
@@ -281,6 +302,7 @@ fn other_dataset_name_is_used_in_messages() {
         remote: &RemoteIndex::default(),
         target: None,
         full: false,
+        overwrite_other: false,
     })
     .unwrap_err();
     assert_eq!(
@@ -306,8 +328,13 @@ fn backup_refuses_to_build_on_an_object_of_another_snapshot_with_the_same_name()
             if name == "pool/fs@snap_1" && local == local_guid),
         "{err:?}"
     );
-    assert!(err.to_string().contains("--full"), "{err}");
-    // A full does not build on anything.
+    // The advice works as written: rename, and the old object stays.
+    assert!(
+        err.to_string()
+            .contains("(`zfs rename pool/fs@snap_1 pool/fs@snap_1-2`) and back up again"),
+        "{err}"
+    );
+    // A full does not build on anything, and snap_2's key is free.
     assert_eq!(
         described(&backup_on(&local, &stale, None, true).unwrap()),
         ["full pool/fs@snap_2"]

@@ -81,6 +81,7 @@ pub(crate) fn object(name: &str, meta: &[(&str, &str)]) -> RemoteSnapshot {
         key,
         object_size: ESTIMATE,
         meta: ObjectMeta::from_map(&map),
+        etag: None,
     }
 }
 

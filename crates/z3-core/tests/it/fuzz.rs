@@ -56,6 +56,7 @@ fn objects() -> impl Strategy<Value = Vec<RemoteSnapshot>> {
                 name,
                 object_size: size,
                 meta: ObjectMeta::from_map(&meta),
+                etag: None,
             })
             .collect()
     })
@@ -82,6 +83,7 @@ proptest! {
             remote: &remote,
             target: None,
             full: false,
+            overwrite_other: false,
         });
         if let Ok(target) = SnapshotName::new(&target) {
             let _ = plan_restore(&RestoreRequest {

@@ -7,6 +7,7 @@
 mod fixes;
 mod fixtures;
 mod fuzz;
+mod overwrite;
 mod props;
 mod ssh_sync;
 mod status;

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use z3_core::{
-    BackupRequest, Health, LocalChain, PlanError, RemoteIndex, RestoreRequest, StepKind,
+    BackupRequest, Health, LocalChain, PlanError, RemoteIndex, RestoreRequest, StepKind, WriteMode,
     plan_backup, plan_restore,
 };
 
@@ -75,6 +75,7 @@ proptest! {
         present in proptest::collection::vec(any::<bool>(), UNIVERSE),
         target_pick in proptest::option::of(any::<proptest::sample::Index>()),
         full in any::<bool>(),
+        overwrite_other in any::<bool>(),
     ) {
         let remote = bucket(&objs);
         let local = local(&present);
@@ -92,7 +93,14 @@ proptest! {
             remote: &remote,
             target: target.as_ref(),
             full,
+            overwrite_other,
         });
+        let dependents = |name: &str| {
+            remote
+                .iter()
+                .filter(|o| o.name != name && o.meta.parent.as_deref() == Some(name))
+                .count()
+        };
         let target_pos = match &target {
             Some(t) => local.position(&format!("pool/fs@{t}")),
             None => local.len().checked_sub(1),
@@ -103,6 +111,17 @@ proptest! {
                 prop_assert!(!full);
                 prop_assert_eq!(remote.health(&name), Some(&Health::Broken(reason)));
                 prop_assert!(local.position(&name) <= target_pos);
+            }
+            // The fixtures record no guids: every object in the bucket is of an unknown snapshot.
+            Err(PlanError::WouldOverwrite { name, bucket, .. }) => {
+                prop_assert!(full && !overwrite_other && bucket.is_none());
+                prop_assert!(remote.get(&name).is_some());
+                prop_assert_eq!(dependents(&name), 0);
+            }
+            Err(PlanError::WouldOrphan { name, dependents: found, .. }) => {
+                prop_assert!(full);
+                prop_assert_eq!(found.len(), dependents(&name));
+                prop_assert!(!found.is_empty());
             }
             Err(other) => prop_assert!(false, "unexpected {other:?}"),
             Ok(plan) => {
@@ -137,6 +156,17 @@ proptest! {
                     }
                     if !full {
                         prop_assert!(remote.get(&step.snapshot.to_string()).is_none());
+                    }
+                    // Never a key of another snapshot, unless told and nothing builds on it.
+                    let name = step.snapshot.to_string();
+                    match step.write {
+                        WriteMode::Create => prop_assert!(remote.get(&name).is_none()),
+                        WriteMode::ReplaceSame => prop_assert!(false, "no guids, no same snapshot"),
+                        WriteMode::ReplaceOther { guid } => {
+                            prop_assert!(overwrite_other && guid.is_none());
+                            prop_assert!(remote.get(&name).is_some());
+                            prop_assert_eq!(dependents(&name), 0);
+                        }
                     }
                 }
             }

@@ -179,6 +179,9 @@ fn backup(
         remote: &remote(),
         target: target.as_ref(),
         full,
+        // The original overwrote blindly; its objects record no guid, so z3 replaces one only
+        // with --overwrite-other-snapshot (issue 12), which these scenarios give with --full.
+        overwrite_other: full,
     })
 }
 
@@ -462,6 +465,7 @@ fn test_get_latest() {
         remote: &remote(),
         target: None,
         full: false,
+        overwrite_other: false,
     })
     .unwrap_err();
     assert_eq!(
