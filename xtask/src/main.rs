@@ -72,12 +72,23 @@ fn ci() -> Result<()> {
     ]))?;
     step("cargo deny check licenses bans sources (deny.toml)");
     let deny = services::ensure_cargo_deny(&root)?;
-    run(Command::new(deny).current_dir(&root).args([
+    run(Command::new(&deny).current_dir(&root).args([
         "check",
         "--hide-inclusion-graph",
         "licenses",
         "bans",
         "sources",
+    ]))?;
+    step("cargo deny check advisories (offline RustSec snapshot, ../shared/rustsec)");
+    services::ensure_advisory_db(&root)?;
+    // `--offline` keeps cargo-deny from fetching the database; cargo metadata then needs every
+    // crate of the lock file (all platforms) on disk, which `cargo fetch` makes sure of.
+    run(cargo().args(["fetch", "--quiet"]))?;
+    run(Command::new(&deny).current_dir(&root).args([
+        "--offline",
+        "check",
+        "--hide-inclusion-graph",
+        "advisories",
     ]))?;
     step("build tests");
     run(cargo().args(["test", "--workspace", "--no-run"]))?;

