@@ -205,7 +205,7 @@ impl Engine {
 
     /// The names (`ds@snap`) that have a seal: one LIST, for `status` (restore and verify read
     /// the seals they need).
-    async fn sealed_names(&self, dataset: &DatasetName) -> Result<Vec<String>> {
+    async fn sealed_names(&self, dataset: &DatasetName) -> Result<Vec<(String, Option<String>)>> {
         let layout = &self.settings.layout;
         let seal_prefix = layout.seal_list_prefix(dataset, &self.settings.snapshot_prefix);
         let seals =
@@ -214,7 +214,10 @@ impl Engine {
             })?;
         Ok(seals
             .iter()
-            .filter_map(|entry| layout.name_of_seal(&entry.key).map(str::to_owned))
+            .filter_map(|entry| {
+                let (name, upload) = layout.name_of_seal(&entry.key)?;
+                Some((name.to_owned(), upload.map(str::to_owned)))
+            })
             .collect())
     }
 
@@ -400,6 +403,8 @@ impl Engine {
             encryption: encoding.encryption_metadata().map(str::to_owned),
             guid,
             parent_guid,
+            // The uploader records its own token (z3_s3::UPLOAD_TOKEN_META).
+            upload: None,
         };
         let stages = encoding.stages();
         if args.dry_run {
@@ -442,15 +447,8 @@ impl Engine {
         let reader = apply_all(&stages, reader)
             .with_context(|| format!("cannot start {}", describe_all(&stages)))?;
         let (reader, object_digest) = DigestReader::new(reader);
-        let seal_key = self.settings.layout.seal_key(&snapshot.to_string());
-        // A re-upload (`--full` of a snapshot already in the bucket) replaces the seal before
-        // its completion; if the completion then fails, the previous seal goes back.
-        let previous_seal =
-            crate::seal::read_seal(self.store.as_ref(), &seal_key, &self.settings.retry)
-                .await
-                .with_context(|| format!("cannot read the seal {seal_key}"))?;
         let seal = PendingSeal {
-            key: seal_key.clone(),
+            layout: self.settings.layout.clone(),
             snapshot: snapshot.to_string(),
             guid,
             parent_guid,
@@ -470,7 +468,7 @@ impl Engine {
             },
         )
         .with_cancel(cancel.clone());
-        self.upload_sealed(&uploader, &key, &options, reader, seal, previous_seal)
+        self.upload_sealed(&uploader, &key, &options, reader, seal)
             .await
             .with_context(|| format!("backup of {snapshot} failed, upload aborted"))?;
         if args.parseable {
@@ -487,8 +485,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Uploads `reader` to `key`, writing `seal` before the completion; if the upload fails
-    /// after the seal went in, the seal is taken back (`previous_seal` restored or ours removed).
+    /// Uploads `reader` to `key`, writing `seal` before the completion under a key of its own
+    /// (named by the upload's token, which the object records), then removes the seals of
+    /// earlier uploads of this snapshot.
+    ///
+    /// The order keeps object and seal in agreement after a crash at any point (docs/reliability.md):
+    /// parts; seal (a new key: the object in place keeps its own seal); completion (the object
+    /// now names the new seal); removal of the old seals (they describe nothing any more). A
+    /// failure before the completion leaves at most a seal that no object names, which is
+    /// harmless and removed by the next backup of the snapshot; nothing is ever undone by
+    /// overwriting.
     async fn upload_sealed(
         &self,
         uploader: &MultipartUploader<dyn ObjectStore>,
@@ -496,36 +502,29 @@ impl Engine {
         options: &PutOptions,
         reader: impl tokio::io::AsyncRead + Unpin + Send,
         seal: PendingSeal,
-        previous_seal: Option<bytes::Bytes>,
     ) -> Result<()> {
-        let seal_key = seal.key.clone();
+        let snapshot = seal.snapshot.clone();
         let store = Arc::clone(&self.store);
         let retry_config = self.settings.retry.clone();
-        let sealed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sealed_in_hook = Arc::clone(&sealed);
         // The seal goes in before the completion: no object exists without one.
         let before_complete: BeforeComplete<'_> = Box::new(move |done: PartsDone| {
             Box::pin(async move {
-                seal.write(store.as_ref(), &retry_config, done.bytes)
-                    .await?;
-                sealed_in_hook.store(true, std::sync::atomic::Ordering::SeqCst);
-                Ok(())
+                seal.write(store.as_ref(), &retry_config, done.bytes, &done.token)
+                    .await
             })
         });
-        let result = uploader
+        let report = uploader
             .upload_then(key, options, reader, before_complete)
-            .await;
-        if result.is_err() && sealed.load(std::sync::atomic::Ordering::SeqCst) {
-            let previous = previous_seal;
-            crate::seal::undo(
-                self.store.as_ref(),
-                &seal_key,
-                previous,
-                &self.settings.retry,
-            )
-            .await;
-        }
-        result.map(|_| ()).map_err(Into::into)
+            .await?;
+        crate::seal::remove_stale(
+            self.store.as_ref(),
+            &self.settings.layout,
+            &snapshot,
+            &report.token,
+            &self.settings.retry,
+        )
+        .await;
+        Ok(())
     }
 
     /// `z3 restore SNAPSHOT`: receives the chain from the newest local base (or a full) to the target.
@@ -638,7 +637,7 @@ impl Engine {
             let object = remote
                 .get(&name)
                 .with_context(|| format!("{name} vanished from the listing"))?;
-            wanted.push((self.settings.layout.seal_key(&name), object.clone()));
+            wanted.push((self.settings.layout.seal_key_of(object), object.clone()));
         }
         let checks = crate::seal::check_all(
             &self.store,

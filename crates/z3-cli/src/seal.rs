@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::StreamExt;
 use z3_codec::DigestHandle;
-use z3_core::{Digest, RemoteSnapshot, Seal, SealCheck, judge};
+use z3_core::{Digest, KeyLayout, RemoteSnapshot, Seal, SealCheck, judge};
 use z3_s3::{ErrorKind, ObjectStore, PutOptions, RetryConfig, read_small, retry};
 
 /// Seals read at once.
@@ -53,7 +53,8 @@ pub(crate) async fn check_all(
 /// What a backup knows before its upload starts, to seal the object once the stream ended.
 #[derive(Debug)]
 pub(crate) struct PendingSeal {
-    pub(crate) key: String,
+    /// Where seals go; the key is known once the upload's token is.
+    pub(crate) layout: KeyLayout,
     pub(crate) snapshot: String,
     pub(crate) guid: Option<u64>,
     pub(crate) parent_guid: Option<u64>,
@@ -66,14 +67,16 @@ pub(crate) struct PendingSeal {
 }
 
 impl PendingSeal {
-    /// Writes the seal; called after the last part and before the completion, so a failure
-    /// here aborts the upload.
+    /// Writes the seal of the upload whose token is `token`, under a key of its own; called
+    /// after the last part and before the completion, so a failure here aborts the upload.
     pub(crate) async fn write(
         self,
         store: &dyn ObjectStore,
         retry_config: &RetryConfig,
         uploaded: u64,
+        token: &str,
     ) -> z3_s3::Result<()> {
+        let key = self.layout.seal_key(&self.snapshot, Some(token));
         let digest = |handle: &DigestHandle, what: &str| {
             handle
                 .finish()
@@ -109,37 +112,54 @@ impl PendingSeal {
             encryption: self.encryption,
         };
         let body = Bytes::from(seal.to_text());
-        tracing::debug!(key = %self.key, stream = %seal.stream, "writing seal");
-        let options = PutOptions::default();
+        tracing::debug!(%key, stream = %seal.stream, "writing seal");
+        // A fresh key (the token is random): never an overwrite of another upload's seal.
+        let options = PutOptions {
+            if_none_match: true,
+            ..PutOptions::default()
+        };
         retry(retry_config, "put_seal", || {
-            store.put(&self.key, body.clone(), &options)
+            store.put(&key, body.clone(), &options)
         })
         .await
         .map(|_| ())
-        .map_err(|err| err.context(format_args!("writing the seal {}", self.key)))
+        .map_err(|err| err.context(format_args!("writing the seal {key}")))
     }
 }
 
-/// After a failed upload whose seal was already written: puts the previous seal back, or
-/// removes ours when there was none, so that the bucket says what it said before. Best effort:
-/// a failure is logged (the seal then describes no object, or another one, and is judged so).
-pub(crate) async fn undo(
+/// After a successful upload of `snapshot` (`ds@snap`) with token `token`: removes the seals of
+/// its earlier uploads (the one without a token, and those with another token). They describe
+/// objects that no longer exist, or none at all (an upload that never completed). Best effort:
+/// a failure is logged, and a later backup of the snapshot tries again; a stale seal is never
+/// read, since each object names its own.
+pub(crate) async fn remove_stale(
     store: &dyn ObjectStore,
-    key: &str,
-    previous: Option<Bytes>,
+    layout: &KeyLayout,
+    snapshot: &str,
+    token: &str,
     retry_config: &RetryConfig,
 ) {
-    let options = PutOptions::default();
-    let result = match previous {
-        Some(body) => retry(retry_config, "put_seal", || {
-            store.put(key, body.clone(), &options)
-        })
-        .await
-        .map(|_| ()),
-        None => retry(retry_config, "delete_seal", || store.delete(key)).await,
+    let prefix = layout.seal_key(snapshot, None);
+    let listed = match retry(retry_config, "list_seals", || store.list(&prefix)).await {
+        Ok(listed) => listed,
+        Err(err) => {
+            tracing::warn!(%prefix, error = %err, "cannot list the seals of earlier uploads");
+            return;
+        }
     };
-    match result {
-        Ok(()) => tracing::debug!(key, "seal of the failed upload undone"),
-        Err(err) => tracing::warn!(key, error = %err, "cannot undo the seal of a failed upload"),
+    for entry in listed {
+        let stale = matches!(
+            layout.name_of_seal(&entry.key),
+            Some((name, upload)) if name == snapshot && upload != Some(token)
+        );
+        if !stale {
+            continue;
+        }
+        match retry(retry_config, "delete_seal", || store.delete(&entry.key)).await {
+            Ok(()) => tracing::debug!(key = %entry.key, "removed the seal of an earlier upload"),
+            Err(err) => {
+                tracing::warn!(key = %entry.key, error = %err, "cannot remove the seal of an earlier upload");
+            }
+        }
     }
 }

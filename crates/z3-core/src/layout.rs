@@ -55,11 +55,27 @@ impl KeyLayout {
         format!("{}.z3-locks/{dataset}", self.prefix)
     }
 
-    /// The key of the seal of `name` (see [`crate::seal`]): prefix + `.z3-seals/` + `ds@snap`.
-    /// Outside every snapshot listing, like the lock.
+    /// The key of the seal of `name` (see [`crate::seal`]): prefix + `.z3-seals/` + `ds@snap`,
+    /// followed by `@<upload>` for objects that record the token of the upload that made them
+    /// (every object z3 writes since per-upload seals; see ADR 3). Outside every snapshot
+    /// listing, like the lock.
+    ///
+    /// One seal per upload means a seal is never overwritten: a re-upload's seal goes to a new
+    /// key before its completion, and the object in place keeps naming its own seal until the
+    /// completion replaces it, so object and seal agree after a crash at any point. A snapshot
+    /// name has one `@`, so the token after a second one is unambiguous.
     #[must_use]
-    pub fn seal_key(&self, name: &str) -> String {
-        format!("{}{SEALS_DIR}{name}", self.prefix)
+    pub fn seal_key(&self, name: &str, upload: Option<&str>) -> String {
+        match upload {
+            Some(token) => format!("{}{SEALS_DIR}{name}@{token}", self.prefix),
+            None => format!("{}{SEALS_DIR}{name}", self.prefix),
+        }
+    }
+
+    /// The key of the seal `object` names: [`Self::seal_key`] with its upload token.
+    #[must_use]
+    pub fn seal_key_of(&self, object: &crate::RemoteSnapshot) -> String {
+        self.seal_key(&object.name, object.meta.upload.as_deref())
     }
 
     /// The listing prefix of the seals of one dataset and snapshot prefix.
@@ -68,11 +84,17 @@ impl KeyLayout {
         format!("{}{SEALS_DIR}{dataset}@{snapshot_prefix}", self.prefix)
     }
 
-    /// The snapshot name (`ds@snap`) a seal key belongs to.
+    /// The snapshot name (`ds@snap`) and upload token (if any) a seal key belongs to.
     #[must_use]
-    pub fn name_of_seal<'a>(&self, key: &'a str) -> Option<&'a str> {
-        key.strip_prefix(self.prefix.as_str())?
-            .strip_prefix(SEALS_DIR)
+    pub fn name_of_seal<'a>(&self, key: &'a str) -> Option<(&'a str, Option<&'a str>)> {
+        let id = key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(SEALS_DIR)?;
+        let at = id.find('@')?;
+        Some(match id[at + 1..].rfind('@') {
+            Some(second) => (&id[..at + 1 + second], Some(&id[at + 2 + second..])),
+            None => (id, None),
+        })
     }
 
     /// The snapshot name (`ds@snap`) of `key`: the key minus the prefix, or `None` if the key is
@@ -126,5 +148,26 @@ mod tests {
             KeyLayout::new("").key(&name),
             "/pool/fs@zfs-auto-snap:daily-2024-01-01"
         );
+    }
+
+    #[test]
+    fn seal_keys_round_trip_with_and_without_an_upload_token() {
+        let layout = KeyLayout::new("z3-backup/");
+        let legacy = layout.seal_key("pool/fs@daily 1", None);
+        assert_eq!(legacy, "z3-backup/.z3-seals/pool/fs@daily 1");
+        assert_eq!(
+            layout.name_of_seal(&legacy),
+            Some(("pool/fs@daily 1", None))
+        );
+        let per_upload = layout.seal_key("pool/fs@daily:1", Some("0123abcd"));
+        assert_eq!(per_upload, "z3-backup/.z3-seals/pool/fs@daily:1@0123abcd");
+        assert_eq!(
+            layout.name_of_seal(&per_upload),
+            Some(("pool/fs@daily:1", Some("0123abcd")))
+        );
+        let ds = DatasetName::new("pool/fs").unwrap();
+        assert!(per_upload.starts_with(&layout.seal_list_prefix(&ds, "daily")));
+        assert_eq!(layout.name_of_seal("z3-backup/pool/fs@x"), None);
+        assert_eq!(layout.name_of_seal("z3-backup/.z3-seals/no-at"), None);
     }
 }

@@ -28,6 +28,10 @@ pub const META_ENCRYPTION: &str = "encryption";
 pub const META_GUID: &str = "guid";
 /// Metadata key holding the incremental base's ZFS `guid` (z3 only).
 pub const META_PARENT_GUID: &str = "parent-guid";
+/// Metadata key holding the random token of the upload that made the object (z3 only, written
+/// by the uploader itself): it names the object's seal, and tells z3 whether an object is the
+/// one its own completion made when the completion's answer was lost.
+pub const META_UPLOAD: &str = "z3-upload";
 
 /// The z3 user metadata of one object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -46,6 +50,9 @@ pub struct ObjectMeta {
     pub guid: Option<u64>,
     /// The base's `guid` for incrementals z3 wrote.
     pub parent_guid: Option<u64>,
+    /// The token of the upload that made the object ([`META_UPLOAD`]); `None` for the
+    /// original's objects and for z3's before per-upload seals.
+    pub upload: Option<String>,
 }
 
 impl ObjectMeta {
@@ -68,6 +75,7 @@ impl ObjectMeta {
                 META_ENCRYPTION => meta.encryption = Some(value.clone()),
                 META_GUID => meta.guid = value.trim().parse().ok(),
                 META_PARENT_GUID => meta.parent_guid = value.trim().parse().ok(),
+                META_UPLOAD => meta.upload = Some(value.clone()),
                 _ => {}
             }
         }
@@ -100,6 +108,9 @@ impl ObjectMeta {
         }
         if let Some(guid) = self.parent_guid {
             map.insert(META_PARENT_GUID.to_owned(), guid.to_string());
+        }
+        if let Some(upload) = &self.upload {
+            map.insert(META_UPLOAD.to_owned(), upload.clone());
         }
         map
     }
@@ -168,8 +179,8 @@ pub struct RemoteIndex {
     objects: Vec<RemoteSnapshot>,
     by_name: HashMap<String, usize>,
     health: HealthMap,
-    /// Names (`ds@snap`) that have a seal object, when the seals were listed.
-    sealed: Option<HashSet<String>>,
+    /// `(ds@snap, upload token)` of every seal, when the seals were listed.
+    sealed: Option<HashSet<(String, Option<String>)>>,
 }
 
 impl RemoteIndex {
@@ -194,21 +205,28 @@ impl RemoteIndex {
         }
     }
 
-    /// Records which objects have a seal (the names of the seal listing, see
-    /// [`KeyLayout::seal_list_prefix`](crate::KeyLayout::seal_list_prefix)); only presence, the
+    /// Records which seals exist: `(ds@snap, upload token)` of each key of the seal listing
+    /// (see [`KeyLayout::name_of_seal`](crate::KeyLayout::name_of_seal)); only presence, the
     /// seals themselves are read when their digests are needed.
     #[must_use]
-    pub fn with_seals<I: IntoIterator<Item = String>>(mut self, names: I) -> Self {
-        self.sealed = Some(names.into_iter().collect());
+    pub fn with_seals<I: IntoIterator<Item = (String, Option<String>)>>(
+        mut self,
+        seals: I,
+    ) -> Self {
+        self.sealed = Some(seals.into_iter().collect());
         self
     }
 
-    /// Whether `name` is an object written by z3 (it records a `guid`) that has no seal. Always
-    /// `false` when the seals were not listed, and for the original's objects, which have none.
+    /// Whether `name` is an object written by z3 (it records a `guid`) whose own seal (the one
+    /// its upload token names) is missing. Always `false` when the seals were not listed, and
+    /// for the original's objects, which have none.
     #[must_use]
     pub fn is_unsealed(&self, name: &str) -> bool {
         match (&self.sealed, self.get(name)) {
-            (Some(sealed), Some(object)) => object.meta.guid.is_some() && !sealed.contains(name),
+            (Some(sealed), Some(object)) => {
+                object.meta.guid.is_some()
+                    && !sealed.contains(&(name.to_owned(), object.meta.upload.clone()))
+            }
             _ => false,
         }
     }
@@ -348,6 +366,7 @@ mod tests {
             encryption: Some("age".into()),
             guid: Some(17_509_345_283_761_234_567),
             parent_guid: None,
+            upload: None,
         };
         assert_eq!(
             sealed.to_map(),

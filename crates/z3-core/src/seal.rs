@@ -350,6 +350,7 @@ mod tests {
                 encryption: None,
                 guid: Some(22),
                 parent_guid: Some(11),
+                upload: None,
             },
             etag: None,
         }

@@ -102,17 +102,37 @@ pub fn composite_crc32c(parts: &[Crc32c]) -> String {
     format!("{}-{}", Crc32c::of(&joined), parts.len())
 }
 
-/// Whether a checksum the server reported equals `expected` (which has the form `base64-N`).
+/// The CRC32C of the whole object whose parts have `parts` checksums and lengths, in part
+/// order: what a server that reports full-object checksums (moto) says for a multipart object.
+#[must_use]
+pub(crate) fn full_object_crc32c(parts: &[(Crc32c, u64)]) -> Crc32c {
+    let mut whole: Option<u64> = None;
+    for &(crc, len) in parts {
+        whole = Some(match whole {
+            None => u64::from(crc.0),
+            Some(so_far) => {
+                crc_fast::checksum_combine(CrcAlgorithm::Crc32Iscsi, so_far, u64::from(crc.0), len)
+            }
+        });
+    }
+    // A 32-bit CRC fits in the low 32 bits of crc-fast's u64.
+    #[allow(clippy::cast_possible_truncation)]
+    Crc32c(whole.unwrap_or(0) as u32)
+}
+
+/// Whether a checksum the server reported equals `expected` (which has the form `base64-N`)
+/// or, when it carries no part count, the object's full CRC32C `full`.
 ///
 /// Servers differ in whether they append the `-N` part count (AWS does, in both the
 /// `CompleteMultipartUpload` response and `HEAD`), so a value without it is compared on the
-/// checksum alone; a value with it must match in full.
-pub(crate) fn composite_matches(expected: &str, actual: &str) -> bool {
+/// checksum alone; a value with it must match in full. Some servers (moto 5) report the CRC32C
+/// of the whole object instead of the composite one: without a part count, that matches too.
+pub(crate) fn composite_matches(expected: &str, full: Crc32c, actual: &str) -> bool {
     let actual = actual.trim().trim_matches('"');
     if actual.contains('-') {
         actual == expected
     } else {
-        expected.split('-').next() == Some(actual)
+        expected.split('-').next() == Some(actual) || full.to_base64() == actual
     }
 }
 
@@ -147,15 +167,35 @@ mod tests {
 
     #[test]
     fn composite_comparison() {
-        assert!(composite_matches("4waSgw==-2", "4waSgw==-2"));
-        assert!(composite_matches("4waSgw==-2", "\"4waSgw==-2\""));
-        assert!(composite_matches("4waSgw==-2", "4waSgw=="));
-        assert!(!composite_matches("4waSgw==-2", "4waSgw==-3"));
-        assert!(!composite_matches("4waSgw==-2", "AAAAAA=="));
-        assert!(!composite_matches("4waSgw==-2", "AAAAAA==-2"));
+        let full = Crc32c::from_value(0x1234_5678);
+        assert!(composite_matches("4waSgw==-2", full, "4waSgw==-2"));
+        assert!(composite_matches("4waSgw==-2", full, "\"4waSgw==-2\""));
+        assert!(composite_matches("4waSgw==-2", full, "4waSgw=="));
+        assert!(!composite_matches("4waSgw==-2", full, "4waSgw==-3"));
+        assert!(!composite_matches("4waSgw==-2", full, "AAAAAA=="));
+        assert!(!composite_matches("4waSgw==-2", full, "AAAAAA==-2"));
+        // A server reporting the whole object's CRC32C (moto 5): accepted without a part count.
+        assert!(composite_matches("4waSgw==-2", full, &full.to_base64()));
+        assert!(!composite_matches("4waSgw==-2", full, &format!("{full}-2")));
     }
 
     proptest! {
+        #[test]
+        fn full_object_crc_combines_the_parts(
+            data in proptest::collection::vec(any::<u8>(), 0..8192),
+            cuts in proptest::collection::vec(0usize..8192, 0..6),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.push(0);
+            cuts.push(data.len());
+            cuts.sort_unstable();
+            let parts: Vec<(Crc32c, u64)> = cuts
+                .windows(2)
+                .map(|w| (Crc32c::of(&data[w[0]..w[1]]), (w[1] - w[0]) as u64))
+                .collect();
+            prop_assert_eq!(full_object_crc32c(&parts), Crc32c::of(&data));
+        }
+
         #[test]
         fn incremental_equals_one_shot(data in proptest::collection::vec(any::<u8>(), 0..4096), cut in 0usize..4096) {
             let cut = cut.min(data.len());

@@ -361,7 +361,9 @@ pub async fn uploader_round_trip(store: Arc<dyn ObjectStore>, prefix: &str) {
     );
     let info = store.head(&key).await.expect("head");
     assert_eq!(info.size, data.len() as u64);
-    assert_eq!(info.metadata, sample_metadata());
+    let mut expected = sample_metadata();
+    expected.insert(crate::UPLOAD_TOKEN_META.to_owned(), report.token.clone());
+    assert_eq!(info.metadata, expected);
     assert!(
         store
             .list_multipart_uploads(&key)

@@ -35,6 +35,8 @@ struct Faults {
     calls: BTreeMap<Op, u64>,
     part_calls: BTreeMap<PartNumber, u64>,
     get_ranges: Vec<(String, Range<u64>)>,
+    /// Calls still let through before the store "crashes" (see [`FaultyStore::crash_after`]).
+    crash_after: Option<u64>,
 }
 
 /// What [`FaultyStore`] does to the object checksum that `complete_multipart` or
@@ -49,6 +51,9 @@ pub enum ChecksumReply {
     /// Report a wrong checksum (the real one with one bit flipped, keeping the `-N` suffix),
     /// like a server that assembled other bytes than we sent.
     Wrong,
+    /// Report the CRC32C of the whole object, without a part count, instead of the composite
+    /// one, as moto 5's server does.
+    WholeObject,
 }
 
 /// Wraps any [`ObjectStore`] and fails chosen calls before they reach it, like `object_store`'s
@@ -150,6 +155,14 @@ impl<S: ObjectStore> FaultyStore<S> {
         self.lock().checksum_replies.insert(op, reply);
     }
 
+    /// Lets the next `calls` calls (of any operation) through, then fails every later one with
+    /// [`ErrorKind::Unreachable`], as if the client had crashed right after its `calls`-th
+    /// request reached the server: nothing it would do afterwards (retries, aborts, clean-up)
+    /// reaches the inner store. Tests walk `calls` over every step of a command.
+    pub fn crash_after(&self, calls: u64) {
+        self.lock().crash_after = Some(calls);
+    }
+
     /// Every `get_range` request made so far, in order, as `(key, range)`.
     #[must_use]
     pub fn get_ranges(&self) -> Vec<(String, Range<u64>)> {
@@ -168,6 +181,12 @@ impl<S: ObjectStore> FaultyStore<S> {
         self.lock().calls.get(&op).copied().unwrap_or(0)
     }
 
+    /// How many calls of any operation were made, failed or not.
+    #[must_use]
+    pub fn total_calls(&self) -> u64 {
+        self.lock().calls.values().sum()
+    }
+
     /// How many times `put_part` was called for `part`, failed or not.
     #[must_use]
     pub fn part_calls(&self, part: PartNumber) -> u64 {
@@ -182,6 +201,12 @@ impl<S: ObjectStore> FaultyStore<S> {
             .unwrap_or_default()
     }
 
+    /// The CRC32C of the whole object at `key`, read from the inner store.
+    async fn whole_object_crc(&self, key: &str, size: u64) -> Result<String> {
+        let bytes = self.inner.get_range(key, 0..size).await?;
+        Ok(Crc32c::of(&bytes).to_base64())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Faults> {
         // Poisoning only happens if a test panicked; the counters are still meaningful.
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
@@ -192,6 +217,16 @@ impl<S: ObjectStore> FaultyStore<S> {
         let mut faults = self.lock();
         *faults.calls.entry(op).or_default() += 1;
         let url = object_url(self.inner.bucket(), key);
+        match &mut faults.crash_after {
+            Some(0) => {
+                return Err(injected(
+                    ErrorKind::Unreachable,
+                    &format!("{op} {url} after the crash"),
+                ));
+            }
+            Some(left) => *left -= 1,
+            None => {}
+        }
         if let Some(part) = part {
             *faults.part_calls.entry(part).or_default() += 1;
             if let Some(kind) = faults.parts.get_mut(&part).and_then(VecDeque::pop_front) {
@@ -235,7 +270,8 @@ impl<S: ObjectStore> FaultyStore<S> {
 /// Applies the planned [`ChecksumReply`] of `op` to a reported checksum.
 fn falsify(reply: ChecksumReply, checksum: Option<String>) -> Option<String> {
     match reply {
-        ChecksumReply::Pass => checksum,
+        // Computed by the caller, which can read the object.
+        ChecksumReply::Pass | ChecksumReply::WholeObject => checksum,
         ChecksumReply::Missing => None,
         ChecksumReply::Wrong => {
             let real = checksum.unwrap_or_else(|| "AAAAAA==".to_owned());
@@ -283,7 +319,10 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         let result = self.inner.head_checksum(key).await;
         let mut info = self.leave(Op::HeadChecksum, key, result)?;
         let reply = self.reply(Op::HeadChecksum);
-        info.checksum_crc32c = falsify(reply, info.checksum_crc32c);
+        info.checksum_crc32c = match reply {
+            ChecksumReply::WholeObject => Some(self.whole_object_crc(key, info.size).await?),
+            reply => falsify(reply, info.checksum_crc32c),
+        };
         Ok(info)
     }
 
@@ -367,7 +406,13 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         let result = self.inner.complete_multipart(key, upload_id, parts).await;
         let mut done = self.leave(Op::CompleteMultipart, key, result)?;
         let reply = self.reply(Op::CompleteMultipart);
-        done.checksum_crc32c = falsify(reply, done.checksum_crc32c);
+        done.checksum_crc32c = match reply {
+            ChecksumReply::WholeObject => {
+                let size = self.inner.head(key).await?.size;
+                Some(self.whole_object_crc(key, size).await?)
+            }
+            reply => falsify(reply, done.checksum_crc32c),
+        };
         Ok(done)
     }
 

@@ -108,4 +108,6 @@ pub use store::{
     CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
     PartNumber, PutOptions, UploadId,
 };
-pub use upload::{BeforeComplete, MultipartUploader, PartsDone, UploadConfig, UploadReport};
+pub use upload::{
+    BeforeComplete, MultipartUploader, PartsDone, UPLOAD_TOKEN_META, UploadConfig, UploadReport,
+};

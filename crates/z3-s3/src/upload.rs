@@ -10,12 +10,20 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::checksum::{Crc32c, Crc32cHasher, composite_crc32c, composite_matches};
+use crate::checksum::{
+    Crc32c, Crc32cHasher, composite_crc32c, composite_matches, full_object_crc32c,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::part_size::{MAX_PARTS, MIN_PART_SIZE, PartGrowth, PartSizer};
 use crate::pool::BufferPool;
 use crate::retry::{Backoff, RetryConfig, retry};
 use crate::store::{CompletedPart, ObjectStore, PartNumber, PutOptions, UploadId, object_url};
+
+/// The user-metadata key under which [`MultipartUploader`] stores a random token naming the
+/// upload that made an object (`x-amz-meta-z3-upload`). It settles a completion whose answer
+/// was lost or unreadable: the object at the key is ours exactly when it carries our token (and
+/// our length). z3 also names each object's seal by it.
+pub const UPLOAD_TOKEN_META: &str = "z3-upload";
 
 /// How [`MultipartUploader`] cuts and sends a stream.
 ///
@@ -77,9 +85,12 @@ pub struct UploadReport {
     /// The object's composite CRC32C computed from the bytes we read, `base64-N` as S3
     /// reports it for uploads created with `ChecksumAlgorithm::Crc32C`.
     pub checksum_crc32c: String,
-    /// Whether the server reported the same composite checksum. `false` only when it
-    /// reported none at all (a server without checksum support; logged as a warning).
+    /// Whether the server reported the same composite checksum (or the same full-object
+    /// CRC32C). `false` only when it reported none at all (a server without checksum support;
+    /// logged as a warning).
     pub checksum_verified: bool,
+    /// The random token stored with the object under [`UPLOAD_TOKEN_META`].
+    pub token: String,
 }
 
 /// What is known once every part is stored, before `CompleteMultipartUpload`: handed to the
@@ -92,6 +103,8 @@ pub struct PartsDone {
     pub parts: u16,
     /// The composite CRC32C the object will have (`base64-N`).
     pub checksum_crc32c: String,
+    /// The random token the object will carry under [`UPLOAD_TOKEN_META`].
+    pub token: String,
 }
 
 /// A hook run after the last part and before the completion; see [`MultipartUploader::upload_then`].
@@ -153,9 +166,23 @@ impl PartBuf {
 /// The parts of a finished `send_parts`, in ascending order, with what we know about them.
 struct SentParts {
     parts: Vec<CompletedPart>,
-    checksums: Vec<Crc32c>,
+    /// Each part's CRC32C and length, in part order.
+    checksums: Vec<(Crc32c, u64)>,
     bytes: u64,
     max_part_size: u64,
+}
+
+/// A part as stored: what the completion needs, and its CRC32C and length.
+type SentPart = (CompletedPart, (Crc32c, u64));
+
+/// What the completed object must be: our bytes, our checksums, our token.
+struct Expected {
+    bytes: u64,
+    /// The composite CRC32C, `base64-N`.
+    composite: String,
+    /// The whole object's CRC32C, for servers that report that instead.
+    full: Crc32c,
+    token: String,
 }
 
 /// What the completion reported (or the `HEAD` that confirmed a lost completion).
@@ -329,7 +356,12 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             ));
         }
 
-        let upload_id = self.create(key, options).await?;
+        let token = format!("{:032x}", rand::random::<u128>());
+        let mut options = options.clone();
+        options
+            .metadata
+            .insert(UPLOAD_TOKEN_META.to_owned(), token.clone());
+        let upload_id = self.create(key, &options).await?;
         tracing::debug!(%url, %upload_id, part_size = first_size, "multipart upload started");
         let mut guard = AbortOnDrop {
             store: Some(Arc::clone(&self.store)),
@@ -348,25 +380,8 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         };
         let result = match sent {
             Ok(sent) => {
-                let expected = composite_crc32c(&sent.checksums);
-                let hook = match before_complete {
-                    Some(hook) => {
-                        hook(PartsDone {
-                            bytes: sent.bytes,
-                            parts: u16::try_from(sent.parts.len()).unwrap_or(MAX_PARTS),
-                            checksum_crc32c: expected.clone(),
-                        })
-                        .await
-                    }
-                    None => Ok(()),
-                };
-                match hook {
-                    Ok(()) => self
-                        .complete(key, &upload_id, sent.parts.clone(), sent.bytes, &expected)
-                        .await
-                        .map(|completion| (sent, expected, completion)),
-                    Err(err) => Err(err),
-                }
+                self.finish(key, &upload_id, sent, &token, before_complete)
+                    .await
             }
             Err(err) => Err(err),
         };
@@ -390,8 +405,9 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             bytes: sent.bytes,
             parts: u16::try_from(sent.parts.len()).unwrap_or(MAX_PARTS),
             max_part_size: sent.max_part_size,
-            checksum_crc32c: expected,
+            checksum_crc32c: expected.composite,
             checksum_verified,
+            token,
         };
         tracing::debug!(
             %url, %upload_id, bytes = report.bytes, parts = report.parts,
@@ -399,6 +415,37 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             verified = report.checksum_verified, "multipart upload completed"
         );
         Ok(report)
+    }
+
+    /// After the last part: the hook (the seal), then the completion.
+    async fn finish(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+        sent: SentParts,
+        token: &str,
+        before_complete: Option<BeforeComplete<'_>>,
+    ) -> Result<(SentParts, Expected, Completion)> {
+        let crcs: Vec<Crc32c> = sent.checksums.iter().map(|&(crc, _)| crc).collect();
+        let expected = Expected {
+            bytes: sent.bytes,
+            composite: composite_crc32c(&crcs),
+            full: full_object_crc32c(&sent.checksums),
+            token: token.to_owned(),
+        };
+        if let Some(hook) = before_complete {
+            hook(PartsDone {
+                bytes: sent.bytes,
+                parts: u16::try_from(sent.parts.len()).unwrap_or(MAX_PARTS),
+                checksum_crc32c: expected.composite.clone(),
+                token: token.to_owned(),
+            })
+            .await?;
+        }
+        let completion = self
+            .complete(key, upload_id, sent.parts.clone(), &expected)
+            .await?;
+        Ok((sent, expected, completion))
     }
 
     /// Reads and uploads every part; returns them in ascending order with their checksums.
@@ -416,7 +463,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         let url = object_url(self.store.bucket(), key);
         let concurrency = self.config.concurrency.max(1);
         let max_object = sizer.max_object_size();
-        let mut in_flight: JoinSet<Result<(CompletedPart, Crc32c)>> = JoinSet::new();
+        let mut in_flight: JoinSet<Result<SentPart>> = JoinSet::new();
         let mut done = Vec::new();
         let mut next_part = Some(PartNumber::FIRST);
         let mut total: u64 = 0;
@@ -464,7 +511,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                         })
                         .await?;
                         check_part_echo(&uploaded, checksum, &url, &upload_id)?;
-                        Ok((uploaded, checksum))
+                        Ok((uploaded, (checksum, len)))
                     });
                     next_part = part.next();
                 }
@@ -576,14 +623,16 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         }
     }
 
-    /// `CompleteMultipartUpload` with retries and the lost-response rule described on [`Self::upload`].
+    /// `CompleteMultipartUpload` with retries. Its outcome is settled, never guessed: when the
+    /// last attempt did not return a readable success (a lost or unparsable response, a 5xx or
+    /// timeout after the last retry, `NoSuchUpload` because an earlier attempt did complete),
+    /// [`Self::settle`] reads the key back.
     async fn complete(
         &self,
         key: &str,
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
-        bytes: u64,
-        expected: &str,
+        expected: &Expected,
     ) -> Result<Completion> {
         let url = object_url(self.store.bucket(), key);
         let config = &self.config.retry;
@@ -603,34 +652,34 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                         headed: false,
                     });
                 }
-                Err(err) if err.kind() == ErrorKind::NoSuchUpload && attempt > 1 => {
-                    return self
-                        .confirm_lost_completion(key, bytes, expected, err)
-                        .await;
-                }
-                Err(err) if err.is_retryable() && attempt < max_attempts => {
+                // After a retry, NoSuchUpload means an earlier attempt probably completed.
+                Err(err)
+                    if err.is_retryable()
+                        && attempt < max_attempts
+                        && !(err.kind() == ErrorKind::NoSuchUpload) =>
+                {
                     let delay = backoff.next();
                     tracing::warn!(%url, %upload_id, attempt, error = %err, "complete_multipart failed, retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
-                Err(err) if attempt > 1 => {
-                    return Err(err.context(format_args!("gave up after {attempt} attempts")));
+                Err(err) => {
+                    let err = if attempt > 1 {
+                        err.context(format_args!("gave up after {attempt} attempts"))
+                    } else {
+                        err
+                    };
+                    return self.settle(key, expected, err).await;
                 }
-                Err(err) => return Err(err),
             }
         }
     }
 
-    /// After a retried completion said `NoSuchUpload`: accept the object only if it has our
-    /// composite checksum or, when the server reports none, the length we uploaded.
-    async fn confirm_lost_completion(
-        &self,
-        key: &str,
-        bytes: u64,
-        expected: &str,
-        err: Error,
-    ) -> Result<Completion> {
+    /// After a completion that did not answer with a readable success: the object at `key` is
+    /// ours exactly when it carries our upload token and our length; then the upload did
+    /// complete (its answer was lost or unreadable) and is accepted. Otherwise `err` stands: the
+    /// key holds no object, or another one (e.g. a failed precondition), or cannot be read.
+    async fn settle(&self, key: &str, expected: &Expected, err: Error) -> Result<Completion> {
         let url = object_url(self.store.bucket(), key);
         let info = match retry(&self.config.retry, "head_checksum", || {
             self.store.head_checksum(key)
@@ -638,29 +687,19 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         .await
         {
             Ok(info) => info,
+            Err(head_err) if head_err.kind() == ErrorKind::NotFound => return Err(err),
             Err(head_err) => {
-                tracing::warn!(%url, error = %head_err, "head after lost completion failed");
+                tracing::warn!(%url, error = %head_err, "reading the key back after a failed completion failed");
                 return Err(err.context(
-                    "completion was retried and the upload is gone, and the object is not readable",
+                    "the completion failed and the key could not be read back to settle it",
                 ));
             }
         };
-        let accept = match &info.checksum_crc32c {
-            Some(actual) if composite_matches(expected, actual) => true,
-            Some(actual) => {
-                return Err(err.context(format_args!(
-                    "completion was retried and the upload is gone; {url} has CRC32C {actual}, expected {expected}"
-                )));
-            }
-            None => info.size == bytes,
-        };
-        if !accept {
-            return Err(err.context(format_args!(
-                "completion was retried and the upload is gone; {url} is {} bytes, expected {bytes}",
-                info.size
-            )));
+        let ours = info.metadata.get(UPLOAD_TOKEN_META) == Some(&expected.token);
+        if !ours || info.size != expected.bytes {
+            return Err(err);
         }
-        tracing::warn!(%url, bytes, checksum = ?info.checksum_crc32c, "complete_multipart was retried and the upload is gone, but the object is ours; accepting it");
+        tracing::warn!(%url, bytes = expected.bytes, error = %err, "the completion's answer was lost or unreadable, but the object carries our upload token and length: it completed");
         Ok(Completion {
             etag: info.etag.unwrap_or_default(),
             checksum: info.checksum_crc32c,
@@ -670,7 +709,12 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
 
     /// Compares the server's composite checksum with ours (see [`Self::upload`]); returns
     /// whether the server reported one. Deletes the object when it cannot be trusted.
-    async fn verify(&self, key: &str, completion: &Completion, expected: &str) -> Result<bool> {
+    async fn verify(
+        &self,
+        key: &str,
+        completion: &Completion,
+        expected: &Expected,
+    ) -> Result<bool> {
         let url = object_url(self.store.bucket(), key);
         let reported = match (&completion.checksum, completion.headed) {
             (Some(checksum), _) => Some(checksum.clone()),
@@ -696,14 +740,16 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                 }
             }
         };
+        let composite = &expected.composite;
         match reported {
-            Some(actual) if composite_matches(expected, &actual) => Ok(true),
+            Some(actual) if composite_matches(composite, expected.full, &actual) => Ok(true),
             Some(actual) => {
                 let deleted = self.delete_untrusted(key).await;
                 Err(Error::new(
                     ErrorKind::ChecksumMismatch,
                     format!(
-                        "checksum mismatch for {url}: we sent CRC32C {expected}, the server reports {actual}; the object {}",
+                        "checksum mismatch for {url}: we sent CRC32C {composite} (whole object {}), the server reports {actual}; the object {}",
+                        expected.full,
                         if deleted {
                             "was deleted"
                         } else {
@@ -714,7 +760,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             }
             None => {
                 tracing::warn!(
-                    %url, checksum = expected,
+                    %url, checksum = composite,
                     "the server reports no CRC32C for the object; its composite checksum could not be verified"
                 );
                 Ok(false)
@@ -895,9 +941,9 @@ async fn fill<R: AsyncRead + Unpin>(
 }
 
 fn joined_part(
-    joined: std::result::Result<Result<(CompletedPart, Crc32c)>, JoinError>,
+    joined: std::result::Result<Result<SentPart>, JoinError>,
     url: &str,
-) -> Result<(CompletedPart, Crc32c)> {
+) -> Result<SentPart> {
     joined.map_err(|err| {
         Error::new(
             ErrorKind::Other,

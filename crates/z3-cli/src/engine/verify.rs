@@ -58,7 +58,7 @@ impl Engine {
         };
         let seal_keys = selected
             .iter()
-            .map(|o| (self.settings.layout.seal_key(&o.name), (*o).clone()))
+            .map(|o| (self.settings.layout.seal_key_of(o), (*o).clone()))
             .collect();
         let checks = crate::seal::check_all(
             &self.store,

@@ -271,8 +271,8 @@ async fn lost_complete_response_is_completed_again() {
 }
 
 /// The completion's response is lost and its retry answered `NoSuchUpload` (as AWS does once
-/// the upload is completed): the object is accepted because its composite CRC32C is ours, and
-/// it restores exactly.
+/// the upload is completed): the object is accepted because it carries our upload token and
+/// length (and then its composite CRC32C is checked), and it restores exactly.
 #[tokio::test]
 async fn lost_complete_response_is_confirmed_by_the_checksum() {
     let Some(env) = RealEnv::get("lost_complete_response_is_confirmed_by_the_checksum") else {
@@ -290,7 +290,7 @@ async fn lost_complete_response_is_confirmed_by_the_checksum() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("the upload is gone, but the object is ours"),
+        stderr(&out).contains("the object carries our upload token and length: it completed"),
         "{}",
         stderr(&out)
     );
@@ -304,8 +304,8 @@ async fn lost_complete_response_is_confirmed_by_the_checksum() {
 }
 
 /// The completion never reaches the server (reset before its body) and the retry is answered
-/// `NoSuchUpload`: no object has our checksum, so the backup fails, the upload is aborted, and
-/// nothing claims to be the backup.
+/// `NoSuchUpload`: the key holds no object with our upload token, so the backup fails, the
+/// upload is aborted, and nothing claims to be the backup.
 #[tokio::test]
 async fn lost_complete_request_is_not_taken_for_success() {
     let Some(env) = RealEnv::get("lost_complete_request_is_not_taken_for_success") else {
@@ -327,7 +327,6 @@ async fn lost_complete_request_is_not_taken_for_success() {
         &[
             &format!("backup of {}@snap-1 failed, upload aborted", ds.name),
             "NoSuchUpload",
-            "the object is not readable",
         ],
     );
     assert_eq!(proxy.seen(Op::Abort), 1);

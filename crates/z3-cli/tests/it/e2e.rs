@@ -679,7 +679,8 @@ async fn seals_hold_the_send_stream_digest_and_corruption_is_never_received() {
         .unwrap();
     assert!(sent.status.success());
     let store = env.store().await;
-    let seal_key = format!("{}.z3-seals/{}@snap-1", ds.prefix, ds.name);
+    let token = store.head(&ds.key("snap-1")).await.unwrap().metadata["z3-upload"].clone();
+    let seal_key = format!("{}.z3-seals/{}@snap-1@{token}", ds.prefix, ds.name);
     let text = store.get_range(&seal_key, 0..4096).await.unwrap();
     let seal = z3_core::Seal::parse(std::str::from_utf8(&text).unwrap()).unwrap();
     assert_eq!(seal.stream.len, sent.stdout.len() as u64);

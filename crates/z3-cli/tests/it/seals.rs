@@ -7,9 +7,30 @@ use z3_s3::{ErrorKind, FaultyStore, ObjectStore, Op, PutOptions};
 
 use crate::engine::{Harness, age_key, backup, restore};
 
+/// Where the seals of snap1 begin: each upload's seal is `<this>@<upload token>`.
 const SEAL1: &str = "z3-backup/.z3-seals/pool/fs@snap1";
 const OBJ1: &str = "z3-backup/pool/fs@snap1";
 const OBJ2: &str = "z3-backup/pool/fs@snap2";
+
+/// The key of the seal the object at `object_key` names (its upload token).
+fn seal_key(h: &Harness, object_key: &str) -> String {
+    let (_, meta, _) = h.store.object(object_key).expect("the object exists");
+    let token = meta
+        .get("z3-upload")
+        .expect("the object records its upload token");
+    let name = object_key.strip_prefix("z3-backup/").unwrap();
+    format!("z3-backup/.z3-seals/{name}@{token}")
+}
+
+/// Every seal key of `pool/fs@<snap>`.
+fn seals_of(h: &Harness, snap: &str) -> Vec<String> {
+    let name = format!("z3-backup/.z3-seals/pool/fs@{snap}");
+    h.store
+        .objects()
+        .into_keys()
+        .filter(|k| k == &name || k.starts_with(&format!("{name}@")))
+        .collect()
+}
 
 fn seal_of(h: &Harness, key: &str) -> Seal {
     let (body, _, _) = h.store.object(key).expect("the seal exists");
@@ -47,7 +68,7 @@ async fn every_object_gets_a_seal_with_the_digests_of_stream_and_object() {
     for (snap, parent_guid) in [("snap1", None), ("snap2", Some("pool/fs@snap1"))] {
         let key = format!("z3-backup/pool/fs@{snap}");
         let (object, meta, _) = h.store.object(&key).unwrap();
-        let seal = seal_of(&h, &format!("z3-backup/.z3-seals/pool/fs@{snap}"));
+        let seal = seal_of(&h, &seal_key(&h, &key));
         assert_eq!(seal.snapshot, format!("pool/fs@{snap}"));
         // COMPRESSOR=none: the object is the stream, so both digests are of the same bytes.
         let digest = *blake3::hash(&object).as_bytes();
@@ -86,7 +107,7 @@ async fn compressed_objects_seal_the_raw_stream_and_the_stored_bytes_apart() {
         ExitStatus::Success
     );
     let (object, _, _) = h.store.object(OBJ1).unwrap();
-    let seal = seal_of(&h, SEAL1);
+    let seal = seal_of(&h, &seal_key(&h, OBJ1));
     assert_eq!(seal.compressor.as_deref(), Some("zstd"));
     assert_eq!(seal.object.blake3, *blake3::hash(&object).as_bytes());
     assert_eq!(seal.object.len, object.len() as u64);
@@ -167,10 +188,23 @@ async fn a_swapped_object_is_refused_by_its_seal() {
     );
     h.zfs.destroy_dataset("pool/fs").unwrap();
     let run = h.run(Command::Restore(restore("snap2"))).await;
-    // snap2 now claims to be a full: the chain is fine, the seal is not.
+    // snap2 now claims to be a full: the chain is fine, the seal is not: the copied metadata
+    // names snap1's upload, which has no seal under snap2's name.
     assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
     assert!(
-        run.err.contains("cannot restore pool/fs@snap2: z3-backup/pool/fs@snap2 is seal mismatch: its seal describes another object (seal vs object: guid "),
+        run.err
+            .contains("cannot restore pool/fs@snap2: z3-backup/pool/fs@snap2 is unsealed"),
+        "{}",
+        run.err
+    );
+    // Its own seal copied along under snap2's name does not help: it describes snap1.
+    let copied = seal_key(&h, OBJ2);
+    let (seal1, _, _) = h.store.object(&seal_key(&h, OBJ1)).unwrap();
+    h.store.insert(copied, seal1, &PutOptions::default());
+    let run = h.run(Command::Restore(restore("snap2"))).await;
+    assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
+    assert!(
+        run.err.contains("cannot restore pool/fs@snap2: z3-backup/pool/fs@snap2 is seal mismatch: its seal describes another object"),
         "{}",
         run.err
     );
@@ -183,10 +217,7 @@ async fn a_swapped_object_is_refused_by_its_seal() {
 #[tokio::test]
 async fn an_unsealed_object_is_refused_unless_allowed_and_status_says_so() {
     let h = backed_up_pair().await;
-    h.store
-        .delete("z3-backup/.z3-seals/pool/fs@snap2")
-        .await
-        .unwrap();
+    h.store.delete(&seal_key(&h, OBJ2)).await.unwrap();
 
     let run = h.run(Command::Status(StatusArgs { json: false })).await;
     assert_eq!(run.status, ExitStatus::Integrity, "{}", run.out);
@@ -230,10 +261,12 @@ async fn an_unsealed_object_is_refused_unless_allowed_and_status_says_so() {
 async fn objects_of_the_original_z3_restore_unchecked_with_a_note() {
     let h = backed_up_pair().await;
     // What the original wrote: no guid, no seal.
-    for (key, seal) in [(OBJ1, SEAL1), (OBJ2, "z3-backup/.z3-seals/pool/fs@snap2")] {
+    for key in [OBJ1, OBJ2] {
+        let seal = seal_key(&h, key);
         let (data, mut metadata, _) = h.store.object(key).unwrap();
         metadata.remove("guid");
         metadata.remove("parent-guid");
+        metadata.remove("z3-upload");
         h.store.insert(
             key,
             data,
@@ -242,7 +275,7 @@ async fn objects_of_the_original_z3_restore_unchecked_with_a_note() {
                 ..PutOptions::default()
             },
         );
-        h.store.delete(seal).await.unwrap();
+        h.store.delete(&seal).await.unwrap();
     }
     let run = h.run(Command::Status(StatusArgs { json: false })).await;
     assert_eq!(run.status, ExitStatus::Success, "{}", run.out);
@@ -260,7 +293,7 @@ async fn objects_of_the_original_z3_restore_unchecked_with_a_note() {
 }
 
 #[tokio::test]
-async fn a_failed_completion_takes_its_seal_back() {
+async fn a_failed_completion_leaves_no_object_and_the_next_backup_removes_its_seal() {
     let h = Harness::new(|_| {});
     let faulty = FaultyStore::new(h.store.clone());
     // The seal is written, then every completion fails: the upload is aborted.
@@ -270,10 +303,8 @@ async fn a_failed_completion_takes_its_seal_back() {
     let run = failing.run(Command::Backup(backup())).await;
     assert_eq!(run.status, ExitStatus::Error, "{}", run.err);
     assert!(faulty.calls(Op::Put) >= 2, "the lock and the seal went in");
-    assert!(
-        h.store.object(SEAL1).is_none(),
-        "the seal of the failed upload was removed"
-    );
+    // The seal of the upload that never completed stays, named by nothing: harmless.
+    assert_eq!(seals_of(&h, "snap1").len(), 1);
     assert!(h.store.object(OBJ1).is_none());
     assert_eq!(h.store.open_uploads(), 0);
     let run = failing
@@ -291,13 +322,18 @@ async fn a_failed_completion_takes_its_seal_back() {
     assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
     let (object, _, _) = h.store.object(OBJ1).unwrap();
     assert_eq!(
-        seal_of(&h, SEAL1).object.blake3,
+        seal_of(&h, &seal_key(&h, OBJ1)).object.blake3,
         *blake3::hash(&object).as_bytes()
+    );
+    assert_eq!(
+        seals_of(&h, "snap1"),
+        [seal_key(&h, OBJ1)],
+        "the orphan seal was removed"
     );
 }
 
-/// `backup --full` of a snapshot already in the bucket replaces object and seal; when its
-/// completion fails, the old object stays and so does its seal: the backup still restores.
+/// `backup --full` of a snapshot already in the bucket writes a new seal beside the old one;
+/// when its completion fails, the old object stays and so does its seal: it still restores.
 #[tokio::test]
 async fn a_failed_re_upload_leaves_the_previous_backup_restorable() {
     let h = Harness::new(|_| {});
@@ -306,7 +342,7 @@ async fn a_failed_re_upload_leaves_the_previous_backup_restorable() {
         h.run(Command::Backup(backup())).await.status,
         ExitStatus::Success
     );
-    let before = h.store.object(SEAL1).unwrap().0;
+    let before = seal_key(&h, OBJ1);
     let faulty = FaultyStore::new(h.store.clone());
     faulty.fail(Op::CompleteMultipart, 10, ErrorKind::AccessDenied);
     // Another compressor: the new object would differ in size and digest.
@@ -318,11 +354,8 @@ async fn a_failed_re_upload_leaves_the_previous_backup_restorable() {
     };
     let run = failing.run(Command::Backup(full)).await;
     assert_eq!(run.status, ExitStatus::Error, "{}", run.err);
-    assert_eq!(
-        h.store.object(SEAL1).unwrap().0,
-        before,
-        "the previous seal is back"
-    );
+    assert_eq!(seal_key(&h, OBJ1), before, "the old object is in place");
+    assert!(h.store.object(&before).is_some(), "with its seal");
     h.zfs.destroy_dataset("pool/fs").unwrap();
     let run = h.run(Command::Restore(restore("snap1"))).await;
     assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
@@ -413,10 +446,10 @@ async fn verify_finds_a_replaced_base_by_its_guid() {
             ..PutOptions::default()
         },
     );
-    let mut seal = seal_of(&h, SEAL1);
+    let mut seal = seal_of(&h, &seal_key(&h, OBJ1));
     seal.guid = Some(777);
     h.store
-        .insert(SEAL1, seal.to_text(), &PutOptions::default());
+        .insert(seal_key(&h, OBJ1), seal.to_text(), &PutOptions::default());
     let run = h.run(verify_all()).await;
     assert_eq!(run.status, ExitStatus::Integrity, "{}", run.out);
     assert!(
@@ -424,9 +457,7 @@ async fn verify_finds_a_replaced_base_by_its_guid() {
         "{}",
         run.out
     );
-    let guid2 = seal_of(&h, "z3-backup/.z3-seals/pool/fs@snap2")
-        .parent_guid
-        .unwrap();
+    let guid2 = seal_of(&h, &seal_key(&h, OBJ2)).parent_guid.unwrap();
     assert_eq!(
         line(&run.out, "pool/fs@snap2"),
         format!(
@@ -537,5 +568,86 @@ async fn verify_checks_encrypted_objects_with_or_without_the_key() {
             "{}",
             run.out
         );
+    }
+}
+
+/// Issue 12, point 3(b): the backup's requests, in order, are the lock, the multipart upload
+/// and its parts, the seal (a key of its own), the completion, the read-back, the removal of
+/// older seals and the lock's release. A crash after any of them leaves the bucket consistent:
+/// every object has the seal it names, whatever it restores is byte-exact, and a rerun
+/// finishes with exactly one seal, the object's own. Walked for a first backup (the key is
+/// free) and for a `--full` re-upload of the same snapshot with another compressor (the key
+/// holds the previous backup, which must stay restorable until it is replaced).
+#[tokio::test]
+async fn a_crash_after_any_request_of_a_backup_leaves_object_and_seal_in_agreement() {
+    async fn setup(replace: bool) -> Harness {
+        let h = Harness::new(|_| {});
+        h.snap("snap1", "one");
+        if replace {
+            let run = h.run(Command::Backup(backup())).await;
+            assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+        }
+        Harness::with_settings_of(&h, |s| {
+            s.compressor = "zstd".into();
+            // A crashed client sends nothing more: retries would only slow the walk down.
+            s.retry.max_attempts = 1;
+        })
+    }
+    let args = |replace: bool| BackupArgs {
+        full: replace,
+        break_lock: true,
+        ..backup()
+    };
+    for replace in [false, true] {
+        let steps = {
+            let h = setup(replace).await;
+            let faulty = FaultyStore::new(h.store.clone());
+            let run = h
+                .with_store(std::sync::Arc::new(faulty.clone()))
+                .run(Command::Backup(args(replace)))
+                .await;
+            assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+            faulty.total_calls()
+        };
+        assert!(steps >= 8, "{steps} requests");
+        for crash in 0..steps {
+            let what = format!("replace {replace}, crash after request {crash} of {steps}");
+            let h = setup(replace).await;
+            let faulty = FaultyStore::new(h.store.clone());
+            faulty.crash_after(crash);
+            let run = h
+                .with_store(std::sync::Arc::new(faulty))
+                .run(Command::Backup(args(replace)))
+                .await;
+            // Past the completion only best-effort clean-up is left: the run may succeed.
+            if run.status == ExitStatus::Success {
+                assert!(h.store.object(OBJ1).is_some(), "{what}");
+            }
+
+            let status = h.run(Command::Status(StatusArgs { json: false })).await;
+            assert_eq!(status.status, ExitStatus::Success, "{what}: {}", status.out);
+            assert!(!status.out.contains("unsealed"), "{what}: {}", status.out);
+            if h.store.object(OBJ1).is_some() {
+                let other = h.other_machine();
+                let restored = other.run(Command::Restore(restore("snap1"))).await;
+                assert_eq!(
+                    restored.status,
+                    ExitStatus::Success,
+                    "{what}: {}",
+                    restored.err
+                );
+                assert_eq!(
+                    other.zfs.content("pool/fs").as_deref(),
+                    Some(&b"one"[..]),
+                    "{what}"
+                );
+            } else {
+                assert!(!replace, "{what}: the previous backup is gone");
+            }
+
+            let rerun = h.run(Command::Backup(args(replace))).await;
+            assert_eq!(rerun.status, ExitStatus::Success, "{what}: {}", rerun.err);
+            assert_eq!(seals_of(&h, "snap1"), [seal_key(&h, OBJ1)], "{what}");
+        }
     }
 }

@@ -172,7 +172,9 @@ async fn aws_store_etag_matches_the_original_pput() {
     assert!(report.checksum_verified, "{report:?}");
     let info = store.head(&key).await.unwrap();
     assert_eq!(info.etag.as_deref(), Some(report.etag.as_str()));
-    assert_eq!(info.metadata, options.metadata);
+    let mut expected = options.metadata.clone();
+    expected.insert(z3_s3::UPLOAD_TOKEN_META.to_owned(), report.token.clone());
+    assert_eq!(info.metadata, expected);
     eprintln!(
         "storage class reported by the server: {:?}",
         info.storage_class
