@@ -1167,6 +1167,7 @@ fn command_lines() -> Vec<String> {
             key_id: String::new(),
             secret: String::new(),
             bucket: "BUCKET".into(),
+            moto_endpoint: None,
         },
         dir: PathBuf::new(),
         data: PathBuf::new(),

@@ -93,9 +93,11 @@ fn ci() -> Result<()> {
     step("build tests");
     run(cargo().args(["test", "--workspace", "--no-run"]))?;
 
-    step("install and start zfs-fuse and SeaweedFS");
+    step("install and start zfs-fuse, SeaweedFS and moto");
     let weed = ensure_tools(&root)?;
-    let services = Services::start(&root, &weed)?;
+    let moto = services::ensure_moto(&root)?;
+    let mut services = Services::start(&root, &weed)?;
+    services.start_moto(&moto)?;
     step("cargo test (with the real services)");
     let mut test = cargo();
     test.args(["test", "--workspace"])
@@ -119,7 +121,9 @@ fn ci() -> Result<()> {
 fn services_shell() -> Result<()> {
     let root = project_root();
     let weed = ensure_tools(&root)?;
-    let services = Services::start(&root, &weed)?;
+    let moto = services::ensure_moto(&root)?;
+    let mut services = Services::start(&root, &weed)?;
+    services.start_moto(&moto)?;
     for (key, value) in services.env.test_vars() {
         println!("export {key}={value}");
     }

