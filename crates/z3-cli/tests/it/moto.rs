@@ -10,8 +10,8 @@ use crate::support::{RealEnv, stderr, stdout};
 
 #[tokio::test]
 async fn backup_incremental_status_verify_destroy_restore_on_moto() {
-    let test = "backup_incremental_status_verify_destroy_restore_on_moto";
-    let Some(env) = RealEnv::get(test).and_then(|env| env.on_moto(test)) else {
+    let name = "backup_incremental_status_verify_destroy_restore_on_moto";
+    let Some(env) = RealEnv::get(name).and_then(|env| env.on_moto(name)) else {
         return;
     };
     let ds = env.dataset("moto");
