@@ -30,7 +30,8 @@ Exit codes:
   1  error (S3, zfs, a failed stage of the pipeline, nothing matched SNAPSHOT_PREFIX)
   2  usage or configuration error (bad flag, invalid name, malformed config file)
   3  integrity problem: a broken backup chain, or an object whose bytes or seal do not match what was
-     backed up (refused by backup and restore, reported by status and verify)
+     backed up (refused by backup and restore, reported by status and verify); a backup that would
+     overwrite the backup of another snapshot
   4  another z3 backup of the same bucket, prefix and dataset holds the lock (message names it)
   130, 143  stopped by SIGINT or SIGTERM after cleaning up (upload aborted, zfs send and an unfinished
      zfs receive killed); a second signal exits at once";
