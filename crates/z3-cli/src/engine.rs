@@ -22,11 +22,11 @@ use z3_core::plan::{BackupRequest, RestoreRequest, RestoreStep, plan_backup, pla
 use z3_core::status::{header_line, render_table, status_rows};
 use z3_core::{
     DatasetName, Digest, DigestMismatch, FullSnapshotName, LocalChain, ObjectMeta, RemoteIndex,
-    RemoteSnapshot, SealCheck, SnapshotName, StepKind, UntrustedObject,
+    RemoteSnapshot, SealCheck, SnapshotName, UntrustedObject, WriteMode,
 };
 use z3_s3::{
     BeforeComplete, DownloadConfig, Downloader, MultipartUploader, ObjectStore, PartsDone,
-    PutOptions, UploadConfig, part_size,
+    Precondition, PutOptions, UploadConfig, part_size,
 };
 use z3_zfs::{ReceiveOptions, Zfs};
 
@@ -68,6 +68,18 @@ impl std::fmt::Debug for Console<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Console")
     }
+}
+
+/// The completion was refused because the key no longer held what the plan saw (another
+/// writer, such as the original z3, took or replaced it meanwhile). Exit code 3: z3 refuses to
+/// overwrite what it has not inspected.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{key} changed since z3 listed it (another writer?); nothing was overwritten: run the backup again to plan from what is there now"
+)]
+pub struct KeyChanged {
+    /// The object's URL.
+    pub key: String,
 }
 
 /// What a command found, beyond success or failure.
@@ -351,10 +363,7 @@ impl Engine {
             return Ok(Outcome::Done);
         }
         for step in &plan.steps {
-            let parent = match &step.kind {
-                StepKind::Full => None,
-                StepKind::Incremental { parent } => Some(parent),
-            };
+            let parent = step.parent();
             self.check_interrupt(&format!("the backup of {}", step.snapshot))?;
             if cancel.is_cancelled() {
                 bail!(
@@ -364,10 +373,20 @@ impl Engine {
             }
             let guid_of = |name: &FullSnapshotName| local.get(name).map(|e| e.snapshot.guid);
             let guids = (guid_of(&step.snapshot), parent.and_then(guid_of));
+            // The server enforces what the plan decided, where it supports conditional
+            // completions: a free key must still be free, a replaced object must be the one listed.
+            let precondition = match step.write {
+                WriteMode::Create => Precondition::KeyFree,
+                WriteMode::ReplaceSame | WriteMode::ReplaceOther { .. } => remote
+                    .get(&step.snapshot.to_string())
+                    .and_then(|object| object.etag.clone())
+                    .map_or(Precondition::None, Precondition::Unchanged),
+            };
             self.backup_one(
                 &step.snapshot,
                 parent,
                 guids,
+                precondition,
                 encoding,
                 args,
                 console,
@@ -384,6 +403,7 @@ impl Engine {
         snapshot: &FullSnapshotName,
         parent: Option<&FullSnapshotName>,
         (guid, parent_guid): (Option<u64>, Option<u64>),
+        precondition: Precondition,
         encoding: &Encoding,
         args: &BackupArgs,
         console: &mut Console<'_>,
@@ -464,6 +484,7 @@ impl Engine {
                 concurrency: self.settings.concurrency,
                 retry: self.settings.retry.clone(),
                 estimate: Some(estimate.bytes),
+                precondition,
                 ..UploadConfig::default()
             },
         )
@@ -515,7 +536,17 @@ impl Engine {
         });
         let report = uploader
             .upload_then(key, options, reader, before_complete)
-            .await?;
+            .await
+            .map_err(|err| match err.kind() {
+                // A failed precondition: the key changed since the plan read it.
+                z3_s3::ErrorKind::AlreadyExists | z3_s3::ErrorKind::NotFound => {
+                    anyhow::Error::new(KeyChanged {
+                        key: format!("s3://{}/{key}", self.settings.bucket),
+                    })
+                    .context(err)
+                }
+                _ => err.into(),
+            })?;
         crate::seal::remove_stale(
             self.store.as_ref(),
             &self.settings.layout,

@@ -47,6 +47,7 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
         }
         if cause.is::<z3_core::DigestMismatch>()
             || cause.is::<z3_core::UntrustedObject>()
+            || cause.is::<crate::engine::KeyChanged>()
             || cause.is::<crate::sync::Diverged>()
         {
             return ExitStatus::Integrity;

@@ -26,7 +26,7 @@ use crate::checksum::Crc32c;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
     CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
-    PartNumber, PutOptions, UploadId, object_url,
+    PartNumber, Precondition, PutOptions, UploadId, object_url,
 };
 
 /// The region used when neither the config nor the environment names one.
@@ -730,6 +730,7 @@ impl ObjectStore for AwsStore {
         key: &str,
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
+        precondition: &Precondition,
     ) -> Result<CompletedUpload> {
         let ctx = self
             .ctx(Op::CompleteMultipart, Some(key))
@@ -755,6 +756,11 @@ impl ObjectStore for AwsStore {
                     .set_parts(Some(parts))
                     .build(),
             )
+            .set_if_none_match((*precondition == Precondition::KeyFree).then(|| "*".to_owned()))
+            .set_if_match(match precondition {
+                Precondition::Unchanged(etag) => Some(etag.clone()),
+                Precondition::None | Precondition::KeyFree => None,
+            })
             .send()
             .await
             .map_err(|err| map_sdk_error(err, &ctx))?;

@@ -19,7 +19,7 @@ use crate::download::{DownloadConfig, Downloader};
 use crate::error::ErrorKind;
 use crate::part_size::MIN_PART_SIZE;
 use crate::retry::RetryConfig;
-use crate::store::{ObjectStore, PartNumber, PutOptions};
+use crate::store::{ObjectStore, PartNumber, Precondition, PutOptions};
 use crate::upload::{MultipartUploader, UploadConfig};
 
 /// The original pput test sample, `len` bytes of it: block `k` (1 MiB each) repeats the
@@ -195,7 +195,7 @@ pub async fn multipart_round_trip(store: &dyn ObjectStore, prefix: &str) {
         "the open upload is listed: {open:?}"
     );
     let done = store
-        .complete_multipart(&key, &id, vec![p1, p2])
+        .complete_multipart(&key, &id, vec![p1, p2], &crate::Precondition::None)
         .await
         .expect("complete");
     assert!(done.etag.ends_with("-2\""), "multipart etag {}", done.etag);
@@ -264,7 +264,12 @@ pub async fn multipart_rules(store: &dyn ObjectStore, prefix: &str) {
     assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
     assert!(err.to_string().contains("part 3"), "{err}");
     let err = store
-        .complete_multipart(&key, &id, vec![p1.clone(), p2.clone()])
+        .complete_multipart(
+            &key,
+            &id,
+            vec![p1.clone(), p2.clone()],
+            &crate::Precondition::None,
+        )
         .await
         .expect_err("non-last part under 5 MiB");
     assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
@@ -272,7 +277,7 @@ pub async fn multipart_rules(store: &dyn ObjectStore, prefix: &str) {
     let mut wrong = p2.clone();
     "\"0123456789abcdef0123456789abcdef\"".clone_into(&mut wrong.etag);
     let err = store
-        .complete_multipart(&key, &id, vec![wrong])
+        .complete_multipart(&key, &id, vec![wrong], &crate::Precondition::None)
         .await
         .expect_err("wrong part etag");
     assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
@@ -468,6 +473,71 @@ pub async fn conditional_create(store: &dyn ObjectStore, prefix: &str) {
     store.delete(&key).await.expect("delete");
 }
 
+/// A completion conditional on the key (`If-None-Match: *`, `If-Match: <etag>`) takes effect
+/// only when the key is as expected; otherwise the existing object is untouched and the upload
+/// stays open (it is aborted here).
+pub async fn conditional_complete(store: &dyn ObjectStore, prefix: &str) {
+    let key = format!("{prefix}obj");
+    let key = key.as_str();
+    let one_part = |body: &'static [u8]| async move {
+        let id = store
+            .create_multipart(key, &PutOptions::default())
+            .await
+            .expect("create");
+        let bytes = Bytes::from_static(body);
+        let part = store
+            .put_part(
+                key,
+                &id,
+                PartNumber::FIRST,
+                bytes.clone(),
+                Crc32c::of(&bytes),
+            )
+            .await
+            .expect("part");
+        (id, part)
+    };
+    let read = || async {
+        let info = store.head(key).await.expect("head");
+        let body = store.get_range(key, 0..info.size).await.expect("get");
+        (body, info.etag.expect("etag"))
+    };
+    // A free key: If-None-Match: * completes.
+    let (id, part) = one_part(b"first").await;
+    store
+        .complete_multipart(key, &id, vec![part], &Precondition::KeyFree)
+        .await
+        .expect("free key");
+    let (body, first_etag) = read().await;
+    assert_eq!(&body[..], b"first");
+    // A taken key: refused, the object stays.
+    let (id, part) = one_part(b"second").await;
+    let err = store
+        .complete_multipart(key, &id, vec![part.clone()], &Precondition::KeyFree)
+        .await
+        .expect_err("taken key");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    // If-Match with another ETag: refused too.
+    let err = store
+        .complete_multipart(
+            key,
+            &id,
+            vec![part.clone()],
+            &Precondition::Unchanged("\"0123456789abcdef0123456789abcdef-1\"".to_owned()),
+        )
+        .await
+        .expect_err("other etag");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert_eq!(&read().await.0[..], b"first");
+    // If-Match with the ETag of the object in place: replaced.
+    store
+        .complete_multipart(key, &id, vec![part], &Precondition::Unchanged(first_etag))
+        .await
+        .expect("unchanged key");
+    assert_eq!(&read().await.0[..], b"second");
+    store.delete(key).await.expect("delete");
+}
+
 /// Every check that needs only a working store, in order.
 pub async fn run_all(store: Arc<dyn ObjectStore>, prefix: &str) {
     bucket_is_reachable(&*store).await;
@@ -477,6 +547,7 @@ pub async fn run_all(store: Arc<dyn ObjectStore>, prefix: &str) {
     multipart_round_trip(&*store, &format!("{prefix}mp/")).await;
     multipart_rules(&*store, &format!("{prefix}rules/")).await;
     conditional_create(&*store, &format!("{prefix}cond/")).await;
+    conditional_complete(&*store, &format!("{prefix}condmp/")).await;
     uploader_round_trip(Arc::clone(&store), &format!("{prefix}up/")).await;
     uploader_failure_leaves_nothing(store, &format!("{prefix}upfail/")).await;
 }

@@ -11,7 +11,7 @@ use crate::checksum::Crc32c;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
     CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
-    PartNumber, PutOptions, UploadId, object_url,
+    PartNumber, Precondition, PutOptions, UploadId, object_url,
 };
 
 #[derive(Debug, Default)]
@@ -401,9 +401,13 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         key: &str,
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
+        precondition: &Precondition,
     ) -> Result<CompletedUpload> {
         self.enter(Op::CompleteMultipart, key, None)?;
-        let result = self.inner.complete_multipart(key, upload_id, parts).await;
+        let result = self
+            .inner
+            .complete_multipart(key, upload_id, parts, precondition)
+            .await;
         let mut done = self.leave(Op::CompleteMultipart, key, result)?;
         let reply = self.reply(Op::CompleteMultipart);
         done.checksum_crc32c = match reply {
@@ -518,7 +522,7 @@ mod tests {
         let real = crate::checksum::composite_crc32c(&[checksum]);
         store.checksum_reply(Op::CompleteMultipart, ChecksumReply::Wrong);
         let done = store
-            .complete_multipart("k", &id, vec![part])
+            .complete_multipart("k", &id, vec![part], &crate::Precondition::None)
             .await
             .unwrap();
         let wrong = done.checksum_crc32c.unwrap();

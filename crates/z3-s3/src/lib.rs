@@ -106,7 +106,7 @@ pub use pool::BufferPool;
 pub use retry::{Backoff, RetryConfig, read_small, retry};
 pub use store::{
     CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
-    PartNumber, PutOptions, UploadId,
+    PartNumber, Precondition, PutOptions, UploadId,
 };
 pub use upload::{
     BeforeComplete, MultipartUploader, PartsDone, UPLOAD_TOKEN_META, UploadConfig, UploadReport,

@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::part_size::MIN_PART_SIZE;
 use crate::store::{
     CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
-    PartNumber, PutOptions, UploadId, object_url,
+    PartNumber, Precondition, PutOptions, UploadId, object_url,
 };
 
 /// One stored object, as returned by [`MemoryStore::object_details`].
@@ -399,6 +399,7 @@ impl ObjectStore for MemoryStore {
         key: &str,
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
+        precondition: &Precondition,
     ) -> Result<CompletedUpload> {
         let mut state = self.enter(Op::CompleteMultipart)?;
         let url = self.url(key);
@@ -407,6 +408,14 @@ impl ObjectStore for MemoryStore {
             .get(upload_id)
             .filter(|u| u.key == key)
             .ok_or_else(|| self.no_such_upload(Op::CompleteMultipart, key, upload_id))?;
+        // Like S3: checked before the parts; a failed condition leaves the upload open.
+        let existing = state.objects.get(key).map(|o| o.etag.as_str());
+        check_precondition(precondition, existing).map_err(|(kind, what)| {
+            Error::new(
+                kind,
+                format!("complete_multipart {url} (upload id {upload_id}): {what}"),
+            )
+        })?;
         let invalid = |what: String| {
             Error::new(
                 ErrorKind::InvalidRequest,
@@ -508,6 +517,29 @@ impl ObjectStore for MemoryStore {
     }
 }
 
+/// Whether a key whose object has ETag `existing` (if any) satisfies `precondition`; otherwise
+/// the error S3 answers with.
+fn check_precondition(
+    precondition: &Precondition,
+    existing: Option<&str>,
+) -> std::result::Result<(), (ErrorKind, String)> {
+    match (precondition, existing) {
+        (Precondition::KeyFree, Some(_)) => Err((
+            ErrorKind::AlreadyExists,
+            "PreconditionFailed: the key exists (If-None-Match: *)".to_owned(),
+        )),
+        (Precondition::Unchanged(_), None) => Err((
+            ErrorKind::NotFound,
+            "NoSuchKey: If-Match on a missing key".to_owned(),
+        )),
+        (Precondition::Unchanged(wanted), Some(etag)) if wanted != etag => Err((
+            ErrorKind::AlreadyExists,
+            format!("PreconditionFailed: the key holds {etag}, not {wanted} (If-Match)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,7 +570,7 @@ mod tests {
         let p1 = put(&store, &id, 1, b"tiny").await.unwrap();
         let p2 = put(&store, &id, 2, b"x").await.unwrap();
         let err = store
-            .complete_multipart("k", &id, vec![p1, p2])
+            .complete_multipart("k", &id, vec![p1, p2], &crate::Precondition::None)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidRequest);
@@ -556,19 +588,29 @@ mod tests {
         let p1 = put(&store, &id, 1, b"ab").await.unwrap();
         let p2 = put(&store, &id, 2, b"cd").await.unwrap();
         let err = store
-            .complete_multipart("k", &id, vec![p2.clone(), p1.clone()])
+            .complete_multipart(
+                "k",
+                &id,
+                vec![p2.clone(), p1.clone()],
+                &crate::Precondition::None,
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("InvalidPartOrder"), "{err}");
         let mut wrong = p2.clone();
         wrong.etag = "\"nope\"".into();
         let err = store
-            .complete_multipart("k", &id, vec![p1.clone(), wrong])
+            .complete_multipart(
+                "k",
+                &id,
+                vec![p1.clone(), wrong],
+                &crate::Precondition::None,
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("InvalidPart:"), "{err}");
         let done = store
-            .complete_multipart("k", &id, vec![p1, p2])
+            .complete_multipart("k", &id, vec![p1, p2], &crate::Precondition::None)
             .await
             .unwrap();
         assert!(done.etag.ends_with("-2\""), "{done:?}");
@@ -605,13 +647,18 @@ mod tests {
         let mut wrong = p2.clone();
         wrong.checksum_crc32c = Some(Crc32c::of(b"xx").to_base64());
         let err = store
-            .complete_multipart("k", &id, vec![p1.clone(), wrong])
+            .complete_multipart(
+                "k",
+                &id,
+                vec![p1.clone(), wrong],
+                &crate::Precondition::None,
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("InvalidPart: part 2"), "{err}");
         let expected = composite_crc32c(&[Crc32c::of(b"ab"), Crc32c::of(b"cd")]);
         let done = store
-            .complete_multipart("k", &id, vec![p1, p2])
+            .complete_multipart("k", &id, vec![p1, p2], &crate::Precondition::None)
             .await
             .unwrap();
         assert_eq!(done.checksum_crc32c.as_deref(), Some(expected.as_str()));

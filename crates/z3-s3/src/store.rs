@@ -55,6 +55,24 @@ pub struct PutOptions {
     pub if_none_match: bool,
 }
 
+/// What the object at a key must be for a completion to take effect (`If-None-Match` /
+/// `If-Match`); a failed condition is [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists)
+/// (HTTP 412) or, for [`Precondition::Unchanged`] on a missing key,
+/// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound), and is never retried.
+///
+/// Servers that ignore the headers complete unconditionally.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Precondition {
+    /// No condition.
+    #[default]
+    None,
+    /// The key must be free (`If-None-Match: *`).
+    KeyFree,
+    /// The key must still hold the object with this ETag, quotes included (`If-Match`): a
+    /// replacement of exactly the object that was inspected.
+    Unchanged(String),
+}
+
 /// The id S3 hands out for a multipart upload.
 ///
 /// A newtype so that an upload id cannot be passed where a key is expected.
@@ -312,16 +330,19 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     ) -> Result<CompletedPart>;
 
     /// Assembles the object from `parts` (ascending part numbers, each with the checksum it was
-    /// uploaded with) and returns its ETag and composite checksum.
+    /// uploaded with), provided the key satisfies `precondition`, and returns its ETag and
+    /// composite checksum.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) for parts out of order, a wrong ETag
-    /// or checksum, or a non-last part under 5 MiB; [`ErrorKind::NoSuchUpload`](crate::ErrorKind::NoSuchUpload) for an unknown upload.
+    /// or checksum, or a non-last part under 5 MiB; [`ErrorKind::NoSuchUpload`](crate::ErrorKind::NoSuchUpload) for an unknown upload;
+    /// a failed [`Precondition`] as described there (the upload stays open).
     async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
+        precondition: &Precondition,
     ) -> Result<CompletedUpload>;
 
     /// Discards an upload and its parts.

@@ -17,7 +17,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::part_size::{MAX_PARTS, MIN_PART_SIZE, PartGrowth, PartSizer};
 use crate::pool::BufferPool;
 use crate::retry::{Backoff, RetryConfig, retry};
-use crate::store::{CompletedPart, ObjectStore, PartNumber, PutOptions, UploadId, object_url};
+use crate::store::{
+    CompletedPart, ObjectStore, PartNumber, Precondition, PutOptions, UploadId, object_url,
+};
 
 /// The user-metadata key under which [`MultipartUploader`] stores a random token naming the
 /// upload that made an object (`x-amz-meta-z3-upload`). It settles a completion whose answer
@@ -47,6 +49,13 @@ pub struct UploadConfig {
     pub estimate: Option<u64>,
     /// Whether and at which scale part sizes grow. Default [`PartGrowth::S3`].
     pub growth: PartGrowth,
+    /// What the key must hold for the completion to take effect (default: no condition).
+    ///
+    /// It also decides what happens to an object whose checksum cannot be confirmed after a
+    /// completion: it is deleted unless it replaced an object by [`Precondition::Unchanged`].
+    /// Such an object replaced a backup that is gone either way; deleting it would leave
+    /// nothing, while kept (it has a seal with its digests) a restore can still check it.
+    pub precondition: Precondition,
 }
 
 impl Default for UploadConfig {
@@ -58,6 +67,7 @@ impl Default for UploadConfig {
             retry: RetryConfig::default(),
             estimate: None,
             growth: PartGrowth::S3,
+            precondition: Precondition::None,
         }
     }
 }
@@ -642,7 +652,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         loop {
             match self
                 .store
-                .complete_multipart(key, upload_id, parts.clone())
+                .complete_multipart(key, upload_id, parts.clone(), &self.config.precondition)
                 .await
             {
                 Ok(done) => {
@@ -727,14 +737,9 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                 {
                     Ok(info) => info.checksum_crc32c,
                     Err(err) => {
-                        let deleted = self.delete_untrusted(key).await;
+                        let fate = self.discard_unconfirmed(key).await;
                         return Err(err.context(format_args!(
-                            "reading back the checksum of {url} failed; the object was {}",
-                            if deleted {
-                                "deleted"
-                            } else {
-                                "left in place but could not be deleted"
-                            }
+                            "reading back the checksum of {url} failed; the object {fate}"
                         )));
                     }
                 }
@@ -744,17 +749,12 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         match reported {
             Some(actual) if composite_matches(composite, expected.full, &actual) => Ok(true),
             Some(actual) => {
-                let deleted = self.delete_untrusted(key).await;
+                let fate = self.discard_unconfirmed(key).await;
                 Err(Error::new(
                     ErrorKind::ChecksumMismatch,
                     format!(
-                        "checksum mismatch for {url}: we sent CRC32C {composite} (whole object {}), the server reports {actual}; the object {}",
+                        "checksum mismatch for {url}: we sent CRC32C {composite} (whole object {}), the server reports {actual}; the object {fate}",
                         expected.full,
-                        if deleted {
-                            "was deleted"
-                        } else {
-                            "could not be deleted and must not be trusted"
-                        }
                     ),
                 ))
             }
@@ -765,6 +765,20 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                 );
                 Ok(false)
             }
+        }
+    }
+
+    /// What becomes of a completed object whose checksum could not be confirmed: deleted,
+    /// unless it replaced an inspected object ([`Precondition::Unchanged`]), which is gone
+    /// either way; returns what happened, for the message.
+    async fn discard_unconfirmed(&self, key: &str) -> &'static str {
+        if matches!(self.config.precondition, Precondition::Unchanged(_)) {
+            tracing::warn!(url = %object_url(self.store.bucket(), key), "keeping the unconfirmed object: it replaced the previous one, so deleting it would leave nothing");
+            "was kept: it replaced the previous object, which is gone either way"
+        } else if self.delete_untrusted(key).await {
+            "was deleted"
+        } else {
+            "could not be deleted and must not be trusted"
         }
     }
 

@@ -6,6 +6,7 @@ mod e2e;
 mod engine;
 mod fuzz;
 mod moto;
+mod overwrite;
 mod rollback;
 mod seals;
 mod ssh_sync;

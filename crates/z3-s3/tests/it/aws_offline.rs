@@ -194,7 +194,7 @@ async fn internal_error_inside_http_200_complete_is_transient() {
     }];
     let err = store(endpoint)
         .await
-        .complete_multipart("k", &UploadId::new("u"), parts)
+        .complete_multipart("k", &UploadId::new("u"), parts, &z3_s3::Precondition::None)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
@@ -249,7 +249,12 @@ async fn entity_too_small_is_invalid_request() {
     .await;
     let err = store(endpoint)
         .await
-        .complete_multipart("k", &UploadId::new("u"), Vec::new())
+        .complete_multipart(
+            "k",
+            &UploadId::new("u"),
+            Vec::new(),
+            &z3_s3::Precondition::None,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
@@ -466,7 +471,7 @@ async fn multipart_declares_crc32c_and_completion_reports_the_composite() {
         })
         .collect::<Vec<_>>();
     let done = store
-        .complete_multipart("k", &id, parts.clone())
+        .complete_multipart("k", &id, parts.clone(), &z3_s3::Precondition::None)
         .await
         .unwrap();
     assert_eq!(done.etag, "\"abc-2\"");

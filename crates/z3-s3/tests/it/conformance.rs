@@ -234,7 +234,7 @@ async fn aws_store_parts_and_object_carry_verified_crc32c() {
         .unwrap();
 
     let done = store
-        .complete_multipart(&key, &id, vec![p1, p2])
+        .complete_multipart(&key, &id, vec![p1, p2], &z3_s3::Precondition::None)
         .await
         .unwrap();
     let expected = composite_crc32c(&checksums);
@@ -345,10 +345,13 @@ async fn aws_store_second_complete_is_ok_or_no_such_upload() {
         .await
         .unwrap();
     let etag = store
-        .complete_multipart(&key, &id, vec![done.clone()])
+        .complete_multipart(&key, &id, vec![done.clone()], &z3_s3::Precondition::None)
         .await
         .unwrap();
-    match store.complete_multipart(&key, &id, vec![done]).await {
+    match store
+        .complete_multipart(&key, &id, vec![done], &z3_s3::Precondition::None)
+        .await
+    {
         Ok(again) => {
             eprintln!("second complete: ok");
             assert_eq!(again.etag, etag.etag);

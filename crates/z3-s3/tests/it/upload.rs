@@ -558,8 +558,11 @@ impl ObjectStore for GateStore {
         key: &str,
         upload_id: &UploadId,
         parts: Vec<CompletedPart>,
+        precondition: &z3_s3::Precondition,
     ) -> z3_s3::Result<CompletedUpload> {
-        self.inner.complete_multipart(key, upload_id, parts).await
+        self.inner
+            .complete_multipart(key, upload_id, parts, precondition)
+            .await
     }
     async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> z3_s3::Result<()> {
         self.inner.abort_multipart(key, upload_id).await
@@ -649,6 +652,7 @@ fn scaled(concurrency: usize, estimate: Option<u64>) -> UploadConfig {
         retry: retry(),
         estimate,
         growth: PartGrowth::Adaptive { unit: 1 },
+        ..UploadConfig::default()
     }
 }
 
