@@ -789,7 +789,7 @@ async fn pump(
         total += n as u64;
         if pending.len() >= RELEASE_AT {
             let release = pending.len() - HOLD_BACK;
-            sink = write_or_explain(sink, &pending[..release]).await?;
+            sink = write_or_explain(sink, &pending[..release], interrupt).await?;
             pending.drain(..release);
         }
     }
@@ -809,20 +809,113 @@ async fn pump(
             .context("zfs receive was killed before it saw the end of the stream");
         }
     }
-    write_or_explain(sink, &pending).await?.finish().await?;
+    let sink = write_or_explain(sink, &pending, interrupt).await?;
+    finish_or_kill(sink, interrupt).await?;
     Ok(total)
 }
 
 /// Writes to `zfs receive`; if that fails the receiver died, and its exit status says why.
+///
+/// The write is raced against `interrupt`: a receiver that stopped reading (stalled disk, hung
+/// `ssh`) blocks the write for as long as it likes, and a signal must still stop the command.
+/// On an interrupt the sink is dropped, which kills the receiver; it has not seen the end of
+/// the stream (the pump holds the tail back), so it commits nothing.
 pub(crate) async fn write_or_explain(
     mut sink: z3_zfs::ReceiveSink,
     bytes: &[u8],
+    interrupt: &Interrupt,
 ) -> Result<z3_zfs::ReceiveSink> {
-    match sink.write_all(bytes).await {
-        Ok(()) => Ok(sink),
-        Err(write_err) => match sink.finish().await {
+    let written = tokio::select! {
+        biased;
+        () = interrupt.cancelled() => None,
+        written = sink.write_all(bytes) => Some(written),
+    };
+    match written {
+        None => {
+            let receiver = sink.description().to_owned();
+            drop(sink);
+            Err(anyhow!(
+                "stopped while `{receiver}` was not reading its input: it was killed before it committed anything"
+            ))
+        }
+        Some(Ok(())) => Ok(sink),
+        Some(Err(write_err)) => match sink.finish().await {
             Err(zfs_err) => Err(anyhow!(zfs_err)),
             Ok(()) => Err(anyhow!(write_err)).context("writing to zfs receive failed"),
         },
+    }
+}
+
+/// Ends the stream and waits for the receiver, unless `interrupt` fires first: then the
+/// receiver is killed (dropping the unfinished `finish` drops the child, `kill_on_drop`).
+/// Every byte was written by then, so the receiver may already have committed; the error says so.
+pub(crate) async fn finish_or_kill(sink: z3_zfs::ReceiveSink, interrupt: &Interrupt) -> Result<()> {
+    let receiver = sink.description().to_owned();
+    tokio::select! {
+        biased;
+        () = interrupt.cancelled() => Err(anyhow!(
+            "stopped while waiting for `{receiver}` to finish: it was killed (it had the whole stream and may have committed it)"
+        )),
+        finished = sink.finish() => finished.map_err(Into::into),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod pump_tests {
+    //! A receiver that stops reading must not make the pump deaf to a signal.
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    struct OnDrop(Arc<AtomicBool>);
+
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A sink whose reader never reads (the write blocks once the 64 KiB duplex buffer is
+    /// full) and whose "process" records being killed (its completion future dropped unfinished).
+    pub(crate) fn stalled_sink() -> (
+        z3_zfs::ReceiveSink,
+        Arc<AtomicBool>,
+        tokio::io::DuplexStream,
+    ) {
+        let (writer, reader) = tokio::io::duplex(64 << 10);
+        let killed = Arc::new(AtomicBool::new(false));
+        let guard = OnDrop(Arc::clone(&killed));
+        let completion = async move {
+            std::future::pending::<()>().await;
+            drop(guard);
+            Ok(())
+        };
+        (
+            z3_zfs::ReceiveSink::from_parts(writer, completion, "zfs receive pool/fs@s".into()),
+            killed,
+            reader,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_stops_a_pump_whose_receiver_stopped_reading() {
+        let (sink, killed, _reader) = stalled_sink();
+        let stream: BoxedReader = Box::new(std::io::Cursor::new(vec![7u8; 16 << 20]));
+        let interrupt = Interrupt::new();
+        let trigger = interrupt.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            trigger.trigger(crate::interrupt::SIGTERM);
+        });
+        // Fails on the old pump: the blocked write never returned, so this timed out.
+        let result = tokio::time::timeout(
+            Duration::from_secs(20),
+            pump(stream, sink, &interrupt, None, "k"),
+        )
+        .await
+        .expect("the pump ignored the interrupt while the receiver was not reading");
+        let err = format!("{:#}", result.unwrap_err());
+        assert!(err.contains("was not reading its input"), "{err}");
+        assert!(killed.load(Ordering::SeqCst), "the receiver was not killed");
     }
 }

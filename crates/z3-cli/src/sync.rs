@@ -365,7 +365,7 @@ async fn buffered_pump(
         match next {
             None => break,
             Some(Ok(chunk)) => {
-                sink = match crate::engine::write_or_explain(sink, &chunk).await {
+                sink = match crate::engine::write_or_explain(sink, &chunk, interrupt).await {
                     Ok(sink) => sink,
                     Err(err) => {
                         reader.abort();
@@ -382,7 +382,7 @@ async fn buffered_pump(
     }
     // The reader ended: the stream reported end-of-file, i.e. zfs send exited successfully.
     let _ = reader.await;
-    sink.finish().await?;
+    crate::engine::finish_or_kill(sink, interrupt).await?;
     Ok(total)
 }
 
@@ -448,4 +448,35 @@ pub async fn main(args: SyncArgs, console: &mut Console<'_>) -> Result<()> {
         progress: ProgressMode::from_flags(args.progress, args.quiet),
     };
     sync.run(console, crate::interrupt::global()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn an_interrupt_stops_a_sync_whose_receiver_stopped_reading() {
+        let (sink, killed, _reader) = crate::engine::pump_tests::stalled_sink();
+        let source = std::io::Cursor::new(vec![7u8; 16 << 20]);
+        let stream = SendStream::from_parts(source, async { Ok(()) }, "zfs send p@s".into());
+        let stream = ProgressReader::new(stream, bar(ProgressMode::Never, "p@s", None));
+        let interrupt = Interrupt::new();
+        let trigger = interrupt.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            trigger.trigger(crate::interrupt::SIGINT);
+        });
+        // Fails on the old pump: the blocked write never returned, so this timed out.
+        let result = tokio::time::timeout(
+            Duration::from_secs(20),
+            buffered_pump(stream, sink, &interrupt),
+        )
+        .await
+        .expect("the sync ignored the interrupt while the receiver was not reading");
+        let err = format!("{:#}", result.unwrap_err());
+        assert!(err.contains("was not reading its input"), "{err}");
+        assert!(killed.load(Ordering::SeqCst), "the receiver was not killed");
+    }
 }
