@@ -106,11 +106,32 @@ where
             ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
         }
         (Ok(value), _) => value.into().0.into(),
-        (Err(err), None) if is_broken_stdout(&err) => ExitStatus::Success.into(),
+        (Err(err), None) if is_broken_stdout(&err) => {
+            // The command could not report what it did (or did not finish it): never success.
+            // Only `z3 status` treats a closed stdout as done, before it gets here
+            // ([`closed_stdout_is_success`]).
+            say(&format!(
+                "{program}: error: standard output was closed before the results were written: {}",
+                one_line(&err)
+            ));
+            ExitStatus::Error.into()
+        }
         (Err(err), None) => {
             say(&format!("{program}: error: {}", one_line(&err)));
             classify(&err).into()
         }
+    }
+}
+
+/// For `z3 status` only: `z3 status | head` closing the pipe early is not an error. Every
+/// other command that could not write its results fails ([`run_main`] exits 1).
+///
+/// # Errors
+/// `result`'s error, unless it is a bare write error to a closed stdout.
+pub fn closed_stdout_is_success(result: anyhow::Result<ExitStatus>) -> anyhow::Result<ExitStatus> {
+    match result {
+        Err(err) if is_broken_stdout(&err) => Ok(ExitStatus::Success),
+        other => other,
     }
 }
 
@@ -133,9 +154,12 @@ impl From<()> for ExitStatusOrUnit {
 /// Prints a clap error or help text and returns its exit status (2 for errors, 0 for help).
 #[must_use]
 pub fn clap_exit(err: &clap::Error) -> ExitCode {
-    let _ = err.print();
+    let printed = err.print();
     if err.use_stderr() {
         ExitStatus::Usage.into()
+    } else if printed.is_err() {
+        // `--help` or `--version` that could not be written did not do what was asked.
+        ExitStatus::Error.into()
     } else {
         ExitStatus::Success.into()
     }
@@ -157,8 +181,8 @@ fn one_line(err: &anyhow::Error) -> String {
         .join(" ")
 }
 
-/// `z3 status | head` closing the pipe early is not an error; only a bare write error to stdout
-/// (no context added) is treated that way.
+/// A bare write error to a closed stdout (no context added): the commands write their results
+/// with plain `writeln!` and `?`.
 fn is_broken_stdout(err: &anyhow::Error) -> bool {
     err.chain().count() == 1
         && err
@@ -205,5 +229,24 @@ mod tests {
         assert_eq!(classify(&nothing), ExitStatus::Error);
         let io: anyhow::Result<()> = Err(std::io::Error::other("boom")).context("ctx");
         assert_eq!(classify(&io.unwrap_err()), ExitStatus::Error);
+    }
+
+    fn closed_stdout() -> anyhow::Error {
+        anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+
+    #[test]
+    fn a_closed_stdout_fails_every_command_but_status() {
+        // Was ExitCode::SUCCESS for every program before: a verify or backup whose results
+        // went nowhere looked done.
+        let code = run_main("pput", 0, async { Err::<(), _>(closed_stdout()) });
+        assert_eq!(code, ExitCode::from(1));
+        let status = closed_stdout_is_success(Err(closed_stdout())).unwrap();
+        assert_eq!(status, ExitStatus::Success);
+        let other = closed_stdout_is_success(Err(anyhow::anyhow!("boom")));
+        assert!(other.is_err());
+        let with_context: anyhow::Result<ExitStatus> =
+            Err(closed_stdout()).context("cannot write to standard output");
+        assert!(closed_stdout_is_success(with_context).is_err());
     }
 }

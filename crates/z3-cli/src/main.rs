@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use z3_cli::args::Cli;
+use z3_cli::args::{Cli, Command};
 use z3_cli::engine::Console;
 
 fn main() -> ExitCode {
@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Err(err) => return z3_cli::exit::clap_exit(&err),
     };
     let verbose = cli.verbose;
+    let status = matches!(cli.command, Command::Status(_));
     z3_cli::exit::run_main("z3", verbose, async move {
         let mut stdout = std::io::stdout();
         let mut stderr = std::io::stderr();
@@ -19,6 +20,12 @@ fn main() -> ExitCode {
             out: &mut stdout,
             err: &mut stderr,
         };
-        z3_cli::run(cli, &mut console).await
+        let result = z3_cli::run(cli, &mut console).await;
+        // `z3 status | head`: only status may take a closed stdout for success.
+        if status {
+            z3_cli::exit::closed_stdout_is_success(result)
+        } else {
+            result
+        }
     })
 }

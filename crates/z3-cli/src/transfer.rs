@@ -181,7 +181,9 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         ..PutOptions::default()
     };
     if !args.quiet {
-        eprintln!(
+        // A closed stderr must not panic (and skip the abort of the upload): ignore the error.
+        let _ = writeln!(
+            std::io::stderr(),
             "starting upload to {}/{} with chunksize {:.1}M using {concurrency} workers",
             settings.bucket,
             args.name,
@@ -216,13 +218,20 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         .upload_blocking(&args.name, &options, input)
         .await
         .with_context(|| format!("upload to {}/{} failed", settings.bucket, args.name))?;
-    // The original's exact line (Python json.dumps spacing); scripts parse it.
-    writeln!(
-        out,
+    // The original's exact line (Python json.dumps spacing); scripts parse it. The object is
+    // complete; if the line cannot be written the caller never learns it, so pput fails.
+    let line = format!(
         "{{\"status\": \"success\", \"etag\": {}}}",
         serde_json::to_string(&report.etag)?
-    )?;
-    out.flush()?;
+    );
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .with_context(|| {
+            format!(
+                "{}/{} was uploaded, but its result line could not be written to standard output",
+                settings.bucket, args.name
+            )
+        })?;
     Ok(())
 }
 

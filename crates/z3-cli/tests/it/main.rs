@@ -8,6 +8,7 @@ mod fuzz;
 mod moto;
 mod overwrite;
 mod rollback;
+mod promises;
 mod seals;
 mod ssh_sync;
 mod support;

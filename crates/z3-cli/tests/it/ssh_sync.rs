@@ -83,9 +83,22 @@ impl Sshd {
 
     /// `z3_ssh_sync` with the ssh flags that reach this server, then `args`.
     fn sync(&self, args: &[&str]) -> Output {
+        let output = self.sync_command(args).output().unwrap();
+        eprintln!(
+            "$ z3_ssh_sync {} -> {:?}\n--- stdout\n{}--- stderr\n{}",
+            args.join(" "),
+            output.status.code(),
+            stdout(&output),
+            stderr(&output)
+        );
+        output
+    }
+
+    /// The command [`Sshd::sync`] runs, not started.
+    fn sync_command(&self, args: &[&str]) -> Command {
         let known = format!("UserKnownHostsFile={}", self.path("known_hosts").display());
-        let output = Command::new(env!("CARGO_BIN_EXE_z3_ssh_sync"))
-            .env_clear()
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_z3_ssh_sync"));
+        cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("Z3_CONFIG", "/dev/null")
             .args(["--ssh-port", &self.port.to_string(), "--ssh-identity"])
@@ -96,17 +109,8 @@ impl Sshd {
             .args(["--ssh-option", "IdentitiesOnly=yes"])
             .args(["--snapshot-prefix", "snap-"])
             .args(args)
-            .arg("root@127.0.0.1")
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ z3_ssh_sync {} -> {:?}\n--- stdout\n{}--- stderr\n{}",
-            args.join(" "),
-            output.status.code(),
-            stdout(&output),
-            stderr(&output)
-        );
-        output
+            .arg("root@127.0.0.1");
+        cmd
     }
 }
 
@@ -248,5 +252,35 @@ fn a_failing_remote_receive_fails_the_sync() {
     assert!(err.starts_with(&format!("z3_ssh_sync: error: sending {}@snap-2 (incremental from snap-1) to root@127.0.0.1:{}@snap-2 failed", src.name, dst.name)), "{err}");
     assert!(err.contains("modified since most recent snapshot"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(snapshots(&dst.name), ["snap-1"]);
+}
+
+/// A sync whose stdout is closed cannot report what it sent: exit 1, one line, no panic (it
+/// exited 0 before). The snapshot itself was sent.
+#[test]
+fn a_closed_stdout_fails_the_sync() {
+    let Some(env) = RealEnv::get("a_closed_stdout_fails_the_sync") else {
+        return;
+    };
+    let sshd = Sshd::start();
+    let src = env.dataset("sync-closed-src");
+    let dst = not_yet(&env, "sync-closed-dst");
+    src.write("a.txt", "one\n");
+    src.snapshot("snap-1");
+    let remote = [
+        "--dataset",
+        src.name.as_str(),
+        "--remote-dataset",
+        dst.name.as_str(),
+    ];
+    let out = crate::promises::with_closed_stdout(&mut sshd.sync_command(&remote), b"");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("standard output was closed before the results were written"),
+        "{err}"
+    );
     assert_eq!(snapshots(&dst.name), ["snap-1"]);
 }
