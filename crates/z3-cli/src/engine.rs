@@ -621,7 +621,7 @@ impl Engine {
                 Some(step.object_size),
             );
             let reader: BoxedReader = Box::new(ProgressReader::new(
-                downloader.reader(&step.key, step.object_size),
+                downloader.reader(&step.key, step.object_size, step.etag.as_deref()),
                 progress,
             ));
             let reader = apply_all(&decoder, reader)

@@ -276,7 +276,8 @@ pub async fn get(args: GetArgs) -> Result<()> {
         format!("download of {}/{} failed", settings.bucket, args.name)
     };
     let mut out = ThreadWriter::stdout().context("cannot write to standard output")?;
-    let mut chunks = downloader.chunks(&args.name, info.size);
+    // Pinned to the object the HEAD saw: a replacement mid-download fails instead of splicing.
+    let mut chunks = downloader.chunks(&args.name, info.size, info.etag.as_deref());
     let interrupt = crate::interrupt::global();
     loop {
         let next = tokio::select! {

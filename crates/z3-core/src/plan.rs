@@ -121,6 +121,9 @@ pub struct RestoreStep {
     pub encryption: Option<String>,
     /// The object's real length, for progress display.
     pub object_size: u64,
+    /// The object's ETag as listed: every ranged GET of the restore is pinned to it, so the
+    /// bytes received are those of the object whose seal and chain were checked.
+    pub etag: Option<String>,
 }
 
 /// The downloads that bring the local dataset up to a target snapshot.
@@ -573,6 +576,7 @@ pub fn plan_restore(req: &RestoreRequest<'_>) -> Result<RestorePlan, PlanError> 
                 compressor: object.meta.compressor.clone(),
                 encryption: object.meta.encryption.clone(),
                 object_size: object.object_size,
+                etag: object.etag.clone(),
             })
         })
         .collect::<Result<_, PlanError>>()?;

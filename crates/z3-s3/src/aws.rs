@@ -552,7 +552,7 @@ impl ObjectStore for AwsStore {
     /// [`ErrorKind::Transient`].
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let mut pieces = Vec::new();
-        let len = self.read_range(key, range, &mut pieces).await?;
+        let len = self.read_range(key, range, None, &mut pieces).await?;
         if pieces.len() == 1 {
             return Ok(pieces.swap_remove(0));
         }
@@ -567,6 +567,7 @@ impl ObjectStore for AwsStore {
         &self,
         key: &str,
         range: Range<u64>,
+        if_match: Option<&str>,
         pieces: &mut Vec<Bytes>,
     ) -> Result<u64> {
         if range.start >= range.end {
@@ -580,6 +581,7 @@ impl ObjectStore for AwsStore {
             .bucket(&self.bucket)
             .key(key)
             .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .set_if_match(if_match.map(str::to_owned))
             .send()
             .await
             .map_err(|err| map_sdk_error(err, &ctx))?;

@@ -388,7 +388,7 @@ pub async fn uploader_round_trip(store: Arc<dyn ObjectStore>, prefix: &str) {
     );
     let mut out = Vec::new();
     let written = downloader
-        .download_to(&key, info.size, &mut out)
+        .download_to(&key, info.size, info.etag.as_deref(), &mut out)
         .await
         .expect("download");
     assert_eq!(written, data.len() as u64);
@@ -475,7 +475,7 @@ pub async fn conditional_create(store: &dyn ObjectStore, prefix: &str) {
 
 /// A completion conditional on the key (`If-None-Match: *`, `If-Match: <etag>`) takes effect
 /// only when the key is as expected; otherwise the existing object is untouched and the upload
-/// stays open (it is aborted here).
+/// stays open. A ranged GET with `If-Match` reads only the object with that ETag.
 pub async fn conditional_complete(store: &dyn ObjectStore, prefix: &str) {
     let key = format!("{prefix}obj");
     let key = key.as_str();
@@ -531,10 +531,28 @@ pub async fn conditional_complete(store: &dyn ObjectStore, prefix: &str) {
     assert_eq!(&read().await.0[..], b"first");
     // If-Match with the ETag of the object in place: replaced.
     store
-        .complete_multipart(key, &id, vec![part], &Precondition::Unchanged(first_etag))
+        .complete_multipart(
+            key,
+            &id,
+            vec![part],
+            &Precondition::Unchanged(first_etag.clone()),
+        )
         .await
         .expect("unchanged key");
     assert_eq!(&read().await.0[..], b"second");
+    // A ranged GET pinned to the ETag in place reads; pinned to another, it is refused (412).
+    let (_, etag) = read().await;
+    let mut out = Vec::new();
+    let len = store
+        .read_range(key, 0..3, Some(&etag), &mut out)
+        .await
+        .expect("pinned to the object in place");
+    assert_eq!(len, 3);
+    let err = store
+        .read_range(key, 0..3, Some(&first_etag), &mut Vec::new())
+        .await
+        .expect_err("pinned to the replaced object");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
     store.delete(key).await.expect("delete");
 }
 

@@ -63,13 +63,17 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     /// an [`AsyncRead`]. The ranged GETs run in a background task on the current Tokio runtime
     /// (so this must be called from within one); dropping the reader cancels it.
     ///
+    /// With `etag` (from the same `head` or listing as `size`), every ranged GET carries
+    /// `If-Match: <etag>`: an object replaced during the download fails it with
+    /// [`ErrorKind::Changed`] instead of splicing the ranges of two objects.
+    ///
     /// A final failure surfaces as an [`io::Error`] of kind [`io::ErrorKind::Other`] wrapping the
     /// [`Error`]; recover it with [`Error::from_io`]. The reader never ends early silently: if
     /// fewer than `size` bytes arrived, reading fails.
     #[must_use]
-    pub fn reader(&self, key: &str, size: u64) -> DownloadReader {
+    pub fn reader(&self, key: &str, size: u64, etag: Option<&str>) -> DownloadReader {
         DownloadReader {
-            chunks: self.chunks(key, size),
+            chunks: self.chunks(key, size, etag),
             current: VecDeque::new(),
             failed: false,
         }
@@ -81,8 +85,8 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     /// (a pipe, a file, a channel to a writer thread). Same background task, same memory bound,
     /// same guarantee that a short object is an error rather than a silent early end.
     #[must_use]
-    pub fn chunks(&self, key: &str, size: u64) -> DownloadChunks {
-        let (rx, task) = self.spawn(key, size);
+    pub fn chunks(&self, key: &str, size: u64, etag: Option<&str>) -> DownloadChunks {
+        let (rx, task) = self.spawn(key, size, etag);
         DownloadChunks {
             url: object_url(self.store.bucket(), key),
             rx,
@@ -98,11 +102,17 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     /// # Errors
     /// The store error that made a range fail for good, or [`ErrorKind::Sink`] when writing fails
     /// (for example `zfs receive` exited and closed its stdin).
-    pub async fn download_to<W>(&self, key: &str, size: u64, mut writer: W) -> Result<u64>
+    pub async fn download_to<W>(
+        &self,
+        key: &str,
+        size: u64,
+        etag: Option<&str>,
+        mut writer: W,
+    ) -> Result<u64>
     where
         W: AsyncWrite + Unpin + Send,
     {
-        let mut chunks = self.chunks(key, size);
+        let mut chunks = self.chunks(key, size, etag);
         let url = chunks.url.clone();
         let sink = |err: io::Error| {
             Error::new(ErrorKind::Sink, format!("writing the download of {url}")).with_source(err)
@@ -117,7 +127,12 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     }
 
     /// Starts the background task that fetches the ranges and sends them in order.
-    fn spawn(&self, key: &str, size: u64) -> (mpsc::Receiver<Result<Vec<Bytes>>>, JoinHandle<()>) {
+    fn spawn(
+        &self,
+        key: &str,
+        size: u64,
+        etag: Option<&str>,
+    ) -> (mpsc::Receiver<Result<Vec<Bytes>>>, JoinHandle<()>) {
         let part_size = if self.config.part_size == 0 {
             MIN_PART_SIZE
         } else {
@@ -129,6 +144,7 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
         let store = Arc::clone(&self.store);
         let retry_config = self.config.retry.clone();
         let key = key.to_owned();
+        let etag = etag.map(str::to_owned);
         let task = tokio::spawn(async move {
             let mut starts = (0..size).step_by(usize::try_from(part_size).unwrap_or(usize::MAX));
             let mut pending: VecDeque<AbortOnDrop<Result<Vec<Bytes>>>> = VecDeque::new();
@@ -138,9 +154,10 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
                     let end = start.saturating_add(part_size).min(size);
                     let store = Arc::clone(&store);
                     let key = key.clone();
+                    let etag = etag.clone();
                     let retry_config = retry_config.clone();
                     pending.push_back(AbortOnDrop(tokio::spawn(async move {
-                        fetch_range(&*store, &key, start..end, &retry_config).await
+                        fetch_range(&*store, &key, start..end, etag.as_deref(), &retry_config).await
                     })));
                 }
                 let Some(mut next) = pending.pop_front() else {
@@ -174,6 +191,7 @@ async fn fetch_range<S: ObjectStore + ?Sized>(
     store: &S,
     key: &str,
     range: Range<u64>,
+    etag: Option<&str>,
     config: &RetryConfig,
 ) -> Result<Vec<Bytes>> {
     let url = object_url(store.bucket(), key);
@@ -186,8 +204,18 @@ async fn fetch_range<S: ObjectStore + ?Sized>(
     let mut attempt = 1;
     while pos < end {
         let before = pieces.len();
-        let len = match store.read_range(key, pos..end, &mut pieces).await {
+        let len = match store.read_range(key, pos..end, etag, &mut pieces).await {
             Ok(len) => len,
+            Err(err) if etag.is_some() && err.kind() == ErrorKind::AlreadyExists => {
+                return Err(Error::new(
+                    ErrorKind::Changed,
+                    format!(
+                        "{url} changed during the download: it no longer has ETag {} (replaced or rewritten?), so bytes {pos}.. would come from another object; nothing was spliced",
+                        etag.unwrap_or_default()
+                    ),
+                )
+                .with_source(err));
+            }
             Err(err) if err.is_retryable() && attempt < max_attempts => {
                 pieces.truncate(before);
                 let delay = backoff.next();

@@ -38,8 +38,13 @@ pub enum ErrorKind {
     InvalidRequest,
     /// The uploader was given an input stream with no bytes; S3 objects made by z3 are never empty.
     EmptyStream,
-    /// A conditional create (`If-None-Match: *`) found the key taken (HTTP 412).
+    /// A conditional request's precondition failed (HTTP 412): a conditional create
+    /// (`If-None-Match: *`) found the key taken, or an `If-Match` found another object.
     AlreadyExists,
+    /// The object changed while it was being downloaded: a ranged GET pinned with `If-Match` to
+    /// the ETag the download started from was refused. Never retried: the bytes already read
+    /// belong to another object.
+    Changed,
     /// The operation was cancelled (z3: SIGINT or SIGTERM); an upload was aborted first.
     Cancelled,
     /// The input needs more than [`MAX_PARTS`](crate::MAX_PARTS) parts at the chosen part sizes.
@@ -74,6 +79,7 @@ impl ErrorKind {
             Self::EmptyStream => "empty input stream",
             Self::Cancelled => "cancelled",
             Self::AlreadyExists => "already exists",
+            Self::Changed => "object changed during the download",
             Self::TooManyParts => "too many parts",
             Self::ObjectTooLarge => "object too large",
             Self::ChecksumMismatch => "checksum mismatch",

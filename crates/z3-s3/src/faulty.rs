@@ -343,6 +343,36 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         Ok(bytes)
     }
 
+    async fn read_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<u64> {
+        self.enter(Op::GetRange, key, None)?;
+        self.lock().get_ranges.push((key.to_owned(), range.clone()));
+        let mut pieces = Vec::new();
+        let result = self
+            .inner
+            .read_range(key, range, if_match, &mut pieces)
+            .await;
+        self.leave(Op::GetRange, key, result)?;
+        let mut bytes: Bytes = if pieces.len() == 1 {
+            pieces.swap_remove(0)
+        } else {
+            pieces.concat().into()
+        };
+        if let Some(keep) = self.lock().truncate_next_get.take() {
+            bytes.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        }
+        let len = bytes.len() as u64;
+        if len > 0 {
+            out.push(bytes);
+        }
+        Ok(len)
+    }
+
     async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {
         self.enter(Op::Put, key, None)?;
         let result = self.inner.put(key, body, options).await;

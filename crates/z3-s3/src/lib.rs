@@ -47,7 +47,7 @@
 //!
 //! let downloader = Downloader::new(store, DownloadConfig::default());
 //! let mut restored = Vec::new();
-//! downloader.download_to("z3/pool/fs@snap1", info.size, &mut restored).await?;
+//! downloader.download_to("z3/pool/fs@snap1", info.size, info.etag.as_deref(), &mut restored).await?;
 //! assert_eq!(restored, stream);
 //! # Ok::<(), z3_s3::Error>(())
 //! # }).unwrap();

@@ -311,6 +311,35 @@ impl ObjectStore for MemoryStore {
         Ok(object.data.slice(range.start as usize..end as usize))
     }
 
+    async fn read_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<u64> {
+        // Checked right before the read (S3 checks it atomically; nothing here awaits between).
+        if let Some(wanted) = if_match {
+            let state = self.lock();
+            let etag = state.objects.get(key).map(|o| o.etag.as_str());
+            if etag.is_some_and(|etag| etag != wanted) {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "get_range {}: PreconditionFailed: ETag {etag:?}, not {wanted} (If-Match)",
+                        self.url(key)
+                    ),
+                ));
+            }
+        }
+        let bytes = self.get_range(key, range).await?;
+        let len = bytes.len() as u64;
+        if len > 0 {
+            out.push(bytes);
+        }
+        Ok(len)
+    }
+
     async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {
         let mut state = self.enter(Op::Put)?;
         if options.if_none_match && state.objects.contains_key(key) {

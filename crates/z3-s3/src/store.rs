@@ -280,13 +280,35 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// [`get_range`](Self::get_range) as the pieces the body arrived in, appended to `out`
     /// without copying them; returns how many bytes were appended (possibly fewer than asked,
     /// as for `get_range`). On an error `out` may have grown by a partial body; callers
-    /// truncate.
+    /// truncate. With `if_match`, only from the object with that ETag (`If-Match`), so the
+    /// ranges of one download never come from two objects.
     ///
-    /// The default calls `get_range`; stores that read a body incrementally override it.
+    /// The default checks `if_match` with a `head` and then calls `get_range` (not atomic);
+    /// stores that read a body incrementally or can check atomically override it.
     ///
     /// # Errors
-    /// As [`get_range`](Self::get_range).
-    async fn read_range(&self, key: &str, range: Range<u64>, out: &mut Vec<Bytes>) -> Result<u64> {
+    /// As [`get_range`](Self::get_range); [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists)
+    /// (HTTP 412) when the key holds an object with another ETag.
+    async fn read_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<u64> {
+        if let Some(wanted) = if_match {
+            let info = self.head(key).await?;
+            if info.etag.as_deref() != Some(wanted) {
+                return Err(crate::Error::new(
+                    crate::ErrorKind::AlreadyExists,
+                    format!(
+                        "get_range {}: PreconditionFailed: ETag {:?}, not {wanted} (If-Match)",
+                        object_url(self.bucket(), key),
+                        info.etag
+                    ),
+                ));
+            }
+        }
         let bytes = self.get_range(key, range).await?;
         let len = bytes.len() as u64;
         if len > 0 {

@@ -168,8 +168,11 @@ impl Engine {
     /// Downloads `object`, hashing its bytes and, when it can be decoded here, the stream.
     async fn read_digests(&self, object: &RemoteSnapshot, decoding: &Decoding) -> Result<Digests> {
         let downloader = self.downloader();
-        let (stored, stored_digest) =
-            DigestReader::new(downloader.reader(&object.key, object.object_size));
+        let (stored, stored_digest) = DigestReader::new(downloader.reader(
+            &object.key,
+            object.object_size,
+            object.etag.as_deref(),
+        ));
         let encrypted = is_encrypted(object.meta.encryption.as_deref())?;
         let (mut reader, stream_digest): (BoxedReader, Option<DigestHandle>) =
             if encrypted && decoding.identities.is_none() {

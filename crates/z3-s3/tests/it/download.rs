@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use z3_s3::{
-    DownloadConfig, Downloader, Error, ErrorKind, FaultyStore, MemoryStore, Op, PutOptions,
-    RetryConfig,
+    DownloadConfig, Downloader, Error, ErrorKind, FaultyStore, MemoryStore, ObjectStore, Op,
+    PutOptions, RetryConfig,
 };
 
 use crate::support::pattern;
@@ -42,7 +42,7 @@ async fn reassembles_in_order_with_many_ranges() {
             let downloader = Downloader::new(Arc::clone(&store), config(part_size, concurrency));
             let mut out = Vec::new();
             downloader
-                .reader(KEY, data.len() as u64)
+                .reader(KEY, data.len() as u64, None)
                 .read_to_end(&mut out)
                 .await
                 .unwrap();
@@ -53,7 +53,7 @@ async fn reassembles_in_order_with_many_ranges() {
 
             let mut out = Vec::new();
             let written = downloader
-                .download_to(KEY, data.len() as u64, &mut out)
+                .download_to(KEY, data.len() as u64, None, &mut out)
                 .await
                 .unwrap();
             assert_eq!(written, data.len() as u64);
@@ -71,7 +71,10 @@ async fn requests_cover_the_object_once() {
     let store = store_with(&data);
     let downloader = Downloader::new(Arc::clone(&store), config(1000, 2));
     let mut out = Vec::new();
-    downloader.download_to(KEY, 2500, &mut out).await.unwrap();
+    downloader
+        .download_to(KEY, 2500, None, &mut out)
+        .await
+        .unwrap();
     let mut ranges: Vec<_> = store.get_ranges().into_iter().map(|(_, r)| r).collect();
     ranges.sort_by_key(|r| r.start);
     assert_eq!(ranges, [0..1000, 1000..2000, 2000..2500]);
@@ -84,7 +87,10 @@ async fn resumes_a_truncated_range_where_it_stopped() {
     store.truncate_next_get(100);
     let downloader = Downloader::new(Arc::clone(&store), config(1000, 1));
     let mut out = Vec::new();
-    downloader.download_to(KEY, 3000, &mut out).await.unwrap();
+    downloader
+        .download_to(KEY, 3000, None, &mut out)
+        .await
+        .unwrap();
     assert!(out == data);
     let ranges: Vec<_> = store.get_ranges().into_iter().map(|(_, r)| r).collect();
     assert_eq!(ranges, [0..1000, 100..1000, 1000..2000, 2000..3000]);
@@ -97,7 +103,10 @@ async fn an_empty_body_is_retried_from_the_same_byte() {
     store.truncate_next_get(0);
     let downloader = Downloader::new(Arc::clone(&store), config(1000, 1));
     let mut out = Vec::new();
-    downloader.download_to(KEY, 1000, &mut out).await.unwrap();
+    downloader
+        .download_to(KEY, 1000, None, &mut out)
+        .await
+        .unwrap();
     assert!(out == data);
     let ranges: Vec<_> = store.get_ranges().into_iter().map(|(_, r)| r).collect();
     assert_eq!(ranges, [0..1000, 0..1000]);
@@ -108,14 +117,14 @@ async fn missing_key_is_not_found() {
     let store = Arc::new(MemoryStore::new("bucket"));
     let downloader = Downloader::new(store, config(1000, 2));
     let err = downloader
-        .download_to("nope", 10, &mut Vec::new())
+        .download_to("nope", 10, None, &mut Vec::new())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.to_string().contains("s3://bucket/nope"), "{err}");
 
     let io = downloader
-        .reader("nope", 10)
+        .reader("nope", 10, None)
         .read_to_end(&mut Vec::new())
         .await
         .unwrap_err();
@@ -130,7 +139,10 @@ async fn transient_failures_are_retried() {
     store.fail(Op::GetRange, 2, ErrorKind::Transient);
     let downloader = Downloader::new(Arc::clone(&store), config(1000, 1));
     let mut out = Vec::new();
-    downloader.download_to(KEY, 2000, &mut out).await.unwrap();
+    downloader
+        .download_to(KEY, 2000, None, &mut out)
+        .await
+        .unwrap();
     assert!(out == data);
     assert_eq!(store.calls(Op::GetRange), 4);
 }
@@ -141,7 +153,7 @@ async fn persistent_failure_surfaces_through_the_reader() {
     let store = store_with(&data);
     store.fail(Op::GetRange, 100, ErrorKind::Throttled);
     let downloader = Downloader::new(Arc::clone(&store), config(1000, 1));
-    let mut reader = downloader.reader(KEY, 2000);
+    let mut reader = downloader.reader(KEY, 2000, None);
     let io = reader.read_to_end(&mut Vec::new()).await.unwrap_err();
     let err = Error::from_io(&io).unwrap();
     assert_eq!(err.kind(), ErrorKind::Throttled);
@@ -160,13 +172,13 @@ async fn object_shorter_than_announced_is_an_error_not_a_short_read() {
     let store = store_with(&data);
     let downloader = Downloader::new(Arc::clone(&store), config(1000, 2));
     let err = downloader
-        .download_to(KEY, 2000, &mut Vec::new())
+        .download_to(KEY, 2000, None, &mut Vec::new())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
     let mut out = Vec::new();
     let io = downloader
-        .reader(KEY, 2000)
+        .reader(KEY, 2000, None)
         .read_to_end(&mut out)
         .await
         .unwrap_err();
@@ -179,7 +191,7 @@ async fn zero_size_needs_no_request() {
     let downloader = Downloader::new(Arc::clone(&store), config(1000, 2));
     let mut out = Vec::new();
     downloader
-        .reader("empty", 0)
+        .reader("empty", 0, None)
         .read_to_end(&mut out)
         .await
         .unwrap();
@@ -192,7 +204,7 @@ async fn dropping_the_reader_stops_fetching() {
     let data = pattern(100_000);
     let store = store_with(&data);
     let downloader = Downloader::new(Arc::clone(&store), config(100, 2));
-    let mut reader = downloader.reader(KEY, data.len() as u64);
+    let mut reader = downloader.reader(KEY, data.len() as u64, None);
     let mut first = [0u8; 10];
     reader.read_exact(&mut first).await.unwrap();
     assert_eq!(&first[..], &data[..10]);
@@ -230,10 +242,51 @@ async fn failing_writer_is_a_sink_error() {
     }
     let store = store_with(&pattern(100));
     let downloader = Downloader::new(store, config(10, 2));
-    let err = downloader.download_to(KEY, 100, Broken).await.unwrap_err();
+    let err = downloader
+        .download_to(KEY, 100, None, Broken)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Sink);
     assert_eq!(
         err.io_error().unwrap().kind(),
         std::io::ErrorKind::BrokenPipe
     );
+}
+
+/// Issue 12, point 8: an object replaced while it is downloaded fails the download with
+/// `Changed` instead of handing on the ranges of two objects.
+#[tokio::test(start_paused = true)]
+async fn a_replaced_object_fails_the_pinned_download_instead_of_splicing() {
+    let old = vec![b'o'; 10_000];
+    let store = store_with(&old);
+    let etag = store.head(KEY).await.unwrap().etag.unwrap();
+    let downloader = Downloader::new(Arc::clone(&store), config(100, 1));
+    let mut reader = downloader.reader(KEY, 10_000, Some(&etag));
+    let mut first = vec![0u8; 100];
+    reader.read_exact(&mut first).await.unwrap();
+    // Replaced by another object of the same length.
+    store
+        .inner()
+        .insert(KEY, vec![b'n'; 10_000], &PutOptions::default());
+    let mut rest = Vec::new();
+    let err = reader.read_to_end(&mut rest).await.unwrap_err();
+    let err = Error::from_io(&err).expect("a z3-s3 error");
+    assert_eq!(err.kind(), ErrorKind::Changed, "{err}");
+    assert!(
+        err.to_string()
+            .contains("changed during the download: it no longer has ETag"),
+        "{err}"
+    );
+    assert!(first.iter().chain(&rest).all(|&b| b == b'o'), "spliced");
+    // Unpinned (the old behaviour), the ranges of both objects are handed on.
+    let store = store_with(&old);
+    let downloader = Downloader::new(Arc::clone(&store), config(100, 1));
+    let mut reader = downloader.reader(KEY, 10_000, None);
+    reader.read_exact(&mut first).await.unwrap();
+    store
+        .inner()
+        .insert(KEY, vec![b'n'; 10_000], &PutOptions::default());
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.contains(&b'n'));
 }
