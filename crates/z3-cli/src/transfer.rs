@@ -45,7 +45,8 @@ pub struct PputArgs {
     #[arg(short = 's', long, value_name = "SIZE", conflicts_with = "estimated")]
     pub chunk_size: Option<String>,
 
-    /// Estimated total size: the part size is chosen so the stream fits in 9,999 parts
+    /// Estimated total size: the stream is cut into at most 5,000 parts while within it (5% headroom),
+    /// and parts grow beyond it, so any stream up to 5 TiB fits
     #[arg(long, value_name = "SIZE")]
     pub estimated: Option<String>,
 

@@ -99,8 +99,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use faulty::{ChecksumReply, FaultyStore};
 pub use memory::{MemoryObject, MemoryStore};
 pub use part_size::{
-    MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE, ParseSizeError, PartGrowth,
-    PartSizer, estimate_headroom, parse_size, part_size,
+    CONSTANT_PHASE_PARTS, MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE,
+    ParseSizeError, PartGrowth, PartSizer, estimate_headroom, parse_size, part_size,
 };
 pub use pool::BufferPool;
 pub use retry::{Backoff, RetryConfig, read_small, retry};

@@ -16,15 +16,22 @@ pub const MAX_PARTS: u16 = 10_000;
 /// S3's largest object: 5 TiB.
 pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * MIB;
 
+/// How many parts the constant phase of an estimated upload plans for: the estimate (with 5%
+/// headroom) is cut into at most this many parts, and the other 5,000 are left for a stream
+/// that outgrows its estimate. The original pput planned for 9,999, so a stream larger than
+/// `estimate × 1.05 + ~1.6 GiB` failed; this doubles the part size (and the memory) of the
+/// constant phase at most.
+pub const CONSTANT_PHASE_PARTS: u64 = 5_000;
+
 /// The part size for an upload.
 ///
-/// With an `estimate` of the stream length (z3 always has one from `zfs send -nvP`) this is the
-/// original pput rule `int(max(E * 1.05 / 9999, 5 MiB))`: up to 9,999 parts with 5% headroom,
-/// because the estimate can be a little low. The result is clamped to [`MAX_PART_SIZE`], which
-/// only matters for estimates above ≈ 48.8 TiB, far past S3's 5 TiB object limit.
-/// `configured` is ignored in that case, as in the original where `--estimated` and
-/// `--chunk-size` are mutually exclusive; the float arithmetic is kept so that part sizes match
-/// the original byte for byte (spec §5.1: 50 GiB gives 5,637,708).
+/// With an `estimate` of the stream length (z3 always has one from `zfs send -nvP`) this is
+/// `int(max(E * 1.05 / 5000, 5 MiB))`: the original pput rule with 5,000 parts instead of
+/// 9,999 ([`CONSTANT_PHASE_PARTS`]), with 5% headroom because the estimate can be a little low.
+/// The result is clamped to [`MAX_PART_SIZE`], which only matters for estimates above
+/// ≈ 23.8 TiB, far past S3's 5 TiB object limit. `configured` is ignored in that case, as in
+/// the original where `--estimated` and `--chunk-size` are mutually exclusive; the original's
+/// float arithmetic is kept.
 ///
 /// Without an estimate, `configured` is used, clamped to `[MIN_PART_SIZE, MAX_PART_SIZE]`.
 ///
@@ -38,10 +45,10 @@ pub fn part_size(estimate: Option<u64>, configured: u64) -> u64 {
     }
 }
 
-/// The original rule `int(max(E * 1.05 / 9999, min))`, clamped to `max`.
+/// The rule `int(max(E * 1.05 / 5000, min))`, clamped to `max`.
 fn estimate_part_size(estimate: u64, min: u64, max: u64) -> u64 {
     // Same float arithmetic as the Python original; `as u64` truncates like `int()`.
-    let raw = estimate as f64 * 1.05 / 9999.0;
+    let raw = estimate as f64 * 1.05 / CONSTANT_PHASE_PARTS as f64;
     let raw = raw.max(min as f64);
     // Saturating float-to-int cast, then clamp: never above S3's part limit.
     #[allow(clippy::cast_sign_loss)] // `raw` is at least `min`, so positive.
@@ -94,54 +101,48 @@ const MIN_UNITS: u64 = 5;
 const MAX_UNITS: u64 = 5 * 1024;
 /// Largest object, in units (5 TiB at S3 scale).
 const OBJECT_UNITS: u64 = 5 * 1024 * 1024;
-/// Size of part 10,000 on the growth curve, in units.
-const CURVE_TOP_UNITS: u64 = 1600;
 
 /// Chooses the size of every part of one upload, from the part number and the bytes already
 /// uploaded. Pure: the uploader asks it before reading each part.
 ///
 /// S3 allows 10,000 parts of at most 5 GiB and objects of at most 5 TiB, and a stream's
 /// length is not known in advance. A fixed part size must therefore be either large (memory:
-/// the uploader holds `concurrency + 1` parts) or risk running out of parts. The sizer starts
-/// small and grows along a curve that reaches S3's 5 TiB within 10,000 parts:
+/// the uploader holds `concurrency + 1` parts) or risk running out of parts. The sizer keeps a
+/// start size while it can and then grows along a quadratic curve that reaches S3's 5 TiB
+/// within the parts that are left:
 ///
 /// ```text
-/// size(n) = max(start, curve(n))        curve(n) = max(5, ⌈1600 × n² / 10⁸⌉) MiB
+/// growth phase, part n = k + j:  size = max(start, ⌈(5 TiB − k × start) × j² / Σᵢ₌₁ᴿ i²⌉ MiB)
 /// ```
 ///
-/// Without an estimate, and for a 5 MiB start:
+/// where `k` parts of the start size came first (the constant phase) and `R = 10,000 − k` are
+/// left. Each growth part is at least its share of the curve, and the curve over `R` parts
+/// adds up to exactly what is left of 5 TiB, so **every stream up to 5 TiB fits in 10,000
+/// parts**, whatever the estimate and however wrong it is. The largest part is about
+/// `3 × (5 TiB − k × start) / R`, at most ≈ 3.1 GiB (below S3's 5 GiB) since `R ≥ 5,000`.
+///
+/// Without an estimate, `k = 0`, and for a 5 MiB start:
 ///
 /// | part n | part size | bytes uploaded through part n |
 /// |-------:|----------:|------------------------------:|
 /// |      1 |     5 MiB |       5 MiB |
 /// |  1,000 |    16 MiB |   ≈ 7.2 GiB |
-/// |  2,000 |    64 MiB |    ≈ 44 GiB |
-/// |  5,000 |   400 MiB |   ≈ 655 GiB |
-/// |  9,000 | 1,296 MiB |   ≈ 3.7 TiB |
-/// | 10,000 | 1,600 MiB |   ≈ 5.09 TiB |
+/// |  2,000 |    63 MiB |    ≈ 43 GiB |
+/// |  5,000 |   394 MiB |   ≈ 645 GiB |
+/// |  9,000 | 1,274 MiB |   ≈ 3.7 TiB |
+/// | 10,000 | 1,573 MiB |   ≈ 5.0 TiB |
 ///
-/// The curve stays at 5 MiB up to part 559, so streams up to ≈ 2.7 GiB keep 5 MiB parts; a
-/// stream of exactly 5 TiB takes 9,939 parts, the last full ones of 1,581 MiB.
-/// Growing with the square of the part number keeps early parts small (memory for small
-/// streams) while the largest part stays at 1,600 MiB, three times the 524 MiB that a 5 TiB
-/// stream needs on average; the sum over 10,000 parts is ≈ 5.09 TiB, so *every* stream up to
-/// 5 TiB fits whatever the start, because each part is at least `curve(n)`. A larger start
-/// (a configured chunk size) only adds bytes per part.
-///
-/// **With an estimate** `E`, the start is the original rule `int(max(E × 1.05 / 9999, 5 MiB))`
-/// (see [`part_size()`]) and stays constant while the bytes uploaded are below `E × 1.05`
+/// **With an estimate** `E`, the start is `int(max(E × 1.05 / 5000, 5 MiB))` (see
+/// [`part_size()`]) and stays constant while the bytes uploaded are below `E × 1.05`
 /// ([`estimate_headroom`]): a correctly estimated stream has one part size and predictable
-/// memory, as in the original. Once the stream outgrows that, each part is
-/// `max(start, curve(n))`. The constant phase may have used most parts (the original rule
-/// plans for 9,999), so an underestimated stream fits only while the remaining parts along the
-/// curve suffice: about 2.5 TiB more after an estimate of 40 GB, 1,600 MiB more after 50 GiB or
-/// above; beyond that the upload fails before part 10,001 with
-/// [`ErrorKind::TooManyParts`](crate::ErrorKind::TooManyParts).
+/// memory, at most 5,000 parts. A stream that outgrows its estimate then has `k ≤ 5,001`
+/// parts behind it and the curve above for the rest: its parts grow gently at first (a stream
+/// 10% over its estimate keeps parts near the start size) and reach 5 TiB by part 10,000.
 ///
 /// Guarantees (property-tested): no non-last part is below 5 MiB or above 5 GiB; sizes never
-/// shrink; sizes that grow are whole MiB; a stream of at most 5 TiB needs at most 10,000 parts
-/// without an estimate; a stream within its estimate's headroom uses the start size only.
-/// The uploader refuses a stream that passes 5 TiB
+/// shrink; sizes that grow are whole MiB; any stream of at most 5 TiB needs at most 10,000
+/// parts, with or without an estimate; a stream within its estimate's headroom uses the start
+/// size only. The uploader refuses a stream that passes 5 TiB
 /// ([`ErrorKind::ObjectTooLarge`](crate::ErrorKind::ObjectTooLarge)).
 ///
 /// Memory: the uploader holds at most `concurrency + 1` parts, each at most the current size.
@@ -209,19 +210,36 @@ impl PartSizer {
         let Some(unit) = self.unit else {
             return self.start;
         };
-        if self.headroom.is_some_and(|headroom| uploaded < headroom) {
+        // The constant phase: `k` parts of the start size, while below the headroom.
+        let constant_parts = match self.headroom {
+            Some(headroom) if uploaded < headroom => return self.start,
+            Some(headroom) => headroom.div_ceil(self.start),
+            None => 0,
+        };
+        let Some(j) = u64::from(part.get())
+            .checked_sub(constant_parts)
+            .filter(|&j| j > 0)
+        else {
             return self.start;
-        }
-        self.start.max(curve_units(part) * unit)
+        };
+        let left_parts = u64::from(MAX_PARTS).saturating_sub(constant_parts);
+        let left_bytes = (OBJECT_UNITS * unit).saturating_sub(constant_parts * self.start);
+        let curve = curve_bytes(left_bytes, left_parts, j).div_ceil(unit) * unit;
+        self.start.max(curve).min(MAX_UNITS * unit)
     }
 }
 
-/// `max(5, ⌈1600 × n² / 10⁸⌉)`: the growth curve in units, 5 at part 1, 1,600 at part 10,000.
-fn curve_units(part: PartNumber) -> u64 {
-    let n = u64::from(part.get());
-    (CURVE_TOP_UNITS * n * n)
-        .div_ceil(u64::from(MAX_PARTS) * u64::from(MAX_PARTS))
-        .max(MIN_UNITS)
+/// `⌈total × j² / Σᵢ₌₁ᴿ i²⌉`: the `j`-th of `parts` sizes growing with the square of their
+/// number that add up to (at least) `total`.
+fn curve_bytes(total: u64, parts: u64, j: u64) -> u64 {
+    if parts == 0 {
+        return 0;
+    }
+    let parts = u128::from(parts);
+    let squares = parts * (parts + 1) * (2 * parts + 1) / 6;
+    let j = u128::from(j);
+    let bytes = (u128::from(total) * j * j).div_ceil(squares);
+    u64::try_from(bytes).unwrap_or(u64::MAX)
 }
 
 /// Why [`parse_size`] rejected its input.
@@ -280,14 +298,16 @@ mod tests {
 
     #[test]
     fn spec_table() {
+        // int(max(E × 1.05 / 5000, 5 MiB)): twice the original's (E × 1.05 / 9999) sizes.
         let cases = [
             (0, 5_242_880),
-            (49_927_197_257, 5_242_880),
-            (50 * GIB, 5_637_708),
-            (500 * GIB, 56_377_083),
-            (TIB, 115_460_266),
-            (2 * TIB, 230_920_533),
-            (5 * TIB, 577_301_334),
+            (24_966_000_000, 5_242_880),
+            (49_927_197_257, 10_484_711),
+            (50 * GIB, 11_274_289),
+            (500 * GIB, 112_742_891),
+            (TIB, 230_897_441),
+            (2 * TIB, 461_794_883),
+            (5 * TIB, 1_154_487_209),
         ];
         for (estimate, expected) in cases {
             assert_eq!(
@@ -300,7 +320,7 @@ mod tests {
 
     #[test]
     fn estimate_wins_over_configured() {
-        assert_eq!(part_size(Some(50 * GIB), 256 << 20), 5_637_708);
+        assert_eq!(part_size(Some(50 * GIB), 256 << 20), 11_274_289);
     }
 
     #[test]
@@ -416,13 +436,13 @@ mod tests {
         let sizer = PartSizer::new(MIN_PART_SIZE, None);
         let table = [
             (1, 5),
-            (559, 5),
-            (560, 6),
+            (563, 5),
+            (564, 6),
             (1000, 16),
-            (2000, 64),
-            (5000, 400),
-            (9000, 1296),
-            (10_000, 1600),
+            (2000, 63),
+            (5000, 394),
+            (9000, 1274),
+            (10_000, 1573),
         ];
         for (part, mib) in table {
             assert_eq!(sizer.size_of(n(part), 0), mib * MIB, "part {part}");
@@ -431,15 +451,15 @@ mod tests {
         for part in 1..=MAX_PARTS {
             total += sizer.size_of(n(part), total);
             if part == 1000 {
-                assert_eq!(total / MIB, 7422, "≈ 7.2 GiB through part 1,000");
+                assert_eq!(total / MIB, 7350, "≈ 7.2 GiB through part 1,000");
             }
         }
         assert!(total >= MAX_OBJECT_SIZE, "10,000 parts hold {total} bytes");
-        assert_eq!(total / MIB, 5_340_693, "≈ 5.09 TiB");
+        assert_eq!(total / MIB, 5_249_467, "≈ 5.0 TiB");
     }
 
     #[test]
-    fn estimate_start_is_the_original_rule() {
+    fn estimate_start_is_the_part_size_rule() {
         for estimate in [0, 49_927_197_257, 50 * GIB, TIB, 5 * TIB] {
             let sizer = PartSizer::new(0, Some(estimate));
             assert_eq!(
@@ -456,23 +476,33 @@ mod tests {
         assert_eq!(PartSizer::new(GIB, Some(50 * GIB)).start(), GIB);
         assert_eq!(
             PartSizer::new(MIN_PART_SIZE, Some(50 * GIB)).start(),
-            5_637_708
+            11_274_289
         );
     }
 
     #[test]
     fn outgrown_estimate_follows_the_curve() {
-        let sizer = PartSizer::new(0, Some(40_000_000_000));
-        let headroom = estimate_headroom(40_000_000_000);
-        assert_eq!(sizer.size_of(n(8000), headroom - 1), MIN_PART_SIZE);
-        assert_eq!(sizer.size_of(n(8000), headroom), 1024 * MIB);
-        // A 40 GB estimate leaves room for ≈ 2.5 TiB more.
-        let lengths = simulate(&sizer, 2 * TIB + headroom);
-        assert!(
-            lengths.len() <= usize::from(MAX_PARTS),
-            "{} parts",
-            lengths.len()
-        );
+        // The issue's case: zfs-fuse estimated 60 GiB from the compressed size, the stream is
+        // 120 GiB. With the original rule (9,999 planned parts) it failed every night.
+        let estimate = 60 * GIB;
+        let sizer = PartSizer::new(0, Some(estimate));
+        let headroom = estimate_headroom(estimate);
+        let start = sizer.start();
+        assert_eq!(start, 13_529_146, "E × 1.05 / 5000");
+        let k = headroom.div_ceil(start);
+        assert_eq!(k, 5001, "the start is rounded down, so one part more");
+        assert_eq!(sizer.size_of(n(8000), headroom - 1), start);
+        // Right after the estimate, parts stay at the start size, then grow.
+        assert_eq!(sizer.size_of(n(5002), headroom), start);
+        assert_eq!(sizer.size_of(n(10_000), headroom), 3107 * MIB);
+        for len in [120 * GIB, TIB, MAX_OBJECT_SIZE] {
+            let lengths = simulate(&sizer, len);
+            assert!(
+                lengths.len() <= usize::from(MAX_PARTS),
+                "{len}: {} parts",
+                lengths.len()
+            );
+        }
     }
 
     #[test]
@@ -483,7 +513,7 @@ mod tests {
         let tiny = PartSizer::with_growth(0, None, PartGrowth::Adaptive { unit: 1 });
         assert_eq!(tiny.start(), 5);
         assert_eq!(tiny.max_object_size(), 5 * MIB);
-        assert_eq!(tiny.size_of(n(10_000), 0), 1600);
+        assert_eq!(tiny.size_of(n(10_000), 0), 1573);
         assert_eq!(PartSizer::new(0, None).max_object_size(), MAX_OBJECT_SIZE);
         assert_eq!(PartSizer::new(u64::MAX, None).start(), MAX_PART_SIZE);
     }
@@ -520,6 +550,28 @@ mod tests {
         #[test]
         fn outgrown_estimate_keeps_the_limits(estimate in 0..=TIB, len in 1..=MAX_OBJECT_SIZE) {
             check_schedule(&PartSizer::new(part_size(Some(estimate), 0), Some(estimate)), len)?;
+        }
+
+        /// Issue 12, point 4: whatever the estimate (0..5 TiB) and however far the stream
+        /// outgrows it (up to `min(5 TiB, 8 × estimate + 5 GiB)`), the upload fits in 10,000
+        /// parts of 5 MiB to 5 GiB (the last may be shorter).
+        #[test]
+        fn any_stream_fits_whatever_the_estimate(estimate in 0..=5 * TIB, fraction in 0.0..=1.0f64, configured in 0..=2 * GIB) {
+            let sizer = PartSizer::new(part_size(Some(estimate), configured), Some(estimate));
+            let longest = MAX_OBJECT_SIZE.min(8 * estimate + 5 * GIB);
+            #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+            let len = ((longest as f64 * fraction) as u64).clamp(1, longest);
+            let lengths = check_schedule(&sizer, len)?;
+            prop_assert!(lengths.len() <= usize::from(MAX_PARTS), "{} parts for {len} bytes (estimate {estimate})", lengths.len());
+            prop_assert_eq!(lengths.iter().sum::<u64>(), len);
+        }
+
+        /// The same at the far end: streams within a TiB of 5 TiB, any estimate.
+        #[test]
+        fn streams_near_5_tib_fit_whatever_the_estimate(estimate in 0..=5 * TIB, short in 0..=TIB) {
+            let sizer = PartSizer::new(part_size(Some(estimate), 0), Some(estimate));
+            let lengths = check_schedule(&sizer, MAX_OBJECT_SIZE - short)?;
+            prop_assert!(lengths.len() <= usize::from(MAX_PARTS), "{} parts (estimate {estimate})", lengths.len());
         }
 
         #[test]

@@ -34,7 +34,7 @@ pub const UPLOAD_TOKEN_META: &str = "z3-upload";
 pub struct UploadConfig {
     /// The starting part size. Use [`part_size`](crate::part_size()) to pick it. With
     /// [`PartGrowth::Adaptive`] (the default) it is clamped to S3's limits, raised to the
-    /// original rule's size for [`estimate`](Self::estimate), and grows as described on
+    /// estimate rule's size ([`part_size()`](crate::part_size())) for [`estimate`](Self::estimate), and grows as described on
     /// [`PartSizer`]; with [`PartGrowth::Fixed`] every part but the last is exactly this long,
     /// unclamped, so tests can use tiny parts against a
     /// [`MemoryStore::with_min_part_size`](crate::MemoryStore::with_min_part_size).

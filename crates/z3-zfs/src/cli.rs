@@ -173,13 +173,22 @@ impl ZfsCli {
         Err(inv.failure(captured.status, captured.stderr))
     }
 
+    /// `referenced × compressratio` of `to`: its logical size, what a full `zfs send` streams.
     async fn estimate_referenced(&self, to: &str) -> Result<u64, Error> {
         let inv = self.invocation(
-            &["get", "-H", "-p", "-o", "value", "referenced", to],
+            &[
+                "get",
+                "-H",
+                "-p",
+                "-o",
+                "value",
+                "referenced,compressratio",
+                to,
+            ],
             Subject::Snapshot,
         );
         let captured = inv.run().await?;
-        parse::property_u64(&captured.stdout).map_err(|e| parse_error(&inv, e))
+        parse::logical_size(&captured.stdout).map_err(|e| parse_error(&inv, e))
     }
 }
 
@@ -247,13 +256,16 @@ impl Zfs for ZfsCli {
         }
     }
 
-    /// Dry-run estimate, or on zfs-fuse (which has no `send -n`) the `referenced` property of
-    /// `to`.
+    /// Dry-run estimate, or on zfs-fuse (which has no `send -n`) the logical size of `to`:
+    /// `referenced × compressratio`.
     ///
-    /// `referenced` is the size of the whole snapshot, so for an incremental it over-estimates,
-    /// sometimes by far. That is acceptable because z3 uses the estimate only to choose the
-    /// multipart part size: a larger estimate gives larger parts, never a failed upload, while
-    /// an under-estimate could run out of the 10 000 parts S3 allows.
+    /// `referenced` alone is the *compressed* size on disk, while the stream is uncompressed:
+    /// a 2:1 compressed dataset sends twice its `referenced` (issue 12). It is the size of the
+    /// whole snapshot, so for an incremental it over-estimates, sometimes by far. That is
+    /// acceptable because z3 uses the estimate only to choose the multipart part size: a
+    /// larger estimate gives larger parts, never a failed upload; and since the part sizer
+    /// leaves half the parts for a stream that outgrows its estimate, an under-estimate cannot
+    /// fail either.
     async fn estimate_send_size(
         &self,
         from: Option<&FullSnapshotName>,

@@ -204,6 +204,43 @@ pub fn property_u64(stdout: &str) -> Result<u64, ParseError> {
     number(n, "property value", value.trim())
 }
 
+/// Parses `zfs get -H -p -o value referenced,compressratio <snapshot>` into the snapshot's
+/// logical (uncompressed) size: `referenced × compressratio`, rounded up. `referenced` is the
+/// compressed size on disk, while `zfs send` streams the data uncompressed, so a 2:1 compressed
+/// dataset sends twice its `referenced`. zfs-fuse prints the ratio as `1.50x` even with `-p`,
+/// OpenZFS as `1.50`; a ratio that is missing (`-`), unparsable or below 1 counts as 1.
+///
+/// # Errors
+/// [`ParseError`] when `referenced` is not an unsigned integer or a line is missing.
+pub fn logical_size(stdout: &str) -> Result<u64, ParseError> {
+    let mut lines = records(stdout);
+    let Some((n, referenced)) = lines.next() else {
+        return Err(parse_err(
+            0,
+            "empty output, expected referenced and compressratio",
+        ));
+    };
+    let referenced = number(n, "referenced", referenced.trim())?;
+    let Some((_, ratio)) = lines.next() else {
+        return Err(parse_err(n + 1, "compressratio is missing"));
+    };
+    let ratio = ratio
+        .trim()
+        .trim_end_matches(['x', 'X'])
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r >= 1.0)
+        .unwrap_or(1.0);
+    // Ratios have two decimals; f64 is exact enough far beyond any dataset size.
+    #[allow(
+        clippy::cast_sign_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_precision_loss
+    )]
+    let logical = (referenced as f64 * ratio).ceil() as u64;
+    Ok(logical.max(referenced))
+}
+
 /// The meaning of a failed command's stderr, as far as z3 cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StderrClass {
@@ -301,6 +338,28 @@ pub fn error_kind_for(stderr: &str, subject: Subject) -> ErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logical_size_is_referenced_times_compressratio_in_both_dialects() {
+        // zfs-fuse keeps the `x` with -p (zfs-output.md); OpenZFS prints the bare number.
+        assert_eq!(logical_size("90112\n1.00x\n"), Ok(90_112));
+        assert_eq!(logical_size("90112\n1.00\n"), Ok(90_112));
+        // A 2:1 compressed 60 GiB dataset sends 120 GiB.
+        assert_eq!(logical_size("64424509440\n2.00x\n"), Ok(128_849_018_880));
+        assert_eq!(logical_size("1000\n1.37\n"), Ok(1370));
+        assert_eq!(logical_size("1001\n1.5x\n"), Ok(1502), "rounded up");
+        // A missing or odd ratio counts as 1: never below `referenced`.
+        for ratio in ["-", "abc", "0.50", "NaN", "inf"] {
+            assert_eq!(
+                logical_size(&format!("4096\n{ratio}\n")),
+                Ok(4096),
+                "{ratio}"
+            );
+        }
+        assert!(logical_size("").is_err());
+        assert!(logical_size("4096\n").is_err());
+        assert!(logical_size("-\n1.00x\n").is_err());
+    }
     use proptest::prelude::*;
 
     fn raw(name: &str, guid: u64, createtxg: u64) -> RawSnapshot {

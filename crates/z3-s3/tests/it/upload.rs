@@ -722,9 +722,9 @@ async fn a_5_tib_stream_fits_without_estimate() {
         .await
         .unwrap();
     assert_eq!(usize::from(report.parts), lengths.len());
-    assert_eq!(report.parts, 9_939);
-    // Near the top of the curve (1,600 at part 10,000; 1,581 at part 9,939, the last).
-    assert_eq!(report.max_part_size, 1581);
+    assert_eq!(report.parts, 9_996);
+    // Near the top of the curve (1,573 at part 10,000).
+    assert_eq!(report.max_part_size, 1572);
     assert!(store.inner().object(KEY).unwrap().0 == data);
 }
 
@@ -750,31 +750,33 @@ async fn a_stream_past_5_tib_is_refused_before_part_10001() {
 
 #[tokio::test(start_paused = true)]
 async fn within_its_estimate_a_stream_keeps_one_part_size() {
-    // Estimate 2,000,000 (≈ 1.9 TiB at S3 scale): the original rule gives 210-unit parts.
+    // Estimate 2,000,000 (≈ 1.9 TiB at S3 scale): E × 1.05 / 5000 gives 420-unit parts.
     let store = store(5);
     let estimate = 2_000_000;
     let config = scaled(8, Some(estimate));
-    assert_eq!(config.sizer().start(), 210);
+    assert_eq!(config.sizer().start(), 420);
     let data = big_pattern(2_000_000);
     let uploader = MultipartUploader::new(Arc::clone(&store), config);
     let report = uploader
         .upload(KEY, &options(), TestReader::new(data.clone(), 65_536))
         .await
         .unwrap();
-    assert_eq!(report.parts, 9_524);
-    assert_eq!(report.max_part_size, 210);
+    assert_eq!(report.parts, 4_762);
+    assert_eq!(report.max_part_size, 420);
     assert!(store.inner().object(KEY).unwrap().0 == data);
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_outgrown_estimate_grows_the_parts() {
-    // Estimate ≈ 40 GB at S3 scale, stream ≈ 1 TiB: 8,011 parts of 5, then the curve.
+    // Estimate ≈ 40 GB at S3 scale, stream ≈ 1 TiB: 5,007 parts of 8 (the estimate with its
+    // headroom), then the curve over the 4,993 parts left, growing gently from the start size.
     let store = store(5);
     let config = scaled(8, Some(38_147));
     let data = big_pattern(1_000_000);
     let lengths = expected_sizes(&config, data.len() as u64);
-    assert!(lengths[..8_011].iter().all(|&size| size == 5));
-    assert!(lengths[8_011] > 1_000, "{}", lengths[8_011]);
+    assert!(lengths[..5_259].iter().all(|&size| size == 8));
+    assert!(lengths[5_259] > 8, "{}", lengths[5_259]);
+    assert_eq!(lengths.len(), 7_847);
     let uploader = MultipartUploader::new(Arc::clone(&store), config);
     let report = uploader
         .upload(KEY, &options(), TestReader::new(data.clone(), 65_536))
@@ -785,21 +787,21 @@ async fn an_outgrown_estimate_grows_the_parts() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_far_outgrown_estimate_fails_with_too_many_parts() {
-    // Estimate 2,000,000: the constant phase uses all 10,000 parts for 2,100,000 bytes, so
-    // a much longer stream cannot fit; it fails before part 10,001 and is aborted.
+async fn a_far_outgrown_estimate_still_fits() {
+    // Issue 12, point 4. Estimate 2,000,000 (≈ 1.9 TiB at S3 scale), stream of 5 TiB: the
+    // original rule used all 10,000 parts for 2,100,000 bytes and failed with TooManyParts
+    // (as did f689179); now the constant phase takes 5,000 and the curve the rest.
     let store = store(5);
-    let reader = TestReader::new(big_pattern(2_200_000), 65_536);
+    let data = big_pattern(5 * 1024 * 1024);
     let uploader = MultipartUploader::new(Arc::clone(&store), scaled(8, Some(2_000_000)));
-    let err = uploader.upload(KEY, &options(), reader).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::TooManyParts, "{err}");
-    assert!(
-        err.to_string().contains("estimate of 2000000 bytes"),
-        "{err}"
-    );
-    assert!(store.calls(Op::PutPart) <= 10_000);
-    assert_eq!(store.calls(Op::AbortMultipart), 1);
-    assert_clean(&store);
+    let report = uploader
+        .upload(KEY, &options(), TestReader::new(data.clone(), 65_536))
+        .await
+        .unwrap();
+    assert_eq!(report.parts, 9_622);
+    assert_eq!(report.max_part_size, 1_611);
+    assert!(store.inner().object(KEY).unwrap().0 == data);
+    assert_eq!(store.inner().open_uploads(), 0);
 }
 
 #[tokio::test(start_paused = true)]

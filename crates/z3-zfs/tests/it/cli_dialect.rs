@@ -35,7 +35,7 @@ get)
     exit 1
   fi
   case "$*" in
-  *referenced*) printf '647168\n' ;;
+  *referenced,compressratio*) printf '647168\n1.50x\n' ;;
   *) printf 'pool/fs\tguid\t2022835183268112203\npool/fs\tcreatetxg\t6\npool/fs@b\tguid\t17932715693616688049\npool/fs@b\tcreatetxg\t16\npool/fs@sp ace\tguid\t16655346559538300140\npool/fs@sp ace\tcreatetxg\t11\npool/fs/child\tguid\t5\npool/fs/child\tcreatetxg\t20\n' ;;
   esac
   ;;
@@ -158,10 +158,11 @@ async fn legacy_estimate_uses_referenced_and_remembers() {
             .estimate_send_size(Some(&snap("pool/fs@a")), &snap("pool/fs@b"))
             .await
             .unwrap();
-        assert_eq!(est.bytes, 647_168);
+        // referenced × compressratio: the stream is uncompressed.
+        assert_eq!(est.bytes, 970_752);
         assert_eq!(est.method, EstimateMethod::Referenced);
     }
-    let get = "get -H -p -o value referenced pool/fs@b";
+    let get = "get -H -p -o value referenced,compressratio pool/fs@b";
     assert_eq!(
         script.calls(),
         ["send -nvP -i pool/fs@a pool/fs@b", get, get]
