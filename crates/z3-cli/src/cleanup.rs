@@ -48,10 +48,15 @@ pub struct CleanupArgs {
     pub config: Option<PathBuf>,
 }
 
+/// The largest `--max-age`: 100 years (a larger one would overflow the age computation).
+pub const MAX_AGE_DAYS: f64 = 36_500.0;
+
 fn parse_days(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(days) if days.is_finite() && days >= 0.0 => Ok(days),
-        _ => Err(format!("'{text}' is not a number of days")),
+        Ok(days) if days.is_finite() && (0.0..=MAX_AGE_DAYS).contains(&days) => Ok(days),
+        _ => Err(format!(
+            "'{text}' is not a number of days from 0 to {MAX_AGE_DAYS}"
+        )),
     }
 }
 
@@ -215,5 +220,8 @@ mod tests {
         assert!(parse_days("-1").is_err());
         assert!(parse_days("soon").is_err());
         assert!(parse_days("inf").is_err());
+        // Panicked in Duration::from_secs_f64 before it was bounded.
+        assert!(parse_days("1e300").is_err());
+        assert_eq!(parse_days("36500"), Ok(MAX_AGE_DAYS));
     }
 }

@@ -457,6 +457,11 @@ impl fmt::Debug for Settings {
     }
 }
 
+/// The most parts or ranges in flight: `CONCURRENCY`, `pput --concurrency`, `z3_get --concurrency`.
+pub const MAX_CONCURRENCY: usize = 1024;
+/// The longest `S3_TIMEOUT`: one day, in seconds.
+pub const MAX_S3_TIMEOUT_SECS: u64 = 86_400;
+
 fn parse_number<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
 where
     T::Err: fmt::Display,
@@ -471,17 +476,31 @@ where
         })
 }
 
+/// `CHUNK_SIZE`: a size of at most 5G (S3's largest part).
+fn parse_chunk_size(text: &str) -> Result<u64, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "CHUNK_SIZE",
+        value: text.to_owned(),
+        reason,
+    };
+    let size = z3_s3::parse_size(text).map_err(|e| invalid(e.to_string()))?;
+    if size > z3_s3::MAX_PART_SIZE {
+        return Err(invalid("must be at most 5G (S3's largest part)".into()));
+    }
+    Ok(size)
+}
+
 /// `S3_TIMEOUT`: whole seconds, at least 1; unset keeps [`S3Config`]'s default.
 fn parse_timeout(value: Option<&str>) -> Result<Option<std::time::Duration>, ConfigError> {
     let Some(text) = value else {
         return Ok(S3Config::default().operation_timeout);
     };
     let seconds: u64 = parse_number("S3_TIMEOUT", text)?;
-    if seconds == 0 {
+    if seconds == 0 || seconds > MAX_S3_TIMEOUT_SECS {
         return Err(ConfigError::Invalid {
             key: "S3_TIMEOUT",
             value: text.to_owned(),
-            reason: "must be at least 1 (seconds)".into(),
+            reason: format!("must be between 1 and {MAX_S3_TIMEOUT_SECS} (seconds)"),
         });
     }
     Ok(Some(std::time::Duration::from_secs(seconds)))
@@ -661,19 +680,15 @@ impl Settings {
         };
         let concurrency: usize =
             parse_number("CONCURRENCY", raw.concurrency.as_deref().unwrap_or("32"))?;
-        if concurrency == 0 || concurrency > 1024 {
+        if concurrency == 0 || concurrency > MAX_CONCURRENCY {
             return Err(ConfigError::Invalid {
                 key: "CONCURRENCY",
                 value: concurrency.to_string(),
-                reason: "must be between 1 and 1024".into(),
+                reason: format!("must be between 1 and {MAX_CONCURRENCY}"),
             });
         }
         let chunk_text = raw.chunk_size.unwrap_or_else(|| "256M".into());
-        let chunk_size = z3_s3::parse_size(&chunk_text).map_err(|e| ConfigError::Invalid {
-            key: "CHUNK_SIZE",
-            value: chunk_text.clone(),
-            reason: e.to_string(),
-        })?;
+        let chunk_size = parse_chunk_size(&chunk_text)?;
         let max_attempts: u32 =
             parse_number("MAX_RETRIES", raw.max_retries.as_deref().unwrap_or("3"))?;
         if max_attempts == 0 {

@@ -83,8 +83,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub progress: bool,
 
-    /// ssh port (-p)
-    #[arg(long, value_name = "PORT")]
+    /// ssh port (-p), 1 to 65535
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub ssh_port: Option<u16>,
 
     /// ssh identity file (-i)

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use z3_s3::{
-    AwsStore, DownloadConfig, Downloader, MultipartUploader, ObjectStore, PutOptions, UploadConfig,
-    parse_size, part_size,
+    AwsStore, DownloadConfig, Downloader, MAX_OBJECT_SIZE, MAX_PART_SIZE, MultipartUploader,
+    ObjectStore, PutOptions, UploadConfig, parse_size, part_size,
 };
 
-use crate::config::{FlagOverrides, Settings};
+use crate::config::{FlagOverrides, MAX_CONCURRENCY, Settings};
 use crate::exit::UsageError;
 use crate::progress::{Progress, ProgressMode, ProgressRead, bar};
 use crate::stdio::{ThreadWriter, grow_pipe, stdin_file};
@@ -41,12 +41,12 @@ pub struct PputArgs {
     #[arg(value_name = "NAME")]
     pub name: String,
 
-    /// Part size, e.g. 64M (K/M/G/T are powers of 1024; config CHUNK_SIZE, default 256M)
+    /// Part size, e.g. 64M (K/M/G/T are powers of 1024; 5M to 5G; config CHUNK_SIZE, default 256M)
     #[arg(short = 's', long, value_name = "SIZE", conflicts_with = "estimated")]
     pub chunk_size: Option<String>,
 
-    /// Estimated total size: the stream is cut into at most 5,000 parts while within it (5% headroom),
-    /// and parts grow beyond it, so any stream up to 5 TiB fits
+    /// Estimated total size (at most 5T): the stream is cut into at most 5,000 parts while within it
+    /// (5% headroom), and parts grow beyond it, so any stream up to 5 TiB fits
     #[arg(long, value_name = "SIZE")]
     pub estimated: Option<String>,
 
@@ -54,7 +54,7 @@ pub struct PputArgs {
     #[arg(long, value_name = "FD")]
     pub file_descriptor: Option<u32>,
 
-    /// Parts uploaded at once (config CONCURRENCY, default 32)
+    /// Parts uploaded at once, 1 to 1024 (config CONCURRENCY, default 32)
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
@@ -92,11 +92,11 @@ pub struct GetArgs {
     #[arg(value_name = "NAME")]
     pub name: String,
 
-    /// Ranged GETs in flight (default 8)
+    /// Ranged GETs in flight, 1 to 1024 (default 8)
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
-    /// Size of each ranged GET (default 8M)
+    /// Size of each ranged GET, at most 1G (default 8M)
     #[arg(short = 's', long, value_name = "SIZE")]
     pub chunk_size: Option<String>,
 
@@ -133,6 +133,101 @@ fn size_arg(flag: &str, text: &str) -> Result<u64, UsageError> {
     parse_size(text).map_err(|e| UsageError(format!("invalid {flag} '{text}': {e}")))
 }
 
+/// `SIZE` of `flag`, at most `max` (`max_text` in the message).
+fn bounded_size(flag: &str, text: &str, max: u64, max_text: &str) -> Result<u64, UsageError> {
+    let size = size_arg(flag, text)?;
+    if size > max {
+        return Err(UsageError(format!(
+            "invalid {flag} '{text}': must be at most {max_text}"
+        )));
+    }
+    Ok(size)
+}
+
+/// `--concurrency N`: between 1 and [`MAX_CONCURRENCY`].
+fn concurrency_arg(value: usize) -> Result<usize, UsageError> {
+    if value == 0 || value > MAX_CONCURRENCY {
+        return Err(UsageError(format!(
+            "invalid --concurrency '{value}': must be between 1 and {MAX_CONCURRENCY}"
+        )));
+    }
+    Ok(value)
+}
+
+/// The largest `z3_get -s`: 1 GiB (bigger ranges bring no speed, only memory).
+pub const MAX_GET_CHUNK: u64 = 1 << 30;
+
+/// What `pput`'s flags ask for, checked: the starting part size, the concurrency and the
+/// estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PputLimits {
+    /// The first part's size.
+    pub part_size: u64,
+    /// Parts in flight.
+    pub concurrency: usize,
+    /// `--estimated`, in bytes.
+    pub estimate: Option<u64>,
+}
+
+impl PputArgs {
+    /// Checks the numeric flags against their maxima (`-s` 5G, `--estimated` 5T, `--concurrency`
+    /// [`MAX_CONCURRENCY`]); `chunk_size` and `concurrency` are the configured defaults.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the flag and its value.
+    pub fn limits(&self, chunk_size: u64, concurrency: usize) -> Result<PputLimits, UsageError> {
+        let estimate = self
+            .estimated
+            .as_deref()
+            .map(|e| {
+                bounded_size(
+                    "--estimated",
+                    e,
+                    MAX_OBJECT_SIZE,
+                    "5T (S3's largest object)",
+                )
+            })
+            .transpose()?;
+        let part_size = match (estimate, &self.chunk_size) {
+            (Some(estimate), _) => part_size(Some(estimate), 0),
+            (None, Some(chunk)) => part_size(
+                None,
+                bounded_size(
+                    "--chunk-size",
+                    chunk,
+                    MAX_PART_SIZE,
+                    "5G (S3's largest part)",
+                )?,
+            ),
+            (None, None) => part_size(None, chunk_size),
+        };
+        let concurrency = concurrency_arg(self.concurrency.unwrap_or(concurrency))?;
+        Ok(PputLimits {
+            part_size,
+            concurrency,
+            estimate,
+        })
+    }
+}
+
+impl GetArgs {
+    /// Checks the numeric flags: the range size (`-s`, 1 byte to [`MAX_GET_CHUNK`], default
+    /// 8M) and the concurrency (1 to [`MAX_CONCURRENCY`], default 8).
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the flag and its value.
+    pub fn limits(&self) -> Result<(u64, usize), UsageError> {
+        let part = match &self.chunk_size {
+            Some(chunk) => bounded_size("--chunk-size", chunk, MAX_GET_CHUNK, "1G")?,
+            None => 8 << 20,
+        };
+        if part == 0 {
+            return Err(UsageError("--chunk-size must be positive".into()));
+        }
+        Ok((part, concurrency_arg(self.concurrency.unwrap_or(8))?))
+    }
+}
+
 async fn connect(settings: &Settings) -> Result<Arc<AwsStore>> {
     let store = AwsStore::connect(settings.s3.clone())
         .await
@@ -159,17 +254,11 @@ pub(crate) fn settings_for(config: Option<&PathBuf>) -> Result<Settings> {
 pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     let metadata = parse_metadata(&args.metadata)?;
     let settings = settings_for(args.config.as_ref())?;
-    let estimate = args
-        .estimated
-        .as_deref()
-        .map(|e| size_arg("--estimated", e))
-        .transpose()?;
-    let part = match (estimate, &args.chunk_size) {
-        (Some(estimate), _) => part_size(Some(estimate), 0),
-        (None, Some(chunk)) => part_size(None, size_arg("--chunk-size", chunk)?),
-        (None, None) => part_size(None, settings.chunk_size),
-    };
-    let concurrency = args.concurrency.unwrap_or(settings.concurrency).max(1);
+    let PputLimits {
+        part_size: part,
+        concurrency,
+        estimate,
+    } = args.limits(settings.chunk_size, settings.concurrency)?;
     let store = connect(&settings).await?;
     let options = PutOptions {
         metadata,
@@ -241,14 +330,8 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
 /// # Errors
 /// A missing object (nothing is written then), S3 failures, a closed output.
 pub async fn get(args: GetArgs) -> Result<()> {
+    let (part, concurrency) = args.limits()?;
     let settings = settings_for(args.config.as_ref())?;
-    let part = match &args.chunk_size {
-        Some(chunk) => size_arg("--chunk-size", chunk)?,
-        None => 8 << 20,
-    };
-    if part == 0 {
-        bail!(UsageError("--chunk-size must be positive".into()));
-    }
     let store = connect(&settings).await?;
     // Retried like every other request: one slow or dropped HEAD must not fail the download.
     let info = match z3_s3::retry(&settings.retry, "head", || store.head(&args.name)).await {
@@ -262,7 +345,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
         store,
         DownloadConfig {
             part_size: part,
-            concurrency: args.concurrency.unwrap_or(8).max(1),
+            concurrency,
             retry: settings.retry.clone(),
         },
     );

@@ -904,21 +904,31 @@ impl PartSource for ThreadSource {
     }
 }
 
-/// [`PartSource::fill`] for a blocking reader. The buffer is extended to `limit` initialized
-/// bytes before reading (free for a recycled buffer of full length) and cut to what was read.
+/// The least a [`fill_blocking`] buffer grows by at a time.
+const FILL_STEP: usize = 1 << 20;
+
+/// [`PartSource::fill`] for a blocking reader, cut to what was read.
+///
+/// The buffer's initialized length grows with the input, up to `limit`: when the bytes read
+/// reach it, it is extended by as much as was read so far (at least [`FILL_STEP`]), so at most
+/// about twice the input (plus 1 MiB) is ever zeroed. A 1-byte input to a 5 GiB part zeroes
+/// 1 MiB, not 5 GiB. A recycled buffer of full length is not zeroed again.
 fn fill_blocking<R: std::io::Read>(
     reader: &mut R,
     buf: &mut PartBuf,
     limit: usize,
 ) -> io::Result<bool> {
-    // Only the part of `limit` beyond what this buffer ever held is zeroed.
-    buf.data.resize(limit, 0);
     let mut filled = 0;
     let result = loop {
         if filled >= limit {
             break Ok(false);
         }
-        match reader.read(&mut buf.data[filled..limit]) {
+        if filled >= buf.data.len() {
+            let grow = filled.max(FILL_STEP).min(limit - filled);
+            buf.data.resize(filled + grow, 0);
+        }
+        let end = buf.data.len().min(limit);
+        match reader.read(&mut buf.data[filled..end]) {
             Ok(0) => break Ok(true),
             Ok(n) => {
                 buf.crc.update(&buf.data[filled..filled + n]);
@@ -1017,6 +1027,36 @@ mod tests {
         }
         // The original pput's `test_stream_handler` case.
         assert_eq!(parts, [&b"aa"[..], b"bb", b"cc", b"dd", b"e"]);
+    }
+
+    #[test]
+    fn fill_blocking_grows_with_the_input_not_to_the_part_size() {
+        // A 1-byte input to a 64 MiB part: the old fill zeroed (and kept) all 64 MiB.
+        let mut buf = PartBuf::empty();
+        let eof = fill_blocking(&mut &b"x"[..], &mut buf, 64 << 20).unwrap();
+        assert!(eof);
+        assert_eq!(buf.data, b"x");
+        assert!(
+            buf.data.capacity() <= 2 * FILL_STEP,
+            "{}",
+            buf.data.capacity()
+        );
+
+        // A longer input, in odd pieces, cut at the limit with its checksum; then the rest.
+        let input: Vec<u8> = (0..(5u32 << 20) + 123)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let mut reader = std::io::BufReader::with_capacity(77_777, &input[..]);
+        let limit = (3 << 20) + 5;
+        let mut buf = PartBuf::empty();
+        assert!(!fill_blocking(&mut reader, &mut buf, limit).unwrap());
+        assert!(buf.data == input[..limit]);
+        assert_eq!(buf.crc.finish(), Crc32c::of(&input[..limit]));
+        // Reused, as the pool hands it back: full length, stale bytes.
+        buf.crc = Crc32cHasher::new();
+        assert!(fill_blocking(&mut reader, &mut buf, limit).unwrap());
+        assert!(buf.data == input[limit..]);
+        assert_eq!(buf.crc.finish(), Crc32c::of(&input[limit..]));
     }
 
     #[test]
