@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use z3_codec::{AgeIdentities, AgeRecipients, Compressors, CustomCompressor, SecretString};
 use z3_core::{DatasetName, KeyLayout};
 use z3_s3::{RetryConfig, S3Config, StaticCredentials};
+use zeroize::Zeroizing;
 
 /// The system-wide configuration file of the original z3.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/z3_backup/z3.conf";
@@ -560,6 +561,22 @@ impl AgeSettings {
         }
     }
 
+    /// The configured recipients for a message, with anything that is (or looks like) an age
+    /// secret key replaced: a secret key given where a public key belongs is never echoed.
+    fn shown_recipients(&self) -> String {
+        self.recipients
+            .iter()
+            .map(|key| {
+                if z3_codec::is_age_secret_key(key) {
+                    "AGE-SECRET-KEY-1… (not shown)"
+                } else {
+                    key.as_str()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// Who new backups are encrypted to; `None` when nothing is configured (no encryption).
     ///
     /// # Errors
@@ -576,7 +593,7 @@ impl AgeSettings {
         if !self.recipients.is_empty() {
             keys = Some(
                 AgeRecipients::parse(&self.recipients)
-                    .map_err(|e| invalid("AGE_RECIPIENTS", self.recipients.join(" "), e))?,
+                    .map_err(|e| invalid("AGE_RECIPIENTS", self.shown_recipients(), e))?,
             );
         }
         if let Some(path) = &self.recipients_file {
@@ -636,7 +653,9 @@ fn read_passphrase(path: &Path) -> Result<SecretString, ConfigError> {
         value: path.display().to_string(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+    // The whole file is wiped when dropped; the passphrase lives on only in the SecretString,
+    // which zeroizes it when the last holder drops it.
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?);
     let line = text.lines().next().unwrap_or_default();
     if line.is_empty() {
         return Err(invalid("the file's first line is empty".into()));
@@ -1092,5 +1111,44 @@ mod tests {
         assert_eq!(only.identities().unwrap().unwrap().describe(), "passphrase");
         assert!(AgeSettings::default().recipients().unwrap().is_none());
         assert!(AgeSettings::default().identities().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_secret_key_in_age_recipients_is_refused_and_never_echoed() {
+        // A syntactically valid secret key (not one anyone uses).
+        let secret = "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX";
+        let public = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let raw = layer(
+            &IniFile::default(),
+            env(&[
+                ("BUCKET", "b"),
+                ("AGE_RECIPIENTS", &format!("{public} {secret}")),
+            ]),
+            &FlagOverrides::default(),
+        )
+        .unwrap();
+        let settings = Settings::resolve(raw).unwrap();
+        // Echoed the whole value (the secret key) before.
+        let err = settings.age.recipients().unwrap_err().to_string();
+        assert!(err.starts_with("invalid AGE_RECIPIENTS"), "{err}");
+        assert!(err.contains("is an age secret key"), "{err}");
+        assert!(!err.contains(&secret[15..]), "{err}");
+        assert!(err.contains(public), "{err}");
+    }
+
+    #[test]
+    fn no_child_process_inherits_a_secret_setting() {
+        // z3-zfs (zfs, ssh, sudo) and z3-codec (compressors, gpg) remove the same names.
+        assert_eq!(z3_zfs::CHILD_ENV_REMOVED, z3_codec::CHILD_ENV_REMOVED);
+        for key in KEYS {
+            let secret =
+                key.contains("SECRET") || key.contains("KEY_ID") || key.starts_with("AGE_");
+            if secret {
+                assert!(
+                    z3_zfs::CHILD_ENV_REMOVED.contains(key),
+                    "{key} reaches children"
+                );
+            }
+        }
     }
 }

@@ -59,6 +59,18 @@ enum Keys {
     Passphrase(Arc<SecretString>),
 }
 
+/// Why a secret key is refused as a recipient; the key itself is never shown.
+const SECRET_NOT_RECIPIENT: &str = "is an age secret key (AGE-SECRET-KEY-1…), not a public key \
+     (age1…); it is not shown. Give the public key instead (`age-keygen -y` prints it) and keep \
+     the secret key off this host";
+
+/// Whether `text` is (or starts like) an age secret key, `AGE-SECRET-KEY-1…` in either case.
+#[must_use]
+pub fn is_age_secret_key(text: &str) -> bool {
+    let text = text.trim();
+    text.len() >= 15 && text[..15].eq_ignore_ascii_case("AGE-SECRET-KEY-")
+}
+
 impl AgeRecipients {
     /// Parses public keys as the `age -r` option takes them.
     ///
@@ -66,13 +78,28 @@ impl AgeRecipients {
     /// [`ErrorKind::InvalidKey`] naming the first value that is not an `age1…` X25519 public key,
     /// or saying that the list is empty.
     pub fn parse<S: AsRef<str>>(keys: &[S]) -> Result<Self, Error> {
+        let count = keys.len();
         let parsed = keys
             .iter()
-            .map(|key| {
+            .enumerate()
+            .map(|(n, key)| {
                 let key = key.as_ref().trim();
+                if is_age_secret_key(key) {
+                    return Err(invalid_key(format!(
+                        "recipient {} of {count} {SECRET_NOT_RECIPIENT}",
+                        n + 1
+                    )));
+                }
                 key.parse::<age::x25519::Recipient>().map_err(|reason| {
+                    // Only what looks like a public key is echoed: anything else might be a
+                    // mangled secret.
+                    let shown = if key.to_ascii_lowercase().starts_with("age1") {
+                        format!("{key:?}")
+                    } else {
+                        format!("recipient {} of {count}", n + 1)
+                    };
                     invalid_key(format!(
-                        "{key:?} is not an age public key (age1…): {reason}"
+                        "{shown} is not an age public key (age1…): {reason}"
                     ))
                 })
             })
@@ -108,6 +135,12 @@ impl AgeRecipients {
         let parsed = keys
             .iter()
             .map(|(n, key)| {
+                if is_age_secret_key(key) {
+                    return Err(invalid_key(format!(
+                        "{} line {n} {SECRET_NOT_RECIPIENT}",
+                        path.display()
+                    )));
+                }
                 key.parse::<age::x25519::Recipient>().map_err(|reason| {
                     invalid_key(format!(
                         "{} line {n}: not an age public key (age1…): {reason}",
@@ -758,6 +791,41 @@ fn encrypt_error(err: io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_key_is_refused_as_a_recipient_and_never_echoed() {
+        let identity = age::x25519::Identity::generate();
+        let secret = identity.to_string();
+        let secret = secret.expose_secret();
+        let public = identity.to_public().to_string();
+        for given in [secret.to_owned(), secret.to_lowercase()] {
+            let err = AgeRecipients::parse(&[public.as_str(), given.as_str()])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("recipient 2 of 2 is an age secret key"),
+                "{err}"
+            );
+            assert!(!err.to_uppercase().contains(&secret[15..]), "{err}");
+        }
+        // Garbage that is not public-key-like is not echoed either (it may be a mangled secret).
+        let err = AgeRecipients::parse(&[&secret[1..]])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(&secret[16..]), "{err}");
+        assert!(
+            err.contains("recipient 1 of 1 is not an age public key"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("recipients.txt");
+        std::fs::write(&file, format!("# mine\n{public}\n{secret}\n")).unwrap();
+        let err = AgeRecipients::from_file(&file).unwrap_err().to_string();
+        assert!(err.contains("line 3 is an age secret key"), "{err}");
+        assert!(!err.contains(&secret[15..]), "{err}");
+        assert!(AgeRecipients::parse(&[public]).is_ok());
+    }
 
     fn stanza(body_len: usize) -> Stanza {
         Stanza {

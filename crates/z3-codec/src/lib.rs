@@ -64,7 +64,7 @@ mod process;
 
 /// Secrets (passphrases) as the age crate takes them.
 pub use ::age::secrecy::{ExposeSecret, SecretString};
-pub use age::{AgeCodec, AgeIdentities, AgeRecipients};
+pub use age::{AgeCodec, AgeIdentities, AgeRecipients, is_age_secret_key};
 pub use compressor::{
     Compressor, Compressors, CustomCompressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Stage,
     decoder_for,
@@ -74,6 +74,7 @@ pub use error::{Error, ErrorKind};
 pub use external::ExternalCodec;
 pub use inproc::InProcessCodec;
 pub use pipeline::{Decoding, ENCRYPTION_AGE, Encoding, apply_all, describe_all, is_encrypted};
+pub use process::CHILD_ENV_REMOVED;
 
 /// A boxed async byte stream: the input and the output of a [`Codec`].
 pub type BoxedReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;

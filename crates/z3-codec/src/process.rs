@@ -25,6 +25,30 @@ const FEED_BUFFER: usize = 64 * 1024;
 /// How much of the end of stderr is kept for the error message.
 const STDERR_KEEP: usize = 8 * 1024;
 
+/// Environment variables no codec program inherits: S3 credentials and z3's key settings.
+/// Compressors, `gpg` and `age` need none of them; a program that dumps or logs its environment
+/// must not find them. (`z3_zfs::CHILD_ENV_REMOVED` is the same list; z3-cli checks that.)
+pub const CHILD_ENV_REMOVED: &[&str] = &[
+    "S3_SECRET",
+    "S3_KEY_ID",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AGE_RECIPIENTS",
+    "AGE_RECIPIENTS_FILE",
+    "AGE_IDENTITY_FILE",
+    "AGE_PASSPHRASE_FILE",
+];
+
+/// Removes [`CHILD_ENV_REMOVED`] from what `command` passes on (the one place a codec
+/// program's environment is built).
+fn scrub(command: &mut Command) {
+    for name in CHILD_ENV_REMOVED {
+        command.env_remove(name);
+    }
+}
+
 /// Starts `command` with piped stdio and returns its output stream.
 pub(crate) fn spawn(
     mut command: Command,
@@ -39,6 +63,7 @@ pub(crate) fn spawn(
             Some(reason),
         ));
     };
+    scrub(&mut command);
     command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -343,6 +368,24 @@ impl Drop for Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codec_programs_get_no_secret_from_the_environment() {
+        let mut command = Command::new("zstd");
+        command.env("KEEP", "1");
+        scrub(&mut command);
+        let mut removed: Vec<String> = command
+            .as_std()
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        removed.sort_unstable();
+        let mut expected: Vec<&str> = CHILD_ENV_REMOVED.to_vec();
+        expected.sort_unstable();
+        assert_eq!(removed, expected);
+        assert!(CHILD_ENV_REMOVED.contains(&"AWS_SECRET_ACCESS_KEY"));
+    }
 
     #[test]
     fn tail_keeps_short_output_whole_and_trimmed() {

@@ -88,6 +88,7 @@ use z3_core::{DatasetName, FullSnapshotName, LocalSnapshot};
 
 pub use cli::ZfsCli;
 pub use error::{CommandFailure, Error, ErrorKind, STDERR_LIMIT, Subject};
+pub use runner::CHILD_ENV_REMOVED;
 pub use ssh::{SshTarget, shell_quote};
 pub use stream::{ReceiveSink, SendStream};
 

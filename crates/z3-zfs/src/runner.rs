@@ -17,6 +17,21 @@ use crate::error::{CommandFailure, Error, ErrorKind, STDERR_LIMIT, Subject};
 use crate::ssh::{SshTarget, shell_quote};
 use crate::stream::{ReceiveSink, SendStream};
 
+/// Environment variables no `zfs`, `ssh` or `sudo` inherits: S3 credentials and z3's key
+/// settings. (`z3_codec::CHILD_ENV_REMOVED` is the same list; z3-cli checks that.)
+pub const CHILD_ENV_REMOVED: &[&str] = &[
+    "S3_SECRET",
+    "S3_KEY_ID",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AGE_RECIPIENTS",
+    "AGE_RECIPIENTS_FILE",
+    "AGE_IDENTITY_FILE",
+    "AGE_PASSPHRASE_FILE",
+];
+
 /// A program and its arguments.
 #[derive(Debug, Clone)]
 pub(crate) struct Invocation {
@@ -80,6 +95,8 @@ impl Invocation {
             .join(" ")
     }
 
+    /// The one place a child's environment is built (`zfs`, `ssh`, `sudo` alike): `LC_ALL=C`,
+    /// and none of [`CHILD_ENV_REMOVED`].
     fn command(&self) -> Command {
         let (program, args) = self.argv();
         let mut cmd = Command::new(program);
@@ -87,6 +104,9 @@ impl Invocation {
             .env("LC_ALL", "C")
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        for name in CHILD_ENV_REMOVED {
+            cmd.env_remove(name);
+        }
         cmd
     }
 
@@ -268,6 +288,31 @@ mod tests {
         let mut args = vec!["-c".to_owned(), script.to_owned(), "sh".to_owned()];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         Invocation::new(Path::new("/bin/sh"), args, Subject::Snapshot)
+    }
+
+    #[test]
+    fn children_get_no_secret_from_the_environment() {
+        let removed = |inv: &Invocation| -> Vec<String> {
+            inv.command()
+                .as_std()
+                .get_envs()
+                .filter(|(_, value)| value.is_none())
+                .map(|(name, _)| name.to_string_lossy().into_owned())
+                .collect()
+        };
+        let local = Invocation::new(Path::new("zfs"), vec!["list".into()], Subject::Dataset);
+        let target = SshTarget::new("root@backup-host").unwrap();
+        let remote = local.clone().via(Some(std::sync::Arc::new(target)));
+        for inv in [&local, &remote] {
+            let mut removed = removed(inv);
+            removed.sort();
+            let mut expected: Vec<String> =
+                CHILD_ENV_REMOVED.iter().map(|s| (*s).to_owned()).collect();
+            expected.sort();
+            assert_eq!(removed, expected, "{}", inv.display());
+        }
+        assert!(CHILD_ENV_REMOVED.contains(&"S3_SECRET"));
+        assert!(CHILD_ENV_REMOVED.contains(&"AWS_SESSION_TOKEN"));
     }
 
     #[test]

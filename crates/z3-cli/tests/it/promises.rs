@@ -222,3 +222,101 @@ fn a_signal_stops_a_restore_whose_receiver_stopped_reading() {
     assert!(out.status.success(), "{}", stderr(&out));
     let _ = zfs(&["list", &ds.name]);
 }
+
+/// A stand-in `zfs` and a `[compressor:dump]` that write their environment to files: a backup
+/// with S3 credentials, AWS session variables and age settings in z3's environment hands none
+/// of them (names or values) to either child.
+#[test]
+fn child_processes_get_no_secret_in_their_environment() {
+    let Some(env) = RealEnv::get("child_processes_get_no_secret_in_their_environment") else {
+        return;
+    };
+    let ds = env.dataset("secretenv");
+    ds.write_random("a.bin", 1 << 20, 47);
+    ds.snapshot("snap-1");
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let zfs_dump = script(
+        "zfs",
+        format!(
+            "#!/bin/sh\nenv > '{}/zfs-env-'$$\nexec zfs \"$@\"\n",
+            dir.path().display()
+        ),
+    );
+    let compress = script(
+        "dump-compress",
+        format!(
+            "#!/bin/sh\nenv > '{}/compressor-env'\nexec cat\n",
+            dir.path().display()
+        ),
+    );
+    let config = dir.path().join("z3.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[compressor:dump]\nCOMPRESS = {}\nDECOMPRESS = cat\n",
+            compress.display()
+        ),
+    )
+    .unwrap();
+    let identity = dir.path().join("marker-identity-file");
+    let secrets = [
+        ("AWS_SECRET_ACCESS_KEY", "marker-aws-secret-value"),
+        ("AWS_SESSION_TOKEN", "marker-aws-session-value"),
+        (
+            "AGE_RECIPIENTS",
+            "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+        ),
+        ("AGE_IDENTITY_FILE", identity.to_str().unwrap()),
+    ];
+    let mut extra = vec![
+        ("ZFS_COMMAND", zfs_dump.to_str().unwrap()),
+        ("Z3_CONFIG", config.to_str().unwrap()),
+    ];
+    extra.extend(secrets);
+    let out = env.z3_with(&ds, &["backup", "--compressor", "dump"], &extra);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let mut dumps = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with("-env") && !name.starts_with("zfs-env-") {
+            continue;
+        }
+        dumps += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Before: every one of these was inherited.
+        for (i, needle) in [
+            env.secret.as_str(),
+            env.key_id.as_str(),
+            "S3_SECRET",
+            "S3_KEY_ID",
+            "AGE_",
+        ]
+        .into_iter()
+        .chain(secrets.iter().flat_map(|(k, v)| [*k, *v]))
+        .enumerate()
+        {
+            // Neither the value nor the dump is printed: they hold the test's credentials.
+            assert!(
+                !text.contains(needle),
+                "{name} holds secret #{i} of the list"
+            );
+        }
+        // The rest of the environment is passed on.
+        assert!(text.contains("PATH="), "{name} has no PATH");
+    }
+    assert!(
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "compressor-env"),
+        "the compressor never ran"
+    );
+    assert!(dumps >= 3, "zfs ran {} times", dumps - 1);
+}
