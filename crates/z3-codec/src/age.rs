@@ -68,7 +68,8 @@ const SECRET_NOT_RECIPIENT: &str = "is an age secret key (AGE-SECRET-KEY-1…), 
 #[must_use]
 pub fn is_age_secret_key(text: &str) -> bool {
     let text = text.trim();
-    text.len() >= 15 && text[..15].eq_ignore_ascii_case("AGE-SECRET-KEY-")
+    text.get(..15)
+        .is_some_and(|head| head.eq_ignore_ascii_case("AGE-SECRET-KEY-"))
 }
 
 impl AgeRecipients {
@@ -825,6 +826,15 @@ mod tests {
         assert!(err.contains("line 3 is an age secret key"), "{err}");
         assert!(!err.contains(&secret[15..]), "{err}");
         assert!(AgeRecipients::parse(&[public]).is_ok());
+    }
+
+    #[test]
+    fn secret_key_detection_never_slices_inside_a_character() {
+        // 14 ASCII bytes then a two-byte character: byte 15 is inside it.
+        assert!(!is_age_secret_key("AGE-SECRET-KE\u{e9}Y"));
+        assert!(!is_age_secret_key("\u{1f511}\u{1f511}\u{1f511}\u{1f511}"));
+        assert!(is_age_secret_key("  age-secret-key-1QQQ"));
+        assert!(AgeRecipients::parse(&["AGE-SECRET-KE\u{e9}Y"]).is_err());
     }
 
     fn stanza(body_len: usize) -> Stanza {
