@@ -87,11 +87,9 @@ pub async fn cleanup(
     retry_config: &z3_s3::RetryConfig,
     out: &mut dyn Write,
 ) -> Result<CleanupReport> {
-    let uploads = retry(retry_config, "list_multipart_uploads", || {
-        store.list_multipart_uploads(prefix)
-    })
-    .await
-    .with_context(|| format!("cannot list the open uploads of {}", store.bucket()))?;
+    let uploads = z3_s3::list_uploads_with_retry(store, prefix, retry_config)
+        .await
+        .with_context(|| format!("cannot list the open uploads of {}", store.bucket()))?;
     let mut report = CleanupReport {
         open: uploads.len(),
         ..CleanupReport::default()

@@ -177,15 +177,16 @@ impl Engine {
     async fn remote_index(&self, dataset: &DatasetName) -> Result<RemoteIndex> {
         let layout = &self.settings.layout;
         let list_prefix = layout.list_prefix(dataset, &self.settings.snapshot_prefix);
-        let entries =
-            self.store.list(&list_prefix).await.with_context(|| {
-                format!("cannot list s3://{}/{list_prefix}", self.settings.bucket)
-            })?;
+        let retry_config = &self.settings.retry;
+        let entries = z3_s3::list_with_retry(self.store.as_ref(), &list_prefix, retry_config)
+            .await
+            .with_context(|| format!("cannot list s3://{}/{list_prefix}", self.settings.bucket))?;
         let heads = futures::stream::iter(entries)
             .map(|entry| {
                 let store = Arc::clone(&self.store);
                 async move {
-                    let info = store.head(&entry.key).await;
+                    let info =
+                        z3_s3::head_with_retry(store.as_ref(), &entry.key, retry_config).await;
                     (entry, info)
                 }
             })
@@ -220,10 +221,9 @@ impl Engine {
     async fn sealed_names(&self, dataset: &DatasetName) -> Result<Vec<(String, Option<String>)>> {
         let layout = &self.settings.layout;
         let seal_prefix = layout.seal_list_prefix(dataset, &self.settings.snapshot_prefix);
-        let seals =
-            self.store.list(&seal_prefix).await.with_context(|| {
-                format!("cannot list s3://{}/{seal_prefix}", self.settings.bucket)
-            })?;
+        let seals = z3_s3::list_with_retry(self.store.as_ref(), &seal_prefix, &self.settings.retry)
+            .await
+            .with_context(|| format!("cannot list s3://{}/{seal_prefix}", self.settings.bucket))?;
         Ok(seals
             .iter()
             .filter_map(|entry| {

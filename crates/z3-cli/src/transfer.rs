@@ -334,7 +334,7 @@ pub async fn get(args: GetArgs) -> Result<()> {
     let settings = settings_for(args.config.as_ref())?;
     let store = connect(&settings).await?;
     // Retried like every other request: one slow or dropped HEAD must not fail the download.
-    let info = match z3_s3::retry(&settings.retry, "head", || store.head(&args.name)).await {
+    let info = match z3_s3::head_with_retry(store.as_ref(), &args.name, &settings.retry).await {
         Ok(info) => info,
         Err(err) if err.kind() == z3_s3::ErrorKind::NotFound => {
             bail!("s3://{}/{} does not exist", settings.bucket, args.name)

@@ -522,23 +522,37 @@ impl ObjectStore for AwsStore {
 
     /// `ListObjectsV2` through every page. S3 already returns keys in order; sorting again
     /// makes the contract hold for servers that do not.
+    /// `ListObjectsV2`, page by page. Our own loop rather than the SDK's paginator, which
+    /// silently *stops* when a continuation token repeats: a listing cut short would look
+    /// complete. A token that repeats (a server bug or a proxy replaying a page), or a truncated
+    /// page without a token, is an error naming the prefix instead, never an endless loop.
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
+        let ctx = self.ctx(Op::List, None);
         let mut entries = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| map_sdk_error(err, &self.ctx(Op::List, None)))?;
+        let mut pages = Pages::default();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|err| map_sdk_error(err, &ctx))?;
             entries.extend(page.contents().iter().filter_map(|object| {
                 Some(ListEntry {
                     key: object.key()?.to_owned(),
                     size: to_u64(object.size()),
                 })
             }));
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            let next = page.next_continuation_token().unwrap_or_default();
+            pages.advance(&ctx, prefix, "continuation token", next)?;
+            token = Some(next.to_owned());
         }
         entries.sort();
         entries.dedup();
@@ -788,9 +802,12 @@ impl ObjectStore for AwsStore {
     }
 
     /// `ListMultipartUploads` has no SDK paginator; pages are followed by key and upload-id
-    /// markers until the response is no longer truncated.
+    /// markers until the response is no longer truncated. A marker pair that repeats, or a
+    /// truncated page without a key marker, is an error naming the prefix, never an endless loop.
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
+        let ctx = self.ctx(Op::ListMultipartUploads, None);
         let mut uploads = Vec::new();
+        let mut pages = Pages::default();
         let mut key_marker: Option<String> = None;
         let mut upload_id_marker: Option<String> = None;
         loop {
@@ -803,7 +820,7 @@ impl ObjectStore for AwsStore {
                 .set_upload_id_marker(upload_id_marker.take())
                 .send()
                 .await
-                .map_err(|err| map_sdk_error(err, &self.ctx(Op::ListMultipartUploads, None)))?;
+                .map_err(|err| map_sdk_error(err, &ctx))?;
             uploads.extend(out.uploads().iter().filter_map(|upload| {
                 Some(MultipartUploadInfo {
                     key: upload.key()?.to_owned(),
@@ -813,14 +830,50 @@ impl ObjectStore for AwsStore {
                         .and_then(|t| SystemTime::try_from(*t).ok()),
                 })
             }));
-            let next_key = out.next_key_marker().filter(|m| !m.is_empty());
-            if out.is_truncated() != Some(true) || next_key.is_none() {
+            if out.is_truncated() != Some(true) {
                 break;
             }
-            key_marker = next_key.map(str::to_owned);
-            upload_id_marker = out.next_upload_id_marker().map(str::to_owned);
+            let next_key = out.next_key_marker().unwrap_or_default();
+            let next_id = out.next_upload_id_marker().unwrap_or_default();
+            let marker = if next_key.is_empty() {
+                String::new()
+            } else {
+                format!("{next_key} / {next_id}")
+            };
+            pages.advance(&ctx, prefix, "key and upload-id marker", &marker)?;
+            key_marker = Some(next_key.to_owned());
+            upload_id_marker = Some(next_id.to_owned()).filter(|id| !id.is_empty());
         }
         Ok(uploads)
+    }
+}
+
+/// The markers a paginated listing has followed, to stop on one that does not advance.
+#[derive(Debug, Default)]
+struct Pages {
+    seen: std::collections::HashSet<String>,
+}
+
+impl Pages {
+    /// Accepts `marker` as the next page's, or fails if it is empty (a truncated page that
+    /// says nowhere to continue) or was followed before (the listing would never end).
+    fn advance(&mut self, ctx: &Ctx<'_>, prefix: &str, what: &str, marker: &str) -> Result<()> {
+        let problem = if marker.is_empty() {
+            format!("a truncated page without a {what}")
+        } else if !self.seen.insert(marker.to_owned()) {
+            format!(
+                "the {what} {marker:?} repeated after {} pages",
+                self.seen.len() + 1
+            )
+        } else {
+            return Ok(());
+        };
+        Err(Error::new(
+            ErrorKind::Other,
+            format!(
+                "{ctx}: listing of prefix {prefix:?} does not advance: the server sent {problem}"
+            ),
+        ))
     }
 }
 

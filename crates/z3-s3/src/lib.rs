@@ -103,7 +103,10 @@ pub use part_size::{
     ParseSizeError, PartGrowth, PartSizer, estimate_headroom, parse_size, part_size,
 };
 pub use pool::BufferPool;
-pub use retry::{Backoff, RetryConfig, read_small, retry};
+pub use retry::{
+    Backoff, RetryConfig, head_checksum_with_retry, head_with_retry, list_uploads_with_retry,
+    list_with_retry, read_small, retry,
+};
 pub use store::{
     CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
     PartNumber, Precondition, PutOptions, UploadId,

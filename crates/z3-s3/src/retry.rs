@@ -152,6 +152,64 @@ where
     }
 }
 
+/// [`ObjectStore::list`](crate::ObjectStore::list) with `config`'s retries: a 503 or a reset
+/// on any page retries the whole listing.
+///
+/// Every read of the bucket goes through these helpers, [`read_small`] or the
+/// [`Downloader`](crate::Downloader), so that one throttled or reset request among thousands
+/// does not fail a command.
+///
+/// # Errors
+/// The store error of the last attempt.
+pub async fn list_with_retry(
+    store: &dyn crate::ObjectStore,
+    prefix: &str,
+    config: &RetryConfig,
+) -> Result<Vec<crate::ListEntry>> {
+    retry(config, "list", || store.list(prefix)).await
+}
+
+/// [`ObjectStore::head`](crate::ObjectStore::head) with `config`'s retries. A missing object
+/// is not retried ([`ErrorKind::NotFound`](crate::ErrorKind::NotFound) is not retryable).
+///
+/// # Errors
+/// The store error of the last attempt.
+pub async fn head_with_retry(
+    store: &dyn crate::ObjectStore,
+    key: &str,
+    config: &RetryConfig,
+) -> Result<crate::ObjectInfo> {
+    retry(config, "head", || store.head(key)).await
+}
+
+/// [`ObjectStore::head_checksum`](crate::ObjectStore::head_checksum) with `config`'s retries.
+///
+/// # Errors
+/// The store error of the last attempt.
+pub async fn head_checksum_with_retry(
+    store: &dyn crate::ObjectStore,
+    key: &str,
+    config: &RetryConfig,
+) -> Result<crate::ObjectInfo> {
+    retry(config, "head_checksum", || store.head_checksum(key)).await
+}
+
+/// [`ObjectStore::list_multipart_uploads`](crate::ObjectStore::list_multipart_uploads) with
+/// `config`'s retries.
+///
+/// # Errors
+/// The store error of the last attempt.
+pub async fn list_uploads_with_retry(
+    store: &dyn crate::ObjectStore,
+    prefix: &str,
+    config: &RetryConfig,
+) -> Result<Vec<crate::MultipartUploadInfo>> {
+    retry(config, "list_multipart_uploads", || {
+        store.list_multipart_uploads(prefix)
+    })
+    .await
+}
+
 /// Reads a small object (a lock record, a seal) whole, at most `limit` bytes, with `config`'s
 /// retries; a body cut short counts as a transient failure. `Ok(None)` if it does not exist.
 ///
@@ -164,7 +222,7 @@ pub async fn read_small(
     config: &RetryConfig,
 ) -> Result<Option<bytes::Bytes>> {
     use crate::ErrorKind;
-    let info = match retry(config, "head", || store.head(key)).await {
+    let info = match head_with_retry(store, key, config).await {
         Ok(info) => info,
         Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err),
@@ -334,5 +392,88 @@ mod tests {
         })
         .await;
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    fn faulty() -> crate::FaultyStore<crate::MemoryStore> {
+        crate::FaultyStore::new(crate::MemoryStore::new("b"))
+    }
+
+    async fn put(store: &dyn crate::ObjectStore, key: &str) {
+        store
+            .put(
+                key,
+                bytes::Bytes::from_static(b"abc"),
+                &crate::PutOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_retry_a_throttle_or_a_reset_and_then_succeed() {
+        use crate::Op;
+        let store = faulty();
+        put(&store, "p/a").await;
+        store.fail(Op::List, 1, ErrorKind::Throttled);
+        store.fail(Op::Head, 1, ErrorKind::Transient);
+        store.fail(Op::HeadChecksum, 1, ErrorKind::Unreachable);
+        store.fail(Op::ListMultipartUploads, 2, ErrorKind::Throttled);
+        let cfg = config(10, 100);
+        assert_eq!(list_with_retry(&store, "p/", &cfg).await.unwrap().len(), 1);
+        assert_eq!(head_with_retry(&store, "p/a", &cfg).await.unwrap().size, 3);
+        assert_eq!(
+            head_checksum_with_retry(&store, "p/a", &cfg)
+                .await
+                .unwrap()
+                .size,
+            3
+        );
+        assert!(
+            list_uploads_with_retry(&store, "p/", &cfg)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.calls(Op::List), 2);
+        assert_eq!(store.calls(Op::Head), 2);
+        assert_eq!(store.calls(Op::HeadChecksum), 2);
+        assert_eq!(store.calls(Op::ListMultipartUploads), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_give_up_after_max_attempts_and_do_not_retry_not_found() {
+        use crate::Op;
+        let store = faulty();
+        store.fail(Op::List, 9, ErrorKind::Throttled);
+        let err = list_with_retry(&store, "p/", &config(10, 100))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Throttled);
+        assert!(
+            err.to_string().starts_with("gave up after 5 attempts"),
+            "{err}"
+        );
+        let err = head_with_retry(&store, "p/missing", &config(10, 100))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(store.calls(Op::Head), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_nth_of_many_heads_failing_once_is_retried() {
+        // One 503 and one reset among 200 HEADs, as `status` does for every object.
+        use crate::Op;
+        let store = faulty();
+        for i in 0..200 {
+            put(&store, &format!("p/{i:03}")).await;
+        }
+        store.fail_key("p/137", Some(Op::Head), 1, ErrorKind::Throttled);
+        store.fail_key("p/150", Some(Op::Head), 1, ErrorKind::Transient);
+        let cfg = config(10, 100);
+        for entry in list_with_retry(&store, "p/", &cfg).await.unwrap() {
+            head_with_retry(&store, &entry.key, &cfg).await.unwrap();
+        }
+        assert_eq!(store.calls(Op::Head), 202);
     }
 }

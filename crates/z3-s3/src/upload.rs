@@ -617,7 +617,11 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
     async fn abort_strays(&self, key: &str, since: std::time::SystemTime, keep: Option<&UploadId>) {
         const SKEW: std::time::Duration = std::time::Duration::from_mins(1);
         let since = since.checked_sub(SKEW).unwrap_or(since);
-        let open = match self.store.list_multipart_uploads(key).await {
+        let open = match retry(&self.config.retry, "list_multipart_uploads", || {
+            self.store.list_multipart_uploads(key)
+        })
+        .await
+        {
             Ok(open) => open,
             Err(err) => {
                 tracing::warn!(key, error = %err, "cannot list uploads a lost CreateMultipartUpload response may have left open");

@@ -959,3 +959,82 @@ async fn restore_refuses_a_replaced_base_before_the_first_byte() {
     assert_eq!(other.store.calls(z3_s3::Op::GetRange), 0);
     assert!(!other.zfs.calls().iter().any(|c| c.starts_with("receive")));
 }
+
+/// The same machine and bucket through a `FaultyStore`, with quick retries.
+fn faulty(h: &Harness) -> (Harness, z3_s3::FaultyStore<MemoryStore>) {
+    let faulty = z3_s3::FaultyStore::new(h.store.clone());
+    let quick = h.with_settings_of(|s| {
+        s.retry.initial_backoff = std::time::Duration::from_millis(1);
+        s.retry.max_backoff = std::time::Duration::from_millis(5);
+    });
+    (quick.with_store(Arc::new(faulty.clone())), faulty)
+}
+
+#[tokio::test]
+async fn one_throttled_or_reset_read_among_many_fails_no_command() {
+    use z3_s3::{ErrorKind, Op};
+    let h = Harness::new(|_| {});
+    for i in 1..=3 {
+        h.snap(&format!("snap{i}"), &i.to_string());
+    }
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    let (fh, faults) = faulty(&h);
+    // Each command below meets a 503 on its first LIST, on the LIST of the seals, and a 503
+    // and a reset on the HEADs of two of the objects. None of them may fail.
+    let plan = || {
+        faults.fail(Op::List, 1, ErrorKind::Throttled);
+        faults.fail_key(
+            "z3-backup/.z3-seals/",
+            Some(Op::List),
+            1,
+            ErrorKind::Throttled,
+        );
+        faults.fail_key(
+            "z3-backup/pool/fs@snap2",
+            Some(Op::Head),
+            1,
+            ErrorKind::Throttled,
+        );
+        faults.fail_key(
+            "z3-backup/pool/fs@snap3",
+            Some(Op::Head),
+            1,
+            ErrorKind::Transient,
+        );
+        faults.fail_key(
+            "z3-backup/.z3-seals/pool/fs@snap3",
+            Some(Op::Head),
+            1,
+            ErrorKind::Unreachable,
+        );
+    };
+
+    plan();
+    let run = fh.run(Command::Status(StatusArgs { json: false })).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
+    assert!(run.out.contains("snap3"), "{}", run.out);
+
+    plan();
+    let run = fh
+        .run(Command::Verify(z3_cli::args::VerifyArgs {
+            all: true,
+            ..z3_cli::args::VerifyArgs::default()
+        }))
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
+
+    h.snap("snap4", "4");
+    plan();
+    let run = fh.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
+    assert!(h.store.object("z3-backup/pool/fs@snap4").is_some());
+
+    h.zfs.destroy_dataset("pool/fs").unwrap();
+    plan();
+    let run = fh.run(Command::Restore(restore("snap4"))).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
+    assert!(faults.calls(Op::Head) > 8, "the HEADs were made");
+}

@@ -502,3 +502,164 @@ async fn multipart_declares_crc32c_and_completion_reports_the_composite() {
     );
     assert_eq!(Op::HeadChecksum.as_str(), "head_checksum");
 }
+
+// ---- Pagination: a listing follows its pages, and one that does not advance is an error.
+
+fn xml_ok(body: &str) -> Canned {
+    ok(vec![("content-type", "application/xml".to_owned())], body)
+}
+
+fn objects_page(keys: &[&str], next: Option<&str>) -> Canned {
+    let mut contents = String::new();
+    for key in keys {
+        write!(
+            contents,
+            "<Contents><Key>{key}</Key><Size>3</Size></Contents>"
+        )
+        .unwrap();
+    }
+    let truncated = next.map_or_else(
+        || "<IsTruncated>false</IsTruncated>".to_owned(),
+        |token| {
+            format!("<IsTruncated>true</IsTruncated><NextContinuationToken>{token}</NextContinuationToken>")
+        },
+    );
+    xml_ok(&format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>bucket</Name><Prefix>p/</Prefix><KeyCount>{}</KeyCount><MaxKeys>1000</MaxKeys>{truncated}{contents}</ListBucketResult>",
+        keys.len()
+    ))
+}
+
+fn uploads_page(uploads: &[(&str, &str)], next: Option<(&str, &str)>) -> Canned {
+    let mut listed = String::new();
+    for (key, id) in uploads {
+        write!(listed, "<Upload><Key>{key}</Key><UploadId>{id}</UploadId><Initiated>2024-01-01T00:00:00.000Z</Initiated></Upload>").unwrap();
+    }
+    let truncated = next.map_or_else(
+        || "<IsTruncated>false</IsTruncated>".to_owned(),
+        |(key, id)| {
+            format!("<IsTruncated>true</IsTruncated><NextKeyMarker>{key}</NextKeyMarker><NextUploadIdMarker>{id}</NextUploadIdMarker>")
+        },
+    );
+    xml_ok(&format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListMultipartUploadsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Bucket>bucket</Bucket><Prefix>p/</Prefix><MaxUploads>1000</MaxUploads>{truncated}{listed}</ListMultipartUploadsResult>"
+    ))
+}
+
+#[tokio::test]
+async fn list_follows_its_continuation_tokens() {
+    let (endpoint, requests) = serve(vec![
+        objects_page(&["p/b", "p/a"], Some("t1")),
+        objects_page(&["p/c"], Some("t2")),
+        objects_page(&["p/d"], None),
+    ])
+    .await;
+    let keys: Vec<String> = store(endpoint)
+        .await
+        .list("p/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.key)
+        .collect();
+    assert_eq!(keys, ["p/a", "p/b", "p/c", "p/d"]);
+    let requests = requests.lock().unwrap();
+    assert_eq!(requests.len(), 3);
+    assert!(
+        requests[1].head.contains("continuation-token=t1"),
+        "{:?}",
+        requests[1].head
+    );
+    assert!(
+        requests[2].head.contains("continuation-token=t2"),
+        "{:?}",
+        requests[2].head
+    );
+}
+
+#[tokio::test]
+async fn list_whose_continuation_token_repeats_is_an_error_not_a_short_listing() {
+    // The SDK's paginator stopped here and returned p/a and p/b as if that were all.
+    let (endpoint, requests) = serve(vec![
+        objects_page(&["p/a"], Some("t1")),
+        objects_page(&["p/b"], Some("t2")),
+        objects_page(&["p/c"], Some("t1")),
+    ])
+    .await;
+    let err = store(endpoint).await.list("p/").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Other, "{err}");
+    assert!(!err.is_retryable());
+    let message = err.to_string();
+    assert!(
+        message.contains("list bucket bucket")
+            && message.contains("prefix \"p/\"")
+            && message.contains("token \"t1\" repeated after 3 pages"),
+        "{message}"
+    );
+    assert_eq!(requests.lock().unwrap().len(), 3);
+
+    // The same token twice in a row: the SDK's paginator stopped silently after two pages.
+    let (endpoint, _requests) = serve(vec![
+        objects_page(&["p/a"], Some("t1")),
+        objects_page(&["p/b"], Some("t1")),
+    ])
+    .await;
+    let err = store(endpoint).await.list("p/").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("token \"t1\" repeated after 2 pages"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn list_truncated_without_a_token_is_an_error() {
+    let (endpoint, _requests) = serve(vec![xml_ok(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>bucket</Name><IsTruncated>true</IsTruncated><Contents><Key>p/a</Key><Size>1</Size></Contents></ListBucketResult>",
+    )])
+    .await;
+    let err = store(endpoint).await.list("p/").await.unwrap_err();
+    assert!(
+        err.to_string().contains("without a continuation token"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn list_multipart_uploads_follows_markers_and_stops_on_a_repeated_one() {
+    let (endpoint, requests) = serve(vec![
+        uploads_page(&[("p/k", "u1")], Some(("p/k", "u1"))),
+        uploads_page(&[("p/k", "u2")], Some(("p/k", "u2"))),
+        uploads_page(&[("p/z", "u3")], None),
+    ])
+    .await;
+    let uploads = store(endpoint)
+        .await
+        .list_multipart_uploads("p/")
+        .await
+        .unwrap();
+    let ids: Vec<&str> = uploads.iter().map(|u| u.upload_id.as_str()).collect();
+    assert_eq!(ids, ["u1", "u2", "u3"]);
+    {
+        let requests = requests.lock().unwrap();
+        assert!(
+            requests[1].head.contains("upload-id-marker=u1"),
+            "{:?}",
+            requests[1].head
+        );
+    }
+
+    // A server that keeps answering the same markers: the old loop never ended.
+    let same = || uploads_page(&[("p/k", "u1")], Some(("p/k", "u1")));
+    let (endpoint, requests) = serve(vec![same(), same(), same()]).await;
+    let err = store(endpoint)
+        .await
+        .list_multipart_uploads("p/")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("marker \"p/k / u1\" repeated"),
+        "{err}"
+    );
+    assert_eq!(requests.lock().unwrap().len(), 2);
+}
