@@ -5,7 +5,11 @@
 //! second Ctrl-C, a server unreachable until z3 gave up. Their parts stay stored and billed until
 //! aborted. This command lists the open uploads, marks those at least `--max-age` days old with
 //! `X` and aborts them (unless `--dry-run`). Younger uploads may belong to a backup still running
-//! and are left alone; so are uploads whose start time the server does not report.
+//! and are left alone; so are uploads whose start time the server does not report, and uploads
+//! whose key is covered by a live backup lock (`<prefix>.z3-locks/<dataset>`, marked `L`): a
+//! backup of a large dataset can run for days, and aborting its upload would lose that night's
+//! backup. A lock is live unless its record is stale by its own rule ([`LockRecord::is_stale`]);
+//! a lock that exists but cannot be read or parsed counts as live.
 
 // The doc comments of the flag structs are terminal help text, not rustdoc.
 #![allow(clippy::doc_markdown)]
@@ -14,16 +18,21 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use z3_core::{DatasetName, LockRecord};
 use z3_s3::{ObjectStore, retry};
 
 const AFTER_HELP: &str = "\
 BUCKET, S3 credentials and the endpoint come from the environment or the [main] section of \
 /etc/z3_backup/z3.conf, as for z3 (unlike the original, the endpoint is honoured).
 
-Output: a table 'A | key | initiated' (A is X for the uploads aborted, or to abort with --dry-run), \
-then a summary line.
+Output: a table 'A | key | initiated' (A is X for the uploads aborted, or to abort with --dry-run; \
+L for old uploads kept because a live z3 backup lock <prefix>.z3-locks/<dataset> covers their key, \
+with a line naming the lock), then a summary line. A lock counts as live until it expires; one that \
+cannot be read counts as live too.
 
 Exit codes: 0 success, 1 error (some upload could not be aborted, S3 failures), 2 usage error.";
 
@@ -31,8 +40,9 @@ Exit codes: 0 success, 1 error (some upload could not be aborted, S3 failures), 
 #[derive(Debug, Parser)]
 #[command(name = "z3_mp_cleanup", version, after_help = AFTER_HELP, max_term_width = 100)]
 pub struct CleanupArgs {
-    /// Abort uploads started at least this many days ago (fractions allowed)
-    #[arg(long, value_name = "DAYS", default_value = "1", value_parser = parse_days)]
+    /// Abort uploads started at least this many days ago (fractions allowed); uploads of a
+    /// backup that still holds its lock are kept whatever their age
+    #[arg(long, value_name = "DAYS", default_value = "7", value_parser = parse_days)]
     pub max_age: f64,
 
     /// Only list; abort nothing
@@ -65,8 +75,10 @@ fn parse_days(text: &str) -> Result<f64, String> {
 pub struct CleanupReport {
     /// Open uploads listed.
     pub open: usize,
-    /// Old enough to abort.
+    /// Old enough to abort (and not covered by a live lock).
     pub stale: usize,
+    /// Old enough, but kept: a live backup lock covers the key.
+    pub locked: usize,
     /// Aborted (0 on a dry run).
     pub aborted: usize,
     /// Aborts that failed.
@@ -94,20 +106,31 @@ pub async fn cleanup(
         open: uploads.len(),
         ..CleanupReport::default()
     };
+    let mut locks = Locks::new(store, now, retry_config);
     writeln!(out, "A | key | initiated")?;
     for upload in &uploads {
-        let stale = upload
+        let old = upload
             .initiated
             .and_then(|t| now.duration_since(t).ok())
             .is_some_and(|age| age >= max_age);
         let started = upload.initiated.map_or_else(|| "unknown".to_owned(), utc);
-        writeln!(
-            out,
-            "{} | {} | {started}",
-            if stale { "X" } else { " " },
-            upload.key
-        )?;
-        if !stale {
+        let holder = if old {
+            locks.live_lock_of(&upload.key).await
+        } else {
+            None
+        };
+        let mark = match (old, &holder) {
+            (true, Some(_)) => "L",
+            (true, None) => "X",
+            (false, _) => " ",
+        };
+        writeln!(out, "{mark} | {} | {started}", upload.key)?;
+        if let Some(holder) = holder {
+            report.locked += 1;
+            writeln!(out, "  kept: a backup may still be writing it; {holder}")?;
+            continue;
+        }
+        if !old {
             continue;
         }
         report.stale += 1;
@@ -133,6 +156,78 @@ pub async fn cleanup(
         }
     }
     Ok(report)
+}
+
+/// The backup locks that may cover an upload's key, read once each.
+struct Locks<'a> {
+    store: &'a dyn ObjectStore,
+    now: u64,
+    retry: &'a z3_s3::RetryConfig,
+    /// Lock key → why it is live (`None`: absent or stale).
+    seen: HashMap<String, Option<String>>,
+}
+
+impl<'a> Locks<'a> {
+    fn new(store: &'a dyn ObjectStore, now: SystemTime, retry: &'a z3_s3::RetryConfig) -> Self {
+        Self {
+            store,
+            now: now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            retry,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The live lock covering `key`, described for the output, if any. A z3 object key is
+    /// `<prefix><dataset>@<snapshot>` with a prefix ending in `/`; the prefix is not known here
+    /// (the bucket may hold several), so every split at a `/` whose rest is a valid dataset
+    /// name is a candidate: `<prefix>.z3-locks/<dataset>`.
+    async fn live_lock_of(&mut self, key: &str) -> Option<String> {
+        for lock_key in lock_candidates(key) {
+            if !self.seen.contains_key(&lock_key) {
+                let state = self.read(&lock_key).await;
+                self.seen.insert(lock_key.clone(), state);
+            }
+            if let Some(Some(why)) = self.seen.get(&lock_key) {
+                return Some(why.clone());
+            }
+        }
+        None
+    }
+
+    /// Why the lock at `lock_key` is live, or `None` if there is none or it is stale.
+    async fn read(&self, lock_key: &str) -> Option<String> {
+        let url = format!("s3://{}/{lock_key}", self.store.bucket());
+        match z3_s3::read_small(self.store, lock_key, MAX_LOCK_BYTES, self.retry).await {
+            Ok(None) => None,
+            Ok(Some(body)) => match LockRecord::parse(&String::from_utf8_lossy(&body)) {
+                Ok(record) if record.is_stale(self.now) => None,
+                Ok(record) => Some(format!("the live backup lock {url} covers it: {record}")),
+                Err(err) => Some(format!(
+                    "the backup lock {url} covers it and cannot be parsed ({err}), so it counts as live"
+                )),
+            },
+            Err(err) => Some(format!(
+                "the backup lock {url} may cover it and cannot be read ({err}), so it counts as live"
+            )),
+        }
+    }
+}
+
+/// A lock record is a few hundred bytes (as in `lock.rs`).
+const MAX_LOCK_BYTES: u64 = 64 << 10;
+
+/// The lock keys that cover `key` if it is a z3 object key `<prefix><dataset>@<snapshot>`.
+fn lock_candidates(key: &str) -> Vec<String> {
+    let Some((path, _snapshot)) = key.rsplit_once('@') else {
+        return Vec::new();
+    };
+    path.match_indices('/')
+        .filter_map(|(slash, _)| {
+            let (prefix, dataset) = path.split_at(slash + 1);
+            DatasetName::new(dataset).ok()?;
+            Some(format!("{prefix}.z3-locks/{dataset}"))
+        })
+        .collect()
 }
 
 /// Runs `z3_mp_cleanup`.
@@ -165,9 +260,17 @@ pub async fn main(args: CleanupArgs, out: &mut dyn Write) -> Result<()> {
     } else {
         report.aborted
     };
+    let kept = if report.locked > 0 {
+        format!(
+            "; kept {} old upload(s) covered by a live backup lock",
+            report.locked
+        )
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "{verb} {count} of {} unfinished uploads in {} started at least {} day(s) ago",
+        "{verb} {count} of {} unfinished uploads in {} started at least {} day(s) ago{kept}",
         report.open, settings.bucket, args.max_age
     )?;
     if report.failed > 0 {
@@ -210,6 +313,19 @@ mod tests {
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(at(1_798_382_096), "2026-12-27T14:34:56Z");
         assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+
+    #[test]
+    fn lock_candidates_split_at_every_slash() {
+        assert_eq!(
+            lock_candidates("z3-backup/pool/fs@snap"),
+            ["z3-backup/.z3-locks/pool/fs", "z3-backup/pool/.z3-locks/fs"]
+        );
+        assert_eq!(lock_candidates("/pool@s"), ["/.z3-locks/pool"]);
+        assert!(lock_candidates("pool/fs@s").contains(&"pool/.z3-locks/fs".to_owned()));
+        assert!(lock_candidates("no-at-sign/key").is_empty());
+        // A name ZFS refuses is no dataset, so no lock can cover it.
+        assert!(lock_candidates("z3/po\"ol@s").is_empty());
     }
 
     #[test]

@@ -179,3 +179,116 @@ async fn the_command_aborts_a_stale_upload_on_seaweedfs() {
             .is_empty()
     );
 }
+
+fn lock_text(expires: SystemTime) -> Vec<u8> {
+    let secs = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    z3_core::LockRecord {
+        owner: "0123".into(),
+        host: "db-1".into(),
+        pid: 4242,
+        acquired: secs(expires) - 900,
+        expires: secs(expires),
+    }
+    .to_text()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn uploads_covered_by_a_live_backup_lock_are_never_aborted() {
+    let store = FaultyStore::new(MemoryStore::new("bkt"));
+    let inner = store.inner();
+    for key in [
+        "z3/pool/fs@running",
+        "z3/pool/torn@x",
+        "z3/pool/unreadable@x",
+        "z3/pool/expired@x",
+        "z3/pool/free@x",
+        "z3/pool/fs/child@y",
+    ] {
+        inner
+            .create_multipart(key, &PutOptions::default())
+            .await
+            .unwrap();
+    }
+    // A backup that has been running for 8 days holds its lock and renews it.
+    let later = SystemTime::now() + 8 * DAY;
+    let opts = PutOptions::default();
+    inner.insert(
+        "z3/.z3-locks/pool/fs",
+        lock_text(later + Duration::from_mins(10)),
+        &opts,
+    );
+    inner.insert(
+        "z3/.z3-locks/pool/torn",
+        b"owner=0123\nhost=db-".to_vec(),
+        &opts,
+    );
+    inner.insert("z3/.z3-locks/pool/unreadable", lock_text(later), &opts);
+    store.fail_key(
+        "z3/.z3-locks/pool/unreadable",
+        None,
+        10,
+        ErrorKind::AccessDenied,
+    );
+    inner.insert("z3/.z3-locks/pool/expired", lock_text(later - DAY), &opts);
+
+    let mut out = Vec::new();
+    let report = cleanup(&store, "z3/", 7 * DAY, false, later, &retry(), &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(
+        (report.open, report.stale, report.locked, report.aborted),
+        (6, 3, 3, 3),
+        "{text}"
+    );
+    let left: Vec<String> = inner
+        .list_multipart_uploads("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.key)
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "z3/pool/fs@running",
+            "z3/pool/torn@x",
+            "z3/pool/unreadable@x"
+        ],
+        "{text}"
+    );
+    assert!(text.contains("\nL | z3/pool/fs@running | 20"), "{text}");
+    assert!(
+        text.contains(
+            "  kept: a backup may still be writing it; the live backup lock s3://bkt/z3/.z3-locks/pool/fs covers it: host db-1 (pid 4242)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\nL | z3/pool/torn@x | 20"), "{text}");
+    assert!(
+        text.contains("z3/.z3-locks/pool/torn covers it and cannot be parsed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("z3/.z3-locks/pool/unreadable may cover it and cannot be read"),
+        "{text}"
+    );
+    assert!(text.contains("\nX | z3/pool/expired@x | 20"), "{text}");
+    assert!(text.contains("\nX | z3/pool/free@x | 20"), "{text}");
+    // The child dataset has its own lock key (none here); its parent's lock does not cover it.
+    assert!(text.contains("\nX | z3/pool/fs/child@y | 20"), "{text}");
+    // Locks are objects and are never touched.
+    assert!(inner.object("z3/.z3-locks/pool/expired").is_some());
+}
+
+#[test]
+fn the_default_max_age_is_a_week() {
+    use clap::Parser;
+    let args = z3_cli::cleanup::CleanupArgs::try_parse_from(["z3_mp_cleanup"]).unwrap();
+    assert!(
+        (args.max_age - 7.0).abs() < f64::EPSILON,
+        "{}",
+        args.max_age
+    );
+}
