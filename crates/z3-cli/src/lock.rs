@@ -62,12 +62,9 @@ fn new_owner() -> String {
 
 /// Reads the lock record at `key`; `Ok(None)` if there is none.
 async fn read(store: &dyn ObjectStore, key: &str) -> Result<Option<LockRecord>> {
-    // One attempt, as before: the lock's own loop decides what to do next.
-    let once = z3_s3::RetryConfig {
-        max_attempts: 1,
-        ..z3_s3::RetryConfig::default()
-    };
-    match z3_s3::read_small(store, key, MAX_LOCK_BYTES, &once).await? {
+    // Retried like every read of the bucket: a single 503 on the holder's record must not
+    // turn into "the lock cannot be read, run --break-lock" while its holder is alive.
+    match z3_s3::read_small(store, key, MAX_LOCK_BYTES, &z3_s3::RetryConfig::default()).await? {
         Some(body) => Ok(Some(LockRecord::parse(&String::from_utf8_lossy(&body))?)),
         None => Ok(None),
     }

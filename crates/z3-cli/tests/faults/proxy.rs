@@ -35,7 +35,11 @@ pub(crate) enum Op {
     Head,
     /// `PUT` without `uploadId` (`PutObject`, the lock records).
     PutObject,
-    /// Anything else (listings, plain `GET`, `DELETE` of an object).
+    /// `GET ?list-type=2` (`ListObjectsV2`).
+    List,
+    /// `GET ?uploads` (`ListMultipartUploads`).
+    ListUploads,
+    /// Anything else (plain `GET`, `DELETE` of an object).
     Other,
 }
 
@@ -54,7 +58,9 @@ impl Op {
             "PUT" if has("uploadId") && has("partNumber") => Self::UploadPart,
             "PUT" => Self::PutObject,
             "DELETE" if has("uploadId") => Self::Abort,
-            "GET" if has_range && !has("uploads") && !has("list-type") => Self::GetRange,
+            "GET" if has("list-type") => Self::List,
+            "GET" if has("uploads") => Self::ListUploads,
+            "GET" if has_range => Self::GetRange,
             "HEAD" => Self::Head,
             _ => Self::Other,
         }

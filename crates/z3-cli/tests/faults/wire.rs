@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use z3_s3::ObjectStore as _;
+
 use crate::proxy::{Fault, Op, Proxy, Rule};
 use crate::support::{RealEnv, TestDataset, assert_no_open_uploads, stderr, stdout};
 use crate::{
@@ -432,4 +434,88 @@ async fn create_response_delayed_past_the_timeout_leaves_no_upload_open() {
     )
     .await;
     assert_eq!(proxy.seen(Op::CreateMultipart), 2);
+}
+
+/// Every read of the bucket retries: `503 SlowDown` on the first LIST, and a `503` and a
+/// connection reset on the n-th HEADs, during `status`, `backup`, `verify` and `restore`. Each
+/// command succeeds (it failed on the first LIST before); the restored files are exact.
+#[tokio::test]
+async fn slow_down_and_resets_on_list_and_head_are_retried() {
+    let name = "slow_down_and_resets_on_list_and_head_are_retried";
+    let Some(env) = RealEnv::get(name) else {
+        return;
+    };
+    let ds = env.dataset("readfaults");
+    ds.write_random("big.bin", 1 << 20, 9);
+    ds.snapshot("snap-1");
+    for i in 2..=3 {
+        ds.write(&format!("f{i}.txt"), &format!("file {i}\n"));
+        ds.snapshot(&format!("snap-{i}"));
+    }
+    let out = env.z3(&ds, &["backup"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let proxy = Proxy::start(&env.endpoint);
+    let endpoint = proxy.endpoint();
+    let through_faults = |args: &[&str]| {
+        proxy.inject(Rule::new(Op::List, Fault::SlowDown, 1));
+        proxy.inject(Rule::new(Op::Head, Fault::SlowDown, 1).after(1));
+        proxy.inject(Rule::new(Op::Head, Fault::ResetRequestBody(0), 1).after(2));
+        let out = env.z3_with(&ds, args, &[("S3_ENDPOINT", &endpoint)]);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        // Every rule fired: the command met its faults and got through them.
+        proxy.finish();
+        out
+    };
+
+    let out = through_faults(&["status"]);
+    assert!(stdout(&out).contains("snap-3"), "{}", stdout(&out));
+    ds.write("f4.txt", "file 4\n");
+    ds.snapshot("snap-4");
+    through_faults(&["backup"]);
+    let out = through_faults(&["verify", "--all"]);
+    assert!(stdout(&out).contains("snap-4"), "{}", stdout(&out));
+    let expected = ds.files();
+    ds.destroy();
+    through_faults(&["restore", "snap-4"]);
+    assert!(ds.files() == expected, "restored files differ");
+    assert!(proxy.seen(Op::Head) >= 12, "{} HEADs", proxy.seen(Op::Head));
+    assert_no_open_uploads(&env.store().await, &ds.prefix).await;
+    tally(name, proxy.finish(), 4);
+}
+
+/// `503 SlowDown` on `z3_mp_cleanup`'s first `ListMultipartUploads`: retried; the stale upload
+/// is aborted as without the fault.
+#[tokio::test]
+async fn slow_down_on_list_multipart_uploads_is_retried_by_cleanup() {
+    let name = "slow_down_on_list_multipart_uploads_is_retried_by_cleanup";
+    let Some(env) = RealEnv::get(name) else {
+        return;
+    };
+    let prefix = prefix(name);
+    let store = env.store().await;
+    store
+        .create_multipart(
+            &format!("{prefix}pool/fs@left-open"),
+            &z3_s3::PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let proxy = Proxy::start(&env.endpoint);
+    proxy.inject(Rule::new(Op::ListUploads, Fault::SlowDown, 1));
+    let out = env
+        .command(env!("CARGO_BIN_EXE_z3_mp_cleanup"))
+        .env("S3_ENDPOINT", proxy.endpoint())
+        .args(["--prefix", &prefix, "--max-age", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("X | {prefix}pool/fs@left-open | 20")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(proxy.seen(Op::ListUploads), 2);
+    assert_no_open_uploads(&store, &prefix).await;
+    tally(name, proxy.finish(), 0);
 }

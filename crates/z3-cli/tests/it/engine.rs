@@ -1038,3 +1038,20 @@ async fn one_throttled_or_reset_read_among_many_fails_no_command() {
     assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
     assert!(faults.calls(Op::Head) > 8, "the HEADs were made");
 }
+
+#[tokio::test]
+async fn a_throttled_read_of_a_held_lock_still_names_the_holder() {
+    // One 503 on the HEAD of another run's lock: retried, so the second backup is refused
+    // naming the holder, not told the lock "cannot be read" and to break it.
+    use z3_s3::{ErrorKind, Op};
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "one");
+    h.foreign_lock(now() + 3600);
+    let (fh, faults) = faulty(&h);
+    faults.fail_key(LOCK_KEY, Some(Op::Head), 1, ErrorKind::Throttled);
+    let run = fh.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Locked, "{}", run.err);
+    assert!(run.err.contains("other-host (pid 7)"), "{}", run.err);
+    assert!(!run.err.contains("cannot be read"), "{}", run.err);
+    assert_eq!(faults.calls(Op::Head), 2);
+}
