@@ -292,3 +292,65 @@ fn the_default_max_age_is_a_week() {
         args.max_age
     );
 }
+
+#[tokio::test]
+async fn the_command_keeps_an_upload_under_a_live_lock_on_seaweedfs() {
+    let Some(env) = RealEnv::get("the_command_keeps_an_upload_under_a_live_lock_on_seaweedfs")
+    else {
+        return;
+    };
+    let store = env.store().await;
+    let prefix = format!("cleanup-lock-{}/", std::process::id());
+    for key in ["pool/busy@running", "pool/idle@left-open"] {
+        store
+            .create_multipart(&format!("{prefix}{key}"), &PutOptions::default())
+            .await
+            .unwrap();
+    }
+    // The lock of a backup still running: it expires in an hour.
+    store
+        .put(
+            &format!("{prefix}.z3-locks/pool/busy"),
+            lock_text(SystemTime::now() + Duration::from_hours(1)).into(),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let out = env
+        .command(env!("CARGO_BIN_EXE_z3_mp_cleanup"))
+        .args(["--prefix", &prefix, "--max-age", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("\nL | {prefix}pool/busy@running | 20")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "the live backup lock s3://{}/{prefix}.z3-locks/pool/busy covers it: host db-1 (pid 4242)",
+            env.bucket
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\nX | {prefix}pool/idle@left-open | 20")),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("; kept 1 old upload(s) covered by a live backup lock\n"),
+        "{text}"
+    );
+    let left = store.list_multipart_uploads(&prefix).await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].key, format!("{prefix}pool/busy@running"));
+    store
+        .abort_multipart(&left[0].key, &left[0].upload_id)
+        .await
+        .unwrap();
+    store
+        .delete(&format!("{prefix}.z3-locks/pool/busy"))
+        .await
+        .unwrap();
+}
