@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use z3_s3::{
     AwsStore, DownloadConfig, Downloader, MAX_OBJECT_SIZE, MAX_PART_SIZE, MultipartUploader,
-    ObjectStore, PutOptions, UploadConfig, parse_size, part_size,
+    PutOptions, UploadConfig, parse_size, part_size,
 };
 
 use crate::config::{FlagOverrides, MAX_CONCURRENCY, Settings};
