@@ -1,6 +1,15 @@
 //! The backup lock: an S3 object created with `If-None-Match: *`, renewed while the backup runs
 //! and deleted at the end. See [`z3_core::LockRecord`] for its content and docs/operations.md
 //! for how to break a stale one.
+//!
+//! Every change after the create is conditional on the ETag this run last saw or wrote, so the
+//! server decides races atomically: a stale lock is taken over with `If-Match: <its ETag>` (of
+//! two runs, one wins), renewed with `If-Match: <our ETag>` (a renewal after a break or a
+//! release fails instead of bringing the lock back) and released with a `DELETE` `If-Match:
+//! <our ETag>` (a lock another run took in between stays). A record read torn, short, or from
+//! an object replaced during the read (the `GET` is pinned to the `HEAD`'s ETag) counts as
+//! held. On a server that ignores `If-Match` the owner checks by reading (before renewing and
+//! releasing, and after a takeover) remain, with their smaller windows.
 
 use std::hash::{BuildHasher, RandomState};
 use std::io::Write;
@@ -9,9 +18,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
+use std::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use z3_core::LockRecord;
+
 use z3_s3::{ErrorKind, ObjectStore, PutOptions};
 
 /// How long a lock holds without renewal by default; it is renewed every third of that.
@@ -28,6 +39,9 @@ pub struct HeldLock {
     store: Arc<dyn ObjectStore>,
     key: String,
     owner: String,
+    /// The ETag of our record as last written (`None` from a server that sends none).
+    etag: Arc<Mutex<Option<String>>>,
+    stop: CancellationToken,
     renewal: JoinHandle<()>,
 }
 
@@ -60,14 +74,69 @@ fn new_owner() -> String {
     format!("{random:016x}")
 }
 
-/// Reads the lock record at `key`; `Ok(None)` if there is none.
-async fn read(store: &dyn ObjectStore, key: &str) -> Result<Option<LockRecord>> {
-    // Retried like every read of the bucket: a single 503 on the holder's record must not
-    // turn into "the lock cannot be read, run --break-lock" while its holder is alive.
-    match z3_s3::read_small(store, key, MAX_LOCK_BYTES, &z3_s3::RetryConfig::default()).await? {
-        Some(body) => Ok(Some(LockRecord::parse(&String::from_utf8_lossy(&body))?)),
-        None => Ok(None),
+/// A lock record and the ETag of the object it was read from.
+#[derive(Debug)]
+struct Seen {
+    record: LockRecord,
+    etag: Option<String>,
+}
+
+/// Reads the lock record at `key`; `Ok(None)` if there is none. Retried like every read of the
+/// bucket (a single 503 on the holder's record must not turn into "the lock cannot be read"
+/// while its holder is alive). The `GET` is pinned to the `HEAD`'s ETag and must return the
+/// whole record, so a record replaced or cut short during the read is an error (which callers
+/// count as held), never a torn record that parses into an early expiry.
+async fn read(store: &dyn ObjectStore, key: &str) -> Result<Option<Seen>> {
+    let retry = z3_s3::RetryConfig::default();
+    let info = match z3_s3::head_with_retry(store, key, &retry).await {
+        Ok(info) => info,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    if info.size > MAX_LOCK_BYTES {
+        bail!(
+            "the lock record is {} bytes, more than a lock record",
+            info.size
+        );
     }
+    let etag = info.etag.as_deref();
+    let body = z3_s3::retry(&retry, "get", || async {
+        let mut pieces = Vec::new();
+        store
+            .read_range(key, 0..info.size, etag, &mut pieces)
+            .await?;
+        Ok(pieces.concat())
+    })
+    .await;
+    let body = match body {
+        Ok(body) => body,
+        // Released between HEAD and GET.
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+        // A pinned read of a record that was replaced in between (HTTP 412).
+        Err(err) if etag.is_some() && err.kind() == ErrorKind::AlreadyExists => {
+            bail!("the lock record changed while it was read")
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if body.len() as u64 != info.size {
+        bail!(
+            "the lock record was cut short at {} of {} bytes",
+            body.len(),
+            info.size
+        );
+    }
+    let record = LockRecord::parse(&String::from_utf8_lossy(&body))?;
+    Ok(Some(Seen {
+        record,
+        etag: info.etag,
+    }))
+}
+
+/// Whether a conditional write or delete (`If-Match` on the ETag we read or wrote) failed
+/// because the lock object is no longer that one: another ETag (HTTP 412) or none at all
+/// (AWS answers 404 to `If-Match` on a missing key).
+fn lost_condition(err: &z3_s3::Error) -> bool {
+    matches!(err.kind(), ErrorKind::AlreadyExists | ErrorKind::NotFound)
 }
 
 /// A lock record is a few hundred bytes.
@@ -89,11 +158,12 @@ pub struct LockRequest<'a> {
 }
 
 /// Takes the lock, or fails with [`LockedError`] naming the holder. A stale lock (its holder
-/// stopped renewing it) is taken over with a warning on `err_out`; `break_lock` removes any lock
-/// first. `lost` is cancelled if the lock is taken from us while we hold it.
+/// stopped renewing it) is taken over with a warning on `err_out`, by replacing exactly the
+/// stale record read (`If-Match`); `break_lock` removes any lock first. `lost` is cancelled if
+/// the lock is taken from us while we hold it.
 ///
 /// # Errors
-/// [`LockedError`] if another run holds it; S3 errors.
+/// [`LockedError`] if another run holds it (or its record cannot be read whole); S3 errors.
 pub async fn acquire(
     store: &Arc<dyn ObjectStore>,
     request: &LockRequest<'_>,
@@ -109,7 +179,9 @@ pub async fn acquire(
     } = *request;
     if break_lock {
         match read(store.as_ref(), key).await {
-            Ok(Some(holder)) => writeln!(err_out, "breaking the lock {url} held by {holder}")?,
+            Ok(Some(holder)) => {
+                writeln!(err_out, "breaking the lock {url} held by {}", holder.record)?;
+            }
             Ok(None) => {}
             Err(err) => writeln!(err_out, "breaking the lock {url} ({err:#})")?,
         }
@@ -119,10 +191,6 @@ pub async fn acquire(
             .with_context(|| format!("cannot delete the lock {url}"))?;
     }
     let owner = new_owner();
-    let options = PutOptions {
-        if_none_match: true,
-        ..PutOptions::default()
-    };
     for attempt in 0..3 {
         let now = unix_now();
         let record = LockRecord {
@@ -132,20 +200,12 @@ pub async fn acquire(
             acquired: now,
             expires: now + ttl.as_secs(),
         };
-        match store
-            .put(key, Bytes::from(record.to_text()), &options)
-            .await
-        {
-            Ok(_) => {
-                let renewal =
-                    tokio::spawn(renew(Arc::clone(store), key.to_owned(), record, ttl, lost));
-                return Ok(HeldLock {
-                    store: Arc::clone(store),
-                    key: key.to_owned(),
-                    owner,
-                    renewal,
-                });
-            }
+        let create = PutOptions {
+            if_none_match: true,
+            ..PutOptions::default()
+        };
+        match store.put(key, Bytes::from(record.to_text()), &create).await {
+            Ok(etag) => return Ok(hold(store, key, record, etag, ttl, lost)),
             Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
             Err(err) => {
                 return Err(err).with_context(|| format!("cannot take the backup lock {url}"));
@@ -154,16 +214,21 @@ pub async fn acquire(
         match read(store.as_ref(), key).await {
             // Released between our attempt and the read: try again.
             Ok(None) => {}
-            Ok(Some(holder)) if holder.is_stale(unix_now()) && attempt < 2 => {
-                writeln!(err_out, "taking over the stale lock {url} of {holder}")?;
-                store
-                    .delete(key)
-                    .await
-                    .with_context(|| format!("cannot delete the lock {url}"))?;
+            Ok(Some(holder)) if holder.record.is_stale(unix_now()) && attempt < 2 => {
+                writeln!(
+                    err_out,
+                    "taking over the stale lock {url} of {}",
+                    holder.record
+                )?;
+                if let Some(etag) = take_over(store.as_ref(), key, &holder, &record, url).await? {
+                    return Ok(hold(store, key, record, etag, ttl, lost));
+                }
+                // Another run replaced the stale record first: look again.
             }
             Ok(Some(holder)) => bail!(LockedError(format!(
-                "another z3 backup of {what} holds the lock {url}: {holder}; if that run is gone, \
-                 wait until the lock expires or run `z3 backup --break-lock`"
+                "another z3 backup of {what} holds the lock {url}: {}; if that run is gone, \
+                 wait until the lock expires or run `z3 backup --break-lock`",
+                holder.record
             ))),
             Err(err) => bail!(LockedError(format!(
                 "the lock {url} exists but cannot be read ({err:#}); if no backup is running, \
@@ -176,56 +241,194 @@ pub async fn acquire(
     )))
 }
 
-/// Renews the lock every third of its TTL while it is still ours; cancels `lost` if another run
-/// took it.
-async fn renew(
-    store: Arc<dyn ObjectStore>,
-    key: String,
-    mut record: LockRecord,
+/// Replaces the stale record `holder` with ours, only if the key still holds exactly that
+/// object (`If-Match`); returns our ETag, or `None` when another run changed the key first.
+/// A server without ETags gets the old delete-and-create, which two runs can both win.
+async fn take_over(
+    store: &dyn ObjectStore,
+    key: &str,
+    holder: &Seen,
+    record: &LockRecord,
+    url: &str,
+) -> Result<Option<String>> {
+    let body = Bytes::from(record.to_text());
+    let Some(stale) = &holder.etag else {
+        tracing::warn!(
+            key,
+            "the server sends no ETag: the stale lock is deleted and created again, which is not atomic"
+        );
+        store
+            .delete(key)
+            .await
+            .with_context(|| format!("cannot delete the lock {url}"))?;
+        let create = PutOptions {
+            if_none_match: true,
+            ..PutOptions::default()
+        };
+        return match store.put(key, body, &create).await {
+            Ok(etag) => Ok(Some(etag)),
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("cannot take the backup lock {url}")),
+        };
+    };
+    let replace = PutOptions {
+        if_match: Some(stale.clone()),
+        ..PutOptions::default()
+    };
+    let etag = match store.put(key, body, &replace).await {
+        Ok(etag) => etag,
+        Err(err) if lost_condition(&err) => return Ok(None),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot take over the backup lock {url}"));
+        }
+    };
+    // Read back: on a server that ignores If-Match, a run that replaced the record after us
+    // shows here (the window is smaller, not closed).
+    match read(store, key).await {
+        Ok(Some(now)) if now.record.owner == record.owner => Ok(Some(etag)),
+        Ok(_) => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read back the backup lock {url}")),
+    }
+}
+
+/// Starts renewing the lock we just wrote (ETag `etag`).
+fn hold(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    record: LockRecord,
+    etag: String,
     ttl: Duration,
     lost: CancellationToken,
-) {
+) -> HeldLock {
+    let owner = record.owner.clone();
+    let etag = Arc::new(Mutex::new(Some(etag).filter(|e| !e.is_empty())));
+    let stop = CancellationToken::new();
+    let renewal = tokio::spawn(renew(
+        Renewal {
+            store: Arc::clone(store),
+            key: key.to_owned(),
+            etag: Arc::clone(&etag),
+            stop: stop.clone(),
+            lost,
+        },
+        record,
+        ttl,
+    ));
+    HeldLock {
+        store: Arc::clone(store),
+        key: key.to_owned(),
+        owner,
+        etag,
+        stop,
+        renewal,
+    }
+}
+
+/// What the renewal task shares with its [`HeldLock`].
+struct Renewal {
+    store: Arc<dyn ObjectStore>,
+    key: String,
+    etag: Arc<Mutex<Option<String>>>,
+    /// Cancelled by [`HeldLock::release`]; checked between renewals, never mid-request.
+    stop: CancellationToken,
+    lost: CancellationToken,
+}
+
+fn current(etag: &Mutex<Option<String>>) -> Option<String> {
+    etag.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// Renews the lock every third of its TTL while it is still ours, with `If-Match` on the ETag
+/// we last wrote; cancels `lost` if another run took it or it was broken (the conditional
+/// renewal then fails and writes nothing).
+async fn renew(renewal: Renewal, mut record: LockRecord, ttl: Duration) {
+    let Renewal {
+        store,
+        key,
+        etag,
+        stop,
+        lost,
+    } = renewal;
+    let lose = |holder: String| {
+        tracing::error!(key, %holder, "the backup lock was taken from this run; stopping");
+        lost.cancel();
+    };
     loop {
-        tokio::time::sleep(ttl / 3).await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(ttl / 3) => {}
+        }
         match read(store.as_ref(), &key).await {
-            Ok(Some(current)) if current.owner == record.owner => {}
+            Ok(Some(current)) if current.record.owner == record.owner => {}
             Ok(holder) => {
-                let holder = holder.map_or_else(|| "nobody".to_owned(), |h| h.to_string());
-                tracing::error!(key, %holder, "the backup lock was taken from this run; stopping");
-                lost.cancel();
+                lose(holder.map_or_else(|| "nobody".to_owned(), |h| h.record.to_string()));
                 return;
             }
             Err(err) => {
-                tracing::warn!(key, error = %err, "cannot read the backup lock to renew it");
+                tracing::warn!(key, error = %format!("{err:#}"), "cannot read the backup lock to renew it");
                 continue;
             }
         }
         record.expires = unix_now() + ttl.as_secs();
-        if let Err(err) = store
-            .put(&key, Bytes::from(record.to_text()), &PutOptions::default())
+        let options = PutOptions {
+            if_match: current(&etag),
+            ..PutOptions::default()
+        };
+        match store
+            .put(&key, Bytes::from(record.to_text()), &options)
             .await
         {
-            tracing::warn!(key, error = %err, "cannot renew the backup lock");
+            Ok(new) => {
+                *etag
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(new).filter(|e| !e.is_empty());
+            }
+            Err(err) if lost_condition(&err) => {
+                lose("another run, or nobody (the lock was broken)".to_owned());
+                return;
+            }
+            Err(err) => tracing::warn!(key, error = %err, "cannot renew the backup lock"),
         }
     }
 }
 
 impl HeldLock {
-    /// Stops renewing and deletes the lock if it is still ours.
+    /// Stops renewing (waiting for a renewal in flight, so none can land after the delete)
+    /// and deletes the lock only if it still is the record we last wrote (`If-Match`).
     pub async fn release(self) {
-        self.renewal.abort();
+        self.stop.cancel();
+        if let Err(err) = self.renewal.await {
+            tracing::warn!(key = self.key, error = %err, "the lock renewal task failed");
+        }
         match read(self.store.as_ref(), &self.key).await {
-            Ok(Some(current)) if current.owner == self.owner => {
-                if let Err(err) = self.store.delete(&self.key).await {
-                    tracing::warn!(key = self.key, error = %err, "cannot delete the backup lock; it expires by itself");
-                }
+            Ok(Some(current)) if current.record.owner == self.owner => {}
+            Ok(_) => {
+                tracing::warn!(
+                    key = self.key,
+                    "the backup lock was no longer ours at the end"
+                );
+                return;
             }
-            Ok(_) => tracing::warn!(
+            Err(err) => {
+                tracing::warn!(key = self.key, error = %format!("{err:#}"), "cannot read the backup lock to release it");
+                return;
+            }
+        }
+        let result = match current(&self.etag) {
+            Some(etag) => self.store.delete_if_match(&self.key, &etag).await,
+            None => self.store.delete(&self.key).await,
+        };
+        match result {
+            Ok(()) => {}
+            Err(err) if lost_condition(&err) => tracing::warn!(
                 key = self.key,
-                "the backup lock was no longer ours at the end"
+                "the backup lock was taken by another run as it was released; it stays"
             ),
             Err(err) => {
-                tracing::warn!(key = self.key, error = %err, "cannot read the backup lock to release it");
+                tracing::warn!(key = self.key, error = %err, "cannot delete the backup lock; it expires by itself");
             }
         }
     }

@@ -642,6 +642,7 @@ impl ObjectStore for AwsStore {
     }
 
     async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {
+        options.precondition()?;
         let out = self
             .bulk
             .put_object()
@@ -652,6 +653,7 @@ impl ObjectStore for AwsStore {
             .set_storage_class(options.storage_class.as_deref().map(StorageClass::from))
             .set_acl(options.acl.as_deref().map(ObjectCannedAcl::from))
             .set_if_none_match(options.if_none_match.then(|| "*".to_owned()))
+            .set_if_match(options.if_match.clone())
             .send()
             .await
             .map_err(|err| map_sdk_error(err, &self.ctx(Op::Put, Some(key))))?;
@@ -663,6 +665,18 @@ impl ObjectStore for AwsStore {
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
+            .send()
+            .await
+            .map_err(|err| map_sdk_error(err, &self.ctx(Op::Delete, Some(key))))?;
+        Ok(())
+    }
+
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_match(etag)
             .send()
             .await
             .map_err(|err| map_sdk_error(err, &self.ctx(Op::Delete, Some(key))))?;

@@ -37,6 +37,19 @@ struct Faults {
     get_ranges: Vec<(String, Range<u64>)>,
     /// Calls still let through before the store "crashes" (see [`FaultyStore::crash_after`]).
     crash_after: Option<u64>,
+    /// Writes of another client to land between our calls.
+    interpose: Vec<Interposed>,
+}
+
+/// A write of another client that [`FaultyStore::write_before`] lands between our calls.
+#[derive(Debug)]
+struct Interposed {
+    op: Op,
+    nth: u64,
+    /// Land after the call returned instead of before it reached the store.
+    after: bool,
+    key: String,
+    body: Option<Bytes>,
 }
 
 /// What [`FaultyStore`] does to the object checksum that `complete_multipart` or
@@ -175,6 +188,65 @@ impl<S: ObjectStore> FaultyStore<S> {
         self.lock().truncate_next_get = Some(keep);
     }
 
+    /// Just before the `nth` call of `op` on this wrapper (counting every call since it was
+    /// made, 1-based) reaches the store, another client stores `body` under `key`, or deletes
+    /// `key` for `None`: a write racing ours, landing in between. Supported for
+    /// [`Op::Head`], [`Op::GetRange`], [`Op::Put`] and [`Op::Delete`].
+    pub fn write_before(&self, op: Op, nth: u64, key: &str, body: Option<Bytes>) {
+        self.lock().interpose.push(Interposed {
+            op,
+            nth,
+            after: false,
+            key: key.to_owned(),
+            body,
+        });
+    }
+
+    /// Like [`write_before`](Self::write_before), but the write lands just after the `nth`
+    /// call of `op` returned (supported for [`Op::GetRange`]): another client acting on what
+    /// it read at the same time as us.
+    pub fn write_after(&self, op: Op, nth: u64, key: &str, body: Option<Bytes>) {
+        self.lock().interpose.push(Interposed {
+            op,
+            nth,
+            after: true,
+            key: key.to_owned(),
+            body,
+        });
+    }
+
+    /// Lands the writes planned with [`write_before`](Self::write_before) for this call.
+    async fn interpose(&self, op: Op) {
+        self.land(op, false).await;
+    }
+
+    /// Lands the writes planned with [`write_before`](Self::write_before) or
+    /// [`write_after`](Self::write_after).
+    async fn land(&self, op: Op, after: bool) {
+        let due: Vec<Interposed> = {
+            let mut faults = self.lock();
+            let count = faults.calls.get(&op).copied().unwrap_or(0);
+            let (due, rest) = std::mem::take(&mut faults.interpose)
+                .into_iter()
+                .partition(|w| w.op == op && w.nth == count && w.after == after);
+            faults.interpose = rest;
+            due
+        };
+        for write in due {
+            let result = match write.body {
+                Some(body) => self
+                    .inner
+                    .put(&write.key, body, &PutOptions::default())
+                    .await
+                    .map(drop),
+                None => self.inner.delete(&write.key).await,
+            };
+            if let Err(err) = result {
+                tracing::warn!(error = %err, "FaultyStore: the interposed write failed");
+            }
+        }
+    }
+
     /// How many times `op` was called on this wrapper, failed or not.
     #[must_use]
     pub fn calls(&self, op: Op) -> u64 {
@@ -310,6 +382,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
 
     async fn head(&self, key: &str) -> Result<ObjectInfo> {
         self.enter(Op::Head, key, None)?;
+        self.interpose(Op::Head).await;
         let result = self.inner.head(key).await;
         self.leave(Op::Head, key, result)
     }
@@ -334,6 +407,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         self.enter(Op::GetRange, key, None)?;
+        self.interpose(Op::GetRange).await;
         self.lock().get_ranges.push((key.to_owned(), range.clone()));
         let result = self.inner.get_range(key, range).await;
         let mut bytes = self.leave(Op::GetRange, key, result)?;
@@ -351,12 +425,14 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         out: &mut Vec<Bytes>,
     ) -> Result<u64> {
         self.enter(Op::GetRange, key, None)?;
+        self.interpose(Op::GetRange).await;
         self.lock().get_ranges.push((key.to_owned(), range.clone()));
         let mut pieces = Vec::new();
         let result = self
             .inner
             .read_range(key, range, if_match, &mut pieces)
             .await;
+        self.land(Op::GetRange, true).await;
         self.leave(Op::GetRange, key, result)?;
         let mut bytes: Bytes = if pieces.len() == 1 {
             pieces.swap_remove(0)
@@ -375,13 +451,22 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
 
     async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {
         self.enter(Op::Put, key, None)?;
+        self.interpose(Op::Put).await;
         let result = self.inner.put(key, body, options).await;
         self.leave(Op::Put, key, result)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.enter(Op::Delete, key, None)?;
+        self.interpose(Op::Delete).await;
         let result = self.inner.delete(key).await;
+        self.leave(Op::Delete, key, result)
+    }
+
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<()> {
+        self.enter(Op::Delete, key, None)?;
+        self.interpose(Op::Delete).await;
+        let result = self.inner.delete_if_match(key, etag).await;
         self.leave(Op::Delete, key, result)
     }
 

@@ -341,16 +341,12 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {
+        let precondition = options.precondition()?;
         let mut state = self.enter(Op::Put)?;
-        if options.if_none_match && state.objects.contains_key(key) {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!(
-                    "{} exists (If-None-Match: *)",
-                    object_url(&self.bucket, key)
-                ),
-            ));
-        }
+        let existing = state.objects.get(key).map(|o| o.etag.as_str());
+        check_precondition(&precondition, existing).map_err(|(kind, what)| {
+            Error::new(kind, format!("put {}: {what}", object_url(&self.bucket, key)))
+        })?;
         let etag = etag_of(&body);
         state
             .objects
@@ -360,6 +356,21 @@ impl ObjectStore for MemoryStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let mut state = self.enter(Op::Delete)?;
+        state.objects.remove(key);
+        Ok(())
+    }
+
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<()> {
+        let mut state = self.enter(Op::Delete)?;
+        let existing = state.objects.get(key).map(|o| o.etag.as_str());
+        check_precondition(&Precondition::Unchanged(etag.to_owned()), existing).map_err(
+            |(kind, what)| {
+                Error::new(
+                    kind,
+                    format!("delete {}: {what}", object_url(&self.bucket, key)),
+                )
+            },
+        )?;
         state.objects.remove(key);
         Ok(())
     }

@@ -53,6 +53,32 @@ pub struct PutOptions {
     /// [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists). Atomic on the server:
     /// of two racing puts, one fails.
     pub if_none_match: bool,
+    /// [`ObjectStore::put`] only: replace the object only if it still has this ETag
+    /// (`If-Match: "<etag>"`, quotes included as the server sent them); another ETag fails the
+    /// put with [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists) (HTTP 412) and a
+    /// missing object with [`ErrorKind::NotFound`](crate::ErrorKind::NotFound). Setting it
+    /// together with [`if_none_match`](Self::if_none_match) is an
+    /// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest).
+    pub if_match: Option<String>,
+}
+
+impl PutOptions {
+    /// The write condition these options ask of a put.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) when both
+    /// `if_none_match` and `if_match` are set: no object can satisfy both.
+    pub fn precondition(&self) -> Result<Precondition> {
+        match (self.if_none_match, &self.if_match) {
+            (false, None) => Ok(Precondition::None),
+            (true, None) => Ok(Precondition::KeyFree),
+            (false, Some(etag)) => Ok(Precondition::Unchanged(etag.clone())),
+            (true, Some(etag)) => Err(crate::Error::new(
+                crate::ErrorKind::InvalidRequest,
+                format!("put options ask for both If-None-Match: * and If-Match: {etag}"),
+            )),
+        }
+    }
 }
 
 /// What the object at a key must be for a completion to take effect (`If-None-Match` /
@@ -328,6 +354,15 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Any store error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Deletes `key` only if it holds an object with ETag `etag` (`If-Match`), atomically on
+    /// the server. Servers that ignore the header delete unconditionally.
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists) (HTTP 412) when the key
+    /// holds another object; [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when it holds
+    /// none (AWS answers 404 then; servers that answer 204 succeed).
+    async fn delete_if_match(&self, key: &str, etag: &str) -> Result<()>;
 
     /// Starts a multipart upload for `key`; the headers in `options` apply to the final object.
     ///

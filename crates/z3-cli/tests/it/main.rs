@@ -5,6 +5,7 @@ mod cli;
 mod e2e;
 mod engine;
 mod fuzz;
+mod lock;
 mod moto;
 mod overwrite;
 mod promises;

@@ -520,6 +520,9 @@ impl ObjectStore for GateStore {
     async fn delete(&self, key: &str) -> z3_s3::Result<()> {
         self.inner.delete(key).await
     }
+    async fn delete_if_match(&self, key: &str, etag: &str) -> z3_s3::Result<()> {
+        self.inner.delete_if_match(key, etag).await
+    }
     async fn create_multipart(&self, key: &str, options: &PutOptions) -> z3_s3::Result<UploadId> {
         self.inner.create_multipart(key, options).await
     }

@@ -1,0 +1,206 @@
+//! The backup lock's races, decided by the server's conditional requests: another run's write
+//! lands between our read and our write (`FaultyStore::write_before`).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use z3_cli::lock::{LockRequest, LockedError, acquire};
+use z3_core::LockRecord;
+use z3_s3::{FaultyStore, MemoryStore, ObjectStore, Op, PutOptions};
+
+const KEY: &str = "z3-backup/.z3-locks/pool/fs";
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn record(owner: &str, expires: u64) -> Bytes {
+    LockRecord {
+        owner: owner.into(),
+        host: format!("{owner}-host"),
+        pid: 7,
+        acquired: now() - 60,
+        expires,
+    }
+    .to_text()
+    .into()
+}
+
+fn request(ttl: Duration) -> LockRequest<'static> {
+    LockRequest {
+        key: KEY,
+        url: "s3://bucket/z3-backup/.z3-locks/pool/fs",
+        what: "pool/fs",
+        ttl,
+        break_lock: false,
+    }
+}
+
+fn store() -> Arc<FaultyStore<MemoryStore>> {
+    Arc::new(FaultyStore::new(MemoryStore::new("bucket")))
+}
+
+fn holder(store: &FaultyStore<MemoryStore>) -> Option<String> {
+    store
+        .inner()
+        .object(KEY)
+        .map(|(data, _, _)| String::from_utf8_lossy(&data).into_owned())
+}
+
+#[tokio::test]
+async fn two_runs_racing_for_a_stale_lock_one_wins() {
+    // Both runs read the stale record; run B takes it over right after run A's read (before
+    // A acts on it). A's takeover must fail its If-Match: A is refused, B's lock stays.
+    let store = store();
+    store
+        .inner()
+        .insert(KEY, record("stale", now() - 10), &PutOptions::default());
+    // GET 1 is A's read of the stale record.
+    store.write_after(Op::GetRange, 1, KEY, Some(record("run-b", now() + 3600)));
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let mut err_out = Vec::new();
+    let result = acquire(
+        &dyn_store,
+        &request(Duration::from_mins(15)),
+        CancellationToken::new(),
+        &mut err_out,
+    )
+    .await;
+    let err = result.expect_err("run A must not hold the lock run B took");
+    assert!(err.is::<LockedError>(), "{err:#}");
+    assert!(format!("{err:#}").contains("run-b-host"), "{err:#}");
+    assert!(holder(&store).unwrap().contains("owner=run-b"));
+}
+
+#[tokio::test]
+async fn a_renewal_after_the_lock_was_broken_and_retaken_fails_and_writes_nothing() {
+    // Between the renewal's owner check and its write, another run breaks the lock and takes
+    // it: the renewal's If-Match fails, the run learns it lost the lock, the new lock stays.
+    let store = store();
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let lost = CancellationToken::new();
+    let held = acquire(
+        &dyn_store,
+        &request(Duration::from_millis(300)),
+        lost.clone(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap();
+    // Put 1 was our create; put 2 is the first renewal.
+    store.write_before(Op::Put, 2, KEY, Some(record("breaker", now() + 3600)));
+    tokio::time::timeout(Duration::from_mins(1), lost.cancelled())
+        .await
+        .expect("the run did not notice it lost the lock");
+    assert!(holder(&store).unwrap().contains("owner=breaker"));
+    held.release().await;
+    assert!(
+        holder(&store).unwrap().contains("owner=breaker"),
+        "release left the new holder's lock alone"
+    );
+}
+
+#[tokio::test]
+async fn a_renewal_cannot_bring_back_a_released_lock() {
+    // The lock is deleted (broken with --break-lock, or released) between the renewal's owner
+    // check and its write: the renewal fails instead of creating the lock again.
+    let store = store();
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let lost = CancellationToken::new();
+    let _held = acquire(
+        &dyn_store,
+        &request(Duration::from_millis(300)),
+        lost.clone(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap();
+    store.write_before(Op::Put, 2, KEY, None);
+    tokio::time::timeout(Duration::from_mins(1), lost.cancelled())
+        .await
+        .expect("the run did not notice it lost the lock");
+    assert_eq!(holder(&store), None, "the renewal brought the lock back");
+}
+
+#[tokio::test]
+async fn a_release_racing_a_takeover_leaves_the_new_holder_alone() {
+    // Between the release's owner check and its delete, another run takes the lock: the
+    // delete's If-Match fails and the other run's lock stays.
+    let store = store();
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let held = acquire(
+        &dyn_store,
+        &request(Duration::from_mins(15)),
+        CancellationToken::new(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap();
+    store.write_before(Op::Delete, 1, KEY, Some(record("next-run", now() + 3600)));
+    held.release().await;
+    assert!(holder(&store).unwrap().contains("owner=next-run"));
+}
+
+#[tokio::test]
+async fn a_release_after_renewals_deletes_the_renewed_lock() {
+    // The release uses the ETag of the last renewal, so it deletes our (renewed) lock.
+    let store = store();
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let held = acquire(
+        &dyn_store,
+        &request(Duration::from_millis(300)),
+        CancellationToken::new(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap();
+    // Wait for two renewals (every 100 ms).
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while store.calls(Op::Put) < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the lock was not renewed");
+    held.release().await;
+    assert_eq!(holder(&store), None);
+}
+
+#[tokio::test]
+async fn a_record_replaced_while_it_is_read_counts_as_held() {
+    // A stale record is replaced by a live one two bytes longer (a longer `acquired`) between
+    // HEAD and GET: read to the old length, the new record loses the last digit of `expires`
+    // (and its newline), which parses as a time in 1975. That torn read must count as held.
+    let store = store();
+    store
+        .inner()
+        .insert(KEY, record("stale", now() - 10), &PutOptions::default());
+    let live = LockRecord {
+        owner: "stale".into(),
+        host: "stale-host".into(),
+        pid: 7,
+        acquired: now() * 100,
+        expires: now() + 3600,
+    };
+    store.write_before(Op::GetRange, 1, KEY, Some(Bytes::from(live.to_text())));
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let err = acquire(
+        &dyn_store,
+        &request(Duration::from_mins(15)),
+        CancellationToken::new(),
+        &mut Vec::new(),
+    )
+    .await
+    .expect_err("a record changed during the read is held");
+    assert!(err.is::<LockedError>(), "{err:#}");
+    assert!(
+        holder(&store)
+            .unwrap()
+            .contains(&format!("acquired={}", live.acquired))
+    );
+}
