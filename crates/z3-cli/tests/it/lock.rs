@@ -204,3 +204,107 @@ async fn a_record_replaced_while_it_is_read_counts_as_held() {
             .contains(&format!("acquired={}", live.acquired))
     );
 }
+
+/// The lock record under `key` of a real store, if any.
+async fn real_holder(store: &dyn ObjectStore, key: &str) -> Option<String> {
+    let info = store.head(key).await.ok()?;
+    let body = store.get_range(key, 0..info.size).await.unwrap();
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn on_seaweedfs_racing_takeover_and_renewal_after_a_break_keep_one_holder() {
+    let Some(env) = crate::support::RealEnv::get("lock races on SeaweedFS") else {
+        return;
+    };
+    let store = Arc::new(FaultyStore::new(env.store().await));
+    let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let key = format!("lock-races-{}/.z3-locks/pool/fs", std::process::id());
+    let request = |ttl| LockRequest {
+        key: &key,
+        ..request(ttl)
+    };
+
+    // Two runs racing for a stale lock: B's takeover lands right after A's read.
+    store
+        .put(&key, record("stale", now() - 10), &PutOptions::default())
+        .await
+        .unwrap();
+    let gets = store.calls(Op::GetRange);
+    store.write_after(
+        Op::GetRange,
+        gets + 1,
+        &key,
+        Some(record("run-b", now() + 3600)),
+    );
+    let err = acquire(
+        &dyn_store,
+        &request(Duration::from_mins(15)),
+        CancellationToken::new(),
+        &mut Vec::new(),
+    )
+    .await
+    .expect_err("run A must not hold the lock run B took");
+    assert!(err.is::<LockedError>(), "{err:#}");
+    assert!(
+        real_holder(&*store, &key)
+            .await
+            .unwrap()
+            .contains("owner=run-b")
+    );
+    store.delete(&key).await.unwrap();
+
+    // A renewal after the lock was broken and taken by another run fails and writes nothing.
+    let lost = CancellationToken::new();
+    let held = acquire(
+        &dyn_store,
+        &request(Duration::from_millis(300)),
+        lost.clone(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap();
+    let puts = store.calls(Op::Put);
+    store.write_before(
+        Op::Put,
+        puts + 1,
+        &key,
+        Some(record("breaker", now() + 3600)),
+    );
+    tokio::time::timeout(Duration::from_mins(1), lost.cancelled())
+        .await
+        .expect("the run did not notice it lost the lock");
+    held.release().await;
+    assert!(
+        real_holder(&*store, &key)
+            .await
+            .unwrap()
+            .contains("owner=breaker")
+    );
+
+    // Release racing a takeover leaves the new holder alone.
+    store.delete(&key).await.unwrap();
+    let held = acquire(
+        &dyn_store,
+        &request(Duration::from_mins(15)),
+        CancellationToken::new(),
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap();
+    let deletes = store.calls(Op::Delete);
+    store.write_before(
+        Op::Delete,
+        deletes + 1,
+        &key,
+        Some(record("next-run", now() + 3600)),
+    );
+    held.release().await;
+    assert!(
+        real_holder(&*store, &key)
+            .await
+            .unwrap()
+            .contains("owner=next-run")
+    );
+    store.delete(&key).await.unwrap();
+}
