@@ -345,7 +345,10 @@ impl ObjectStore for MemoryStore {
         let mut state = self.enter(Op::Put)?;
         let existing = state.objects.get(key).map(|o| o.etag.as_str());
         check_precondition(&precondition, existing).map_err(|(kind, what)| {
-            Error::new(kind, format!("put {}: {what}", object_url(&self.bucket, key)))
+            Error::new(
+                kind,
+                format!("put {}: {what}", object_url(&self.bucket, key)),
+            )
         })?;
         let etag = etag_of(&body);
         state
