@@ -116,7 +116,7 @@ impl RealEnv {
         args: &[&str],
         extra: &[(&str, &str)],
     ) -> Output {
-        let output = self.z3_command(dataset, args, extra).output().unwrap();
+        let output = output_within(&mut self.z3_command(dataset, args, extra));
         eprintln!(
             "$ z3 {} -> {:?}\n--- stdout\n{}--- stderr\n{}",
             args.join(" "),
@@ -256,17 +256,61 @@ fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
 
 /// Runs `zfs ARGS` and returns stdout; panics with stderr on failure.
 pub(crate) fn zfs(args: &[&str]) -> String {
-    let output = Command::new("zfs")
-        .args(args)
-        .env("LC_ALL", "C")
-        .output()
-        .unwrap();
+    let output = output_within(Command::new("zfs").args(args).env("LC_ALL", "C"));
     assert!(
         output.status.success(),
         "zfs {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// How long one command of the suite may run before it counts as hung.
+const HANG_LIMIT: std::time::Duration = std::time::Duration::from_mins(5);
+
+/// Runs `cmd` to completion like [`Command::output`], but a command still running after
+/// [`HANG_LIMIT`] fails the test with a process listing (who waits on what) instead of hanging
+/// the suite: a hang in CI then names its cause. The command is killed first.
+pub(crate) fn output_within(cmd: &mut Command) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {cmd:?}: {err}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > HANG_LIMIT {
+            let listing = Command::new("ps")
+                .args(["-eo", "pid,ppid,stat,wchan:24,etime,args"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still ran after {HANG_LIMIT:?}; killed. Processes then:\n{listing}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 pub(crate) fn stdout(output: &Output) -> String {
