@@ -646,6 +646,14 @@ impl AgeSettings {
     }
 }
 
+/// Restores and verifies read the keys through this, only when an object is encrypted; the
+/// error stays a [`ConfigError`] (a usage error naming the key).
+impl z3_engine::KeySource for AgeSettings {
+    fn identities(&self) -> Result<Option<AgeIdentities>, z3_engine::BoxError> {
+        AgeSettings::identities(self).map_err(Into::into)
+    }
+}
+
 /// The first line of a passphrase file (without its line end).
 fn read_passphrase(path: &Path) -> Result<SecretString, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid {

@@ -29,10 +29,9 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
-/// A usage problem found after argument parsing (e.g. an unknown compressor in the config file).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+/// A usage problem found after argument parsing (e.g. an unknown compressor in the config file);
+/// the engine's own refusals of bad input are the same type.
+pub use z3_engine::UsageError;
 
 /// Picks the exit status for an error by looking at every error in its chain.
 #[must_use]
@@ -52,7 +51,7 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
         {
             return ExitStatus::Integrity;
         }
-        if cause.is::<crate::lock::LockedError>() {
+        if cause.is::<z3_engine::lock::LockedError>() {
             return ExitStatus::Locked;
         }
         if cause.is::<crate::config::ConfigError>()

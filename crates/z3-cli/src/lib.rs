@@ -13,12 +13,13 @@ pub mod config;
 pub mod engine;
 pub mod exit;
 pub mod interrupt;
-pub mod lock;
 pub mod progress;
-mod seal;
 pub mod stdio;
 pub mod sync;
 pub mod transfer;
+
+/// The backup lock, from the engine (kept here for the tests and tools that name it so).
+pub use z3_engine::lock;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -122,10 +123,3 @@ pub async fn execute(
         Outcome::HealthProblems => ExitStatus::Integrity,
     })
 }
-
-/// jemalloc for every z3 binary. Downloads hand the HTTP client's receive buffers straight to
-/// the output without copying; glibc's malloc gives those multi-100-KiB buffers back to the
-/// kernel as soon as a range is written and faults them in again for the next one (a fifth of
-/// `z3_get`'s CPU in `perf`). jemalloc keeps freed pages for reuse (10 s decay).
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -94,6 +94,28 @@ pub fn bar(mode: ProgressMode, label: &str, total: Option<u64>) -> Display {
     Display::Bar(bar)
 }
 
+/// The engine's progress ([`z3_engine::Progress`]) as terminal bars or plain lines, per the mode.
+#[derive(Debug, Clone, Copy)]
+pub struct Bars(pub ProgressMode);
+
+impl z3_engine::Progress for Bars {
+    fn start(&self, label: &str, total: Option<u64>) -> Box<dyn z3_engine::Transfer> {
+        Box::new(Progress::new(bar(self.0, label, total)))
+    }
+}
+
+impl z3_engine::Transfer for Progress {
+    fn advance(&mut self, bytes: u64) {
+        Progress::advance(self, usize::try_from(bytes).unwrap_or(usize::MAX));
+    }
+    fn finish(&mut self) {
+        Progress::finish(self);
+    }
+    fn fail(&mut self) {
+        Progress::fail(self);
+    }
+}
+
 /// Counts bytes into a [`Display`]: the bar, or a plain line at most once a second.
 #[derive(Debug)]
 pub struct Progress {

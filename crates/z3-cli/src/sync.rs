@@ -365,7 +365,7 @@ async fn buffered_pump(
         match next {
             None => break,
             Some(Ok(chunk)) => {
-                sink = match crate::engine::write_or_explain(sink, &chunk, interrupt).await {
+                sink = match z3_engine::receive::write_or_explain(sink, &chunk, interrupt).await {
                     Ok(sink) => sink,
                     Err(err) => {
                         reader.abort();
@@ -382,7 +382,7 @@ async fn buffered_pump(
     }
     // The reader ended: the stream reported end-of-file, i.e. zfs send exited successfully.
     let _ = reader.await;
-    crate::engine::finish_or_kill(sink, interrupt).await?;
+    z3_engine::receive::finish_or_kill(sink, interrupt).await?;
     Ok(total)
 }
 
@@ -453,12 +453,38 @@ pub async fn main(args: SyncArgs, console: &mut Console<'_>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
+
+    struct OnDrop(Arc<AtomicBool>);
+
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A sink whose reader never reads (the write blocks once the 64 KiB duplex buffer is
+    /// full) and whose "process" records being killed (its completion future dropped unfinished).
+    fn stalled_sink() -> (ReceiveSink, Arc<AtomicBool>, tokio::io::DuplexStream) {
+        let (writer, reader) = tokio::io::duplex(64 << 10);
+        let killed = Arc::new(AtomicBool::new(false));
+        let guard = OnDrop(Arc::clone(&killed));
+        let completion = async move {
+            std::future::pending::<()>().await;
+            drop(guard);
+            Ok(())
+        };
+        (
+            ReceiveSink::from_parts(writer, completion, "zfs receive pool/fs@s".into()),
+            killed,
+            reader,
+        )
+    }
 
     #[tokio::test]
     async fn an_interrupt_stops_a_sync_whose_receiver_stopped_reading() {
-        let (sink, killed, _reader) = crate::engine::pump_tests::stalled_sink();
+        let (sink, killed, _reader) = stalled_sink();
         let source = std::io::Cursor::new(vec![7u8; 16 << 20]);
         let stream = SendStream::from_parts(source, async { Ok(()) }, "zfs send p@s".into());
         let stream = ProgressReader::new(stream, bar(ProgressMode::Never, "p@s", None));

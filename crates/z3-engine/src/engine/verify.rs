@@ -7,10 +7,11 @@ use tokio::io::AsyncReadExt;
 use z3_codec::{BoxedReader, Decoding, DigestHandle, DigestReader, apply_all, is_encrypted};
 use z3_core::humanize::humanize;
 use z3_core::verify::{chain_of, continuity, sample};
-use z3_core::{Digest, RemoteSnapshot, SealCheck, SnapshotName};
+use z3_core::{Digest, RemoteSnapshot, SealCheck};
 
-use super::{Console, Engine, Outcome, PUMP_BUFFER};
-use crate::args::VerifyArgs;
+use super::{Console, Engine, Outcome};
+use crate::config::VerifyOptions;
+use crate::receive::PUMP_BUFFER;
 
 /// The verdict on one object.
 enum Verdict {
@@ -28,7 +29,8 @@ impl Engine {
     ///
     /// # Errors
     /// Listing failures, an unknown snapshot, unreadable key files.
-    pub async fn verify(&self, args: &VerifyArgs, console: &mut Console<'_>) -> Result<Outcome> {
+    #[allow(clippy::too_many_lines)] // one pass over the objects, read top to bottom
+    pub async fn verify(&self, args: &VerifyOptions, console: &mut Console<'_>) -> Result<Outcome> {
         let dataset = self.dataset()?;
         let remote = self.remote_index(dataset).await?;
         let where_ = format!(
@@ -38,7 +40,7 @@ impl Engine {
         );
         let selected: Vec<&RemoteSnapshot> = match &args.snapshot {
             Some(snapshot) => {
-                let name = format!("{dataset}@{}", SnapshotName::new(snapshot)?);
+                let name = format!("{dataset}@{snapshot}");
                 chain_of(&remote, &name)
                     .ok_or_else(|| anyhow!("there is no backup of {name} under {where_}"))?
             }
@@ -73,7 +75,10 @@ impl Engine {
         let decoding = Decoding {
             compressors: self.settings.compressors.clone(),
             identities: if any_encrypted {
-                self.settings.age.identities()?
+                self.settings
+                    .keys
+                    .identities()
+                    .map_err(anyhow::Error::from_boxed)?
             } else {
                 None
             },

@@ -1,0 +1,162 @@
+//! What an [`Engine`](crate::Engine) is configured with, and the options of each command: typed
+//! values, parsed and validated by the caller (the z3 binaries read them from flags, the
+//! environment and `/etc/z3_backup/z3.conf`; an embedder from wherever it likes).
+
+use std::fmt;
+use std::sync::Arc;
+
+use z3_codec::{AgeIdentities, Compressors, Encoding};
+use z3_core::{DatasetName, KeyLayout, SnapshotName};
+use z3_s3::RetryConfig;
+
+/// A boxed error from a caller-supplied source (e.g. an unreadable key file); kept whole, so
+/// the caller can recognise its own error types in the chain of the engine's error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where restores and verifies get the age identities that decrypt encrypted backups. Asked
+/// only when an object to be read is encrypted: a restore host of unencrypted backups needs no
+/// secret key.
+pub trait KeySource: Send + Sync + fmt::Debug {
+    /// The identities, or `None` when none are configured.
+    ///
+    /// # Errors
+    /// The keys are configured but cannot be read.
+    fn identities(&self) -> Result<Option<AgeIdentities>, BoxError>;
+}
+
+/// No keys: encrypted backups cannot be read (the engine says which setting is missing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoKeys;
+
+impl KeySource for NoKeys {
+    fn identities(&self) -> Result<Option<AgeIdentities>, BoxError> {
+        Ok(None)
+    }
+}
+
+/// One dataset's backups: where they live and how they are written and read.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The bucket (for messages and URLs; the store is already bound to it).
+    pub bucket: String,
+    /// The key prefix exactly as configured (shown by `status`).
+    pub s3_prefix_raw: String,
+    /// The normalised key layout.
+    pub layout: KeyLayout,
+    /// The dataset whose snapshots are backed up and restored.
+    pub dataset: DatasetName,
+    /// Only snapshots whose name after `@` starts with this are considered.
+    pub snapshot_prefix: String,
+    /// Built-in and custom compressors, to decode what each object's metadata names.
+    pub compressors: Compressors,
+    /// The age identities for encrypted objects, read only when needed.
+    pub keys: Arc<dyn KeySource>,
+    /// Parallel part transfers (uploads; downloads use at most 8).
+    pub concurrency: usize,
+    /// Part size when there is no estimate.
+    pub chunk_size: u64,
+    /// Retry policy for every request.
+    pub retry: RetryConfig,
+    /// Storage class of new objects.
+    pub storage_class: String,
+}
+
+impl EngineConfig {
+    /// A configuration with z3's defaults for `dataset` in `bucket`, keys under `prefix`
+    /// (normalised as z3 does: `"z3-backup"` and `"z3-backup/"` are the same prefix).
+    #[must_use]
+    pub fn new(bucket: impl Into<String>, prefix: &str, dataset: DatasetName) -> Self {
+        Self {
+            bucket: bucket.into(),
+            s3_prefix_raw: prefix.to_owned(),
+            layout: KeyLayout::new(prefix),
+            dataset,
+            snapshot_prefix: "zfs-auto-snap:daily".to_owned(),
+            compressors: Compressors::builtin(),
+            keys: Arc::new(NoKeys),
+            concurrency: 32,
+            chunk_size: 256 << 20,
+            retry: RetryConfig::default(),
+            storage_class: "STANDARD_IA".to_owned(),
+        }
+    }
+}
+
+/// `status`: how to report.
+#[derive(Debug, Clone, Default)]
+pub struct StatusOptions {
+    /// A JSON document instead of the original's table.
+    pub json: bool,
+}
+
+/// `backup`: what to back up and how.
+#[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // independent switches, as on the command line
+pub struct BackupOptions {
+    /// Back up up to this snapshot (default: the newest matching the prefix).
+    pub snapshot: Option<SnapshotName>,
+    /// Start a new chain with a full backup.
+    pub full: bool,
+    /// Allow replacing the object of another snapshot of the same name (never one with
+    /// dependents).
+    pub overwrite_other_snapshot: bool,
+    /// Say what would be uploaded; upload nothing, take no lock.
+    pub dry_run: bool,
+    /// Report each backup as `name\0estimated-bytes` (the original's `--parseable`).
+    pub parseable: bool,
+    /// Take the dataset's lock even if another run holds it.
+    pub break_lock: bool,
+    /// Compressor and encryption of new objects.
+    pub encoding: Encoding,
+}
+
+impl BackupOptions {
+    /// Back up the newest snapshot with `encoding`, incrementally where possible.
+    #[must_use]
+    pub fn new(encoding: Encoding) -> Self {
+        Self {
+            snapshot: None,
+            full: false,
+            overwrite_other_snapshot: false,
+            dry_run: false,
+            parseable: false,
+            break_lock: false,
+            encoding,
+        }
+    }
+}
+
+/// `restore`: which snapshot and how.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The snapshot to restore (with whatever it needs before it).
+    pub snapshot: SnapshotName,
+    /// `zfs receive -F`.
+    pub force: bool,
+    /// Say what would be received; receive nothing.
+    pub dry_run: bool,
+    /// Restore objects without a seal (no digest check), with a warning.
+    pub allow_unsealed: bool,
+}
+
+impl RestoreOptions {
+    /// Restore `snapshot`, checked, without `-F`.
+    #[must_use]
+    pub fn new(snapshot: SnapshotName) -> Self {
+        Self {
+            snapshot,
+            force: false,
+            dry_run: false,
+            allow_unsealed: false,
+        }
+    }
+}
+
+/// `verify`: which backups to read back.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// This snapshot's chain; `None` for every backup of the dataset.
+    pub snapshot: Option<SnapshotName>,
+    /// Download only this percentage of the objects (chains and seals are always checked).
+    pub sample: Option<f64>,
+}

@@ -1,0 +1,37 @@
+//! The z3 engine: `status`, `backup`, `restore` and `verify` of ZFS snapshots in S3 as library
+//! calls, on the traits of the crates below it ([`z3_zfs::Zfs`], [`z3_s3::ObjectStore`]) and
+//! the decisions of [`z3_core`].
+//!
+//! An [`Engine`] serves one dataset: give it a `Zfs` (the real `z3_zfs::ZfsCli` or the
+//! in-memory fake), an `ObjectStore` bound to the bucket (`z3_s3::AwsStore`, or
+//! `z3_s3::MemoryStore`, or your own) and an [`EngineConfig`]; then call a command with its
+//! options. Progress goes to a [`Progress`] you implement (or [`NoProgress`]); a stop request is
+//! an [`Interrupt`] you trigger. The engine reads no environment and no configuration file,
+//! installs no signal handler and sets no allocator.
+//!
+//! The guarantees (docs/reliability.md): a failed or interrupted backup never looks like a
+//! valid one; an object is written together with its seal (the BLAKE3 digest of its stream),
+//! and a restore hands `zfs receive` the end of a stream only after its digest matched; no
+//! command replaces a backup that others depend on.
+
+pub mod cancel;
+pub mod config;
+mod engine;
+pub mod lock;
+pub mod progress;
+pub mod receive;
+mod seal;
+
+pub use cancel::Interrupt;
+pub use config::{
+    BackupOptions, BoxError, EngineConfig, KeySource, NoKeys, RestoreOptions, StatusOptions,
+    VerifyOptions,
+};
+pub use engine::{Console, Engine, KeyChanged, Outcome};
+pub use progress::{NoProgress, Progress, ProgressReader, RecordingProgress, Transfer};
+
+/// A request the engine refuses before doing anything: bad input that the caller can fix (the
+/// z3 binaries exit with status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
