@@ -2,23 +2,123 @@
 //! become the engine's typed options (names and the compressor parsed here, once), and the
 //! engine's progress becomes terminal bars.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use z3_codec::Encoding;
 use z3_core::SnapshotName;
-use z3_engine::{BackupOptions, EngineConfig, RestoreOptions, StatusOptions, VerifyOptions};
+use z3_core::humanize::humanize;
+use z3_core::status::{header_line, render_table};
+use z3_engine::{
+    BackupOptions, EngineConfig, Event, Events, RestoreOptions, StatusOptions, Verdict,
+    VerifyOptions,
+};
 use z3_s3::ObjectStore;
 use z3_zfs::Zfs;
 
-pub use z3_engine::{Console, KeyChanged, Outcome};
+pub use z3_engine::KeyChanged;
 
 use crate::args::{BackupArgs, RestoreArgs, StatusArgs, VerifyArgs};
 use crate::config::Settings;
 use crate::exit::UsageError;
 use crate::interrupt::Interrupt;
 use crate::progress::{Bars, ProgressMode};
+
+/// Where commands write: results to `out` (stdout), notes to `err` (stderr).
+pub struct Console<'a> {
+    /// Results, one line each (scripts read this).
+    pub out: &'a mut (dyn Write + Send),
+    /// Notes for humans.
+    pub err: &'a mut (dyn Write + Send),
+}
+
+impl std::fmt::Debug for Console<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Console")
+    }
+}
+
+/// What a command found, beyond success or failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything as expected.
+    Done,
+    /// `status` found unhealthy backups, or `verify` a failed object.
+    HealthProblems,
+}
+
+/// The engine's events as the original z3's lines: results on stdout (flushed one by one, so
+/// a long backup reports each snapshot as it is done), notes on stderr.
+struct Lines<'c, 'w> {
+    console: &'c mut Console<'w>,
+    /// `backup --parseable`: `name\0estimated-bytes` instead of the sentence.
+    parseable: bool,
+}
+
+impl Events for Lines<'_, '_> {
+    fn event(&mut self, event: Event) -> std::io::Result<()> {
+        let out = &mut *self.console.out;
+        match event {
+            Event::Note { text } => return writeln!(self.console.err, "{text}"),
+            Event::BackedUp(b) if b.dry_run => writeln!(
+                out,
+                "would back up {} ({}, estimated {}): {} -> {}",
+                b.snapshot,
+                b.kind.as_str(),
+                humanize(b.estimated_bytes),
+                b.pipeline,
+                b.url
+            )?,
+            Event::BackedUp(b) if self.parseable => {
+                writeln!(out, "{}\0{}", b.snapshot, b.estimated_bytes)?;
+            }
+            // The original's exact wording, misspelling included: scripts grep for it.
+            Event::BackedUp(b) => writeln!(
+                out,
+                "Successfuly backed up {}: {}.",
+                b.snapshot,
+                humanize(b.estimated_bytes)
+            )?,
+            Event::Restored(r) if r.dry_run => {
+                let stage = if r.decoding.is_empty() {
+                    String::new()
+                } else {
+                    format!(" | {}", r.decoding)
+                };
+                writeln!(
+                    out,
+                    "would restore {} ({}, {}): {}{stage} | zfs receive{} {}",
+                    r.snapshot,
+                    r.kind.as_str(),
+                    humanize(r.object_bytes),
+                    r.url,
+                    if r.force { " -F" } else { "" },
+                    r.snapshot,
+                )?;
+            }
+            Event::Restored(r) => writeln!(out, "Restored {}.", r.snapshot)?,
+            Event::Verified(v) => {
+                let word = match v.verdict {
+                    Verdict::Ok => "ok",
+                    Verdict::Chain => "chain",
+                    Verdict::Failed => "FAILED",
+                };
+                writeln!(
+                    out,
+                    "{word:<8} {}  {}  {}",
+                    v.name,
+                    v.kind.as_str(),
+                    v.detail
+                )?;
+            }
+            // Events added later are for embedders; z3 shows nothing for them.
+            _ => return Ok(()),
+        }
+        out.flush()
+    }
+}
 
 /// The IO edges and the settings of one `z3` invocation.
 #[derive(Debug, Clone)]
@@ -104,8 +204,37 @@ impl Engine {
     /// # Errors
     /// See [`z3_engine::Engine::status`].
     pub async fn status(&self, args: &StatusArgs, console: &mut Console<'_>) -> Result<Outcome> {
-        let options = StatusOptions { json: args.json };
-        self.engine()?.status(&options, console).await
+        let options = StatusOptions::default();
+        let report = self.engine()?.status(&options).await?;
+        if args.json {
+            let doc = serde_json::json!({
+                "dataset": report.dataset,
+                "snapshot_prefix": report.snapshot_prefix,
+                "bucket": report.bucket,
+                "s3_prefix": report.s3_prefix,
+                "healthy": report.healthy,
+                "rows": report.rows,
+            });
+            serde_json::to_writer_pretty(&mut *console.out, &doc)?;
+            writeln!(console.out)?;
+        } else {
+            writeln!(
+                console.out,
+                "{}",
+                header_line(
+                    &report.dataset,
+                    &report.snapshot_prefix,
+                    &report.bucket,
+                    &report.s3_prefix_raw,
+                )
+            )?;
+            write!(console.out, "{}", render_table(&report.rows))?;
+        }
+        Ok(if report.healthy {
+            Outcome::Done
+        } else {
+            Outcome::HealthProblems
+        })
     }
 
     /// `z3 backup`.
@@ -132,11 +261,15 @@ impl Engine {
             full: args.full,
             overwrite_other_snapshot: args.overwrite_other_snapshot,
             dry_run: args.dry_run,
-            parseable: args.parseable,
             break_lock: args.break_lock,
             encoding,
         };
-        engine.backup(&options, console).await
+        let mut lines = Lines {
+            console,
+            parseable: args.parseable,
+        };
+        engine.backup(&options, &mut lines).await?;
+        Ok(Outcome::Done)
     }
 
     /// `z3 restore`.
@@ -151,7 +284,12 @@ impl Engine {
             dry_run: args.dry_run,
             allow_unsealed: args.allow_unsealed,
         };
-        engine.restore(&options, console).await
+        let mut lines = Lines {
+            console,
+            parseable: false,
+        };
+        engine.restore(&options, &mut lines).await?;
+        Ok(Outcome::Done)
     }
 
     /// `z3 verify`.
@@ -168,6 +306,30 @@ impl Engine {
                 .transpose()?,
             sample: args.sample,
         };
-        engine.verify(&options, console).await
+        let mut lines = Lines {
+            console,
+            parseable: false,
+        };
+        let report = engine.verify(&options, &mut lines).await?;
+        if !report.objects.is_empty() {
+            let sample_note = report
+                .sample
+                .map(|p| format!(" (sample {p}%)"))
+                .unwrap_or_default();
+            writeln!(
+                console.out,
+                "verified {} objects of {}: {} ok, {} failed, {} not downloaded{sample_note}",
+                report.objects.len(),
+                report.dataset,
+                report.count(Verdict::Ok),
+                report.count(Verdict::Failed),
+                report.count(Verdict::Chain),
+            )?;
+        }
+        Ok(if report.passed() {
+            Outcome::Done
+        } else {
+            Outcome::HealthProblems
+        })
     }
 }

@@ -82,12 +82,10 @@ impl EngineConfig {
     }
 }
 
-/// `status`: how to report.
+/// `status`: no options yet (the report is rendered by the caller).
 #[derive(Debug, Clone, Default)]
-pub struct StatusOptions {
-    /// A JSON document instead of the original's table.
-    pub json: bool,
-}
+#[non_exhaustive]
+pub struct StatusOptions {}
 
 /// `backup`: what to back up and how.
 #[derive(Debug, Clone)]
@@ -102,8 +100,6 @@ pub struct BackupOptions {
     pub overwrite_other_snapshot: bool,
     /// Say what would be uploaded; upload nothing, take no lock.
     pub dry_run: bool,
-    /// Report each backup as `name\0estimated-bytes` (the original's `--parseable`).
-    pub parseable: bool,
     /// Take the dataset's lock even if another run holds it.
     pub break_lock: bool,
     /// Compressor and encryption of new objects.
@@ -119,7 +115,6 @@ impl BackupOptions {
             full: false,
             overwrite_other_snapshot: false,
             dry_run: false,
-            parseable: false,
             break_lock: false,
             encoding,
         }

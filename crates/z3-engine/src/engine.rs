@@ -1,4 +1,4 @@
-//! The pipelines behind `status`, `backup` and `restore`, generic over the three IO traits.
+//! The pipelines behind `status`, `backup`, `restore` and `verify`, over the IO traits.
 //!
 //! Backup: plan (core) → `zfs send` (zfs) → compressor (codec) → multipart upload (s3).
 //! Restore: plan (core) → parallel ranged download (s3) → decompressor (codec) → `zfs receive` (zfs).
@@ -8,17 +8,16 @@
 //! failing all surface as read errors, so the uploader aborts the multipart upload instead of
 //! completing a truncated object, and a restore drops (kills) `zfs receive` instead of closing its input.
 
-use std::io::Write;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use z3_codec::{
     BoxedReader, Decoding, DigestReader, Encoding, Stage, apply_all, describe_all, is_encrypted,
 };
-use z3_core::humanize::humanize;
 use z3_core::plan::{BackupRequest, RestoreRequest, RestoreStep, plan_backup, plan_restore};
-use z3_core::status::{header_line, render_table, status_rows};
+use z3_core::status::status_rows;
 use z3_core::{
     DatasetName, Digest, FullSnapshotName, LocalChain, ObjectMeta, RemoteIndex, RemoteSnapshot,
     SealCheck, SnapshotName, UntrustedObject, WriteMode,
@@ -34,6 +33,10 @@ use crate::cancel::Interrupt;
 use crate::config::{BackupOptions, EngineConfig, RestoreOptions, StatusOptions};
 use crate::progress::{NoProgress, Progress, ProgressReader};
 use crate::receive::pump;
+use crate::report::{
+    BackupReport, Event, Events, Kind, NoteWriter, RestoreReport, SnapshotBackup, SnapshotRestore,
+    StatusReport,
+};
 use crate::seal::PendingSeal;
 
 mod verify;
@@ -47,20 +50,6 @@ const DOWNLOAD_PART_SIZE: u64 = 8 << 20;
 /// Ranged GETs in flight during a restore.
 const DOWNLOAD_CONCURRENCY: usize = 8;
 
-/// Where commands write: results to `out` (stdout), notes to `err` (stderr).
-pub struct Console<'a> {
-    /// Results, one line each (scripts read this).
-    pub out: &'a mut (dyn Write + Send),
-    /// Notes for humans.
-    pub err: &'a mut (dyn Write + Send),
-}
-
-impl std::fmt::Debug for Console<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Console")
-    }
-}
-
 /// The completion was refused because the key no longer held what the plan saw (another
 /// writer, such as the original z3, took or replaced it meanwhile). Exit code 3: z3 refuses to
 /// overwrite what it has not inspected.
@@ -71,15 +60,6 @@ impl std::fmt::Debug for Console<'_> {
 pub struct KeyChanged {
     /// The object's URL.
     pub key: String,
-}
-
-/// What a command found, beyond success or failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Everything as expected.
-    Done,
-    /// `status` found unhealthy backups.
-    HealthProblems,
 }
 
 /// One dataset's backups: the two IO edges (`zfs` and the bucket) plus the configuration.
@@ -229,7 +209,7 @@ impl Engine {
     ///
     /// # Errors
     /// Listing failures (zfs or S3).
-    pub async fn status(&self, args: &StatusOptions, console: &mut Console<'_>) -> Result<Outcome> {
+    pub async fn status(&self, _options: &StatusOptions) -> Result<StatusReport> {
         let dataset = self.dataset()?;
         let local = self.local_chain(dataset, true).await?;
         let remote = self
@@ -241,34 +221,14 @@ impl Engine {
             remote.health(&object.name).is_none_or(|h| h.is_healthy())
                 && !remote.is_unsealed(&object.name)
         });
-        if args.json {
-            let doc = serde_json::json!({
-                "dataset": dataset.as_str(),
-                "snapshot_prefix": self.settings.snapshot_prefix,
-                "bucket": self.settings.bucket,
-                "s3_prefix": self.settings.layout.prefix(),
-                "healthy": healthy,
-                "rows": rows,
-            });
-            serde_json::to_writer_pretty(&mut *console.out, &doc)?;
-            writeln!(console.out)?;
-        } else {
-            writeln!(
-                console.out,
-                "{}",
-                header_line(
-                    dataset.as_str(),
-                    &self.settings.snapshot_prefix,
-                    &self.settings.bucket,
-                    &self.settings.s3_prefix_raw,
-                )
-            )?;
-            write!(console.out, "{}", render_table(&rows))?;
-        }
-        Ok(if healthy {
-            Outcome::Done
-        } else {
-            Outcome::HealthProblems
+        Ok(StatusReport {
+            dataset: dataset.to_string(),
+            snapshot_prefix: self.settings.snapshot_prefix.clone(),
+            bucket: self.settings.bucket.clone(),
+            s3_prefix: self.settings.layout.prefix().to_owned(),
+            s3_prefix_raw: self.settings.s3_prefix_raw.clone(),
+            healthy,
+            rows,
         })
     }
 
@@ -277,7 +237,11 @@ impl Engine {
     /// # Errors
     /// Planning errors (nothing to back up, broken chain), zfs, compressor and upload failures.
     /// A failed upload is aborted: no object appears for that snapshot.
-    pub async fn backup(&self, args: &BackupOptions, console: &mut Console<'_>) -> Result<Outcome> {
+    pub async fn backup(
+        &self,
+        args: &BackupOptions,
+        events: &mut dyn Events,
+    ) -> Result<BackupReport> {
         let dataset = self.dataset()?;
         let encoding = &args.encoding;
         let target = args.snapshot.clone();
@@ -288,7 +252,7 @@ impl Engine {
                     target,
                     encoding,
                     args,
-                    console,
+                    events,
                     self.interrupt.token(),
                 )
                 .await;
@@ -305,10 +269,15 @@ impl Engine {
             ttl: self.lock_ttl,
             break_lock: args.break_lock,
         };
-        let lock =
-            crate::lock::acquire(&self.store, &request, cancel.clone(), &mut *console.err).await?;
+        let lock = crate::lock::acquire(
+            &self.store,
+            &request,
+            cancel.clone(),
+            &mut NoteWriter::new(events),
+        )
+        .await?;
         let result = self
-            .backup_locked(dataset, target, encoding, args, console, &cancel)
+            .backup_locked(dataset, target, encoding, args, events, &cancel)
             .await;
         lock.release().await;
         result
@@ -320,9 +289,9 @@ impl Engine {
         target: Option<SnapshotName>,
         encoding: &Encoding,
         args: &BackupOptions,
-        console: &mut Console<'_>,
+        events: &mut dyn Events,
         cancel: &tokio_util::sync::CancellationToken,
-    ) -> Result<Outcome> {
+    ) -> Result<BackupReport> {
         let local = self.local_chain(dataset, false).await?;
         let remote = self.remote_index(dataset).await?;
         let plan = plan_backup(&BackupRequest {
@@ -339,9 +308,18 @@ impl Engine {
                 .map(|t| format!("{dataset}@{t}"))
                 .or_else(|| local.latest().map(|l| l.snapshot.name.to_string()))
                 .unwrap_or_default();
-            writeln!(console.err, "{name} is already backed up; nothing to do")?;
-            return Ok(Outcome::Done);
+            events.event(Event::Note {
+                text: format!("{name} is already backed up; nothing to do"),
+            })?;
+            return Ok(BackupReport {
+                snapshots: Vec::new(),
+                dry_run: args.dry_run,
+            });
         }
+        let mut report = BackupReport {
+            snapshots: Vec::with_capacity(plan.steps.len()),
+            dry_run: args.dry_run,
+        };
         for step in &plan.steps {
             let parent = step.parent();
             self.check_interrupt(&format!("the backup of {}", step.snapshot))?;
@@ -362,19 +340,21 @@ impl Engine {
                     .and_then(|object| object.etag.clone())
                     .map_or(Precondition::None, Precondition::Unchanged),
             };
-            self.backup_one(
-                &step.snapshot,
-                parent,
-                guids,
-                precondition,
-                encoding,
-                args,
-                console,
-                cancel,
-            )
-            .await?;
+            let done = self
+                .backup_one(
+                    &step.snapshot,
+                    parent,
+                    guids,
+                    precondition,
+                    encoding,
+                    args,
+                    cancel,
+                )
+                .await?;
+            events.event(Event::BackedUp(done.clone()))?;
+            report.snapshots.push(done);
         }
-        Ok(Outcome::Done)
+        Ok(report)
     }
 
     #[allow(clippy::too_many_arguments)] // each is a distinct input; a struct would only rename them
@@ -386,9 +366,9 @@ impl Engine {
         precondition: Precondition,
         encoding: &Encoding,
         args: &BackupOptions,
-        console: &mut Console<'_>,
         cancel: &tokio_util::sync::CancellationToken,
-    ) -> Result<()> {
+    ) -> Result<SnapshotBackup> {
+        let started = Instant::now();
         let key = self.settings.layout.key(snapshot);
         let estimate = self
             .zfs
@@ -407,28 +387,19 @@ impl Engine {
             upload: None,
         };
         let stages = encoding.stages();
+        let mut done = self.planned(snapshot, &key, &meta, estimate.bytes, args.dry_run);
         if args.dry_run {
             let send = match parent {
                 Some(p) => format!("zfs send -i {p} {snapshot}"),
                 None => format!("zfs send {snapshot}"),
             };
-            let stage = if stages.is_empty() {
-                String::new()
+            done.pipeline = if stages.is_empty() {
+                send
             } else {
-                format!(" | {}", describe_all(&stages))
+                format!("{send} | {}", describe_all(&stages))
             };
-            writeln!(
-                console.out,
-                "would back up {snapshot} ({kind}, estimated {size}): {send}{stage} -> s3://{bucket}/{key}",
-                kind = if parent.is_some() {
-                    "incremental"
-                } else {
-                    "full"
-                },
-                size = humanize(estimate.bytes),
-                bucket = self.settings.bucket,
-            )?;
-            return Ok(());
+            done.duration = started.elapsed();
+            return Ok(done);
         }
         let options = PutOptions {
             metadata: meta.to_map(),
@@ -442,6 +413,7 @@ impl Engine {
             .await
             .with_context(|| format!("cannot start zfs send of {snapshot}"))?;
         let (stream, stream_digest) = DigestReader::new(stream);
+        let stream_result = stream_digest.clone();
         let progress = self
             .progress
             .start(&snapshot.to_string(), Some(estimate.bytes));
@@ -471,21 +443,48 @@ impl Engine {
             },
         )
         .with_cancel(cancel.clone());
-        self.upload_sealed(&uploader, &key, &options, reader, seal)
+        let upload = self
+            .upload_sealed(&uploader, &key, &options, reader, seal)
             .await
             .with_context(|| format!("backup of {snapshot} failed, upload aborted"))?;
-        if args.parseable {
-            writeln!(console.out, "{snapshot}\0{}", estimate.bytes)?;
-        } else {
-            // The original's exact wording, misspelling included: scripts grep for it.
-            writeln!(
-                console.out,
-                "Successfuly backed up {snapshot}: {}.",
-                humanize(estimate.bytes)
-            )?;
+        if let Some((blake3, len)) = stream_result.finish() {
+            done.bytes_read = len;
+            done.stream_digest = Some(Digest { len, blake3 }.hex());
         }
-        console.out.flush()?;
-        Ok(())
+        done.bytes_stored = upload.bytes;
+        done.duration = started.elapsed();
+        Ok(done)
+    }
+
+    /// The report of one snapshot's backup before anything was sent.
+    fn planned(
+        &self,
+        snapshot: &FullSnapshotName,
+        key: &str,
+        meta: &ObjectMeta,
+        estimate: u64,
+        dry_run: bool,
+    ) -> SnapshotBackup {
+        SnapshotBackup {
+            snapshot: snapshot.to_string(),
+            url: format!("s3://{}/{key}", self.settings.bucket),
+            key: key.to_owned(),
+            kind: if meta.is_full {
+                Kind::Full
+            } else {
+                Kind::Incremental
+            },
+            parent: meta.parent.clone(),
+            compressor: meta.compressor.clone(),
+            encryption: meta.encryption.clone(),
+            estimated_bytes: estimate,
+            bytes_read: 0,
+            bytes_stored: 0,
+            stream_digest: None,
+            duration: std::time::Duration::ZERO,
+            pipeline: String::new(),
+            dry_run,
+        }
     }
 
     /// Uploads `reader` to `key`, writing `seal` before the completion under a key of its own
@@ -505,7 +504,7 @@ impl Engine {
         options: &PutOptions,
         reader: impl tokio::io::AsyncRead + Unpin + Send,
         seal: PendingSeal,
-    ) -> Result<()> {
+    ) -> Result<z3_s3::UploadReport> {
         let snapshot = seal.snapshot.clone();
         let store = Arc::clone(&self.store);
         let retry_config = self.settings.retry.clone();
@@ -537,7 +536,7 @@ impl Engine {
             &self.settings.retry,
         )
         .await;
-        Ok(())
+        Ok(report)
     }
 
     /// `z3 restore SNAPSHOT`: receives the chain from the newest local base (or a full) to the target.
@@ -548,8 +547,8 @@ impl Engine {
     pub async fn restore(
         &self,
         args: &RestoreOptions,
-        console: &mut Console<'_>,
-    ) -> Result<Outcome> {
+        events: &mut dyn Events,
+    ) -> Result<RestoreReport> {
         let dataset = self.dataset()?;
         let target = args.snapshot.clone();
         let local = self.local_chain(dataset, true).await?;
@@ -560,36 +559,48 @@ impl Engine {
             remote: &remote,
             target: &target,
         })?;
+        let mut report = RestoreReport {
+            snapshots: Vec::with_capacity(plan.steps.len()),
+            dry_run: args.dry_run,
+        };
         if plan.steps.is_empty() {
-            writeln!(
-                console.err,
-                "{dataset}@{target} exists locally; nothing to restore"
-            )?;
-            return Ok(Outcome::Done);
+            events.event(Event::Note {
+                text: format!("{dataset}@{target} exists locally; nothing to restore"),
+            })?;
+            return Ok(report);
         }
         let decoders = self.restore_stages(&plan.steps)?;
         let expected = self
-            .restore_digests(&plan.steps, &remote, args.allow_unsealed, console)
+            .restore_digests(&plan.steps, &remote, args.allow_unsealed, events)
             .await?;
         let downloader = self.downloader();
         let options = ReceiveOptions { force: args.force };
         for ((step, decoder), expected) in plan.steps.iter().zip(decoders).zip(expected) {
+            let started = Instant::now();
             let url = format!("s3://{}/{}", self.settings.bucket, step.key);
-            if args.dry_run {
-                let stage = if decoder.is_empty() {
+            let mut done = SnapshotRestore {
+                snapshot: step.snapshot.to_string(),
+                url: url.clone(),
+                kind: if step.is_full {
+                    Kind::Full
+                } else {
+                    Kind::Incremental
+                },
+                object_bytes: step.object_size,
+                stream_bytes: 0,
+                checked: expected.is_some(),
+                decoding: if decoder.is_empty() {
                     String::new()
                 } else {
-                    format!(" | {}", describe_all(&decoder))
-                };
-                writeln!(
-                    console.out,
-                    "would restore {} ({kind}, {size}): {url}{stage} | zfs receive{force} {}",
-                    step.snapshot,
-                    step.snapshot,
-                    kind = if step.is_full { "full" } else { "incremental" },
-                    size = humanize(step.object_size),
-                    force = if args.force { " -F" } else { "" },
-                )?;
+                    describe_all(&decoder)
+                },
+                force: args.force,
+                duration: std::time::Duration::ZERO,
+                dry_run: args.dry_run,
+            };
+            if args.dry_run {
+                events.event(Event::Restored(done.clone()))?;
+                report.snapshots.push(done);
                 continue;
             }
             self.check_interrupt(&format!("restoring {}", step.snapshot))?;
@@ -615,13 +626,14 @@ impl Engine {
                 .receive(&step.snapshot, &options)
                 .await
                 .with_context(|| format!("cannot start zfs receive of {}", step.snapshot))?;
-            pump(reader, sink, &self.interrupt, expected.as_ref(), &step.key)
+            done.stream_bytes = pump(reader, sink, &self.interrupt, expected.as_ref(), &step.key)
                 .await
                 .with_context(|| format!("restore of {} from {url} failed", step.snapshot))?;
-            writeln!(console.out, "Restored {}.", step.snapshot)?;
-            console.out.flush()?;
+            done.duration = started.elapsed();
+            events.event(Event::Restored(done.clone()))?;
+            report.snapshots.push(done);
         }
-        Ok(Outcome::Done)
+        Ok(report)
     }
 
     /// Parallel ranged downloads with the restore's part size and concurrency.
@@ -644,7 +656,7 @@ impl Engine {
         steps: &[RestoreStep],
         remote: &RemoteIndex,
         allow_unsealed: bool,
-        console: &mut Console<'_>,
+        events: &mut dyn Events,
     ) -> Result<Vec<Option<Digest>>> {
         let mut wanted = Vec::with_capacity(steps.len());
         for step in steps {
@@ -666,19 +678,21 @@ impl Engine {
             digests.push(match check {
                 SealCheck::Sealed(seal) => Some(seal.stream),
                 SealCheck::Legacy => {
-                    writeln!(
-                        console.err,
-                        "note: {} was written by the original z3 and has no digest; it is restored unchecked",
-                        step.key
-                    )?;
+                    events.event(Event::Note {
+                        text: format!(
+                            "note: {} was written by the original z3 and has no digest; it is restored unchecked",
+                            step.key
+                        ),
+                    })?;
                     None
                 }
                 check if allow_unsealed => {
-                    writeln!(
-                        console.err,
-                        "warning: restoring {} unchecked (--allow-unsealed): {check}",
-                        step.key
-                    )?;
+                    events.event(Event::Note {
+                        text: format!(
+                            "warning: restoring {} unchecked (--allow-unsealed): {check}",
+                            step.key
+                        ),
+                    })?;
                     None
                 }
                 check => {

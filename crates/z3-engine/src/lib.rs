@@ -20,6 +20,7 @@ mod engine;
 pub mod lock;
 pub mod progress;
 pub mod receive;
+pub mod report;
 mod seal;
 
 pub use cancel::Interrupt;
@@ -27,8 +28,12 @@ pub use config::{
     BackupOptions, BoxError, EngineConfig, KeySource, NoKeys, RestoreOptions, StatusOptions,
     VerifyOptions,
 };
-pub use engine::{Console, Engine, KeyChanged, Outcome};
+pub use engine::{Engine, KeyChanged};
 pub use progress::{NoProgress, Progress, ProgressReader, RecordingProgress, Transfer};
+pub use report::{
+    BackupReport, Event, Events, Kind, NoEvents, ObjectVerification, RecordedEvents, RestoreReport,
+    SnapshotBackup, SnapshotRestore, StatusReport, Verdict, VerifyReport,
+};
 
 /// A request the engine refuses before doing anything: bad input that the caller can fix (the
 /// z3 binaries exit with status 2).

@@ -9,11 +9,12 @@ use z3_core::humanize::humanize;
 use z3_core::verify::{chain_of, continuity, sample};
 use z3_core::{Digest, RemoteSnapshot, SealCheck};
 
-use super::{Console, Engine, Outcome};
+use super::Engine;
 use crate::config::VerifyOptions;
 use crate::receive::PUMP_BUFFER;
+use crate::report::{Event, Events, Kind, ObjectVerification, VerifyReport};
 
-/// The verdict on one object.
+/// The verdict on one object, with what was found.
 enum Verdict {
     /// Chain and bytes check out; what was checked.
     Ok(String),
@@ -29,8 +30,11 @@ impl Engine {
     ///
     /// # Errors
     /// Listing failures, an unknown snapshot, unreadable key files.
-    #[allow(clippy::too_many_lines)] // one pass over the objects, read top to bottom
-    pub async fn verify(&self, args: &VerifyOptions, console: &mut Console<'_>) -> Result<Outcome> {
+    pub async fn verify(
+        &self,
+        args: &VerifyOptions,
+        events: &mut dyn Events,
+    ) -> Result<VerifyReport> {
         let dataset = self.dataset()?;
         let remote = self.remote_index(dataset).await?;
         let where_ = format!(
@@ -47,11 +51,14 @@ impl Engine {
             None => remote.iter().collect(),
         };
         if selected.is_empty() {
-            writeln!(
-                console.err,
-                "no backups of {dataset} under {where_}; nothing to verify"
-            )?;
-            return Ok(Outcome::Done);
+            events.event(Event::Note {
+                text: format!("no backups of {dataset} under {where_}; nothing to verify"),
+            })?;
+            return Ok(VerifyReport {
+                dataset: dataset.to_string(),
+                objects: Vec::new(),
+                sample: args.sample,
+            });
         }
         let names: Vec<&str> = selected.iter().map(|o| o.name.as_str()).collect();
         let sampled: BTreeSet<&str> = match args.sample {
@@ -84,7 +91,11 @@ impl Engine {
             },
         };
 
-        let (mut ok, mut failed, mut chain_only) = (0usize, 0usize, 0usize);
+        let mut report = VerifyReport {
+            dataset: dataset.to_string(),
+            objects: Vec::with_capacity(selected.len()),
+            sample: args.sample,
+        };
         for (object, check) in selected.iter().zip(checks) {
             self.check_interrupt(&format!("verifying {}", object.name))?;
             let verdict = self
@@ -96,42 +107,28 @@ impl Engine {
                     sampled.contains(object.name.as_str()),
                 )
                 .await;
-            let kind = if object.meta.is_full {
-                "full"
-            } else {
-                "incremental"
+            let (verdict, detail) = match verdict {
+                Verdict::Ok(what) => (crate::report::Verdict::Ok, what),
+                Verdict::ChainOnly => (
+                    crate::report::Verdict::Chain,
+                    "chain ok; bytes not in this sample".to_owned(),
+                ),
+                Verdict::Failed(problems) => (crate::report::Verdict::Failed, problems.join("; ")),
             };
-            let (word, detail) = match verdict {
-                Verdict::Ok(what) => {
-                    ok += 1;
-                    ("ok", what)
-                }
-                Verdict::ChainOnly => {
-                    chain_only += 1;
-                    ("chain", "chain ok; bytes not in this sample".to_owned())
-                }
-                Verdict::Failed(problems) => {
-                    failed += 1;
-                    ("FAILED", problems.join("; "))
-                }
+            let entry = ObjectVerification {
+                name: object.name.clone(),
+                kind: if object.meta.is_full {
+                    Kind::Full
+                } else {
+                    Kind::Incremental
+                },
+                verdict,
+                detail,
             };
-            writeln!(console.out, "{word:<8} {}  {kind}  {detail}", object.name)?;
-            console.out.flush()?;
+            events.event(Event::Verified(entry.clone()))?;
+            report.objects.push(entry);
         }
-        let sample_note = args
-            .sample
-            .map(|p| format!(" (sample {p}%)"))
-            .unwrap_or_default();
-        writeln!(
-            console.out,
-            "verified {} objects of {dataset}: {ok} ok, {failed} failed, {chain_only} not downloaded{sample_note}",
-            selected.len()
-        )?;
-        Ok(if failed == 0 {
-            Outcome::Done
-        } else {
-            Outcome::HealthProblems
-        })
+        Ok(report)
     }
 
     async fn verify_one(

@@ -1,0 +1,268 @@
+//! What commands report: typed results, serde-serializable, and the events a command sends
+//! while it runs (one per snapshot as it is backed up, restored or verified, and notes for
+//! people).
+//!
+//! The z3 binaries render these as the original z3's lines; an embedder logs, stores or shows
+//! them as it likes. Nothing here is printed by the engine.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use z3_core::StatusRow;
+
+/// A backup object's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A full stream.
+    Full,
+    /// An incremental stream on top of its parent.
+    Incremental,
+}
+
+impl Kind {
+    /// `full` or `incremental`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Incremental => "incremental",
+        }
+    }
+}
+
+/// `status`: the local snapshots and the backups of one dataset side by side.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// The dataset.
+    pub dataset: String,
+    /// The snapshot name prefix considered.
+    pub snapshot_prefix: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The normalised key prefix.
+    pub s3_prefix: String,
+    /// The key prefix as configured (the original's header shows it).
+    pub s3_prefix_raw: String,
+    /// Every chain is intact and every object written by z3 has its seal.
+    pub healthy: bool,
+    /// One row per snapshot, local or backed up, oldest first.
+    pub rows: Vec<StatusRow>,
+}
+
+/// One snapshot backed up (or, in a dry run, planned).
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotBackup {
+    /// `dataset@snapshot`.
+    pub snapshot: String,
+    /// The object's key.
+    pub key: String,
+    /// `s3://bucket/key`.
+    pub url: String,
+    /// Full or incremental.
+    pub kind: Kind,
+    /// The parent snapshot (`dataset@snapshot`) of an incremental.
+    pub parent: Option<String>,
+    /// The compressor recorded in the object's metadata, if any.
+    pub compressor: Option<String>,
+    /// The encryption recorded in the object's metadata, if any.
+    pub encryption: Option<String>,
+    /// `zfs send`'s estimate of the stream's length.
+    pub estimated_bytes: u64,
+    /// The stream's length as read from `zfs send` (0 in a dry run).
+    pub bytes_read: u64,
+    /// The object's length as stored (0 in a dry run).
+    pub bytes_stored: u64,
+    /// The BLAKE3 digest of the stream (64 hex digits), as its seal records it; `None` in a
+    /// dry run.
+    pub stream_digest: Option<String>,
+    /// How long the backup of this snapshot took.
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    /// What would run: `zfs send …` and the encoding stages (dry runs; empty otherwise).
+    pub pipeline: String,
+    /// Planned only (a dry run): nothing was uploaded.
+    pub dry_run: bool,
+}
+
+/// `backup`: every snapshot backed up, oldest first.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackupReport {
+    /// The snapshots, in the order they were uploaded (or would be, in a dry run).
+    pub snapshots: Vec<SnapshotBackup>,
+    /// A dry run: nothing was uploaded.
+    pub dry_run: bool,
+}
+
+/// One snapshot restored (or, in a dry run, planned).
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotRestore {
+    /// `dataset@snapshot`.
+    pub snapshot: String,
+    /// `s3://bucket/key` it came from.
+    pub url: String,
+    /// Full or incremental.
+    pub kind: Kind,
+    /// The object's length.
+    pub object_bytes: u64,
+    /// The stream's length as received (0 in a dry run).
+    pub stream_bytes: u64,
+    /// The stream's digest was checked against the seal (objects of the original z3 and
+    /// `--allow-unsealed` ones are not).
+    pub checked: bool,
+    /// The decoding stages, e.g. `zstd -d` (empty for none).
+    pub decoding: String,
+    /// `zfs receive -F`.
+    pub force: bool,
+    /// How long it took.
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    /// Planned only (a dry run): nothing was received.
+    pub dry_run: bool,
+}
+
+/// `restore`: every snapshot received, oldest first.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RestoreReport {
+    /// The snapshots.
+    pub snapshots: Vec<SnapshotRestore>,
+    /// A dry run: nothing was received.
+    pub dry_run: bool,
+}
+
+/// The verdict on one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Chain, seal and bytes check out.
+    Ok,
+    /// The chain checks out; the bytes were not downloaded (not in the sample).
+    Chain,
+    /// Something is wrong.
+    Failed,
+}
+
+/// One object verified.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectVerification {
+    /// `dataset@snapshot`.
+    pub name: String,
+    /// Full or incremental.
+    pub kind: Kind,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// What was checked, or every problem found.
+    pub detail: String,
+}
+
+/// `verify`: every object checked.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    /// The dataset.
+    pub dataset: String,
+    /// The objects, oldest first.
+    pub objects: Vec<ObjectVerification>,
+    /// The sample percentage, if only a sample was downloaded.
+    pub sample: Option<f64>,
+}
+
+impl VerifyReport {
+    /// How many objects got `verdict`.
+    #[must_use]
+    pub fn count(&self, verdict: Verdict) -> usize {
+        self.objects.iter().filter(|o| o.verdict == verdict).count()
+    }
+
+    /// Every object checked out (or was not in the sample).
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.count(Verdict::Failed) == 0
+    }
+}
+
+/// What a command tells while it runs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A line for people: what was skipped or taken over, and why (z3 prints these to
+    /// stderr).
+    Note {
+        /// The text, one line.
+        text: String,
+    },
+    /// A snapshot was backed up (or, in a dry run, would be).
+    BackedUp(SnapshotBackup),
+    /// A snapshot was restored (or, in a dry run, would be).
+    Restored(SnapshotRestore),
+    /// An object was verified.
+    Verified(ObjectVerification),
+}
+
+/// Receives a command's [`Event`]s as they happen.
+pub trait Events: Send {
+    /// Takes one event.
+    ///
+    /// # Errors
+    /// The caller cannot take it (e.g. its output was closed): the command stops with this
+    /// error, after cleaning up, since it could not report what it did.
+    fn event(&mut self, event: Event) -> std::io::Result<()>;
+}
+
+/// Ignores every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEvents;
+
+impl Events for NoEvents {
+    fn event(&mut self, _event: Event) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Keeps every event, in order.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedEvents(pub Vec<Event>);
+
+impl Events for RecordedEvents {
+    fn event(&mut self, event: Event) -> std::io::Result<()> {
+        self.0.push(event);
+        Ok(())
+    }
+}
+
+/// Turns what is written into it, line by line, into [`Event::Note`]s (for code that reports
+/// through a `Write`).
+pub(crate) struct NoteWriter<'a> {
+    events: &'a mut dyn Events,
+    pending: Vec<u8>,
+}
+
+impl<'a> NoteWriter<'a> {
+    pub(crate) fn new(events: &'a mut dyn Events) -> Self {
+        Self {
+            events,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl std::io::Write for NoteWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..end]).into_owned();
+            self.events.event(Event::Note { text })?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn seconds<S: serde::Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(duration.as_secs_f64())
+}
