@@ -109,11 +109,30 @@ fn ci() -> Result<()> {
     drop(services);
     tested?;
 
+    step("examples (offline, each run to its end)");
+    run_examples(&root)?;
+
     step("cargo doc");
     run(cargo()
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     step("ci passed");
+    Ok(())
+}
+
+/// Runs every program in `examples/examples`: they assert what they show, so an example that
+/// no longer works fails CI.
+fn run_examples(root: &Path) -> Result<()> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("examples/examples"))?
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            (path.extension()? == "rs").then(|| path.file_stem()?.to_str().map(str::to_owned))?
+        })
+        .collect();
+    names.sort();
+    for name in names {
+        run(cargo().args(["run", "--quiet", "-p", "z3-examples", "--example", &name]))?;
+    }
     Ok(())
 }
 
