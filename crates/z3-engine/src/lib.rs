@@ -9,6 +9,27 @@
 //! an [`Interrupt`] you trigger. The engine reads no environment and no configuration file,
 //! installs no signal handler and sets no allocator.
 //!
+//! ```no_run
+//! use std::sync::Arc;
+//! use z3_codec::{Compressor, Encoding};
+//! use z3_core::{DatasetName, SnapshotName};
+//! use z3_engine::{BackupOptions, Engine, EngineConfig, NoEvents, NoProgress, RestoreOptions};
+//!
+//! async fn backup_then_restore(store: Arc<dyn z3_s3::ObjectStore>) -> anyhow::Result<()> {
+//!     let zfs = Arc::new(z3_zfs::ZfsCli::new());
+//!     let config = EngineConfig::new("my-bucket", "z3-backup/", DatasetName::new("tank/data")?);
+//!     let engine = Engine::new(zfs, store, config).with_progress(Arc::new(NoProgress));
+//!     let encoding = Encoding { compressor: Compressor::parse("zstd", "")?, encryption: None };
+//!     let report = engine.backup(&BackupOptions::new(encoding), &mut NoEvents).await?;
+//!     for snapshot in &report.snapshots {
+//!         println!("{} -> {} ({} bytes)", snapshot.snapshot, snapshot.url, snapshot.bytes_stored);
+//!     }
+//!     let target = RestoreOptions::new(SnapshotName::new("zfs-auto-snap:daily-2026-12-04")?);
+//!     engine.restore(&target, &mut NoEvents).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! The guarantees (docs/reliability.md): a failed or interrupted backup never looks like a
 //! valid one; an object is written together with its seal (the BLAKE3 digest of its stream),
 //! and a restore hands `zfs receive` the end of a stream only after its digest matched; no
