@@ -55,10 +55,41 @@ struct Lines<'c, 'w> {
     console: &'c mut Console<'w>,
     /// `backup --parseable`: `name\0estimated-bytes` instead of the sentence.
     parseable: bool,
+    /// The write that failed, if one did: the command's error is then that write's, so a
+    /// closed stdout is reported as such ([`crate::exit::run_main`]).
+    failed: Option<std::io::Error>,
+}
+
+impl<'c, 'w> Lines<'c, 'w> {
+    fn new(console: &'c mut Console<'w>, parseable: bool) -> Self {
+        Self {
+            console,
+            parseable,
+            failed: None,
+        }
+    }
+
+    /// The engine's error, or the failed write that caused it.
+    fn error(&mut self, err: z3_engine::Error) -> anyhow::Error {
+        match self.failed.take() {
+            Some(write) => write.into(),
+            None => err.into(),
+        }
+    }
 }
 
 impl Events for Lines<'_, '_> {
     fn event(&mut self, event: Event) -> std::io::Result<()> {
+        self.write(event).map_err(|err| {
+            let kind = err.kind();
+            self.failed = Some(err);
+            std::io::Error::from(kind)
+        })
+    }
+}
+
+impl Lines<'_, '_> {
+    fn write(&mut self, event: Event) -> std::io::Result<()> {
         let out = &mut *self.console.out;
         match event {
             Event::Note { text } => return writeln!(self.console.err, "{text}"),
@@ -264,11 +295,11 @@ impl Engine {
             break_lock: args.break_lock,
             encoding,
         };
-        let mut lines = Lines {
-            console,
-            parseable: args.parseable,
-        };
-        engine.backup(&options, &mut lines).await?;
+        let mut lines = Lines::new(console, args.parseable);
+        engine
+            .backup(&options, &mut lines)
+            .await
+            .map_err(|err| lines.error(err))?;
         Ok(Outcome::Done)
     }
 
@@ -284,11 +315,11 @@ impl Engine {
             dry_run: args.dry_run,
             allow_unsealed: args.allow_unsealed,
         };
-        let mut lines = Lines {
-            console,
-            parseable: false,
-        };
-        engine.restore(&options, &mut lines).await?;
+        let mut lines = Lines::new(console, false);
+        engine
+            .restore(&options, &mut lines)
+            .await
+            .map_err(|err| lines.error(err))?;
         Ok(Outcome::Done)
     }
 
@@ -306,11 +337,11 @@ impl Engine {
                 .transpose()?,
             sample: args.sample,
         };
-        let mut lines = Lines {
-            console,
-            parseable: false,
-        };
-        let report = engine.verify(&options, &mut lines).await?;
+        let mut lines = Lines::new(console, false);
+        let report = engine
+            .verify(&options, &mut lines)
+            .await
+            .map_err(|err| lines.error(err))?;
         if !report.objects.is_empty() {
             let sample_note = report
                 .sample

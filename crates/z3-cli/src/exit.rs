@@ -33,10 +33,20 @@ impl From<ExitStatus> for ExitCode {
 /// the engine's own refusals of bad input are the same type.
 pub use z3_engine::UsageError;
 
-/// Picks the exit status for an error by looking at every error in its chain.
+/// Picks the exit status for an error: the engine's [`z3_engine::Error`] by its kind, the
+/// command line's own errors (configuration, names, `z3_ssh_sync`'s) by their types.
 #[must_use]
 pub fn classify(err: &anyhow::Error) -> ExitStatus {
     for cause in err.chain() {
+        if let Some(engine) = cause.downcast_ref::<z3_engine::Error>() {
+            return match engine {
+                z3_engine::Error::InvalidInput(_) => ExitStatus::Usage,
+                z3_engine::Error::Integrity(_) => ExitStatus::Integrity,
+                z3_engine::Error::Locked(_) => ExitStatus::Locked,
+                // Interrupted runs exit 128 + signal before they get here (`run_main`).
+                _ => ExitStatus::Error,
+            };
+        }
         if let Some(plan) = cause.downcast_ref::<z3_core::PlanError>() {
             return if plan.is_integrity() {
                 ExitStatus::Integrity
@@ -44,15 +54,8 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
                 ExitStatus::Error
             };
         }
-        if cause.is::<z3_core::DigestMismatch>()
-            || cause.is::<z3_core::UntrustedObject>()
-            || cause.is::<crate::engine::KeyChanged>()
-            || cause.is::<crate::sync::Diverged>()
-        {
+        if cause.is::<crate::sync::Diverged>() {
             return ExitStatus::Integrity;
-        }
-        if cause.is::<z3_engine::lock::LockedError>() {
-            return ExitStatus::Locked;
         }
         if cause.is::<crate::config::ConfigError>()
             || cause.is::<z3_core::NameError>()

@@ -30,12 +30,13 @@ use z3_zfs::{ReceiveOptions, Zfs};
 
 use crate::UsageError;
 use crate::cancel::Interrupt;
-use crate::config::{BackupOptions, EngineConfig, RestoreOptions, StatusOptions};
+use crate::config::{BackupOptions, EngineConfig, RestoreOptions, StatusOptions, VerifyOptions};
+use crate::error::Error;
 use crate::progress::{NoProgress, Progress, ProgressReader};
 use crate::receive::pump;
 use crate::report::{
     BackupReport, Event, Events, Kind, NoteWriter, RestoreReport, SnapshotBackup, SnapshotRestore,
-    StatusReport,
+    StatusReport, VerifyReport,
 };
 use crate::seal::PendingSeal;
 
@@ -108,6 +109,67 @@ impl Engine {
     pub fn with_lock_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.lock_ttl = ttl;
         self
+    }
+
+    /// Sorts an internal error into the public [`Error`].
+    fn public<T>(&self, result: Result<T>) -> std::result::Result<T, Error> {
+        result.map_err(|err| Error::classify(err, self.interrupt.signal()))
+    }
+
+    /// `z3 status`: local snapshots and backups side by side.
+    ///
+    /// # Errors
+    /// Listing failures (zfs or S3), as [`Error::Failed`].
+    pub async fn status(
+        &self,
+        _options: &StatusOptions,
+    ) -> std::result::Result<StatusReport, Error> {
+        self.public(self.status_inner().await)
+    }
+
+    /// `z3 backup`: uploads what the plan says, oldest first, one object per snapshot, each
+    /// reported as an [`Event::BackedUp`] when it is done.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] when the plan refuses (a broken chain, a snapshot that would
+    /// overwrite another's backup) or the key changed under the upload; [`Error::Locked`];
+    /// [`Error::Cancelled`]; [`Error::Failed`] for zfs, compressor and upload failures. A failed
+    /// upload is aborted: no object appears for that snapshot.
+    pub async fn backup(
+        &self,
+        options: &BackupOptions,
+        events: &mut dyn Events,
+    ) -> std::result::Result<BackupReport, Error> {
+        self.public(self.backup_inner(options, events).await)
+    }
+
+    /// `z3 restore SNAPSHOT`: receives the chain from the newest local base (or a full) to the
+    /// target, each snapshot reported as an [`Event::Restored`].
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] for a broken or replaced chain, an unsealed object (unless allowed)
+    /// or a digest mismatch, all before `zfs receive` commits; [`Error::InvalidInput`] for an
+    /// encrypted backup without identities; [`Error::Cancelled`]; [`Error::Failed`] for
+    /// download, decoder and `zfs receive` failures, each naming the snapshot and object.
+    pub async fn restore(
+        &self,
+        options: &RestoreOptions,
+        events: &mut dyn Events,
+    ) -> std::result::Result<RestoreReport, Error> {
+        self.public(self.restore_inner(options, events).await)
+    }
+
+    /// `z3 verify`: reads backups back against their seals and chains, without ZFS; one
+    /// [`Event::Verified`] per object. Objects that fail are reported, not errors.
+    ///
+    /// # Errors
+    /// Listing failures, an unknown snapshot, unreadable key files.
+    pub async fn verify(
+        &self,
+        options: &VerifyOptions,
+        events: &mut dyn Events,
+    ) -> std::result::Result<VerifyReport, Error> {
+        self.public(self.verify_inner(options, events).await)
     }
 
     /// Fails if a stop was asked for, before the next step starts.
@@ -205,11 +267,8 @@ impl Engine {
             .collect())
     }
 
-    /// `z3 status`: local snapshots and backups side by side.
-    ///
-    /// # Errors
-    /// Listing failures (zfs or S3).
-    pub async fn status(&self, _options: &StatusOptions) -> Result<StatusReport> {
+    /// [`Engine::status`], with the internal error.
+    async fn status_inner(&self) -> Result<StatusReport> {
         let dataset = self.dataset()?;
         let local = self.local_chain(dataset, true).await?;
         let remote = self
@@ -232,12 +291,8 @@ impl Engine {
         })
     }
 
-    /// `z3 backup`: uploads what the plan says, oldest first, one object per snapshot.
-    ///
-    /// # Errors
-    /// Planning errors (nothing to back up, broken chain), zfs, compressor and upload failures.
-    /// A failed upload is aborted: no object appears for that snapshot.
-    pub async fn backup(
+    /// [`Engine::backup`], with the internal error.
+    async fn backup_inner(
         &self,
         args: &BackupOptions,
         events: &mut dyn Events,
@@ -539,12 +594,8 @@ impl Engine {
         Ok(report)
     }
 
-    /// `z3 restore SNAPSHOT`: receives the chain from the newest local base (or a full) to the target.
-    ///
-    /// # Errors
-    /// Unknown snapshot, broken chain, unknown codec (before anything is received), download,
-    /// decoder and `zfs receive` failures, each naming the snapshot and object.
-    pub async fn restore(
+    /// [`Engine::restore`], with the internal error.
+    async fn restore_inner(
         &self,
         args: &RestoreOptions,
         events: &mut dyn Events,

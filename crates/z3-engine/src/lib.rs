@@ -38,6 +38,7 @@
 pub mod cancel;
 pub mod config;
 mod engine;
+mod error;
 pub mod lock;
 pub mod progress;
 pub mod receive;
@@ -50,6 +51,7 @@ pub use config::{
     VerifyOptions,
 };
 pub use engine::{Engine, KeyChanged};
+pub use error::{Detail, Error};
 pub use progress::{NoProgress, Progress, ProgressReader, RecordingProgress, Transfer};
 pub use report::{
     BackupReport, Event, Events, Kind, NoEvents, ObjectVerification, RecordedEvents, RestoreReport,

@@ -25,12 +25,8 @@ enum Verdict {
 }
 
 impl Engine {
-    /// `z3 verify`: one line per object on stdout, a summary, and exit status 3 if any object
-    /// failed.
-    ///
-    /// # Errors
-    /// Listing failures, an unknown snapshot, unreadable key files.
-    pub async fn verify(
+    /// [`Engine::verify`], with the internal error.
+    pub(super) async fn verify_inner(
         &self,
         args: &VerifyOptions,
         events: &mut dyn Events,
@@ -85,7 +81,7 @@ impl Engine {
                 self.settings
                     .keys
                     .identities()
-                    .map_err(anyhow::Error::from_boxed)?
+                    .map_err(crate::error::KeyError)?
             } else {
                 None
             },
