@@ -1,11 +1,14 @@
 //! Tidy checks, run by `cargo xtask tidy`, by `cargo xtask ci` and as a plain `#[test]`.
 //!
 //! - every Rust file starts with a `//!` doc line;
+//! - no library depends on clap, indicatif, figment, tracing-subscriber or tikv-jemallocator
+//!   ([`deps`]);
 //! - no library prints: no `println!`, `eprintln!`, `print!`, `eprint!` or `dbg!` outside binaries and
 //!   tests ([`prints`]);
 //! - comments cite only documents inside the repository ([`citations`]).
 
 mod citations;
+mod deps;
 mod lexer;
 mod prints;
 
@@ -19,6 +22,7 @@ pub(crate) fn check(root: &Path) -> Result<()> {
     let mut failures = Vec::new();
     let results = [
         doc_headers(root),
+        deps::check(&mut crate::cargo()),
         no_prints(root),
         no_outside_citations(root),
     ];
