@@ -5,9 +5,11 @@
 //!   ([`deps`]);
 //! - no library prints: no `println!`, `eprintln!`, `print!`, `eprint!` or `dbg!` outside binaries and
 //!   tests ([`prints`]);
+//! - no module cycles within a crate, except the allowed ones being removed ([`cycles`]);
 //! - comments cite only documents inside the repository ([`citations`]).
 
 mod citations;
+mod cycles;
 mod deps;
 mod lexer;
 mod prints;
@@ -24,6 +26,7 @@ pub(crate) fn check(root: &Path) -> Result<()> {
         doc_headers(root),
         deps::check(&mut crate::cargo()),
         no_prints(root),
+        cycles::check(root),
         no_outside_citations(root),
     ];
     for result in results {
