@@ -1,5 +1,5 @@
 //! `z3_ssh_sync`'s decisions and failure paths on two `FakeZfs` hosts (docs/compatibility.md,
-//! "z3_ssh_sync" and "The original's test suite").
+//! "`z3_ssh_sync`" and "The original's test suite").
 
 use std::sync::Arc;
 
