@@ -1,27 +1,53 @@
-//! Tidy checks, run by `cargo xtask ci` and as a plain `#[test]`: every Rust file starts with a `//!` doc line.
+//! Tidy checks, run by `cargo xtask tidy`, by `cargo xtask ci` and as a plain `#[test]`.
+//!
+//! - every Rust file starts with a `//!` doc line;
+//! - no library depends on clap, indicatif, figment, tracing-subscriber or tikv-jemallocator
+//!   ([`deps`]);
+//! - no library prints: no `println!`, `eprintln!`, `print!`, `eprint!` or `dbg!` outside binaries and
+//!   tests ([`prints`]);
+//! - no module cycles within a crate, except the allowed ones being removed ([`cycles`]);
+//! - comments cite only documents inside the repository ([`citations`]).
+
+mod citations;
+mod cycles;
+mod deps;
+mod lexer;
+mod prints;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-/// Fails listing every `.rs` file under `crates/`, `xtask/` and `examples/` that lacks a leading `//!` line.
+/// Runs every check and fails with all their findings.
 pub(crate) fn check(root: &Path) -> Result<()> {
-    let mut files = Vec::new();
-    for dir in ["crates", "xtask", "examples"] {
-        collect(&root.join(dir), &mut files)?;
+    let mut failures = Vec::new();
+    let results = [
+        doc_headers(root),
+        deps::check(&mut crate::cargo()),
+        no_prints(root),
+        cycles::check(root),
+        no_outside_citations(root),
+    ];
+    for result in results {
+        if let Err(err) = result {
+            failures.push(format!("{err:#}"));
+        }
     }
-    let offenders: Vec<String> = files
+    if !failures.is_empty() {
+        bail!("tidy found problems:\n{}", failures.join("\n"));
+    }
+    Ok(())
+}
+
+/// Fails listing every `.rs` file under `crates/`, `xtask/` and `examples/` that lacks a leading `//!` line.
+fn doc_headers(root: &Path) -> Result<()> {
+    let offenders: Vec<String> = workspace_files(root)?
         .iter()
         .filter(|path| {
             fs::read_to_string(path).map_or(true, |text| !text.trim_start().starts_with("//!"))
         })
-        .map(|path| {
-            path.strip_prefix(root)
-                .unwrap_or(path)
-                .display()
-                .to_string()
-        })
+        .map(|path| relative(root, path))
         .collect();
     if !offenders.is_empty() {
         bail!(
@@ -32,12 +58,79 @@ pub(crate) fn check(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Fails naming every print in the libraries: `crates/*/src` without `main.rs` and `bin/`.
+fn no_prints(root: &Path) -> Result<()> {
+    let mut offenders = Vec::new();
+    let mut crates = fs::read_dir(root.join("crates"))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()?;
+    crates.sort();
+    for krate in crates {
+        let src = krate.join("src");
+        let mut files = Vec::new();
+        collect(&src, &mut files)?;
+        for file in files {
+            let inside = file.strip_prefix(&src).unwrap_or(&file);
+            if inside == Path::new("main.rs") || inside.starts_with("bin") {
+                continue;
+            }
+            for (line, name) in prints::offences(&fs::read_to_string(&file)?) {
+                offenders.push(format!("{}:{line}: {name}!", relative(root, &file)));
+            }
+        }
+    }
+    if !offenders.is_empty() {
+        bail!(
+            "libraries print (write to the writer the caller hands in instead):\n  {}",
+            offenders.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// Fails naming every comment that cites a document outside the repository.
+fn no_outside_citations(root: &Path) -> Result<()> {
+    let mut offenders = Vec::new();
+    for file in workspace_files(root)? {
+        for (line, pattern) in citations::offences(&fs::read_to_string(&file)?) {
+            offenders.push(format!("{}:{line}: `{pattern}`", relative(root, &file)));
+        }
+    }
+    if !offenders.is_empty() {
+        bail!(
+            "comments cite documents outside the repository (cite docs/compatibility.md's sections instead):\n  {}",
+            offenders.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// Every `.rs` file under `crates/`, `xtask/` and `examples/`.
+fn workspace_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for dir in ["crates", "xtask", "examples"] {
+        collect(&root.join(dir), &mut files)?;
+    }
+    Ok(files)
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Every `.rs` file under `dir`, without `target/` and `fixtures/` directories.
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
+    let mut paths = fs::read_dir(dir)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()?;
+    paths.sort();
+    for path in paths {
         if path.is_dir() {
             if path
                 .file_name()

@@ -1,5 +1,5 @@
 //! `z3_mp_cleanup`: aborts multipart uploads left open (the original's `python -m z3.s3_mp_cleanup`,
-//! spec §1.5, which was never installed as a command).
+//! which was never installed as a command; docs/compatibility.md, "Stale-upload cleanup").
 //!
 //! z3 aborts its own failed uploads, but some cannot be aborted: a process killed with SIGKILL, a
 //! second Ctrl-C, a server unreachable until z3 gave up. Their parts stay stored and billed until

@@ -1,6 +1,7 @@
 //! Configuration: built-in defaults < `/etc/z3_backup/z3.conf` `[main]` < environment < `[fs:<dataset>]` < flags.
 //!
-//! This reproduces the original z3's sources and precedence (spec §2), with figment doing the layering:
+//! This reproduces the original z3's sources and precedence (docs/compatibility.md, "Configuration and
+//! precedence"), with figment doing the layering:
 //! - the INI file's keys are case-insensitive; environment variables are read only by their exact upper-case names;
 //! - the `[fs:<dataset>]` section overrides only `SNAPSHOT_PREFIX` and `COMPRESSOR`, and it beats the environment,
 //!   exactly as the original does (its README claims otherwise);
@@ -58,7 +59,7 @@ pub const KEYS: &[&str] = &[
 /// can restore.
 pub const DEFAULT_COMPRESSOR: &str = "zstd";
 
-/// Keys a `[fs:<dataset>]` section may override (spec §2.2).
+/// Keys a `[fs:<dataset>]` section may override (docs/compatibility.md, "Configuration and precedence").
 const SECTION_KEYS: &[&str] = &["SNAPSHOT_PREFIX", "COMPRESSOR"];
 
 /// A configuration problem: always a usage error (exit code 2), naming the key or file at fault.
@@ -185,7 +186,8 @@ pub struct FlagOverrides {
     pub age_passphrase_file: Option<String>,
 }
 
-/// The built-in defaults: the original's `z3/z3.conf` plus its argparse fallbacks (spec §2.3, §2.2 item 6).
+/// The built-in defaults: the original's `z3/z3.conf` plus its argparse fallbacks (docs/compatibility.md,
+/// "Configuration and precedence", items 5 and 6).
 fn defaults() -> Dict {
     [
         ("concurrency", "32"),
@@ -814,7 +816,8 @@ mod tests {
 
     #[test]
     fn section_beats_environment_which_beats_main() {
-        // Spec §2.2: with SNAPSHOT_PREFIX exported and [fs:pool/fs] setting it, the section wins.
+        // docs/compatibility.md, "Configuration and precedence": with SNAPSHOT_PREFIX exported and
+        // [fs:pool/fs] setting it, the section wins.
         let file = IniFile::parse(CONF, None).unwrap();
         let raw = layer(
             &file,

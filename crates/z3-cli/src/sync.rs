@@ -1,7 +1,7 @@
 //! `z3_ssh_sync`: push or pull snapshots between this host and another one over SSH.
 //!
-//! The decisions are the original's (spec §1.4, §10.3; `z3_core::plan_sync`): an empty
-//! destination gets the source's latest snapshot as a full stream; otherwise everything after
+//! The decisions are the original's (docs/compatibility.md, "`z3_ssh_sync`"; `z3_core::plan_sync`):
+//! an empty destination gets the source's latest snapshot as a full stream; otherwise everything after
 //! the destination's latest snapshot, which must exist on the source, is sent incrementally; an
 //! up-to-date destination is a no-op. Unlike the original, the remote side is `zfs` run through
 //! `ssh` with every remote word quoted (`z3_zfs::SshTarget`), the stream is buffered in-process

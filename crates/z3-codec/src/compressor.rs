@@ -54,9 +54,9 @@ impl Codec for Stage {
     }
 }
 
-/// A compressor the original z3 knows (spec §7). Its name is recorded in each object's `compressor` metadata,
-/// and restore picks the decoder from that metadata, not from the current configuration, so chains with mixed
-/// compressors restore correctly.
+/// A compressor the original z3 knows (docs/compatibility.md, "Compressors"). Its name is recorded in each
+/// object's `compressor` metadata, and restore picks the decoder from that metadata, not from the current
+/// configuration, so chains with mixed compressors restore correctly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Compressor {
     /// No stage; no `compressor` metadata is written.

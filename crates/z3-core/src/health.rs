@@ -1,6 +1,6 @@
 //! Health of the objects in a backup listing: does each one's parent chain reach a full backup?
 //!
-//! Rules (spec §4.4), evaluated for every object of one listing:
+//! Rules (docs/compatibility.md, "Health"), evaluated for every object of one listing:
 //! - a full object is healthy;
 //! - an incremental whose `parent` metadata is absent, or names no object of the listing, is
 //!   broken with [`Reason::MissingParent`];
@@ -13,8 +13,8 @@
 //!   longer applies on top of it. Its descendants are [`Reason::ParentBroken`].
 //!
 //! The original walked the chain recursively and died with `RecursionError` beyond about 995
-//! links (spec §11 bug 4). [`check`] walks iteratively with an explicit path and memoises every
-//! result, so the whole listing costs `O(n log n)` whatever the chain length.
+//! links (docs/compatibility.md, bug 4). [`check`] walks iteratively with an explicit path and
+//! memoises every result, so the whole listing costs `O(n log n)` whatever the chain length.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -152,7 +152,7 @@ enum Stop {
     Cycle,
 }
 
-/// Computes the health of every object in `objects` (spec §4.4), iteratively.
+/// Computes the health of every object in `objects` (docs/compatibility.md, "Health"), iteratively.
 ///
 /// Objects without metadata count as incrementals without a parent, hence
 /// [`Reason::MissingParent`]. When two objects share a name, the first one is the one the
@@ -392,7 +392,7 @@ mod tests {
 
     #[test]
     fn long_chain_is_iterative_and_fast() {
-        // The original died with RecursionError beyond about 995 links (spec §11 bug 4).
+        // The original died with RecursionError beyond about 995 links (docs/compatibility.md, bug 4).
         const N: usize = 100_000;
         let mut objs = Vec::with_capacity(N + 1);
         let names: Vec<String> = (0..N).map(|i| format!("p@s{i:06}")).collect();

@@ -1,4 +1,4 @@
-//! Byte counts for humans, in the original's `M`/`G`/`T` format (spec §8 "Humanizer").
+//! Byte counts for humans, in the original's `M`/`G`/`T` format (docs/compatibility.md, "Byte counts").
 //!
 //! Used for the SIZE column of `z3 status` and the "Successfuly backed up" lines. The format is
 //! kept byte-for-byte, quirks included (`1024 M` rather than `1 G`), because users grep it.

@@ -1,4 +1,4 @@
-//! Where snapshots live in the bucket: `<prefix><dataset>@<snapshot>` (spec §3.1).
+//! Where snapshots live in the bucket: `<prefix><dataset>@<snapshot>` (docs/compatibility.md, "Key layout").
 //!
 //! The key scheme is the compatibility contract with the original z3: a backup written by one
 //! tool is found and restored by the other only if both build keys identically, so the

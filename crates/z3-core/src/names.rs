@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn accepted_names_from_the_captures() {
-        // zfs-output.md §6.5: spaces and ':' are allowed, as are '-', '_' and '.'.
+        // docs/compatibility.md, "ZFS names": spaces and ':' are allowed, as are '-', '_' and '.'.
         for name in [
             "fxpool/src@sp ace",
             "fxpool/src@co:lon-da_sh.dot",

@@ -1,11 +1,13 @@
-//! Deciding what to send and what to receive: backup and restore plans (spec §4.5–4.7).
+//! Deciding what to send and what to receive: backup and restore plans (docs/compatibility.md, "Backup and
+//! restore plans").
 //!
 //! Plans are plain data computed from the local chain and the remote listing; executing them
 //! (estimating, sending, compressing, uploading, receiving) is the caller's business. That keeps
 //! every decision of the original — which snapshots, full or incremental, which parent, which
 //! error — testable without ZFS or S3, and lets `--dry-run` show exactly what a real run does.
 //!
-//! Three of the original's bugs are fixed here (spec §11):
+//! Three of the original's bugs are fixed here (docs/compatibility.md, "Bugs of the original that
+//! z3 fixes"):
 //! - bug 2: an incremental run whose walk finds no backed-up ancestor (first run on an empty
 //!   bucket) starts with a full backup instead of crashing;
 //! - bug 3: restore stops at the first snapshot present locally, so a chain whose old links
@@ -149,9 +151,9 @@ pub struct RestoreRequest<'a> {
 
 /// Why no plan could be made.
 ///
-/// The first and the last two messages are the original's exact texts (spec §10.2), which is
-/// why they break the house rule of lowercase messages without a trailing period: scripts
-/// written against z3 match on them.
+/// The first and the last two messages are the original's exact texts (docs/compatibility.md,
+/// "Backup and restore plans"), which is why they break the house rule of lowercase messages
+/// without a trailing period: scripts written against z3 match on them.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PlanError {
@@ -328,7 +330,7 @@ fn rename_advice(name: &FullSnapshotName, local: &LocalChain, remote: &RemoteInd
     )
 }
 
-/// Plans a backup (spec §4.5, §4.6, with the fix of §11 bug 2).
+/// Plans a backup (docs/compatibility.md, "Backup and restore plans", with the fix of bug 2).
 ///
 /// The target is `req.target` or the latest matching local snapshot. With `req.full` the plan
 /// is a single full step of the target. Otherwise the walk goes back from the target along the
@@ -474,7 +476,7 @@ fn full_write_mode(
     })
 }
 
-/// Plans a restore (spec §4.7, with the fix of §11 bug 3).
+/// Plans a restore (docs/compatibility.md, "Backup and restore plans", with the fix of bug 3).
 ///
 /// The walk goes from the target along the objects' `parent` metadata, queueing each object,
 /// and stops after a full object or when the next parent is present locally (the base). So a

@@ -1,8 +1,8 @@
 //! The backup as seen in the bucket: one object per snapshot, with its user metadata.
 //!
 //! z3 keeps no manifest: everything it knows about an object is in four `x-amz-meta-*` headers
-//! (spec §3.2, §3.3). [`ObjectMeta`] reads and writes them in the exact form the original used,
-//! so that both tools can restore each other's backups.
+//! (docs/compatibility.md, "Object metadata"). [`ObjectMeta`] reads and writes them in the exact
+//! form the original used, so that both tools can restore each other's backups.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -60,7 +60,8 @@ impl ObjectMeta {
     /// S3 servers lower-case them anyway).
     ///
     /// `is_full` holds iff `isfull` or the legacy `is_full` is exactly `"true"`; anything else,
-    /// including `isfull=false` and no metadata at all, means incremental (spec §3.3).
+    /// including `isfull=false` and no metadata at all, means incremental (docs/compatibility.md,
+    /// "Object metadata").
     /// An unparsable `size` becomes `None`, since it is only shown to humans. Unknown keys are
     /// ignored.
     #[must_use]
@@ -137,8 +138,8 @@ pub struct RemoteSnapshot {
 
 /// The part after the first `@`, or the whole text when there is none.
 ///
-/// The original crashed on parents without `@` (spec §11 bug 5); showing them whole keeps
-/// foreign objects visible instead.
+/// The original crashed on parents without `@` (docs/compatibility.md, bug 5); showing them whole
+/// keeps foreign objects visible instead.
 fn short(name: &str) -> &str {
     name.split_once('@').map_or(name, |(_, snapshot)| snapshot)
 }

@@ -3,8 +3,8 @@
 //! The original z3 never asks ZFS which snapshot an incremental stream is based on: it takes
 //! the local snapshots in `zfs list` order, keeps those whose short name starts with
 //! `SNAPSHOT_PREFIX`, and treats each kept snapshot as the child of the previous kept one
-//! (spec §4.1). [`LocalChain`] is that list, computed once so that backup, restore and status
-//! all agree on it.
+//! (docs/compatibility.md, "Local snapshot chain"). [`LocalChain`] is that list, computed once so
+//! that backup, restore and status all agree on it.
 
 use std::collections::HashMap;
 
@@ -54,8 +54,9 @@ impl LocalChain {
     /// Builds the chain from `snapshots` in `zfs list` order (createtxg order, one dataset).
     ///
     /// Keeps the snapshots whose short name (after `@`) starts with `prefix`; each kept entry's
-    /// parent is the previous kept one (spec §4.1), so non-matching snapshots in between (such as
-    /// the fixture's `funky_name`) are skipped rather than breaking the chain.
+    /// parent is the previous kept one (docs/compatibility.md, "Local snapshot chain"), so
+    /// non-matching snapshots in between (such as the fixture's `funky_name`) are skipped rather
+    /// than breaking the chain.
     ///
     /// The list is trusted to hold a single dataset, as the original did after filtering;
     /// use [`LocalChain::for_dataset`] when it may hold several. A repeated full name is

@@ -1,8 +1,9 @@
-//! The `z3 status` report: local snapshots and backup objects side by side (spec §8).
+//! The `z3 status` report: local snapshots and backup objects side by side (docs/compatibility.md,
+//! "Status output").
 //!
 //! The rows and the table layout copy the original exactly, because people compare the output
 //! of both tools. Unlike the original, objects without metadata or with a `parent` lacking `@`
-//! get a row instead of crashing the command (spec §11 bug 5).
+//! get a row instead of crashing the command (docs/compatibility.md, bug 5).
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! What `z3_ssh_sync` sends between two hosts (spec §1.4, §10.3).
+//! What `z3_ssh_sync` sends between two hosts (docs/compatibility.md, "`z3_ssh_sync`").
 //!
 //! Snapshots are compared by short name only (the datasets may be named differently on the two
 //! sides). The destination's newest snapshot must exist on the source; everything after it is

@@ -44,7 +44,7 @@ mod verify;
 
 /// How many HEAD requests run at once while reading object metadata.
 const HEAD_CONCURRENCY: usize = 16;
-/// The ACL the original sets on every object (spec §3.2).
+/// The ACL the original sets on every object (docs/compatibility.md, "Object metadata").
 const OBJECT_ACL: &str = "bucket-owner-full-control";
 /// Ranged GET size for restores: small enough that (concurrency × part) stays at 64 MiB.
 const DOWNLOAD_PART_SIZE: u64 = 8 << 20;
@@ -656,7 +656,8 @@ impl Engine {
             }
             self.check_interrupt(&format!("restoring {}", step.snapshot))?;
             // zfs-fuse lands an incremental for a missing destination in whatever dataset holds its
-            // base (zfs-output.md §6.4), so make sure the destination is there first.
+            // base (docs/compatibility.md, "`zfs receive` errors"), so make sure the destination is
+            // there first.
             if !step.is_full && !self.zfs.dataset_exists(dataset).await? {
                 bail!(
                     "cannot restore incremental {}: dataset {dataset} does not exist",

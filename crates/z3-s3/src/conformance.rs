@@ -24,7 +24,7 @@ use crate::upload::{MultipartUploader, UploadConfig};
 
 /// The original pput test sample, `len` bytes of it: block `k` (1 MiB each) repeats the
 /// 512-byte pattern `k,0,k,1,…,k,255`. At 6 MiB in 5 MiB parts its S3 multipart ETag is
-/// `"d229c1fc0e509475afe56426c89d2724-2"` (spec §10.1).
+/// `"d229c1fc0e509475afe56426c89d2724-2"` (docs/compatibility.md, "The original's test suite").
 #[must_use]
 pub fn sample_data(len: usize) -> Bytes {
     const BLOCK: usize = 1024 * 1024;

@@ -5,8 +5,8 @@
 //! source and base guids and names, the snapshot's content as payload and a trailing checksum,
 //! so that a truncated or corrupted upload is detected on receive, as real `zfs receive` does.
 //!
-//! Receive follows OpenZFS (zfs-output.md §4 and §6.4), with the same stderr texts so that the
-//! errors classify exactly like [`ZfsCli`](crate::ZfsCli)'s:
+//! Receive follows OpenZFS (docs/compatibility.md, "`zfs receive` errors"), with the same stderr
+//! texts so that the errors classify exactly like [`ZfsCli`](crate::ZfsCli)'s:
 //! * a full stream into an existing dataset needs `force`, and even then the dataset must have
 //!   no snapshots;
 //! * an incremental stream needs the destination to exist, its most recent snapshot to have the
@@ -653,7 +653,7 @@ fn check_receive(
             "{INCREMENTAL_PREFIX}: destination '{dataset}' does not exist"
         ));
     };
-    // OpenZFS checks the target name before the base (zfs-output.md §4).
+    // OpenZFS checks the target name before the base (docs/compatibility.md, "`zfs receive` errors").
     if ds
         .snapshots
         .iter()

@@ -139,7 +139,7 @@ pub trait Zfs: Send + Sync + std::fmt::Debug {
     ///
     /// Callers must check that the destination exists before receiving an incremental stream:
     /// zfs-fuse silently applies it to another dataset holding the base snapshot's guid when
-    /// the destination is missing (zfs-output.md §6.4).
+    /// the destination is missing (docs/compatibility.md, "`zfs receive` errors").
     ///
     /// # Errors
     /// [`ErrorKind::Spawn`] if the process cannot start. Rejections of the stream arrive from

@@ -5,7 +5,7 @@
 //! classify the same stderr text the same way. Every parser is total: arbitrary input gives
 //! `Ok` or a [`ParseError`], never a panic (a proptest checks this).
 //!
-//! Formats (see `zfs-output.md` in the project's shared spec):
+//! Formats (docs/compatibility.md, "What `zfs` prints"):
 //! * `-H` output has one record per line and fields separated by a single TAB. Names may
 //!   contain spaces, so lines are split on TAB only.
 //! * OpenZFS `zfs list -H -p -o name,guid,createtxg` prints `name TAB guid TAB createtxg`.
@@ -146,12 +146,13 @@ pub fn snapshot_properties(stdout: &str) -> Result<Vec<RawSnapshot>, ParseError>
 /// Parses the dry-run estimate of `zfs send -nvP`: the `size` line if present, otherwise
 /// the bytes of the last `full`/`incremental` line.
 ///
-/// Handles every layout of zfs-output.md §1: the resume-token preamble (`resume token
-/// contents:`, `nvlist version: 0` and indented `key = value` lines), the 2.x warning line,
-/// OpenZFS ≤0.8 resume output without a `size` line, and the 0.7.x zero-size lines that drop
-/// the bytes field (`full TAB name`, `incremental TAB from TAB to`), which mean 0. Values
-/// are parsed as `u64`: 2.x can print absurd estimates such as `18446744073614344448` for
-/// resumed incrementals, which are returned as they are (callers clamp part sizes anyway).
+/// Handles every layout of docs/compatibility.md, "`zfs send` size estimates": the resume-token
+/// preamble (`resume token contents:`, `nvlist version: 0` and indented `key = value` lines),
+/// the 2.x warning line, OpenZFS ≤0.8 resume output without a `size` line, and the 0.7.x
+/// zero-size lines that drop the bytes field (`full TAB name`, `incremental TAB from TAB to`),
+/// which mean 0. Values are parsed as `u64`: 2.x can print absurd estimates such as
+/// `18446744073614344448` for resumed incrementals, which are returned as they are (callers
+/// clamp part sizes anyway).
 ///
 /// Returns `Ok(None)` when the text holds no estimate line at all (for example when ≤0.6.4
 /// printed it to the other stream).
@@ -305,7 +306,7 @@ pub fn classify_stderr(stderr: &str) -> StderrClass {
     StderrClass::Other
 }
 
-/// Extracts the object name from one "does not exist" line, for every wording in the spec.
+/// Extracts the object name from one "does not exist" line, for every wording `zfs` uses.
 fn missing_name(line: &str) -> Option<String> {
     let between = |start: &str, end: &str| -> Option<String> {
         let from = line.find(start)? + start.len();
@@ -341,7 +342,8 @@ mod tests {
 
     #[test]
     fn logical_size_is_referenced_times_compressratio_in_both_dialects() {
-        // zfs-fuse keeps the `x` with -p (zfs-output.md); OpenZFS prints the bare number.
+        // zfs-fuse keeps the `x` with -p (docs/compatibility.md, "`zfs list` and `zfs get`");
+        // OpenZFS prints the bare number.
         assert_eq!(logical_size("90112\n1.00x\n"), Ok(90_112));
         assert_eq!(logical_size("90112\n1.00\n"), Ok(90_112));
         // A 2:1 compressed 60 GiB dataset sends 120 GiB.
@@ -374,7 +376,7 @@ mod tests {
 
     #[test]
     fn modern_list_rows() {
-        // zfs-output.md §2.1, reduced to the three columns we request.
+        // docs/compatibility.md, "`zfs list` and `zfs get`": the three columns we request.
         let out = "pool/fs@a\t16655346559538300140\t11\npool/fs@b\t17932715693616688049\t16\n";
         assert_eq!(
             snapshot_list(out).unwrap(),
@@ -402,7 +404,7 @@ mod tests {
 
     #[test]
     fn modern_list_rejects_abbreviated_guid_and_bad_rows() {
-        // zfs-fuse `list` without -p (§6.1): guid abbreviated to 14.4E.
+        // zfs-fuse `list` without -p (docs/compatibility.md, "zfs-fuse 0.7"): guid abbreviated to 14.4E.
         let e = snapshot_list("fxpool/src@a\t14.4E\t11\n").unwrap_err();
         assert_eq!(e.line, 1);
         assert!(e.message.contains("14.4E"), "{e}");
@@ -417,7 +419,8 @@ mod tests {
 
     #[test]
     fn legacy_get_triples_drop_filesystems_and_sort_by_createtxg() {
-        // Shape of zfs-output.md §6.1 `zfs get -H -p -r -o name,property,value guid`, with
+        // Shape of zfs-fuse's `zfs get -H -p -r -o name,property,value guid` (docs/compatibility.md,
+        // "`zfs list` and `zfs get`"), with
         // createtxg rows added as `get -d 1 … guid,createtxg` prints them (captured on zt).
         let out = "fxpool/src\tguid\t2022835183268112203\n\
                    fxpool/src\tcreatetxg\t6\n\
@@ -445,7 +448,7 @@ mod tests {
         assert_eq!(snapshot_properties(out).unwrap(), vec![raw("p/fs@a", 5, 7)]);
         let e = snapshot_properties("p/fs@a\tguid\t5\n").unwrap_err();
         assert!(e.message.contains("p/fs@a"), "{e}");
-        // `get` without -p (§6.1) abbreviates the guid.
+        // `get` without -p (docs/compatibility.md, "zfs-fuse 0.7") abbreviates the guid.
         assert!(snapshot_properties("fxpool/src@a\tguid\t14.4E\n").is_err());
         // The four-column layout (with source) is not what we request.
         assert!(snapshot_properties("fxpool/src@a\tguid\t1\t-\n").is_err());
@@ -557,10 +560,10 @@ mod tests {
     #[test]
     fn estimate_absent() {
         assert_eq!(send_estimate("").unwrap(), None);
-        // The human-readable form (§1.7) is not parsed.
+        // The human-readable form (docs/compatibility.md, "`zfs send` size estimates") is not parsed.
         let human = "full send of testpool/fs@snap1 estimated size is 1.01M\ntotal estimated size is 1.01M\n";
         assert_eq!(send_estimate(human).unwrap(), None);
-        // zfs-fuse hidden -v output (§6.3).
+        // zfs-fuse's hidden -v output (same section).
         assert_eq!(
             send_estimate("sending from @a to fxpool/src@b\n").unwrap(),
             None

@@ -230,7 +230,8 @@ async fn restore_starts_from_the_local_base_after_the_full_expired() {
     let run = other.run(Command::Restore(restore("snap2"))).await;
     assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
 
-    // Later: snap3 is backed up, and a lifecycle rule expires the full (original bug §11.3).
+    // Later: snap3 is backed up, and a lifecycle rule expires the full (bug 3 of the original,
+    // docs/compatibility.md).
     h.snap("snap3", "three");
     assert_eq!(
         h.run(Command::Backup(backup())).await.status,

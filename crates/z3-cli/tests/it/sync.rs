@@ -1,4 +1,5 @@
-//! `z3_ssh_sync`'s decisions and failure paths on two `FakeZfs` hosts (spec §1.4, §10.3).
+//! `z3_ssh_sync`'s decisions and failure paths on two `FakeZfs` hosts (docs/compatibility.md,
+//! "`z3_ssh_sync`" and "The original's test suite").
 
 use std::sync::Arc;
 
@@ -119,7 +120,8 @@ impl Hosts {
 
 const ALL: [&str; 5] = ["S_0", "S_1", "S_2", "S_3", "S_4"];
 
-/// The spec's `test_snapshots_to_send` table, as what actually lands on the destination.
+/// The original's `test_snapshots_to_send` table (docs/compatibility.md, "The original's test suite"), as
+/// what actually lands on the destination.
 #[tokio::test]
 async fn decision_table_of_the_original() {
     // (local, remote) -> snapshots sent, oldest first.

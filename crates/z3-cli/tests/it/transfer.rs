@@ -1,5 +1,5 @@
-//! `pput` and `z3_get` as binaries: the upstream `test_pput.py` scenarios (spec §10.1) against the real
-//! server, and their usage errors offline.
+//! `pput` and `z3_get` as binaries: the upstream `test_pput.py` scenarios (docs/compatibility.md, "The
+//! original's test suite") against the real server, and their usage errors offline.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -1,5 +1,5 @@
-//! The original's bugs (spec §11) with the better behaviour z3 adopts, plus edge cases of the
-//! planners that the upstream suite does not cover.
+//! The original's bugs (docs/compatibility.md, "Bugs of the original that z3 fixes") with the better
+//! behaviour z3 adopts, plus edge cases of the planners that the upstream suite does not cover.
 
 use z3_core::{
     BackupRequest, DatasetName, LocalChain, PlanError, Reason, RemoteIndex, RestoreRequest,
@@ -78,7 +78,8 @@ fn regression_issue_26_first_run_on_empty_bucket_starts_with_a_full() {
             "inc pool/fs@snap_c <- pool/fs@snap_b",
         ]
     );
-    // With --snapshot, only the chain up to that snapshot is sent (spec §9).
+    // With --snapshot, only the chain up to that snapshot is sent (docs/compatibility.md, "Backup and
+    // restore plans").
     let plan = backup_on(&local, &RemoteIndex::default(), Some("snap_b"), false).unwrap();
     assert_eq!(
         described(&plan),
@@ -153,7 +154,7 @@ fn named_snapshot_not_found() {
     assert!(matches!(err, PlanError::SnapshotNotFound { .. }));
 }
 
-/// Spec §11 bug 3: with lifecycle expiry the full is gone, but the local base is enough.
+/// Bug 3 (docs/compatibility.md): with lifecycle expiry the full is gone, but the local base is enough.
 #[test]
 fn restore_from_local_base_after_the_full_expired() {
     // snap_1 (the full) expired; snap_2..snap_4 remain.
@@ -261,7 +262,7 @@ fn long_remote(names: &[String]) -> RemoteIndex {
     )
 }
 
-/// Spec §11 bug 4: the original died with `RecursionError` beyond about 995 links.
+/// Bug 4 (docs/compatibility.md): the original died with `RecursionError` beyond about 995 links.
 #[test]
 fn regression_bug_4_hundred_thousand_links() {
     const N: usize = 100_000;

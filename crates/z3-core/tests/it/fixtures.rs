@@ -1,5 +1,6 @@
-//! The upstream `_tests/test_snap.py` fixtures (spec §10.2) and helpers that turn plans back
-//! into the original's command lines, so expectations can be the spec's exact strings.
+//! The upstream `_tests/test_snap.py` fixtures (docs/compatibility.md, "The original's test suite") and
+//! helpers that turn plans back into the original's command lines, so expectations can be the upstream
+//! suite's exact strings.
 
 use std::collections::BTreeMap;
 
@@ -121,7 +122,8 @@ pub(crate) fn default_local() -> LocalChain {
     LocalChain::for_dataset(&parse_list(ZFS_LIST), &dataset(), SNAP_PREFIX)
 }
 
-/// The commands the original ran for a backup plan (spec §4.5, §4.6), estimate 1234, no `pv`.
+/// The commands the original ran for a backup plan (docs/compatibility.md, "Backup and restore plans"),
+/// estimate 1234, no `pv`.
 pub(crate) fn backup_commands(plan: &BackupPlan, compressor: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
     for step in &plan.steps {
@@ -177,7 +179,8 @@ pub(crate) fn backup_commands(plan: &BackupPlan, compressor: Option<&str>) -> Ve
     out
 }
 
-/// The commands the original ran for a restore plan (spec §4.7), no `pv`.
+/// The commands the original ran for a restore plan (docs/compatibility.md, "Backup and restore plans"),
+/// no `pv`.
 pub(crate) fn restore_commands(plan: &RestorePlan, force: bool) -> Vec<String> {
     plan.steps
         .iter()

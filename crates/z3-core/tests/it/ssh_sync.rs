@@ -1,4 +1,5 @@
-//! Upstream `_tests/test_ssh_sync.py` `test_snapshots_to_send` and its error cases (spec §10.3).
+//! Upstream `_tests/test_ssh_sync.py` `test_snapshots_to_send` and its error cases (docs/compatibility.md,
+//! "The original's test suite").
 
 use z3_core::{SnapshotName, SyncError, SyncPlan, plan_sync};
 

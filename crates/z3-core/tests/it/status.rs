@@ -1,11 +1,13 @@
-//! `z3 status` on the upstream fixtures (spec §8), including the objects that crashed it.
+//! `z3 status` on the upstream fixtures (docs/compatibility.md, "Status output"), including the objects
+//! that crashed it.
 
 use z3_core::status::{header_line, render_table, status_rows};
 use z3_core::{LocalChain, RemoteIndex, RowKind, StatusRow};
 
 use crate::fixtures::{default_local, object, remote, remote_without};
 
-/// The §8 example, produced upstream without `snap_4_mp` (whose parent crashed status).
+/// The example of docs/compatibility.md, "Status output", produced upstream without `snap_4_mp` (whose
+/// parent crashed status).
 const SPEC_EXAMPLE: &str = concat!(
     "backup status for pool/fs@snap_* on mybucket/z3-backup/\n",
     "NAME         | PARENT       | TYPE        | HEALTH         | LOCAL STATE | SIZE\n",

@@ -1,4 +1,5 @@
-//! Every scenario of upstream `_tests/test_snap.py` (spec §10.2), as plans and their commands.
+//! Every scenario of upstream `_tests/test_snap.py` (docs/compatibility.md, "The original's test suite"),
+//! as plans and their commands.
 
 use z3_core::{
     BackupRequest, DatasetName, Health, LocalChain, PlanError, Reason, RestoreRequest, StepKind,

@@ -143,7 +143,7 @@ async fn aws_store_wrong_secret() {
 
 #[tokio::test]
 async fn aws_store_etag_matches_the_original_pput() {
-    // The spec's 6 MiB sample in 5 MiB parts has the multipart ETag pput computed; a server
+    // The original's 6 MiB sample in 5 MiB parts has the multipart ETag pput computed; a server
     // that computes S3-style ETags (SeaweedFS does) returns the same one.
     let Some(config) = real_s3() else { return };
     let store = Arc::new(real_store(config).await);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use z3_core::{DatasetName, FullSnapshotName};
 use z3_zfs::{ErrorKind, EstimateMethod, ReceiveOptions, Zfs, ZfsCli};
 
-/// zfs-fuse 0.7: no `list -p`, no `send -n`; texts from zfs-output.md §6.
+/// zfs-fuse 0.7: no `list -p`, no `send -n`; texts from docs/compatibility.md, "zfs-fuse 0.7".
 const LEGACY: &str = r#"#!/bin/sh
 printf '%s\n' "$*" >> "$0.log"
 for a in "$@"; do last=$a; done
