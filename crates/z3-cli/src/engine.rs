@@ -2,7 +2,6 @@
 //! become the engine's typed options (names and the compressor parsed here, once), and the
 //! engine's progress becomes terminal bars.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,25 +19,13 @@ use z3_zfs::Zfs;
 
 pub use z3_engine::KeyChanged;
 
+pub use crate::console::Console;
+
 use crate::args::{BackupArgs, RestoreArgs, StatusArgs, VerifyArgs};
 use crate::config::Settings;
 use crate::exit::UsageError;
 use crate::interrupt::Interrupt;
 use crate::progress::{Bars, ProgressMode};
-
-/// Where commands write: results to `out` (stdout), notes to `err` (stderr).
-pub struct Console<'a> {
-    /// Results, one line each (scripts read this).
-    pub out: &'a mut (dyn Write + Send),
-    /// Notes for humans.
-    pub err: &'a mut (dyn Write + Send),
-}
-
-impl std::fmt::Debug for Console<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Console")
-    }
-}
 
 /// What a command found, beyond success or failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

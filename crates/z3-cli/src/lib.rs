@@ -10,6 +10,7 @@
 pub mod args;
 pub mod cleanup;
 pub mod config;
+pub mod console;
 pub mod engine;
 pub mod exit;
 pub mod interrupt;

@@ -22,7 +22,7 @@ use tokio::io::AsyncReadExt;
 use z3_core::{DatasetName, FullSnapshotName, LocalChain, SnapshotName, SyncError, plan_sync};
 use z3_zfs::{ReceiveOptions, ReceiveSink, SendStream, Zfs};
 
-use crate::engine::Console;
+use crate::console::Console;
 use crate::interrupt::Interrupt;
 use crate::progress::{ProgressMode, ProgressReader, bar};
 
@@ -405,7 +405,7 @@ pub async fn main(args: SyncArgs, console: &mut Console<'_>) -> Result<()> {
     };
     let raw = crate::config::layer(&file, std::env::vars(), &flags)?;
     let Some(local) = raw.filesystem.as_deref() else {
-        bail!(crate::exit::UsageError(
+        bail!(z3_engine::UsageError(
             "no dataset: give --dataset or set FILESYSTEM".into()
         ));
     };
@@ -415,7 +415,7 @@ pub async fn main(args: SyncArgs, console: &mut Console<'_>) -> Result<()> {
         None => local.clone(),
     };
     let mut target =
-        z3_zfs::SshTarget::new(&args.remote).map_err(|e| crate::exit::UsageError(e.to_string()))?;
+        z3_zfs::SshTarget::new(&args.remote).map_err(|e| z3_engine::UsageError(e.to_string()))?;
     target.program.clone_from(&args.ssh_program);
     target.port = args.ssh_port;
     target.identity.clone_from(&args.ssh_identity);
