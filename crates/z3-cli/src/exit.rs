@@ -54,9 +54,6 @@ pub fn classify(err: &anyhow::Error) -> ExitStatus {
                 ExitStatus::Error
             };
         }
-        if cause.is::<crate::sync::Diverged>() {
-            return ExitStatus::Integrity;
-        }
         if cause.is::<crate::config::ConfigError>()
             || cause.is::<z3_core::NameError>()
             || cause.is::<UsageError>()

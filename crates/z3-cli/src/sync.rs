@@ -15,24 +15,19 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail};
-use bytes::{Bytes, BytesMut};
+use anyhow::{Result, bail};
 use clap::Parser;
-use tokio::io::AsyncReadExt;
-use z3_core::{DatasetName, FullSnapshotName, LocalChain, SnapshotName, SyncError, plan_sync};
-use z3_zfs::{ReceiveOptions, ReceiveSink, SendStream, Zfs};
+use z3_core::DatasetName;
+use z3_engine::{Event, Events};
+
+pub use z3_engine::sync::{Diverged, Side};
 
 use crate::console::Console;
 use crate::interrupt::Interrupt;
-use crate::progress::{ProgressMode, ProgressReader, bar};
+use crate::progress::{Bars, ProgressMode};
 
 /// The original's default when neither flag nor config sets a prefix.
 pub const DEFAULT_SYNC_PREFIX: &str = "zfs-auto-snap:daily";
-/// Chunks read from `zfs send` at a time.
-const CHUNK: usize = 1 << 20;
-/// Chunks buffered between sender and receiver: 128 MiB, like the original's `mbuffer -m 200m`
-/// within a factor of two, so a bursty network does not stall `zfs send`.
-const BUFFERED_CHUNKS: usize = 128;
 
 const AFTER_HELP: &str = "\
 The destination's newest snapshot (matching the prefix) must exist on the source; everything newer \
@@ -117,18 +112,8 @@ pub struct SyncArgs {
     pub verbose: u8,
 }
 
-/// One side of a sync.
-#[derive(Debug, Clone)]
-pub struct Side {
-    /// Its `zfs`.
-    pub zfs: Arc<dyn Zfs>,
-    /// The dataset there.
-    pub dataset: DatasetName,
-    /// How to name it in messages (`host:dataset` for the remote one).
-    pub label: String,
-}
-
-/// A resolved sync.
+/// A resolved sync, as `z3_ssh_sync` runs it: the engine's [`z3_engine::sync::Sync`] with the
+/// command line's output.
 #[derive(Debug, Clone)]
 #[allow(clippy::struct_excessive_bools)] // the switches of the command line
 pub struct Sync {
@@ -148,242 +133,66 @@ pub struct Sync {
     pub progress: ProgressMode,
 }
 
-/// A sync refused because the two sides do not share history (exit status 3).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Diverged(pub String);
+/// Prints each snapshot sent as the original did; keeps a failed write, which is then the
+/// command's error (a closed stdout is reported as such).
+struct SentLines<'c, 'w>(&'c mut Console<'w>, Option<std::io::Error>);
+
+impl Events for SentLines<'_, '_> {
+    fn event(&mut self, event: Event) -> std::io::Result<()> {
+        self.write(event).map_err(|err| {
+            let kind = err.kind();
+            self.1 = Some(err);
+            std::io::Error::from(kind)
+        })
+    }
+}
+
+impl SentLines<'_, '_> {
+    fn write(&mut self, event: Event) -> std::io::Result<()> {
+        match event {
+            Event::Sent(s) if s.dry_run => {
+                writeln!(self.0.out, "would send {} to {}", s.what, s.destination)
+            }
+            Event::Sent(s) => {
+                writeln!(
+                    self.0.out,
+                    "Sent {} to {}: {}.",
+                    s.what,
+                    s.destination,
+                    z3_core::humanize(s.bytes)
+                )?;
+                self.0.out.flush()
+            }
+            Event::Note { text } => writeln!(self.0.err, "{text}"),
+            _ => Ok(()),
+        }
+    }
+}
 
 impl Sync {
     /// Plans and runs the sync; one line per snapshot sent on `console.out`.
     ///
     /// # Errors
-    /// [`SyncError`] texts (no source snapshots: exit 1), [`Diverged`] (exit 3), and any
-    /// failure of `zfs send`, `zfs receive` or ssh, naming the snapshot.
+    /// See [`z3_engine::sync::Sync::run`].
     pub async fn run(&self, console: &mut Console<'_>, interrupt: &Interrupt) -> Result<()> {
-        let source = self.chain(&self.source, false).await?;
-        let destination = self.chain(&self.destination, true).await?;
-        let short = |chain: &LocalChain| -> Vec<SnapshotName> {
-            chain
-                .entries()
-                .iter()
-                .map(|e| e.snapshot.name.snapshot().clone())
-                .collect()
+        let sync = z3_engine::sync::Sync {
+            source: self.source.clone(),
+            destination: self.destination.clone(),
+            prefix: self.prefix.clone(),
+            dry_run: self.dry_run,
+            force: self.force,
+            progress: Arc::new(Bars(self.progress)),
         };
-        let (source_names, destination_names) = (short(&source), short(&destination));
-        let plan = match plan_sync(&source_names, &destination_names) {
-            Ok(plan) => plan,
-            Err(err @ SyncError::DestinationDiverged) => {
-                let latest = destination_names.last().map(ToString::to_string);
-                bail!(Diverged(format!(
-                    "{err} ({}@{} is not on {})",
-                    self.destination.label,
-                    latest.unwrap_or_default(),
-                    self.source.label
-                )));
-            }
-            Err(err) => {
-                return Err(anyhow!(err).context(format!(
-                    "no snapshots matching '{}' on {}",
-                    self.prefix, self.source.label
-                )));
-            }
+        let mut lines = SentLines(console, None);
+        let report = match sync.run(&mut lines, interrupt).await {
+            Ok(report) => report,
+            Err(err) => return Err(lines.1.map_or_else(|| err.into(), Into::into)),
         };
-        let Some(plan) = plan else {
-            if !self.quiet {
-                writeln!(console.err, "Nothing to do here.")?;
-            }
-            return Ok(());
-        };
-        if let Some(base) = &plan.base {
-            self.check_same_snapshot(&source, &destination, base)?;
-        }
-        // One `-i` step per snapshot after the base, or the target alone as a full.
-        let mut steps: Vec<(Option<SnapshotName>, SnapshotName)> = Vec::new();
-        match &plan.base {
-            None => steps.push((None, plan.target.clone())),
-            Some(base) => {
-                let mut prev = base.clone();
-                let after = source_names.iter().skip_while(|s| *s != base).skip(1);
-                for next in after {
-                    steps.push((Some(prev), next.clone()));
-                    prev = next.clone();
-                    if *next == plan.target {
-                        break;
-                    }
-                }
-            }
-        }
-        for (base, next) in steps {
-            if let Some(signal) = interrupt.signal() {
-                bail!(
-                    "stopped before sending {next} ({} received)",
-                    crate::interrupt::signal_name(signal)
-                );
-            }
-            self.send_one(base.as_ref(), &next, console, interrupt)
-                .await?;
+        if report.up_to_date && !self.quiet {
+            writeln!(console.err, "Nothing to do here.")?;
         }
         Ok(())
     }
-
-    async fn chain(&self, side: &Side, missing_ok: bool) -> Result<LocalChain> {
-        match side.zfs.list_snapshots(&side.dataset).await {
-            Ok(list) => Ok(LocalChain::new(&list, &self.prefix)),
-            Err(err) if missing_ok && err.is_not_found() => Ok(LocalChain::default()),
-            Err(err) => {
-                Err(anyhow!(err).context(format!("cannot list snapshots of {}", side.label)))
-            }
-        }
-    }
-
-    /// The base must be the same snapshot on both sides, not just the same name.
-    fn check_same_snapshot(
-        &self,
-        source: &LocalChain,
-        destination: &LocalChain,
-        base: &SnapshotName,
-    ) -> Result<()> {
-        let guid = |chain: &LocalChain, side: &Side| {
-            chain
-                .find(&format!("{}@{base}", side.dataset))
-                .map(|e| e.snapshot.guid)
-        };
-        match (
-            guid(source, &self.source),
-            guid(destination, &self.destination),
-        ) {
-            (Some(a), Some(b)) if a != b => Err(anyhow!(Diverged(format!(
-                "{}@{base} and {}@{base} are different snapshots with the same name (guid {a} vs {b})",
-                self.source.label, self.destination.label
-            )))),
-            _ => Ok(()),
-        }
-    }
-
-    async fn send_one(
-        &self,
-        base: Option<&SnapshotName>,
-        next: &SnapshotName,
-        console: &mut Console<'_>,
-        interrupt: &Interrupt,
-    ) -> Result<()> {
-        let from = base
-            .map(|b| FullSnapshotName::new(self.source.dataset.clone(), b.clone()))
-            .transpose()?;
-        let to = FullSnapshotName::new(self.source.dataset.clone(), next.clone())?;
-        let target = FullSnapshotName::new(self.destination.dataset.clone(), next.clone())?;
-        let what = match &from {
-            Some(from) => format!(
-                "{}@{next} (incremental from {})",
-                self.source.label,
-                from.snapshot()
-            ),
-            None => format!("{}@{next} (full)", self.source.label),
-        };
-        if self.dry_run {
-            writeln!(
-                console.out,
-                "would send {what} to {}@{next}",
-                self.destination.label
-            )?;
-            return Ok(());
-        }
-        let estimate = self
-            .source
-            .zfs
-            .estimate_send_size(from.as_ref(), &to)
-            .await
-            .ok()
-            .map(|e| e.bytes);
-        let stream = self
-            .source
-            .zfs
-            .send(from.as_ref(), &to)
-            .await
-            .with_context(|| format!("cannot start zfs send of {what}"))?;
-        let sink = self
-            .destination
-            .zfs
-            .receive(&target, &ReceiveOptions { force: self.force })
-            .await
-            .with_context(|| format!("cannot start zfs receive on {}", self.destination.label))?;
-        let progress = bar(self.progress, &format!("{next}"), estimate);
-        let bytes = buffered_pump(ProgressReader::new(stream, progress), sink, interrupt)
-            .await
-            .with_context(|| {
-                format!("sending {what} to {}@{next} failed", self.destination.label)
-            })?;
-        writeln!(
-            console.out,
-            "Sent {what} to {}@{next}: {}.",
-            self.destination.label,
-            z3_core::humanize(bytes)
-        )?;
-        console.out.flush()?;
-        Ok(())
-    }
-}
-
-/// Moves `stream` into `sink` through an in-process buffer of [`BUFFERED_CHUNKS`] chunks: a
-/// reader task keeps `zfs send` going while the receiver (or the network to it) is slow.
-/// `sink` is finished only when the stream ended successfully; otherwise it is dropped, which
-/// kills the receiver before it commits.
-async fn buffered_pump(
-    mut stream: ProgressReader<SendStream>,
-    mut sink: ReceiveSink,
-    interrupt: &Interrupt,
-) -> Result<u64> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(BUFFERED_CHUNKS);
-    let reader = tokio::spawn(async move {
-        loop {
-            let mut buf = BytesMut::with_capacity(CHUNK);
-            match stream.read_buf(&mut buf).await {
-                Ok(0) => break,
-                Ok(_) => {
-                    if tx.send(Ok(buf.freeze())).await.is_err() {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    let _ = tx.send(Err(err)).await;
-                    break;
-                }
-            }
-        }
-    });
-    let mut total = 0u64;
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = interrupt.cancelled() => {
-                reader.abort();
-                drop(sink);
-                bail!("stopped after {total} bytes: zfs send and zfs receive were killed");
-            }
-            next = rx.recv() => next,
-        };
-        match next {
-            None => break,
-            Some(Ok(chunk)) => {
-                sink = match z3_engine::receive::write_or_explain(sink, &chunk, interrupt).await {
-                    Ok(sink) => sink,
-                    Err(err) => {
-                        reader.abort();
-                        return Err(err);
-                    }
-                };
-                total += chunk.len() as u64;
-            }
-            Some(Err(err)) => {
-                drop(sink);
-                return Err(anyhow!(err).context("reading from zfs send failed"));
-            }
-        }
-    }
-    // The reader ended: the stream reported end-of-file, i.e. zfs send exited successfully.
-    let _ = reader.await;
-    z3_engine::receive::finish_or_kill(sink, interrupt).await?;
-    Ok(total)
 }
 
 /// Runs `z3_ssh_sync` with `args`, reading FILESYSTEM and SNAPSHOT_PREFIX like `z3` does.
@@ -448,61 +257,4 @@ pub async fn main(args: SyncArgs, console: &mut Console<'_>) -> Result<()> {
         progress: ProgressMode::from_flags(args.progress, args.quiet),
     };
     sync.run(console, crate::interrupt::global()).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
-
-    struct OnDrop(Arc<AtomicBool>);
-
-    impl Drop for OnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-
-    /// A sink whose reader never reads (the write blocks once the 64 KiB duplex buffer is
-    /// full) and whose "process" records being killed (its completion future dropped unfinished).
-    fn stalled_sink() -> (ReceiveSink, Arc<AtomicBool>, tokio::io::DuplexStream) {
-        let (writer, reader) = tokio::io::duplex(64 << 10);
-        let killed = Arc::new(AtomicBool::new(false));
-        let guard = OnDrop(Arc::clone(&killed));
-        let completion = async move {
-            std::future::pending::<()>().await;
-            drop(guard);
-            Ok(())
-        };
-        (
-            ReceiveSink::from_parts(writer, completion, "zfs receive pool/fs@s".into()),
-            killed,
-            reader,
-        )
-    }
-
-    #[tokio::test]
-    async fn an_interrupt_stops_a_sync_whose_receiver_stopped_reading() {
-        let (sink, killed, _reader) = stalled_sink();
-        let source = std::io::Cursor::new(vec![7u8; 16 << 20]);
-        let stream = SendStream::from_parts(source, async { Ok(()) }, "zfs send p@s".into());
-        let stream = ProgressReader::new(stream, bar(ProgressMode::Never, "p@s", None));
-        let interrupt = Interrupt::new();
-        let trigger = interrupt.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            trigger.trigger(crate::interrupt::SIGINT);
-        });
-        // Fails on the old pump: the blocked write never returned, so this timed out.
-        let result = tokio::time::timeout(
-            Duration::from_secs(20),
-            buffered_pump(stream, sink, &interrupt),
-        )
-        .await
-        .expect("the sync ignored the interrupt while the receiver was not reading");
-        let err = format!("{:#}", result.unwrap_err());
-        assert!(err.contains("was not reading its input"), "{err}");
-        assert!(killed.load(Ordering::SeqCst), "the receiver was not killed");
-    }
 }

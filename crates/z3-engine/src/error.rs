@@ -60,6 +60,7 @@ impl Error {
             if cause.is::<z3_core::DigestMismatch>()
                 || cause.is::<z3_core::UntrustedObject>()
                 || cause.is::<crate::KeyChanged>()
+                || cause.is::<Diverged>()
             {
                 return Self::Integrity(detail);
             }
@@ -130,3 +131,8 @@ impl std::error::Error for KeyError {
         self.0.source()
     }
 }
+
+/// A sync refused because the two sides do not share history (`Error::Integrity`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Diverged(pub String);

@@ -44,6 +44,7 @@ pub mod progress;
 pub mod receive;
 pub mod report;
 mod seal;
+pub mod sync;
 
 pub use cancel::Interrupt;
 pub use config::{
@@ -51,7 +52,7 @@ pub use config::{
     VerifyOptions,
 };
 pub use engine::{Engine, KeyChanged};
-pub use error::{Detail, Error};
+pub use error::{Detail, Diverged, Error};
 pub use progress::{NoProgress, Progress, ProgressReader, RecordingProgress, Transfer};
 pub use report::{
     BackupReport, Event, Events, Kind, NoEvents, ObjectVerification, RecordedEvents, RestoreReport,

@@ -180,6 +180,35 @@ impl VerifyReport {
     }
 }
 
+/// One snapshot sent (or, in a dry run, planned).
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotSent {
+    /// `source@snap (full)` or `source@snap (incremental from base)`.
+    pub what: String,
+    /// `destination@snap`.
+    pub destination: String,
+    /// Full or incremental.
+    pub kind: Kind,
+    /// Bytes of the stream (0 in a dry run).
+    pub bytes: u64,
+    /// How long it took.
+    #[serde(skip)]
+    pub duration: Duration,
+    /// Planned only.
+    pub dry_run: bool,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    /// The snapshots sent, oldest first.
+    pub sent: Vec<SnapshotSent>,
+    /// The destination was up to date: nothing to send.
+    pub up_to_date: bool,
+    /// A dry run.
+    pub dry_run: bool,
+}
+
 /// What a command tells while it runs.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -197,6 +226,8 @@ pub enum Event {
     Restored(SnapshotRestore),
     /// An object was verified.
     Verified(ObjectVerification),
+    /// A snapshot was sent to the other side of a sync (or, in a dry run, would be).
+    Sent(SnapshotSent),
 }
 
 /// Receives a command's [`Event`]s as they happen.
