@@ -18,12 +18,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use std::collections::HashMap;
-
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use z3_core::{DatasetName, LockRecord};
-use z3_s3::{ObjectStore, retry};
+use z3_engine::cleanup::UploadAction;
+use z3_engine::{Event, Events};
+use z3_s3::ObjectStore;
 
 const AFTER_HELP: &str = "\
 BUCKET, S3 credentials and the endpoint come from the environment or the [main] section of \
@@ -70,23 +69,10 @@ fn parse_days(text: &str) -> Result<f64, String> {
     }
 }
 
-/// What a cleanup found and did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CleanupReport {
-    /// Open uploads listed.
-    pub open: usize,
-    /// Old enough to abort (and not covered by a live lock).
-    pub stale: usize,
-    /// Old enough, but kept: a live backup lock covers the key.
-    pub locked: usize,
-    /// Aborted (0 on a dry run).
-    pub aborted: usize,
-    /// Aborts that failed.
-    pub failed: usize,
-}
+pub use z3_engine::cleanup::CleanupReport;
 
 /// Lists the open uploads under `prefix`, prints the table to `out`, and aborts those started at
-/// least `max_age` before `now` unless `dry_run`.
+/// least `max_age` before `now` unless `dry_run` ([`z3_engine::cleanup::cleanup`]).
 ///
 /// # Errors
 /// Listing failures and output errors; failed aborts are counted in the report and printed.
@@ -97,144 +83,90 @@ pub async fn cleanup(
     dry_run: bool,
     now: SystemTime,
     retry_config: &z3_s3::RetryConfig,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<CleanupReport> {
-    let uploads = z3_s3::list_uploads_with_retry(store, prefix, retry_config)
-        .await
-        .with_context(|| format!("cannot list the open uploads of {}", store.bucket()))?;
-    let mut report = CleanupReport {
-        open: uploads.len(),
-        ..CleanupReport::default()
+    let mut table = Table {
+        out,
+        header: false,
+        failed: None,
     };
-    let mut locks = Locks::new(store, now, retry_config);
-    writeln!(out, "A | key | initiated")?;
-    for upload in &uploads {
-        let old = upload
-            .initiated
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|age| age >= max_age);
-        let started = upload.initiated.map_or_else(|| "unknown".to_owned(), utc);
-        let holder = if old {
-            locks.live_lock_of(&upload.key).await
-        } else {
-            None
-        };
-        let mark = match (old, &holder) {
-            (true, Some(_)) => "L",
-            (true, None) => "X",
-            (false, _) => " ",
-        };
-        writeln!(out, "{mark} | {} | {started}", upload.key)?;
-        if let Some(holder) = holder {
-            report.locked += 1;
-            writeln!(out, "  kept: a backup may still be writing it; {holder}")?;
-            continue;
+    let result = z3_engine::cleanup::cleanup(
+        store,
+        prefix,
+        max_age,
+        dry_run,
+        now,
+        retry_config,
+        &mut table,
+    )
+    .await;
+    match (result, table.failed.take()) {
+        (Err(_), Some(write)) => Err(write.into()),
+        (Err(err), None) => Err(err.into()),
+        (Ok(report), _) => {
+            table.header()?;
+            Ok(report)
         }
-        if !old {
-            continue;
+    }
+}
+
+/// The original's table: `A | key | initiated`, a row per upload.
+struct Table<'a> {
+    out: &'a mut (dyn Write + Send),
+    header: bool,
+    failed: Option<std::io::Error>,
+}
+
+impl Table<'_> {
+    fn header(&mut self) -> std::io::Result<()> {
+        if !self.header {
+            self.header = true;
+            writeln!(self.out, "A | key | initiated")?;
         }
-        report.stale += 1;
-        if dry_run {
-            continue;
+        Ok(())
+    }
+
+    fn write(&mut self, event: Event) -> std::io::Result<()> {
+        self.header()?;
+        match event {
+            Event::Upload(upload) => {
+                let mark = match &upload.action {
+                    UploadAction::KeptLocked { .. } => "L",
+                    UploadAction::Abort => "X",
+                    UploadAction::Young => " ",
+                };
+                let started = upload.initiated.map_or_else(|| "unknown".to_owned(), utc);
+                writeln!(self.out, "{mark} | {} | {started}", upload.key)?;
+                if let UploadAction::KeptLocked { why } = &upload.action {
+                    writeln!(self.out, "  kept: a backup may still be writing it; {why}")?;
+                }
+                Ok(())
+            }
+            Event::AbortFailed {
+                key,
+                upload_id,
+                error,
+            } => writeln!(self.out, "  cannot abort {key} ({upload_id}): {error}"),
+            _ => Ok(()),
         }
-        match retry(retry_config, "abort_multipart", || {
-            store.abort_multipart(&upload.key, &upload.upload_id)
+    }
+}
+
+impl Events for Table<'_> {
+    fn event(&mut self, event: Event) -> std::io::Result<()> {
+        self.write(event).map_err(|err| {
+            let kind = err.kind();
+            self.failed = Some(err);
+            std::io::Error::from(kind)
         })
-        .await
-        {
-            Ok(()) => report.aborted += 1,
-            // Gone already (another cleanup, or its owner finished): what we wanted.
-            Err(err) if err.kind() == z3_s3::ErrorKind::NoSuchUpload => report.aborted += 1,
-            Err(err) => {
-                report.failed += 1;
-                writeln!(
-                    out,
-                    "  cannot abort {} ({}): {err}",
-                    upload.key, upload.upload_id
-                )?;
-            }
-        }
     }
-    Ok(report)
-}
-
-/// The backup locks that may cover an upload's key, read once each.
-struct Locks<'a> {
-    store: &'a dyn ObjectStore,
-    now: u64,
-    retry: &'a z3_s3::RetryConfig,
-    /// Lock key → why it is live (`None`: absent or stale).
-    seen: HashMap<String, Option<String>>,
-}
-
-impl<'a> Locks<'a> {
-    fn new(store: &'a dyn ObjectStore, now: SystemTime, retry: &'a z3_s3::RetryConfig) -> Self {
-        Self {
-            store,
-            now: now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            retry,
-            seen: HashMap::new(),
-        }
-    }
-
-    /// The live lock covering `key`, described for the output, if any. A z3 object key is
-    /// `<prefix><dataset>@<snapshot>` with a prefix ending in `/`; the prefix is not known here
-    /// (the bucket may hold several), so every split at a `/` whose rest is a valid dataset
-    /// name is a candidate: `<prefix>.z3-locks/<dataset>`.
-    async fn live_lock_of(&mut self, key: &str) -> Option<String> {
-        for lock_key in lock_candidates(key) {
-            if !self.seen.contains_key(&lock_key) {
-                let state = self.read(&lock_key).await;
-                self.seen.insert(lock_key.clone(), state);
-            }
-            if let Some(Some(why)) = self.seen.get(&lock_key) {
-                return Some(why.clone());
-            }
-        }
-        None
-    }
-
-    /// Why the lock at `lock_key` is live, or `None` if there is none or it is stale.
-    async fn read(&self, lock_key: &str) -> Option<String> {
-        let url = format!("s3://{}/{lock_key}", self.store.bucket());
-        match z3_s3::read_small(self.store, lock_key, MAX_LOCK_BYTES, self.retry).await {
-            Ok(None) => None,
-            Ok(Some(body)) => match LockRecord::parse(&String::from_utf8_lossy(&body)) {
-                Ok(record) if record.is_stale(self.now) => None,
-                Ok(record) => Some(format!("the live backup lock {url} covers it: {record}")),
-                Err(err) => Some(format!(
-                    "the backup lock {url} covers it and cannot be parsed ({err}), so it counts as live"
-                )),
-            },
-            Err(err) => Some(format!(
-                "the backup lock {url} may cover it and cannot be read ({err}), so it counts as live"
-            )),
-        }
-    }
-}
-
-/// A lock record is a few hundred bytes (as in `lock.rs`).
-const MAX_LOCK_BYTES: u64 = 64 << 10;
-
-/// The lock keys that cover `key` if it is a z3 object key `<prefix><dataset>@<snapshot>`.
-fn lock_candidates(key: &str) -> Vec<String> {
-    let Some((path, _snapshot)) = key.rsplit_once('@') else {
-        return Vec::new();
-    };
-    path.match_indices('/')
-        .filter_map(|(slash, _)| {
-            let (prefix, dataset) = path.split_at(slash + 1);
-            DatasetName::new(dataset).ok()?;
-            Some(format!("{prefix}.z3-locks/{dataset}"))
-        })
-        .collect()
 }
 
 /// Runs `z3_mp_cleanup`.
 ///
 /// # Errors
 /// Configuration and S3 errors, and any abort that failed.
-pub async fn main(args: CleanupArgs, out: &mut dyn Write) -> Result<()> {
+pub async fn main(args: CleanupArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     let settings = crate::transfer::settings_for(args.config.as_ref())?;
     let store = z3_s3::AwsStore::connect(settings.s3.clone())
         .await
@@ -313,19 +245,6 @@ mod tests {
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(at(1_798_382_096), "2026-12-27T14:34:56Z");
         assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
-    }
-
-    #[test]
-    fn lock_candidates_split_at_every_slash() {
-        assert_eq!(
-            lock_candidates("z3-backup/pool/fs@snap"),
-            ["z3-backup/.z3-locks/pool/fs", "z3-backup/pool/.z3-locks/fs"]
-        );
-        assert_eq!(lock_candidates("/pool@s"), ["/.z3-locks/pool"]);
-        assert!(lock_candidates("pool/fs@s").contains(&"pool/.z3-locks/fs".to_owned()));
-        assert!(lock_candidates("no-at-sign/key").is_empty());
-        // A name ZFS refuses is no dataset, so no lock can cover it.
-        assert!(lock_candidates("z3/po\"ol@s").is_empty());
     }
 
     #[test]

@@ -36,6 +36,7 @@
 //! command replaces a backup that others depend on.
 
 pub mod cancel;
+pub mod cleanup;
 pub mod config;
 mod engine;
 mod error;

@@ -5,7 +5,7 @@
 //! The z3 binaries render these as the original z3's lines; an embedder logs, stores or shows
 //! them as it likes. Nothing here is printed by the engine.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use z3_core::StatusRow;
@@ -209,6 +209,34 @@ pub struct SyncReport {
     pub dry_run: bool,
 }
 
+/// What happens to one open upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum UploadAction {
+    /// Younger than the age limit (or of unknown age): kept.
+    Young,
+    /// Old enough: aborted (or, in a dry run, to abort).
+    Abort,
+    /// Old enough, but a live backup lock covers its key: kept.
+    KeptLocked {
+        /// Which lock, and why it counts as live.
+        why: String,
+    },
+}
+
+/// One open upload, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadSeen {
+    /// Its key.
+    pub key: String,
+    /// Its upload id.
+    pub upload_id: String,
+    /// When it was started, if the server says.
+    pub initiated: Option<SystemTime>,
+    /// What happens to it.
+    pub action: UploadAction,
+}
+
 /// What a command tells while it runs.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -228,6 +256,17 @@ pub enum Event {
     Verified(ObjectVerification),
     /// A snapshot was sent to the other side of a sync (or, in a dry run, would be).
     Sent(SnapshotSent),
+    /// An open multipart upload, as the cleanup found it.
+    Upload(UploadSeen),
+    /// The cleanup could not abort an upload.
+    AbortFailed {
+        /// Its key.
+        key: String,
+        /// Its upload id.
+        upload_id: String,
+        /// Why.
+        error: String,
+    },
 }
 
 /// Receives a command's [`Event`]s as they happen.
