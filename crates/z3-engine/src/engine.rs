@@ -33,7 +33,7 @@ use crate::cancel::Interrupt;
 use crate::config::{BackupOptions, EngineConfig, RestoreOptions, StatusOptions, VerifyOptions};
 use crate::error::Error;
 use crate::progress::{NoProgress, Progress, ProgressReader};
-use crate::receive::pump;
+use crate::receive::Receive;
 use crate::report::{
     BackupReport, Event, Events, Kind, NoteWriter, RestoreReport, SnapshotBackup, SnapshotRestore,
     StatusReport, VerifyReport,
@@ -678,8 +678,10 @@ impl Engine {
                 .receive(&step.snapshot, &options)
                 .await
                 .with_context(|| format!("cannot start zfs receive of {}", step.snapshot))?;
-            done.stream_bytes = pump(reader, sink, &self.interrupt, expected.as_ref(), &step.key)
+            done.stream_bytes = Receive::restore(&self.interrupt, expected.as_ref(), &step.key)
+                .run(reader, Some(sink))
                 .await
+                .map(|digest| digest.len)
                 .with_context(|| format!("restore of {} from {url} failed", step.snapshot))?;
             done.duration = started.elapsed();
             events.event(Event::Restored(done.clone()))?;

@@ -3,6 +3,7 @@
 //! ignored, even by a receiver that stopped reading.
 
 use anyhow::{Context, Result, anyhow, bail};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use z3_codec::BoxedReader;
 use z3_core::{Digest, DigestMismatch};
@@ -18,69 +19,228 @@ const HOLD_BACK: usize = 1 << 20;
 /// tail to the front of the buffer then costs one copy of `HOLD_BACK` per 4 MiB pumped.
 const RELEASE_AT: usize = HOLD_BACK + 4 * PUMP_BUFFER;
 
-/// Moves a stream into `zfs receive`, finishing it only when the whole stream arrived intact.
+/// Chunks read at a time when reading ahead of the receiver.
+const CHUNK: usize = 1 << 20;
+
+/// How a stream is received: the one place where stream bytes reach `zfs receive` (restore,
+/// `z3_ssh_sync`) or are read to their end and hashed (verify).
 ///
-/// The last [`HOLD_BACK`] bytes are held back until the stream ended and its BLAKE3 digest
-/// equals `expected` (from the object's seal): a ZFS stream ends with its END record, so
-/// `zfs receive` cannot commit a stream whose tail it has not seen. On a mismatch, a read error
-/// (download or decoder failure) or an interrupt the sink is dropped, which kills `zfs receive`
-/// so it commits nothing. A write error means the receiver died: its own exit status and stderr
-/// say why.
-pub(crate) async fn pump(
-    mut reader: BoxedReader,
-    mut sink: z3_zfs::ReceiveSink,
-    interrupt: &Interrupt,
-    expected: Option<&Digest>,
-    key: &str,
-) -> Result<u64> {
-    let mut pending: Vec<u8> = Vec::with_capacity(RELEASE_AT + PUMP_BUFFER);
-    let mut hasher = blake3::Hasher::new();
-    let mut total = 0u64;
-    loop {
-        pending.reserve(PUMP_BUFFER);
-        let read = tokio::select! {
-            biased;
-            () = interrupt.cancelled() => {
-                drop(sink);
-                bail!("stopped after {total} bytes: zfs receive was killed before it committed anything");
-            }
-            read = reader.read_buf(&mut pending) => read,
-        };
-        let n = match read {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) => {
-                drop(sink);
-                return Err(anyhow!(err)).context("reading the backup stream failed");
-            }
-        };
-        hasher.update(&pending[pending.len() - n..]);
-        total += n as u64;
-        if pending.len() >= RELEASE_AT {
-            let release = pending.len() - HOLD_BACK;
-            sink = write_or_explain(sink, &pending[..release], interrupt).await?;
-            pending.drain(..release);
+/// Whatever the caller, the rules are the same. The stream's BLAKE3 digest is computed as it
+/// passes. With an `expected` digest the last [`HOLD_BACK`] bytes are held back until the
+/// stream ended and its digest equals `expected` (from the object's seal): a ZFS stream ends
+/// with its END record, so `zfs receive` cannot commit a stream whose tail it has not seen. On a
+/// mismatch, a read error (download, decoder or `zfs send` failure) or an interrupt the sink is
+/// dropped, which kills the receiver so it commits nothing. Every write (and the wait for the
+/// receiver to finish) is raced against the interrupt, so a receiver that stopped reading
+/// cannot make a stop request wait. A write error means the receiver died: its own exit status
+/// and stderr say why.
+#[derive(Debug, Clone, Copy)]
+pub struct Receive<'a> {
+    interrupt: &'a Interrupt,
+    expected: Option<&'a Digest>,
+    /// The object the stream comes from, for a digest mismatch.
+    key: &'a str,
+    /// What is read, for a read error: "the backup stream", "zfs send".
+    source: &'static str,
+    /// What an interrupt killed, for its message.
+    killed: &'static str,
+    /// Hold the tail back until the digest is known (restore).
+    hold_back: bool,
+    /// Read ahead of a slow receiver on a task of its own, up to this many chunks (0: no).
+    read_ahead: usize,
+}
+
+impl<'a> Receive<'a> {
+    /// A restore: the decoded stream of the object at `key` into `zfs receive`, its tail held
+    /// back until its digest equals `expected` (none for objects without a seal).
+    #[must_use]
+    pub fn restore(interrupt: &'a Interrupt, expected: Option<&'a Digest>, key: &'a str) -> Self {
+        Self {
+            interrupt,
+            expected,
+            key,
+            source: "the backup stream",
+            killed: "zfs receive was killed before it committed anything",
+            hold_back: true,
+            read_ahead: 0,
         }
     }
-    if let Some(expected) = expected {
+
+    /// A sync: `zfs send` into the other side's `zfs receive`, reading up to `read_ahead`
+    /// chunks of 1 MiB ahead so a bursty network does not stall the sender.
+    #[must_use]
+    pub fn sync(interrupt: &'a Interrupt, read_ahead: usize) -> Self {
+        Self {
+            interrupt,
+            expected: None,
+            key: "",
+            source: "zfs send",
+            killed: "zfs send and zfs receive were killed",
+            hold_back: false,
+            read_ahead,
+        }
+    }
+
+    /// A read-back (verify): the stream is read to its end and hashed; nothing receives it.
+    #[must_use]
+    pub fn read_back(interrupt: &'a Interrupt) -> Self {
+        Self {
+            interrupt,
+            expected: None,
+            key: "",
+            source: "the backup stream",
+            killed: "nothing was received",
+            hold_back: false,
+            read_ahead: 0,
+        }
+    }
+
+    /// Moves `reader` into `sink` (or only reads it, without one) and returns the stream's
+    /// digest; the sink is finished only when the whole stream arrived intact.
+    ///
+    /// # Errors
+    /// A read error, a digest mismatch ([`DigestMismatch`]), the receiver's failure, or the
+    /// interrupt; the receiver is killed before it commits in every case but the last write.
+    pub async fn run(
+        &self,
+        reader: BoxedReader,
+        mut sink: Option<z3_zfs::ReceiveSink>,
+    ) -> Result<Digest> {
+        let hold_back = if self.hold_back { HOLD_BACK } else { 0 };
+        let release_at = if self.hold_back { RELEASE_AT } else { 1 };
+        let mut source = Source::new(reader, self.read_ahead);
+        let mut pending: Vec<u8> = Vec::with_capacity(RELEASE_AT + PUMP_BUFFER);
+        let mut hasher = blake3::Hasher::new();
+        let mut total = 0u64;
+        loop {
+            let before = pending.len();
+            let read = tokio::select! {
+                biased;
+                () = self.interrupt.cancelled() => {
+                    source.stop();
+                    drop(sink);
+                    bail!("stopped after {total} bytes: {}", self.killed);
+                }
+                read = source.read(&mut pending) => read,
+            };
+            match read {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(err) => {
+                    source.stop();
+                    drop(sink);
+                    return Err(anyhow!(err)).context(format!("reading {} failed", self.source));
+                }
+            }
+            hasher.update(&pending[before..]);
+            total += (pending.len() - before) as u64;
+            if pending.len() >= release_at {
+                let release = pending.len() - hold_back;
+                if let Some(receiver) = sink {
+                    sink = match write_or_explain(receiver, &pending[..release], self.interrupt)
+                        .await
+                    {
+                        Ok(receiver) => Some(receiver),
+                        Err(err) => {
+                            source.stop();
+                            return Err(err);
+                        }
+                    };
+                }
+                pending.drain(..release);
+            }
+        }
+        // The source ended: the stream reported end-of-file, i.e. its producer succeeded.
+        source.finish().await;
         let actual = Digest {
             len: total,
             blake3: *hasher.finalize().as_bytes(),
         };
-        if actual != *expected {
+        if let Some(expected) = self.expected
+            && actual != *expected
+        {
             drop(sink);
             return Err(DigestMismatch {
-                key: key.to_owned(),
+                key: self.key.to_owned(),
                 what: "the zfs stream",
                 expected: *expected,
                 actual,
             })
             .context("zfs receive was killed before it saw the end of the stream");
         }
+        if let Some(receiver) = sink {
+            let receiver = write_or_explain(receiver, &pending, self.interrupt).await?;
+            finish_or_kill(receiver, self.interrupt).await?;
+        }
+        Ok(actual)
     }
-    let sink = write_or_explain(sink, &pending, interrupt).await?;
-    finish_or_kill(sink, interrupt).await?;
-    Ok(total)
+}
+
+/// Where the bytes come from: the reader itself, or a task reading ahead into a channel.
+enum Source {
+    Direct(BoxedReader),
+    Ahead {
+        chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+        task: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl Source {
+    fn new(mut reader: BoxedReader, read_ahead: usize) -> Self {
+        if read_ahead == 0 {
+            return Self::Direct(reader);
+        }
+        let (tx, chunks) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(read_ahead);
+        let task = tokio::spawn(async move {
+            loop {
+                let mut buf = BytesMut::with_capacity(CHUNK);
+                match reader.read_buf(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        if tx.send(Ok(buf.freeze())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        let _ = tx.send(Err(err)).await;
+                        break;
+                    }
+                }
+            }
+        });
+        Self::Ahead { chunks, task }
+    }
+
+    /// Appends the next bytes to `pending`; `false` at the end of the stream.
+    async fn read(&mut self, pending: &mut Vec<u8>) -> std::io::Result<bool> {
+        match self {
+            Self::Direct(reader) => {
+                pending.reserve(PUMP_BUFFER);
+                Ok(reader.read_buf(pending).await? > 0)
+            }
+            Self::Ahead { chunks, .. } => match chunks.recv().await {
+                None => Ok(false),
+                Some(chunk) => {
+                    pending.extend_from_slice(&chunk?);
+                    Ok(true)
+                }
+            },
+        }
+    }
+
+    /// Stops reading (the reader, e.g. `zfs send`, is dropped and killed).
+    fn stop(&self) {
+        if let Self::Ahead { task, .. } = self {
+            task.abort();
+        }
+    }
+
+    /// Waits for the reading task after the end of the stream.
+    async fn finish(self) {
+        if let Self::Ahead { task, .. } = self {
+            let _ = task.await;
+        }
+    }
 }
 
 /// Writes to `zfs receive`; if that fails the receiver died, and its exit status says why.
@@ -187,7 +347,7 @@ mod pump_tests {
         // Fails on the old pump: the blocked write never returned, so this timed out.
         let result = tokio::time::timeout(
             Duration::from_secs(20),
-            pump(stream, sink, &interrupt, None, "k"),
+            Receive::restore(&interrupt, None, "k").run(stream, Some(sink)),
         )
         .await
         .expect("the pump ignored the interrupt while the receiver was not reading");

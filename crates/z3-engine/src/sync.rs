@@ -12,19 +12,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
 use z3_core::{DatasetName, FullSnapshotName, LocalChain, SnapshotName, SyncError, plan_sync};
-use z3_zfs::{ReceiveOptions, ReceiveSink, SendStream, Zfs};
+use z3_zfs::{ReceiveOptions, Zfs};
 
 use crate::cancel::Interrupt;
 pub use crate::error::Diverged;
 use crate::error::Error;
 use crate::progress::{Progress, ProgressReader};
+use crate::receive::Receive;
 use crate::report::{Event, Events, Kind, SnapshotSent, SyncReport};
 
-/// Chunks read from `zfs send` at a time.
-const CHUNK: usize = 1 << 20;
 /// Chunks buffered between sender and receiver: 128 MiB, like the original's `mbuffer -m 200m`
 /// within a factor of two, so a bursty network does not stall `zfs send`.
 const BUFFERED_CHUNKS: usize = 128;
@@ -239,8 +236,11 @@ impl Sync {
             .await
             .with_context(|| format!("cannot start zfs receive on {}", self.destination.label))?;
         let progress = self.progress.start(&format!("{next}"), estimate);
-        sent.bytes = buffered_pump(ProgressReader::new(stream, progress), sink, interrupt)
+        let stream: z3_codec::BoxedReader = Box::new(ProgressReader::new(stream, progress));
+        sent.bytes = Receive::sync(interrupt, BUFFERED_CHUNKS)
+            .run(stream, Some(sink))
             .await
+            .map(|digest| digest.len)
             .with_context(|| {
                 format!("sending {what} to {}@{next} failed", self.destination.label)
             })?;
@@ -249,73 +249,12 @@ impl Sync {
     }
 }
 
-/// Moves `stream` into `sink` through an in-process buffer of [`BUFFERED_CHUNKS`] chunks: a
-/// reader task keeps `zfs send` going while the receiver (or the network to it) is slow.
-/// `sink` is finished only when the stream ended successfully; otherwise it is dropped, which
-/// kills the receiver before it commits.
-async fn buffered_pump(
-    mut stream: ProgressReader<SendStream>,
-    mut sink: ReceiveSink,
-    interrupt: &Interrupt,
-) -> Result<u64> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(BUFFERED_CHUNKS);
-    let reader = tokio::spawn(async move {
-        loop {
-            let mut buf = BytesMut::with_capacity(CHUNK);
-            match stream.read_buf(&mut buf).await {
-                Ok(0) => break,
-                Ok(_) => {
-                    if tx.send(Ok(buf.freeze())).await.is_err() {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    let _ = tx.send(Err(err)).await;
-                    break;
-                }
-            }
-        }
-    });
-    let mut total = 0u64;
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = interrupt.cancelled() => {
-                reader.abort();
-                drop(sink);
-                bail!("stopped after {total} bytes: zfs send and zfs receive were killed");
-            }
-            next = rx.recv() => next,
-        };
-        match next {
-            None => break,
-            Some(Ok(chunk)) => {
-                sink = match crate::receive::write_or_explain(sink, &chunk, interrupt).await {
-                    Ok(sink) => sink,
-                    Err(err) => {
-                        reader.abort();
-                        return Err(err);
-                    }
-                };
-                total += chunk.len() as u64;
-            }
-            Some(Err(err)) => {
-                drop(sink);
-                return Err(anyhow!(err).context("reading from zfs send failed"));
-            }
-        }
-    }
-    // The reader ended: the stream reported end-of-file, i.e. zfs send exited successfully.
-    let _ = reader.await;
-    crate::receive::finish_or_kill(sink, interrupt).await?;
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
+    use z3_zfs::{ReceiveSink, SendStream};
 
     struct OnDrop(Arc<AtomicBool>);
 
@@ -358,7 +297,7 @@ mod tests {
         // Fails on the old pump: the blocked write never returned, so this timed out.
         let result = tokio::time::timeout(
             Duration::from_secs(20),
-            buffered_pump(stream, sink, &interrupt),
+            Receive::sync(&interrupt, BUFFERED_CHUNKS).run(Box::new(stream), Some(sink)),
         )
         .await
         .expect("the sync ignored the interrupt while the receiver was not reading");

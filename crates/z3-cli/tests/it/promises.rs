@@ -139,8 +139,20 @@ fn wait_for_file(path: &Path) -> String {
 }
 
 /// Whether process `pid` is gone (or a zombie).
+/// Whether process `pid` is gone (or a zombie) within 5 s: SIGKILL is delivered
+/// asynchronously, so on a busy machine the receiver z3 killed may still be dying when z3 exits.
 fn is_gone(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    let dead = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !dead() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 /// A stand-in `zfs` in `dir` whose `receive` writes its pid and then never reads its input

@@ -3,15 +3,14 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, anyhow};
-use tokio::io::AsyncReadExt;
-use z3_codec::{BoxedReader, Decoding, DigestHandle, DigestReader, apply_all, is_encrypted};
+use z3_codec::{Decoding, DigestReader, apply_all, is_encrypted};
 use z3_core::humanize::humanize;
 use z3_core::verify::{chain_of, continuity, sample};
 use z3_core::{Digest, RemoteSnapshot, SealCheck};
 
 use super::Engine;
 use crate::config::VerifyOptions;
-use crate::receive::PUMP_BUFFER;
+use crate::receive::Receive;
 use crate::report::{Event, Events, Kind, ObjectVerification, VerifyReport};
 
 /// The verdict on one object, with what was found.
@@ -172,32 +171,25 @@ impl Engine {
             object.etag.as_deref(),
         ));
         let encrypted = is_encrypted(object.meta.encryption.as_deref())?;
-        let (mut reader, stream_digest): (BoxedReader, Option<DigestHandle>) =
-            if encrypted && decoding.identities.is_none() {
-                (Box::new(stored), None)
-            } else {
-                let stages = decoding
-                    .stages_for(
-                        object.meta.compressor.as_deref(),
-                        object.meta.encryption.as_deref(),
-                    )
-                    .context("cannot decode it")?;
-                let decoded = apply_all(&stages, Box::new(stored))?;
-                let (stream, digest) = DigestReader::new(decoded);
-                (Box::new(stream), Some(digest))
-            };
-        let mut buf = vec![0u8; PUMP_BUFFER];
-        while reader.read(&mut buf).await? > 0 {}
-        let finish = |handle: &DigestHandle| {
-            handle
-                .finish()
-                .map(|(blake3, len)| Digest { len, blake3 })
-                .ok_or_else(|| anyhow!("the stream did not end"))
+        let read_back = Receive::read_back(&self.interrupt);
+        let stream = if encrypted && decoding.identities.is_none() {
+            read_back.run(Box::new(stored), None).await?;
+            None
+        } else {
+            let stages = decoding
+                .stages_for(
+                    object.meta.compressor.as_deref(),
+                    object.meta.encryption.as_deref(),
+                )
+                .context("cannot decode it")?;
+            let decoded = apply_all(&stages, Box::new(stored))?;
+            Some(read_back.run(decoded, None).await?)
         };
-        Ok(Digests {
-            stored: finish(&stored_digest)?,
-            stream: stream_digest.as_ref().map(finish).transpose()?,
-        })
+        let stored = stored_digest
+            .finish()
+            .map(|(blake3, len)| Digest { len, blake3 })
+            .ok_or_else(|| anyhow!("the stream did not end"))?;
+        Ok(Digests { stored, stream })
     }
 }
 
