@@ -1,7 +1,7 @@
 //! The `z3` command line as a library: flags, configuration, the engine and exit codes.
 //!
 //! `main.rs` only parses flags, builds the real [`z3_zfs::ZfsCli`] and [`z3_s3::AwsStore`] and calls [`run`].
-//! Tests call [`engine::Engine`] with [`z3_zfs::fake::FakeZfs`] and [`z3_s3::MemoryStore`] instead, so
+//! Tests call [`engine::Engine`] with `z3_zfs::fake::FakeZfs` and [`z3_s3::MemoryStore`] instead, so
 //! every decision the binary makes is exercised without a pool or a network.
 //!
 //! This is the only crate that reads environment variables, configuration files and terminals, and

@@ -7,9 +7,9 @@
 //!   stateless multipart calls). Errors carry an [`ErrorKind`] that says whether to retry.
 //! - [`AwsStore`]: the real implementation over `aws-sdk-s3`, configured by [`S3Config`], with
 //!   the SDK's retries disabled and its errors mapped onto [`ErrorKind`].
-//! - [`MemoryStore`]: an in-memory bucket that enforces S3's multipart rules, and
-//!   [`FaultyStore`]: a decorator that fails chosen calls. Both are public so that other crates'
-//!   tests can use them.
+//! - [`MemoryStore`]: an in-memory bucket that enforces S3's multipart rules, always built so
+//!   that other crates can use it in their tests and examples, and `FaultyStore` (feature
+//!   `testing`): a decorator that fails chosen calls.
 //! - [`MultipartUploader`]: streams an `AsyncRead` (a `zfs send`, possibly compressed) into one
 //!   object with bounded memory, part sizes that grow so any stream up to 5 TiB fits
 //!   ([`PartSizer`]), CRC32C-verified parts and object ([`Crc32c`]), per-part retries and an
@@ -18,8 +18,11 @@
 //! - [`part_size()`] / [`parse_size`]: the original tool's part-size rule and size syntax, pure;
 //!   [`PartSizer`]: the per-part schedule built on it.
 //! - [`RetryConfig`], [`Backoff`], [`retry()`]: the single retry policy.
-//! - [`conformance`]: checks every store must pass, run against [`MemoryStore`] always and
-//!   against a real server when `Z3_TEST_S3_ENDPOINT` is set.
+//! - `conformance` (feature `testing`): checks every store must pass, run against
+//!   [`MemoryStore`] always and against a real server when `Z3_TEST_S3_ENDPOINT` is set.
+//!
+//! The test doubles, `FaultyStore` and `conformance`, are behind the `testing` feature (off by
+//! default): `z3-s3 = { version = "…", features = ["testing"] }` under `[dev-dependencies]`.
 //!
 //! # Example
 //!
@@ -81,9 +84,11 @@
 
 mod aws;
 mod checksum;
+#[cfg(feature = "testing")]
 pub mod conformance;
 mod download;
 mod error;
+#[cfg(feature = "testing")]
 mod faulty;
 mod memory;
 mod part_size;
@@ -96,6 +101,7 @@ pub use aws::{AwsStore, S3Config, StaticCredentials};
 pub use checksum::{Crc32c, composite_crc32c};
 pub use download::{DownloadChunks, DownloadConfig, DownloadReader, Downloader};
 pub use error::{Error, ErrorKind, Result};
+#[cfg(feature = "testing")]
 pub use faulty::{ChecksumReply, FaultyStore};
 pub use memory::{MemoryObject, MemoryStore};
 pub use part_size::{

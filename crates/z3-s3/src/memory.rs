@@ -1,4 +1,7 @@
 //! [`MemoryStore`]: an in-memory [`ObjectStore`] that enforces S3's multipart rules.
+//!
+//! Unlike the test doubles behind the `testing` feature (`FaultyStore`, `conformance`), it is
+//! public and always built: embedders want an in-memory store for their own tests and examples.
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};

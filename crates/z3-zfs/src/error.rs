@@ -25,7 +25,7 @@ pub enum ErrorKind {
     Io,
     /// A receive was given a stream that is not a valid, complete send stream.
     InvalidStream,
-    /// A name passed to a [`FakeZfs`](crate::fake::FakeZfs) helper as text is not a valid ZFS name.
+    /// A name passed to a `FakeZfs` helper (feature `testing`) as text is not a valid ZFS name.
     InvalidName,
 }
 

@@ -14,11 +14,14 @@
 //!
 //! * [`ZfsCli`] runs the `zfs` program (argument vectors, `LC_ALL=C`, stderr drained
 //!   concurrently) and speaks both OpenZFS and zfs-fuse 0.7, detecting the dialect by attempt.
-//! * [`fake::FakeZfs`] keeps datasets and snapshots in memory, mirrors `zfs receive`'s rules
+//! * `fake::FakeZfs` keeps datasets and snapshots in memory, mirrors `zfs receive`'s rules
 //!   and error texts, and injects failures.
 //!
-//! [`parse`] holds the pure parsers of `zfs` output, and [`conformance`] the checks that both
+//! [`parse`] holds the pure parsers of `zfs` output, and `conformance` the checks that both
 //! implementations must pass.
+//!
+//! The test doubles, `fake` and `conformance`, are behind the `testing` feature (off by
+//! default): `z3-zfs = { version = "…", features = ["testing"] }` under `[dev-dependencies]`.
 //!
 //! # Example
 //!
@@ -56,9 +59,9 @@
 //! Everything z3 decides (what to send, whether a chain is healthy, what to restore) depends on
 //! what ZFS reports, and a real pool needs root, a kernel module or a FUSE daemon, and seconds
 //! per operation. Behind a trait, the backup and restore engine runs in ordinary tests against
-//! [`fake::FakeZfs`], including failures that are hard to provoke on a real pool (a send killed
+//! `fake::FakeZfs`, including failures that are hard to provoke on a real pool (a send killed
 //! halfway, a receiver that dies). The trait is kept narrow, only what z3 uses, so the fake
-//! stays small enough to be trusted, and the [`conformance`] checks run against both
+//! stays small enough to be trusted, and the `conformance` checks run against both
 //! implementations to keep it honest. Parsing is separate again ([`parse`]): pure functions over
 //! captured text, so both `zfs` dialects are tested without either installed.
 //!
@@ -74,8 +77,10 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod cli;
+#[cfg(feature = "testing")]
 pub mod conformance;
 mod error;
+#[cfg(feature = "testing")]
 pub mod fake;
 pub mod parse;
 mod runner;
@@ -169,7 +174,7 @@ pub enum EstimateMethod {
     /// The `referenced` property of the target snapshot (zfs-fuse has no dry run). An
     /// over-estimate for incrementals, which is harmless because it only sizes upload parts.
     Referenced,
-    /// [`fake::FakeZfs`]: the exact length of its stream.
+    /// `fake::FakeZfs` (feature `testing`): the exact length of its stream.
     Fake,
 }
 
