@@ -8,7 +8,7 @@
 //! and are left alone; so are uploads whose start time the server does not report, and uploads
 //! whose key is covered by a live backup lock (`<prefix>.z3-locks/<dataset>`, marked `L`): a
 //! backup of a large dataset can run for days, and aborting its upload would lose that night's
-//! backup. A lock is live unless its record is stale by its own rule ([`LockRecord::is_stale`]);
+//! backup. A lock is live unless its record is stale by its own rule (`z3_core::LockRecord::is_stale`);
 //! a lock that exists but cannot be read or parsed counts as live.
 
 // The doc comments of the flag structs are terminal help text, not rustdoc.

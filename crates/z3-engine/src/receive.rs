@@ -26,7 +26,7 @@ const CHUNK: usize = 1 << 20;
 /// `z3_ssh_sync`) or are read to their end and hashed (verify).
 ///
 /// Whatever the caller, the rules are the same. The stream's BLAKE3 digest is computed as it
-/// passes. With an `expected` digest the last [`HOLD_BACK`] bytes are held back until the
+/// passes. With an `expected` digest the last MiB is held back until the
 /// stream ended and its digest equals `expected` (from the object's seal): a ZFS stream ends
 /// with its END record, so `zfs receive` cannot commit a stream whose tail it has not seen. On a
 /// mismatch, a read error (download, decoder or `zfs send` failure) or an interrupt the sink is
