@@ -1,0 +1,246 @@
+//! Raw values resolved into typed [`Settings`], with errors that name the key.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use z3_codec::Compressors;
+use z3_core::{DatasetName, KeyLayout};
+use z3_s3::{RetryConfig, S3Config, StaticCredentials};
+
+use super::keys::AgeSettings;
+use super::sources::RawConfig;
+use super::{ConfigError, DEFAULT_COMPRESSOR};
+
+/// Resolved, typed settings shared by every command.
+#[derive(Clone)]
+pub struct Settings {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix exactly as configured (shown by `status`).
+    pub s3_prefix_raw: String,
+    /// The normalised key layout.
+    pub layout: KeyLayout,
+    /// The dataset, when one is configured (status/backup/restore require it).
+    pub dataset: Option<DatasetName>,
+    /// Only snapshots whose name after `@` starts with this are considered.
+    pub snapshot_prefix: String,
+    /// Compressor name for new backups (`zstd`, `pigz1`, `gpg`, `none`, a configured one, …).
+    pub compressor: String,
+    /// Built-in and `[compressor:NAME]` compressors.
+    pub compressors: Compressors,
+    /// age keys and files.
+    pub age: AgeSettings,
+    /// gpg recipient for the `gpg` compressor.
+    pub gpg_recipient: String,
+    /// Parallel part transfers.
+    pub concurrency: usize,
+    /// Part size when there is no estimate.
+    pub chunk_size: u64,
+    /// Retry policy for parts.
+    pub retry: RetryConfig,
+    /// Storage class of new objects.
+    pub storage_class: String,
+    /// How to reach S3.
+    pub s3: S3Config,
+    /// The zfs program.
+    pub zfs_command: Option<PathBuf>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // S3Config's own Debug redacts the secret.
+        f.debug_struct("Settings")
+            .field("bucket", &self.bucket)
+            .field("s3_prefix_raw", &self.s3_prefix_raw)
+            .field("dataset", &self.dataset)
+            .field("snapshot_prefix", &self.snapshot_prefix)
+            .field("compressor", &self.compressor)
+            .field("concurrency", &self.concurrency)
+            .field("chunk_size", &self.chunk_size)
+            .field("storage_class", &self.storage_class)
+            .field("s3", &self.s3)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most parts or ranges in flight: `CONCURRENCY`, `pput --concurrency`, `z3_get --concurrency`.
+pub const MAX_CONCURRENCY: usize = 1024;
+/// The longest `S3_TIMEOUT`: one day, in seconds.
+pub const MAX_S3_TIMEOUT_SECS: u64 = 86_400;
+
+fn parse_number<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError::Invalid {
+            key,
+            value: value.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// `CHUNK_SIZE`: a size of at most 5G (S3's largest part).
+fn parse_chunk_size(text: &str) -> Result<u64, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "CHUNK_SIZE",
+        value: text.to_owned(),
+        reason,
+    };
+    let size = z3_s3::parse_size(text).map_err(|e| invalid(e.to_string()))?;
+    if size > z3_s3::MAX_PART_SIZE {
+        return Err(invalid("must be at most 5G (S3's largest part)".into()));
+    }
+    Ok(size)
+}
+
+/// `S3_TIMEOUT`: whole seconds, at least 1; unset keeps [`S3Config`]'s default.
+fn parse_timeout(value: Option<&str>) -> Result<Option<std::time::Duration>, ConfigError> {
+    let Some(text) = value else {
+        return Ok(S3Config::default().operation_timeout);
+    };
+    let seconds: u64 = parse_number("S3_TIMEOUT", text)?;
+    if seconds == 0 || seconds > MAX_S3_TIMEOUT_SECS {
+        return Err(ConfigError::Invalid {
+            key: "S3_TIMEOUT",
+            value: text.to_owned(),
+            reason: format!("must be between 1 and {MAX_S3_TIMEOUT_SECS} (seconds)"),
+        });
+    }
+    Ok(Some(std::time::Duration::from_secs(seconds)))
+}
+
+fn parse_bool(key: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            key,
+            value: value.to_owned(),
+            reason: "expected true or false".into(),
+        }),
+    }
+}
+
+/// Turns the original's `HOST` (a bare host name, maybe with a port) or a URL into an endpoint URL.
+fn endpoint_from_host(host: &str) -> String {
+    if host.contains("://") {
+        host.to_owned()
+    } else {
+        format!("https://{host}")
+    }
+}
+
+impl Settings {
+    /// Validates raw values into settings.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first key that is missing or invalid; a dataset name that ZFS would refuse.
+    pub fn resolve(raw: RawConfig) -> Result<Self, ConfigError> {
+        let age = AgeSettings::from_raw(&raw);
+        let bucket = raw
+            .bucket
+            .filter(|b| !b.trim().is_empty())
+            .ok_or(ConfigError::Missing { key: "BUCKET" })?;
+        let credentials = match (raw.s3_key_id.filter(|s| !s.is_empty()), raw.s3_secret) {
+            (Some(access_key_id), Some(secret_access_key)) if !secret_access_key.is_empty() => {
+                Some(StaticCredentials {
+                    access_key_id,
+                    secret_access_key,
+                })
+            }
+            (Some(_), _) => return Err(ConfigError::Missing { key: "S3_SECRET" }),
+            (None, _) => None,
+        };
+        let s3_prefix_raw = raw.s3_prefix.unwrap_or_else(|| "z3-backup/".into());
+        let dataset = match raw.filesystem.filter(|f| !f.is_empty()) {
+            Some(fs) => Some(DatasetName::new(&fs).map_err(|e| ConfigError::Invalid {
+                key: "FILESYSTEM",
+                value: fs.clone(),
+                reason: e.reason,
+            })?),
+            None => None,
+        };
+        let concurrency: usize =
+            parse_number("CONCURRENCY", raw.concurrency.as_deref().unwrap_or("32"))?;
+        if concurrency == 0 || concurrency > MAX_CONCURRENCY {
+            return Err(ConfigError::Invalid {
+                key: "CONCURRENCY",
+                value: concurrency.to_string(),
+                reason: format!("must be between 1 and {MAX_CONCURRENCY}"),
+            });
+        }
+        let chunk_text = raw.chunk_size.unwrap_or_else(|| "256M".into());
+        let chunk_size = parse_chunk_size(&chunk_text)?;
+        let max_attempts: u32 =
+            parse_number("MAX_RETRIES", raw.max_retries.as_deref().unwrap_or("3"))?;
+        if max_attempts == 0 {
+            return Err(ConfigError::Invalid {
+                key: "MAX_RETRIES",
+                value: "0".into(),
+                reason: "must be at least 1 (it counts attempts)".into(),
+            });
+        }
+        let operation_timeout = parse_timeout(raw.s3_timeout.as_deref())?;
+        let endpoint = raw
+            .s3_endpoint
+            .or_else(|| raw.host.as_deref().map(endpoint_from_host))
+            .or(raw.aws_endpoint_url)
+            .filter(|e| !e.is_empty());
+        let path_style = match raw.s3_path_style {
+            Some(value) => parse_bool("S3_PATH_STYLE", &value)?,
+            // S3-compatible servers reached by IP or custom host name rarely do virtual-host buckets.
+            None => endpoint.is_some(),
+        };
+        // With a custom endpoint the region is only a signing scope: never ask the instance
+        // metadata service (a network call outside the endpoint) for it.
+        let region = [raw.s3_region, raw.aws_region, raw.aws_default_region]
+            .into_iter()
+            .flatten()
+            .find(|r| !r.is_empty())
+            .or_else(|| endpoint.is_some().then(|| "us-east-1".to_owned()));
+        let s3 = S3Config {
+            bucket: bucket.clone(),
+            region,
+            endpoint,
+            force_path_style: path_style,
+            credentials,
+            operation_timeout,
+            ..S3Config::default()
+        };
+        Ok(Self {
+            bucket,
+            layout: KeyLayout::new(&s3_prefix_raw),
+            s3_prefix_raw,
+            dataset,
+            snapshot_prefix: raw
+                .snapshot_prefix
+                .unwrap_or_else(|| "zfs-auto-snap:daily".into()),
+            compressor: raw.compressor.unwrap_or_else(|| DEFAULT_COMPRESSOR.into()),
+            compressors: Compressors::builtin(),
+            age,
+            gpg_recipient: raw.gpg_recipient.unwrap_or_else(|| "z3_backup".into()),
+            concurrency,
+            chunk_size,
+            retry: RetryConfig {
+                max_attempts,
+                ..RetryConfig::default()
+            },
+            storage_class: raw.s3_storage_class.unwrap_or_else(|| "STANDARD_IA".into()),
+            s3,
+            zfs_command: raw.zfs_command.filter(|z| !z.is_empty()).map(PathBuf::from),
+        })
+    }
+
+    /// The dataset, or the usage error telling how to give one.
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] for `FILESYSTEM`.
+    pub fn require_dataset(&self) -> Result<&DatasetName, ConfigError> {
+        self.dataset
+            .as_ref()
+            .ok_or(ConfigError::Missing { key: "FILESYSTEM" })
+    }
+}
