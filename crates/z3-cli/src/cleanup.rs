@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
 use z3_engine::cleanup::UploadAction;
 use z3_engine::{Event, Events};
@@ -167,10 +167,8 @@ impl Events for Table<'_> {
 /// # Errors
 /// Configuration and S3 errors, and any abort that failed.
 pub async fn main(args: CleanupArgs, out: &mut (dyn Write + Send)) -> Result<()> {
-    let settings = crate::transfer::settings_for(args.config.as_ref())?;
-    let store = z3_s3::AwsStore::connect(settings.s3.clone())
-        .await
-        .context("cannot set up the S3 client")?;
+    let settings = crate::setup::settings(args.config.as_deref())?;
+    let store = crate::setup::connect(&settings).await?;
     let max_age = Duration::from_secs_f64(args.max_age * 86_400.0);
     let report = cleanup(
         &store,

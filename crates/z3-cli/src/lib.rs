@@ -15,6 +15,7 @@ pub mod engine;
 pub mod exit;
 pub mod interrupt;
 pub mod progress;
+pub mod setup;
 pub mod stdio;
 pub mod sync;
 pub mod transfer;
@@ -22,15 +23,14 @@ pub mod transfer;
 /// The backup lock, from the engine (kept here for the tests and tools that name it so).
 pub use z3_engine::lock;
 
-use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use z3_s3::{AwsStore, ObjectStore};
+use anyhow::Result;
+use z3_s3::ObjectStore;
 use z3_zfs::{Zfs, ZfsCli};
 
 use crate::args::{Cli, Command};
-use crate::config::{DEFAULT_CONFIG_PATH, IniFile, Settings, layer};
+use crate::config::{Settings, layer};
 use crate::engine::{Console, Engine, Outcome};
 use crate::exit::ExitStatus;
 
@@ -42,10 +42,7 @@ pub fn load_settings(
     cli: &Cli,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings> {
-    let file = match &cli.config {
-        Some(path) => IniFile::load(path, true)?,
-        None => IniFile::load(Path::new(DEFAULT_CONFIG_PATH), false)?,
-    };
+    let file = setup::config_file(cli.config.as_deref())?;
     let raw = layer(&file, env, &cli.overrides())?;
     let mut settings = Settings::resolve(raw)?;
     settings.compressors = file.compressors()?;
@@ -92,9 +89,7 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
         Some(program) => ZfsCli::with_program(program.clone()),
         None => ZfsCli::new(),
     });
-    let store = AwsStore::connect(settings.s3.clone())
-        .await
-        .context("cannot set up the S3 client")?;
+    let store = setup::connect(&settings).await?;
     store.check_bucket().await?;
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     let progress = crate::progress::ProgressMode::from_flags(cli.progress, false);

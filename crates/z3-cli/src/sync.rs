@@ -200,19 +200,12 @@ impl Sync {
 /// # Errors
 /// Usage errors (names, missing dataset, bad destination) and everything [`Sync::run`] returns.
 pub async fn main(args: SyncArgs, console: &mut Console<'_>) -> Result<()> {
-    let file = match &args.config {
-        Some(path) => crate::config::IniFile::load(path, true)?,
-        None => crate::config::IniFile::load(
-            std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH),
-            false,
-        )?,
-    };
     let flags = crate::config::FlagOverrides {
         filesystem: args.dataset.clone(),
         snapshot_prefix: args.snapshot_prefix.clone(),
         ..crate::config::FlagOverrides::default()
     };
-    let raw = crate::config::layer(&file, std::env::vars(), &flags)?;
+    let (_, raw) = crate::setup::raw_config(args.config.as_deref(), &flags)?;
     let Some(local) = raw.filesystem.as_deref() else {
         bail!(z3_engine::UsageError(
             "no dataset: give --dataset or set FILESYSTEM".into()

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use z3_s3::{
-    AwsStore, DownloadConfig, Downloader, MAX_OBJECT_SIZE, MAX_PART_SIZE, MultipartUploader,
-    PutOptions, UploadConfig, parse_size, part_size,
+    DownloadConfig, Downloader, MAX_OBJECT_SIZE, MAX_PART_SIZE, MultipartUploader, PutOptions,
+    UploadConfig, parse_size, part_size,
 };
 
-use crate::config::{FlagOverrides, MAX_CONCURRENCY, Settings};
+use crate::config::MAX_CONCURRENCY;
 use crate::exit::UsageError;
 use crate::progress::{Progress, ProgressMode, ProgressRead, bar};
 use crate::stdio::{ThreadWriter, grow_pipe, stdin_file};
@@ -228,38 +228,19 @@ impl GetArgs {
     }
 }
 
-async fn connect(settings: &Settings) -> Result<Arc<AwsStore>> {
-    let store = AwsStore::connect(settings.s3.clone())
-        .await
-        .context("cannot set up the S3 client")?;
-    Ok(Arc::new(store))
-}
-
-pub(crate) fn settings_for(config: Option<&PathBuf>) -> Result<Settings> {
-    let file = match config {
-        Some(path) => crate::config::IniFile::load(path, true)?,
-        None => crate::config::IniFile::load(
-            std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH),
-            false,
-        )?,
-    };
-    let raw = crate::config::layer(&file, std::env::vars(), &FlagOverrides::default())?;
-    Ok(Settings::resolve(raw)?)
-}
-
 /// Runs `pput`: uploads the input and writes the result line to `out`.
 ///
 /// # Errors
 /// Usage errors, an empty or failing input, S3 failures; the multipart upload is aborted first.
 pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
     let metadata = parse_metadata(&args.metadata)?;
-    let settings = settings_for(args.config.as_ref())?;
+    let settings = crate::setup::settings(args.config.as_deref())?;
     let PputLimits {
         part_size: part,
         concurrency,
         estimate,
     } = args.limits(settings.chunk_size, settings.concurrency)?;
-    let store = connect(&settings).await?;
+    let store = Arc::new(crate::setup::connect(&settings).await?);
     let options = PutOptions {
         metadata,
         storage_class: Some(
@@ -331,8 +312,8 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
 /// A missing object (nothing is written then), S3 failures, a closed output.
 pub async fn get(args: GetArgs) -> Result<()> {
     let (part, concurrency) = args.limits()?;
-    let settings = settings_for(args.config.as_ref())?;
-    let store = connect(&settings).await?;
+    let settings = crate::setup::settings(args.config.as_deref())?;
+    let store = Arc::new(crate::setup::connect(&settings).await?);
     // Retried like every other request: one slow or dropped HEAD must not fail the download.
     let info = match z3_s3::head_with_retry(store.as_ref(), &args.name, &settings.retry).await {
         Ok(info) => info,
