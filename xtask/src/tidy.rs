@@ -6,7 +6,8 @@
 //! - no library prints: no `println!`, `eprintln!`, `print!`, `eprint!` or `dbg!` outside binaries and
 //!   tests ([`prints`]);
 //! - no module cycles within a crate, except the allowed ones being removed ([`cycles`]);
-//! - comments cite only documents inside the repository ([`citations`]).
+//! - comments cite only documents inside the repository ([`citations`]);
+//! - z3-cli stays thin: at most [`CLI_CODE_LINES`] lines of code outside its tests.
 
 mod citations;
 mod cycles;
@@ -28,6 +29,7 @@ pub(crate) fn check(root: &Path) -> Result<()> {
         no_prints(root),
         cycles::check(root),
         no_outside_citations(root),
+        cli_size(root),
     ];
     for result in results {
         if let Err(err) = result {
@@ -38,6 +40,36 @@ pub(crate) fn check(root: &Path) -> Result<()> {
         bail!("tidy found problems:\n{}", failures.join("\n"));
     }
     Ok(())
+}
+
+/// The most lines of code z3-cli may have outside its tests (issue 13): blank lines and lines
+/// that are only a comment do not count.
+const CLI_CODE_LINES: usize = 2_500;
+
+/// Fails when z3-cli's code outside its tests grows past [`CLI_CODE_LINES`].
+fn cli_size(root: &Path) -> Result<()> {
+    let mut files = Vec::new();
+    collect(&root.join("crates/z3-cli/src"), &mut files)?;
+    let mut total = 0;
+    for file in files {
+        total += code_lines(&fs::read_to_string(&file)?);
+    }
+    if total > CLI_CODE_LINES {
+        bail!(
+            "z3-cli has {total} lines of code outside its tests, more than {CLI_CODE_LINES}: move what is not flags, configuration, rendering or exit codes into a library"
+        );
+    }
+    Ok(())
+}
+
+/// Lines of code before the file's test module (`#[cfg(test)]` at column 0; test modules come
+/// last in this repository), without blank lines and lines that are only a comment.
+fn code_lines(text: &str) -> usize {
+    text.lines()
+        .take_while(|line| !line.starts_with("#[cfg(test)]"))
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("//"))
+        .count()
 }
 
 /// Fails listing every `.rs` file under `crates/`, `xtask/` and `examples/` that lacks a leading `//!` line.
@@ -151,5 +183,12 @@ mod tests {
     #[test]
     fn tidy() {
         super::check(&crate::project_root()).unwrap();
+    }
+
+    #[test]
+    fn code_lines_skip_blanks_comments_and_the_test_module() {
+        let text = "//! doc\n\nuse x;\n    // note\nfn f() {}\n#[cfg(test)]\nmod tests {}\n";
+        assert_eq!(super::code_lines(text), 2);
+        assert_eq!(super::code_lines("fn a() {}\nfn b() {}\n"), 2);
     }
 }
