@@ -30,6 +30,7 @@ use z3_zfs::{ReceiveOptions, Zfs};
 
 use crate::UsageError;
 use crate::cancel::Interrupt;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{BackupOptions, EngineConfig, RestoreOptions, StatusOptions, VerifyOptions};
 use crate::error::Error;
 use crate::progress::{NoProgress, Progress, ProgressReader};
@@ -72,6 +73,7 @@ pub struct Engine {
     progress: Arc<dyn Progress>,
     interrupt: Interrupt,
     lock_ttl: std::time::Duration,
+    clock: Arc<dyn Clock>,
 }
 
 impl Engine {
@@ -85,7 +87,15 @@ impl Engine {
             progress: Arc::new(NoProgress),
             interrupt: Interrupt::new(),
             lock_ttl: crate::lock::DEFAULT_LOCK_TTL,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The clock the lock's decisions use (default: the system's).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Where byte counts of each stream go (default: nowhere, [`NoProgress`]).

@@ -37,6 +37,7 @@
 
 pub mod cancel;
 pub mod cleanup;
+pub mod clock;
 pub mod config;
 mod engine;
 mod error;
@@ -48,6 +49,7 @@ mod seal;
 pub mod sync;
 
 pub use cancel::Interrupt;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     BackupOptions, BoxError, EngineConfig, KeySource, NoKeys, RestoreOptions, StatusOptions,
     VerifyOptions,

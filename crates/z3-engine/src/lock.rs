@@ -14,7 +14,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -22,6 +22,8 @@ use std::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use z3_core::LockRecord;
+
+use crate::clock::{Clock, SystemClock};
 
 use z3_s3::{ErrorKind, ObjectStore, PutOptions};
 
@@ -52,12 +54,6 @@ impl std::fmt::Debug for HeldLock {
             .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn host_name() -> String {
@@ -170,6 +166,21 @@ pub async fn acquire(
     lost: CancellationToken,
     err_out: &mut dyn Write,
 ) -> Result<HeldLock> {
+    acquire_with_clock(store, request, Arc::new(SystemClock), lost, err_out).await
+}
+
+/// [`acquire`], with the time from `clock` (whether the holder's record is stale, when ours
+/// expires).
+///
+/// # Errors
+/// As [`acquire`].
+pub async fn acquire_with_clock(
+    store: &Arc<dyn ObjectStore>,
+    request: &LockRequest<'_>,
+    clock: Arc<dyn Clock>,
+    lost: CancellationToken,
+    err_out: &mut dyn Write,
+) -> Result<HeldLock> {
     let LockRequest {
         key,
         url,
@@ -192,7 +203,7 @@ pub async fn acquire(
     }
     let owner = new_owner();
     for attempt in 0..3 {
-        let now = unix_now();
+        let now = clock.unix_secs();
         let record = LockRecord {
             owner: owner.clone(),
             host: host_name(),
@@ -205,7 +216,7 @@ pub async fn acquire(
             ..PutOptions::default()
         };
         match store.put(key, Bytes::from(record.to_text()), &create).await {
-            Ok(etag) => return Ok(hold(store, key, record, etag, ttl, lost)),
+            Ok(etag) => return Ok(hold(store, key, record, etag, ttl, lost, clock)),
             Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
             Err(err) => {
                 return Err(err).with_context(|| format!("cannot take the backup lock {url}"));
@@ -214,14 +225,14 @@ pub async fn acquire(
         match read(store.as_ref(), key).await {
             // Released between our attempt and the read: try again.
             Ok(None) => {}
-            Ok(Some(holder)) if holder.record.is_stale(unix_now()) && attempt < 2 => {
+            Ok(Some(holder)) if holder.record.is_stale(clock.unix_secs()) && attempt < 2 => {
                 writeln!(
                     err_out,
                     "taking over the stale lock {url} of {}",
                     holder.record
                 )?;
                 if let Some(etag) = take_over(store.as_ref(), key, &holder, &record, url).await? {
-                    return Ok(hold(store, key, record, etag, ttl, lost));
+                    return Ok(hold(store, key, record, etag, ttl, lost, clock));
                 }
                 // Another run replaced the stale record first: look again.
             }
@@ -299,6 +310,7 @@ fn hold(
     etag: String,
     ttl: Duration,
     lost: CancellationToken,
+    clock: Arc<dyn Clock>,
 ) -> HeldLock {
     let owner = record.owner.clone();
     let etag = Arc::new(Mutex::new(Some(etag).filter(|e| !e.is_empty())));
@@ -310,6 +322,7 @@ fn hold(
             etag: Arc::clone(&etag),
             stop: stop.clone(),
             lost,
+            clock,
         },
         record,
         ttl,
@@ -332,6 +345,7 @@ struct Renewal {
     /// Cancelled by [`HeldLock::release`]; checked between renewals, never mid-request.
     stop: CancellationToken,
     lost: CancellationToken,
+    clock: Arc<dyn Clock>,
 }
 
 fn current(etag: &Mutex<Option<String>>) -> Option<String> {
@@ -350,6 +364,7 @@ async fn renew(renewal: Renewal, mut record: LockRecord, ttl: Duration) {
         etag,
         stop,
         lost,
+        clock,
     } = renewal;
     let lose = |holder: String| {
         tracing::error!(key, %holder, "the backup lock was taken from this run; stopping");
@@ -371,7 +386,7 @@ async fn renew(renewal: Renewal, mut record: LockRecord, ttl: Duration) {
                 continue;
             }
         }
-        record.expires = unix_now() + ttl.as_secs();
+        record.expires = clock.unix_secs() + ttl.as_secs();
         let options = PutOptions {
             if_match: current(&etag),
             ..PutOptions::default()
@@ -431,5 +446,67 @@ impl HeldLock {
                 tracing::warn!(key = self.key, error = %err, "cannot delete the backup lock; it expires by itself");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    use crate::clock::ManualClock;
+
+    /// Staleness is judged by the injected clock, not the machine's: a lock that expires at
+    /// second 1,100 holds at second 1,000 and is taken over at second 1,200.
+    #[tokio::test]
+    async fn staleness_follows_the_injected_clock() {
+        let store: Arc<dyn ObjectStore> = Arc::new(z3_s3::MemoryStore::new("b"));
+        let other = LockRecord {
+            owner: "someone-else".into(),
+            host: "h".into(),
+            pid: 1,
+            acquired: 1_000,
+            expires: 1_100,
+        };
+        store
+            .put("l", Bytes::from(other.to_text()), &PutOptions::default())
+            .await
+            .unwrap();
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000));
+        let request = LockRequest {
+            key: "l",
+            url: "s3://b/l",
+            what: "pool/fs",
+            ttl: Duration::from_mins(1),
+            break_lock: false,
+        };
+        let mut notes = Vec::new();
+        let held = acquire_with_clock(
+            &store,
+            &request,
+            Arc::new(clock.clone()),
+            CancellationToken::new(),
+            &mut notes,
+        )
+        .await;
+        let err = held.expect_err("a live lock was taken");
+        assert!(err.is::<LockedError>(), "{err:#}");
+
+        clock.advance(Duration::from_secs(200));
+        let held = acquire_with_clock(
+            &store,
+            &request,
+            Arc::new(clock.clone()),
+            CancellationToken::new(),
+            &mut notes,
+        )
+        .await
+        .unwrap();
+        let notes = String::from_utf8(notes).unwrap();
+        assert!(notes.contains("taking over the stale lock"), "{notes}");
+        let record = read(store.as_ref(), "l").await.unwrap().unwrap().record;
+        assert_eq!(record.acquired, 1_200);
+        assert_eq!(record.expires, 1_260);
+        held.release().await;
     }
 }
