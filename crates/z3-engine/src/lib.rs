@@ -5,9 +5,16 @@
 //! An [`Engine`] serves one dataset: give it a `Zfs` (the real `z3_zfs::ZfsCli` or the
 //! in-memory fake), an `ObjectStore` bound to the bucket (`z3_s3::AwsStore`, or
 //! `z3_s3::MemoryStore`, or your own) and an [`EngineConfig`]; then call a command with its
-//! options. Progress goes to a [`Progress`] you implement (or [`NoProgress`]); a stop request is
-//! an [`Interrupt`] you trigger. The engine reads no environment and no configuration file,
-//! installs no signal handler and sets no allocator.
+//! options. Each command returns a typed report ([`BackupReport`], [`RestoreReport`], …) and
+//! sends [`Event`]s to the [`Events`] you pass while it runs (or [`NoEvents`]); it fails with an
+//! [`Error`] whose kind says what went wrong. Progress goes to a [`Progress`] you implement (or
+//! [`NoProgress`]); a stop request is an [`Interrupt`] you trigger; the time comes from a
+//! [`Clock`] ([`SystemClock`] unless you set one). [`sync::Sync`] pushes or pulls snapshots
+//! between two `Zfs` sides; [`cleanup::cleanup`] aborts stale multipart uploads. The engine reads
+//! no environment and no configuration file, installs no signal handler and sets no allocator.
+//!
+//! Needs a multi-threaded Tokio runtime. Stable so far: the types named here; 0.x versions may
+//! change any of them.
 //!
 //! ```no_run
 //! use std::sync::Arc;
