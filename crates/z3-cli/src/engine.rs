@@ -22,8 +22,7 @@ pub use z3_engine::KeyChanged;
 pub use crate::console::Console;
 
 use crate::args::{BackupArgs, RestoreArgs, StatusArgs, VerifyArgs};
-use crate::config::Settings;
-use crate::exit::UsageError;
+use crate::config::{ConfigError, Settings};
 use crate::interrupt::Interrupt;
 use crate::progress::{Bars, ProgressMode};
 
@@ -138,6 +137,26 @@ impl Lines<'_, '_> {
     }
 }
 
+/// How new backups are encoded: `COMPRESSOR` (with the `[compressor:NAME]` definitions) and the
+/// age recipients, parsed once, at the edge.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming `COMPRESSOR` or the age setting at fault (a usage error).
+pub fn encoding(settings: &Settings) -> Result<Encoding, ConfigError> {
+    let compressor = settings
+        .compressors
+        .parse(&settings.compressor, &settings.gpg_recipient)
+        .map_err(|err| ConfigError::Invalid {
+            key: "COMPRESSOR",
+            value: settings.compressor.clone(),
+            reason: err.to_string(),
+        })?;
+    Ok(Encoding {
+        compressor,
+        encryption: settings.age.recipients()?,
+    })
+}
+
 /// The IO edges and the settings of one `z3` invocation.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -147,6 +166,7 @@ pub struct Engine {
     progress: ProgressMode,
     interrupt: Interrupt,
     lock_ttl: Option<Duration>,
+    encoding: Option<Encoding>,
 }
 
 impl Engine {
@@ -160,7 +180,16 @@ impl Engine {
             progress: ProgressMode::Auto,
             interrupt: Interrupt::new(),
             lock_ttl: None,
+            encoding: None,
         }
+    }
+
+    /// How backups encode, parsed already (by [`crate::run`], before connecting); without it
+    /// `backup` parses the settings itself.
+    #[must_use]
+    pub fn with_encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = Some(encoding);
+        self
     }
 
     /// When to draw progress bars (default: when stderr is a terminal).
@@ -261,14 +290,9 @@ impl Engine {
     /// An unusable compressor or age recipient (usage errors); see [`z3_engine::Engine::backup`].
     pub async fn backup(&self, args: &BackupArgs, console: &mut Console<'_>) -> Result<Outcome> {
         let engine = self.engine()?;
-        let s = &self.settings;
-        let compressor = s
-            .compressors
-            .parse(&s.compressor, &s.gpg_recipient)
-            .map_err(|e| UsageError(format!("invalid COMPRESSOR: {e}")))?;
-        let encoding = Encoding {
-            compressor,
-            encryption: s.age.recipients()?,
+        let encoding = match &self.encoding {
+            Some(encoding) => encoding.clone(),
+            None => encoding(&self.settings)?,
         };
         let options = BackupOptions {
             snapshot: args

@@ -46,17 +46,6 @@ pub fn load_settings(
     let raw = layer(&file, env, &cli.overrides())?;
     let mut settings = Settings::resolve(raw)?;
     settings.compressors = file.compressors()?;
-    if matches!(cli.command, Command::Backup(_)) {
-        // Before any connection: a typo in COMPRESSOR is a configuration error.
-        settings
-            .compressors
-            .parse(&settings.compressor, &settings.gpg_recipient)
-            .map_err(|err| config::ConfigError::Invalid {
-                key: "COMPRESSOR",
-                value: settings.compressor.clone(),
-                reason: err.to_string(),
-            })?;
-    }
     Ok(settings)
 }
 
@@ -84,6 +73,12 @@ pub fn check_names(command: &Command) -> Result<()> {
 /// Anything that makes the command fail; [`exit::classify`] picks the exit status.
 pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
     let settings = load_settings(&cli, std::env::vars())?;
+    // Before any connection, and once: a typo in COMPRESSOR or an unusable age recipient is a
+    // configuration error.
+    let encoding = match cli.command {
+        Command::Backup(_) => Some(engine::encoding(&settings)?),
+        _ => None,
+    };
     check_names(&cli.command)?;
     let zfs: Arc<dyn Zfs> = Arc::new(match &settings.zfs_command {
         Some(program) => ZfsCli::with_program(program.clone()),
@@ -93,9 +88,12 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
     store.check_bucket().await?;
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     let progress = crate::progress::ProgressMode::from_flags(cli.progress, false);
-    let engine = Engine::new(zfs, store, settings)
+    let mut engine = Engine::new(zfs, store, settings)
         .with_progress(progress)
         .with_interrupt(interrupt::global().clone());
+    if let Some(encoding) = encoding {
+        engine = engine.with_encoding(encoding);
+    }
     execute(&engine, &cli.command, console).await
 }
 

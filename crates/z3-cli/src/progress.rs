@@ -6,12 +6,9 @@
 //! non-terminal, it writes one plain line a second instead of redrawing a bar.
 
 use std::io::{IsTerminal, Write};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::io::{AsyncRead, ReadBuf};
 
 /// When to draw progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,28 +173,6 @@ impl Progress {
     }
 }
 
-/// Counts the bytes read through it into a [`Progress`]; finishes it at end of stream.
-#[derive(Debug)]
-pub struct ProgressReader<R> {
-    inner: R,
-    progress: Progress,
-}
-
-impl<R> ProgressReader<R> {
-    /// Wraps `inner`.
-    pub fn new(inner: R, display: Display) -> Self {
-        Self {
-            inner,
-            progress: Progress::new(display),
-        }
-    }
-
-    /// Bytes read so far.
-    pub fn bytes(&self) -> u64 {
-        self.progress.bytes()
-    }
-}
-
 /// One plain progress record: `label: 12.0 MiB of 30.0 MiB (40%), 6.0 MiB/s`.
 fn progress_line(
     label: &str,
@@ -220,7 +195,7 @@ fn progress_line(
     format!("{label}: {:.1} MiB{of}, {rate:.1} MiB/s{state}", mib(bytes))
 }
 
-/// [`ProgressReader`] for a blocking [`Read`](std::io::Read).
+/// Counts the bytes of a blocking [`Read`](std::io::Read) into a [`Progress`] (`pput`).
 #[derive(Debug)]
 pub struct ProgressRead<R> {
     inner: R,
@@ -254,26 +229,6 @@ impl<R: std::io::Read> std::io::Read for ProgressRead<R> {
     }
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for ProgressReader<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        match &poll {
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len() - before;
-                self.progress.advance(n);
-            }
-            Poll::Ready(Err(_)) => self.progress.fail(),
-            Poll::Pending => {}
-        }
-        poll
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,7 +238,11 @@ mod tests {
     async fn counts_every_byte_and_finishes_at_eof() {
         let bar = ProgressBar::hidden();
         bar.set_length(10);
-        let mut reader = ProgressReader::new(&b"0123456789"[..], Display::Bar(bar.clone()));
+        // The engine's reader, counting into the CLI's bar (what `z3 backup` and `restore` draw).
+        let mut reader = z3_engine::ProgressReader::new(
+            &b"0123456789"[..],
+            Box::new(Progress::new(Display::Bar(bar.clone()))),
+        );
         let mut out = Vec::new();
         reader.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, b"0123456789");
