@@ -297,7 +297,7 @@ pub async fn finish_or_kill(sink: z3_zfs::ReceiveSink, interrupt: &Interrupt) ->
 }
 
 #[cfg(test)]
-mod pump_tests {
+pub(crate) mod pump_tests {
     //! A receiver that stops reading must not make the pump deaf to a signal.
     use super::*;
     use std::sync::Arc;
@@ -314,7 +314,7 @@ mod pump_tests {
 
     /// A sink whose reader never reads (the write blocks once the 64 KiB duplex buffer is
     /// full) and whose "process" records being killed (its completion future dropped unfinished).
-    fn stalled_sink() -> (
+    pub(crate) fn stalled_sink() -> (
         z3_zfs::ReceiveSink,
         Arc<AtomicBool>,
         tokio::io::DuplexStream,

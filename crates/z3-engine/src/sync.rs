@@ -252,35 +252,11 @@ impl Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
-    use z3_zfs::{ReceiveSink, SendStream};
+    use z3_zfs::SendStream;
 
-    struct OnDrop(Arc<AtomicBool>);
-
-    impl Drop for OnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-
-    /// A sink whose reader never reads (the write blocks once the 64 KiB duplex buffer is
-    /// full) and whose "process" records being killed (its completion future dropped unfinished).
-    fn stalled_sink() -> (ReceiveSink, Arc<AtomicBool>, tokio::io::DuplexStream) {
-        let (writer, reader) = tokio::io::duplex(64 << 10);
-        let killed = Arc::new(AtomicBool::new(false));
-        let guard = OnDrop(Arc::clone(&killed));
-        let completion = async move {
-            std::future::pending::<()>().await;
-            drop(guard);
-            Ok(())
-        };
-        (
-            ReceiveSink::from_parts(writer, completion, "zfs receive pool/fs@s".into()),
-            killed,
-            reader,
-        )
-    }
+    use crate::receive::pump_tests::stalled_sink;
 
     #[tokio::test]
     async fn an_interrupt_stops_a_sync_whose_receiver_stopped_reading() {
