@@ -20,8 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 use clap::Parser;
+use z3_engine::Event;
 use z3_engine::cleanup::UploadAction;
-use z3_engine::{Event, Events};
+
+use crate::console::{Render, Rendered};
 use z3_s3::ObjectStore;
 
 const AFTER_HELP: &str = "\
@@ -85,11 +87,7 @@ pub async fn cleanup(
     retry_config: &z3_s3::RetryConfig,
     out: &mut (dyn Write + Send),
 ) -> Result<CleanupReport> {
-    let mut table = Table {
-        out,
-        header: false,
-        failed: None,
-    };
+    let mut table = Rendered::new(Table { out, header: false });
     let result = z3_engine::cleanup::cleanup(
         store,
         prefix,
@@ -100,21 +98,15 @@ pub async fn cleanup(
         &mut table,
     )
     .await;
-    match (result, table.failed.take()) {
-        (Err(_), Some(write)) => Err(write.into()),
-        (Err(err), None) => Err(err.into()),
-        (Ok(report), _) => {
-            table.header()?;
-            Ok(report)
-        }
-    }
+    let report = result.map_err(|err| table.error(err))?;
+    table.inner.header()?;
+    Ok(report)
 }
 
 /// The original's table: `A | key | initiated`, a row per upload.
 struct Table<'a> {
     out: &'a mut (dyn Write + Send),
     header: bool,
-    failed: Option<std::io::Error>,
 }
 
 impl Table<'_> {
@@ -125,8 +117,10 @@ impl Table<'_> {
         }
         Ok(())
     }
+}
 
-    fn write(&mut self, event: Event) -> std::io::Result<()> {
+impl Render for Table<'_> {
+    fn render(&mut self, event: Event) -> std::io::Result<()> {
         self.header()?;
         match event {
             Event::Upload(upload) => {
@@ -149,16 +143,6 @@ impl Table<'_> {
             } => writeln!(self.out, "  cannot abort {key} ({upload_id}): {error}"),
             _ => Ok(()),
         }
-    }
-}
-
-impl Events for Table<'_> {
-    fn event(&mut self, event: Event) -> std::io::Result<()> {
-        self.write(event).map_err(|err| {
-            let kind = err.kind();
-            self.failed = Some(err);
-            std::io::Error::from(kind)
-        })
     }
 }
 

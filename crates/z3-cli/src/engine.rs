@@ -11,8 +11,7 @@ use z3_core::SnapshotName;
 use z3_core::humanize::humanize;
 use z3_core::status::{header_line, render_table};
 use z3_engine::{
-    BackupOptions, EngineConfig, Event, Events, RestoreOptions, StatusOptions, Verdict,
-    VerifyOptions,
+    BackupOptions, EngineConfig, Event, RestoreOptions, StatusOptions, Verdict, VerifyOptions,
 };
 use z3_s3::ObjectStore;
 use z3_zfs::Zfs;
@@ -20,6 +19,7 @@ use z3_zfs::Zfs;
 pub use z3_engine::KeyChanged;
 
 pub use crate::console::Console;
+use crate::console::{Render, Rendered};
 
 use crate::args::{BackupArgs, RestoreArgs, StatusArgs, VerifyArgs};
 use crate::config::{ConfigError, Settings};
@@ -41,41 +41,16 @@ struct Lines<'c, 'w> {
     console: &'c mut Console<'w>,
     /// `backup --parseable`: `name\0estimated-bytes` instead of the sentence.
     parseable: bool,
-    /// The write that failed, if one did: the command's error is then that write's, so a
-    /// closed stdout is reported as such ([`crate::exit::run_main`]).
-    failed: Option<std::io::Error>,
 }
 
 impl<'c, 'w> Lines<'c, 'w> {
-    fn new(console: &'c mut Console<'w>, parseable: bool) -> Self {
-        Self {
-            console,
-            parseable,
-            failed: None,
-        }
-    }
-
-    /// The engine's error, or the failed write that caused it.
-    fn error(&mut self, err: z3_engine::Error) -> anyhow::Error {
-        match self.failed.take() {
-            Some(write) => write.into(),
-            None => err.into(),
-        }
+    fn new(console: &'c mut Console<'w>, parseable: bool) -> Rendered<Self> {
+        Rendered::new(Self { console, parseable })
     }
 }
 
-impl Events for Lines<'_, '_> {
-    fn event(&mut self, event: Event) -> std::io::Result<()> {
-        self.write(event).map_err(|err| {
-            let kind = err.kind();
-            self.failed = Some(err);
-            std::io::Error::from(kind)
-        })
-    }
-}
-
-impl Lines<'_, '_> {
-    fn write(&mut self, event: Event) -> std::io::Result<()> {
+impl Render for Lines<'_, '_> {
+    fn render(&mut self, event: Event) -> std::io::Result<()> {
         let out = &mut *self.console.out;
         match event {
             Event::Note { text } => return writeln!(self.console.err, "{text}"),

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use clap::Parser;
 use z3_core::DatasetName;
-use z3_engine::{Event, Events};
+use z3_engine::Event;
 
 pub use z3_engine::sync::{Diverged, Side};
 
-use crate::console::Console;
+use crate::console::{Console, Render, Rendered};
 use crate::interrupt::Interrupt;
 use crate::progress::{Bars, ProgressMode};
 
@@ -133,22 +133,11 @@ pub struct Sync {
     pub progress: ProgressMode,
 }
 
-/// Prints each snapshot sent as the original did; keeps a failed write, which is then the
-/// command's error (a closed stdout is reported as such).
-struct SentLines<'c, 'w>(&'c mut Console<'w>, Option<std::io::Error>);
+/// Prints each snapshot sent as the original did.
+struct SentLines<'c, 'w>(&'c mut Console<'w>);
 
-impl Events for SentLines<'_, '_> {
-    fn event(&mut self, event: Event) -> std::io::Result<()> {
-        self.write(event).map_err(|err| {
-            let kind = err.kind();
-            self.1 = Some(err);
-            std::io::Error::from(kind)
-        })
-    }
-}
-
-impl SentLines<'_, '_> {
-    fn write(&mut self, event: Event) -> std::io::Result<()> {
+impl Render for SentLines<'_, '_> {
+    fn render(&mut self, event: Event) -> std::io::Result<()> {
         match event {
             Event::Sent(s) if s.dry_run => {
                 writeln!(self.0.out, "would send {} to {}", s.what, s.destination)
@@ -183,11 +172,11 @@ impl Sync {
             force: self.force,
             progress: Arc::new(Bars(self.progress)),
         };
-        let mut lines = SentLines(console, None);
-        let report = match sync.run(&mut lines, interrupt).await {
-            Ok(report) => report,
-            Err(err) => return Err(lines.1.map_or_else(|| err.into(), Into::into)),
-        };
+        let mut lines = Rendered::new(SentLines(console));
+        let report = sync
+            .run(&mut lines, interrupt)
+            .await
+            .map_err(|err| lines.error(err))?;
         if report.up_to_date && !self.quiet {
             writeln!(console.err, "Nothing to do here.")?;
         }
