@@ -17,11 +17,12 @@ use std::io::Write;
 use anyhow::{Context, bail};
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use z3_cli::stdio::{ThreadWriter, grow_pipe, stdin_file};
+use z3_cli::stdio::{stdin_file, stdout_file};
 use z3_codec::{
     AgeCodec, AgeIdentities, AgeRecipients, BoxedReader, Codec, Compressor, DigestReader, Stage,
     decoder_for,
 };
+use z3_s3::ThreadWriter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -49,7 +50,6 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let input = stdin_file().context("reading standard input")?;
-    grow_pipe(&input);
     let (input, stream_digest) = DigestReader::new(tokio::fs::File::from_std(input));
     let input: BoxedReader = if sealed {
         Box::new(input)
@@ -66,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Box::new(output.into_inner())
     };
-    let mut out = ThreadWriter::stdout().context("writing standard output")?;
+    let mut out = ThreadWriter::spawn(stdout_file().context("writing standard output")?, "stdout")
+        .context("writing standard output")?;
     let mut written: u64 = 0;
     loop {
         let mut buf = BytesMut::with_capacity(1 << 20);

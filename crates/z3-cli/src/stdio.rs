@@ -1,194 +1,30 @@
-//! Standard input and output for bulk streams.
+//! Standard input and output for `pput` and `z3_get` as blocking files, for z3-s3's threads
+//! ([`z3_s3::MultipartUploader::upload_blocking`], [`z3_s3::Downloader::download_blocking`]).
 //!
-//! `tokio::io::stdin()`/`stdout()` hand every read and write to Tokio's blocking pool: for a
-//! pipe that is one pool round trip per 64 KiB read, and `tokio::io::copy` into stdout writes
-//! 8 KiB at a time. At hundreds of MiB/s that hand-over costs more CPU than the transfer.
-//! Instead `pput` gives [`stdin_file`] to
-//! [`MultipartUploader::upload_blocking`](z3_s3::MultipartUploader::upload_blocking), which
-//! reads it on a thread straight into the part buffers, and `z3_get` hands whole download ranges
-//! to a [`ThreadWriter`]. Both enlarge a pipe's kernel buffer with [`grow_pipe`].
-//!
-//! Both work on a duplicate of the descriptor (`dup`), so they share the file offset and flags
-//! of the process's own stdin/stdout (`>>` appends, a seekable file continues where it was).
+//! Both are duplicates of the descriptor (`dup`), so they share the file offset and flags of the
+//! process's own stdin/stdout (`>>` appends, a seekable file continues where it was); a pipe's
+//! kernel buffer is enlarged ([`z3_s3::grow_pipe`]).
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsFd;
 
-use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
-
-/// The pipe buffer [`grow_pipe`] asks for: Linux's default limit for unprivileged processes
-/// (`/proc/sys/fs/pipe-max-size`).
-pub const PIPE_SIZE: usize = 1 << 20;
-
-/// Enlarges the kernel buffer of `fd` to [`PIPE_SIZE`] if it is a pipe (no-op otherwise, and
-/// when the system refuses). With the default 64 KiB, a writer and a reader moving hundreds of
-/// MiB/s wake each other for every 64 KiB: measured here, reading 1 GiB from `cat` costs
-/// 0.4 instead of 0.7 CPU-seconds with 1 MiB, and the pipe itself runs 3× faster.
-pub fn grow_pipe(fd: impl AsFd) {
-    if let Err(err) = rustix::pipe::fcntl_setpipe_size(fd, PIPE_SIZE) {
-        tracing::debug!(error = %err, "pipe buffer left at its size");
-    }
-}
-
-/// A duplicate of this process's standard input as a [`File`], sharing its offset.
+/// A duplicate of this process's standard input.
 ///
 /// # Errors
 /// The descriptor cannot be duplicated.
 pub fn stdin_file() -> io::Result<File> {
-    Ok(File::from(io::stdin().as_fd().try_clone_to_owned()?))
+    let file = File::from(io::stdin().as_fd().try_clone_to_owned()?);
+    z3_s3::grow_pipe(&file);
+    Ok(file)
 }
 
-/// Writes batches of buffers to a blocking sink on a thread of its own, without copying them.
+/// A duplicate of this process's standard output.
 ///
-/// One batch may wait in the channel while another is being written. Call
-/// [`finish`](Self::finish) to flush and learn whether every write succeeded.
-#[derive(Debug)]
-pub struct ThreadWriter {
-    tx: Option<mpsc::Sender<Vec<Bytes>>>,
-    result: Option<oneshot::Receiver<io::Result<()>>>,
-}
-
-impl ThreadWriter {
-    /// Writes to this process's standard output.
-    ///
-    /// # Errors
-    /// The descriptor cannot be duplicated, or the thread cannot be started.
-    pub fn stdout() -> io::Result<Self> {
-        let fd = io::stdout().as_fd().try_clone_to_owned()?;
-        grow_pipe(&fd);
-        Self::spawn(File::from(fd), "z3-stdout")
-    }
-
-    /// Writes to `sink` on a new thread called `name`.
-    ///
-    /// # Errors
-    /// The thread cannot be started.
-    pub fn spawn<W: Write + Send + 'static>(mut sink: W, name: &str) -> io::Result<Self> {
-        let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(1);
-        let (done, result) = oneshot::channel();
-        std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || {
-                let outcome = (|| {
-                    while let Some(pieces) = rx.blocking_recv() {
-                        for piece in pieces {
-                            sink.write_all(&piece)?;
-                        }
-                    }
-                    sink.flush()
-                })();
-                // Dropping `rx` (on return) makes later sends fail; the error travels here.
-                let _ = done.send(outcome);
-            })?;
-        Ok(Self {
-            tx: Some(tx),
-            result: Some(result),
-        })
-    }
-
-    /// Queues `pieces` (written in order); waits while the previous batch is still being
-    /// written.
-    ///
-    /// # Errors
-    /// An earlier write failed (for example a closed pipe); the error is the writer's.
-    pub async fn write(&mut self, pieces: Vec<Bytes>) -> io::Result<()> {
-        let Some(tx) = &self.tx else {
-            return Err(io::Error::other("the output is already finished"));
-        };
-        if tx.send(pieces).await.is_ok() {
-            return Ok(());
-        }
-        self.tx = None;
-        Err(self.outcome().await.err().unwrap_or_else(|| {
-            io::Error::other("the output thread stopped before the end of the data")
-        }))
-    }
-
-    /// Writes what is queued, flushes, and reports the first error.
-    ///
-    /// # Errors
-    /// Any write or the flush failed.
-    pub async fn finish(mut self) -> io::Result<()> {
-        self.tx = None;
-        self.outcome().await
-    }
-
-    async fn outcome(&mut self) -> io::Result<()> {
-        match self.result.take() {
-            Some(result) => result
-                .await
-                .unwrap_or_else(|_| Err(io::Error::other("the output thread panicked"))),
-            None => Err(io::Error::other("the output already failed")),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::{Arc, Mutex};
-
-    fn data(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 7 % 251) as u8).collect()
-    }
-
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[tokio::test]
-    async fn writer_writes_every_chunk_in_order() {
-        let sink = Shared::default();
-        let mut writer = ThreadWriter::spawn(sink.clone(), "t").unwrap();
-        let source = data(100_000);
-        for batch in source.chunks(7_777) {
-            let pieces = batch.chunks(1000).map(Bytes::copy_from_slice).collect();
-            writer.write(pieces).await.unwrap();
-        }
-        writer.finish().await.unwrap();
-        assert!(*sink.0.lock().unwrap() == source);
-    }
-
-    struct Closed;
-
-    impl Write for Closed {
-        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "reader went away",
-            ))
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[tokio::test]
-    async fn writer_surfaces_the_write_error() {
-        let mut writer = ThreadWriter::spawn(Closed, "t").unwrap();
-        let mut failed = None;
-        for _ in 0..10 {
-            if let Err(err) = writer.write(vec![Bytes::from_static(b"x")]).await {
-                failed = Some(err);
-                break;
-            }
-        }
-        let err = match failed {
-            Some(err) => err,
-            None => writer.finish().await.unwrap_err(),
-        };
-        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
-        assert_eq!(err.to_string(), "reader went away");
-    }
+/// # Errors
+/// The descriptor cannot be duplicated.
+pub fn stdout_file() -> io::Result<File> {
+    let file = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+    z3_s3::grow_pipe(&file);
+    Ok(file)
 }

@@ -22,7 +22,7 @@ use z3_s3::{
 use crate::config::MAX_CONCURRENCY;
 use crate::exit::UsageError;
 use crate::progress::{Progress, ProgressMode, ProgressRead, bar};
-use crate::stdio::{ThreadWriter, grow_pipe, stdin_file};
+use crate::stdio::{stdin_file, stdout_file};
 
 const PPUT_AFTER_HELP: &str = "\
 BUCKET, S3 credentials, endpoint, CHUNK_SIZE, CONCURRENCY, MAX_RETRIES and S3_STORAGE_CLASS come from \
@@ -267,7 +267,7 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         Some(fd) => std::fs::File::open(format!("/dev/fd/{fd}"))
             .map_err(|e| UsageError(format!("cannot read file descriptor {fd}: {e}")))?,
     };
-    grow_pipe(&input);
+    z3_s3::grow_pipe(&input);
     let progress = bar(
         ProgressMode::from_flags(args.progress, args.quiet),
         &args.name,
@@ -329,39 +329,33 @@ pub async fn get(args: GetArgs) -> Result<()> {
             concurrency,
             retry: settings.retry.clone(),
         },
-    );
-    let progress = bar(
+    )
+    .with_cancel(crate::interrupt::global().token().clone());
+    let mut progress = Progress::new(bar(
         ProgressMode::from_flags(args.progress, args.quiet),
         &args.name,
         Some(info.size),
-    );
-    let mut progress = Progress::new(progress);
-    let failed = |progress: &Progress| {
-        progress.fail();
-        format!("download of {}/{} failed", settings.bucket, args.name)
-    };
-    let mut out = ThreadWriter::stdout().context("cannot write to standard output")?;
+    ));
+    let out = stdout_file().context("cannot write to standard output")?;
     // Pinned to the object the HEAD saw: a replacement mid-download fails instead of splicing.
-    let mut chunks = downloader.chunks(&args.name, info.size, info.etag.as_deref());
-    let interrupt = crate::interrupt::global();
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = interrupt.cancelled() => bail!("download of {}/{} stopped", settings.bucket, args.name),
-            next = chunks.next() => next,
-        };
-        let Some(pieces) = next else { break };
-        let pieces = pieces.with_context(|| failed(&progress))?;
-        progress.advance(pieces.iter().map(bytes::Bytes::len).sum());
-        out.write(pieces)
-            .await
-            .with_context(|| failed(&progress))
-            .context("cannot write to standard output")?;
+    let result = downloader
+        .download_blocking(&args.name, info.size, info.etag.as_deref(), out, |n| {
+            progress.advance(usize::try_from(n).unwrap_or(usize::MAX));
+        })
+        .await;
+    if let Err(err) = result {
+        progress.fail();
+        let failed = format!("download of {}/{} failed", settings.bucket, args.name);
+        return Err(match err.kind() {
+            z3_s3::ErrorKind::Cancelled => {
+                anyhow::anyhow!("download of {}/{} stopped", settings.bucket, args.name)
+            }
+            z3_s3::ErrorKind::Sink => anyhow::Error::new(err)
+                .context(failed)
+                .context("cannot write to standard output"),
+            _ => anyhow::Error::new(err).context(failed),
+        });
     }
-    out.finish()
-        .await
-        .with_context(|| failed(&progress))
-        .context("cannot write to standard output")?;
     progress.finish();
     Ok(())
 }

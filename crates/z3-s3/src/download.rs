@@ -12,10 +12,12 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::part_size::MIN_PART_SIZE;
 use crate::retry::{Backoff, RetryConfig};
+use crate::sink::ThreadWriter;
 use crate::store::{ObjectStore, object_url};
 
 /// How [`Downloader`] splits and fetches an object.
@@ -51,12 +53,25 @@ impl Default for DownloadConfig {
 pub struct Downloader<S: ?Sized> {
     store: Arc<S>,
     config: DownloadConfig,
+    cancel: CancellationToken,
 }
 
 impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     /// A downloader reading from `store`.
     pub fn new(store: Arc<S>, config: DownloadConfig) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Stops [`download_blocking`](Self::download_blocking) with [`ErrorKind::Cancelled`] when
+    /// `cancel` fires (the other forms stop when their consumer drops them).
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// Streams `key`, which is `size` bytes long (from [`ObjectStore::head`] or a listing), as
@@ -123,6 +138,50 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
             }
         }
         writer.flush().await.map_err(sink)?;
+        Ok(chunks.delivered)
+    }
+
+    /// Downloads `key` (`size` bytes, pinned to `etag` as in [`reader`](Self::reader)) into a
+    /// blocking `sink` such as standard output, written on a thread of its own
+    /// ([`ThreadWriter`]) whole ranges at a time; `progress` is called with the byte count of
+    /// each range once it is queued for writing. Returns the bytes written and flushed.
+    ///
+    /// # Errors
+    /// The store error that made a range fail for good; [`ErrorKind::Sink`] when writing or
+    /// flushing fails (a closed pipe); [`ErrorKind::Cancelled`] when the token given to
+    /// [`with_cancel`](Self::with_cancel) fires. The fetches stop in every case.
+    pub async fn download_blocking<W>(
+        &self,
+        key: &str,
+        size: u64,
+        etag: Option<&str>,
+        sink: W,
+        mut progress: impl FnMut(u64) + Send,
+    ) -> Result<u64>
+    where
+        W: std::io::Write + Send + 'static,
+    {
+        let mut chunks = self.chunks(key, size, etag);
+        let url = chunks.url.clone();
+        let failed = |err: io::Error| {
+            Error::new(ErrorKind::Sink, format!("writing the download of {url}")).with_source(err)
+        };
+        let mut out = ThreadWriter::spawn(sink, "z3-download-output").map_err(&failed)?;
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => {
+                    return Err(Error::new(ErrorKind::Cancelled, format!("download of {url} cancelled")));
+                }
+                next = chunks.next() => next,
+            };
+            let Some(pieces) = next else { break };
+            let pieces = pieces?;
+            let bytes = pieces.iter().map(Bytes::len).sum::<usize>();
+            out.write(pieces).await.map_err(&failed)?;
+            progress(bytes as u64);
+        }
+        out.finish().await.map_err(&failed)?;
         Ok(chunks.delivered)
     }
 

@@ -94,6 +94,7 @@ mod memory;
 mod part_size;
 mod pool;
 mod retry;
+mod sink;
 mod store;
 mod upload;
 
@@ -113,6 +114,7 @@ pub use retry::{
     Backoff, RetryConfig, head_checksum_with_retry, head_with_retry, list_uploads_with_retry,
     list_with_retry, read_small, retry,
 };
+pub use sink::{PIPE_SIZE, ThreadWriter, grow_pipe};
 pub use store::{
     CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
     PartNumber, Precondition, PutOptions, UploadId,

@@ -290,3 +290,78 @@ async fn a_replaced_object_fails_the_pinned_download_instead_of_splicing() {
     reader.read_to_end(&mut rest).await.unwrap();
     assert!(rest.contains(&b'n'));
 }
+
+/// A blocking sink shared with the test.
+#[derive(Clone, Default)]
+struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn download_blocking_writes_every_range_in_order_and_counts_them() {
+    let data = pattern(10_007);
+    let store = store_with(&data);
+    for (part_size, concurrency) in [(1000, 3), (4096, 1), (50_000, 4)] {
+        let sink = Shared::default();
+        let mut counted = 0;
+        let written = Downloader::new(Arc::clone(&store), config(part_size, concurrency))
+            .download_blocking(KEY, data.len() as u64, None, sink.clone(), |n| {
+                counted += n;
+            })
+            .await
+            .unwrap();
+        assert_eq!(written, data.len() as u64);
+        assert_eq!(counted, data.len() as u64, "part {part_size}");
+        assert!(*sink.0.lock().unwrap() == data, "part {part_size}");
+    }
+}
+
+/// A reader that went away: the write error is the download's, as `Sink`.
+#[tokio::test]
+async fn download_blocking_fails_with_sink_when_the_output_is_closed() {
+    struct Closed;
+    impl std::io::Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let data = pattern(5000);
+    let store = store_with(&data);
+    let err = Downloader::new(Arc::clone(&store), config(1000, 2))
+        .download_blocking(KEY, 5000, None, Closed, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Sink, "{err}");
+    assert!(err.to_string().contains(KEY), "{err}");
+}
+
+/// The cancel token stops the download between ranges: what was written is a prefix, and the
+/// error says it was cancelled (never a clean end of a short stream).
+#[tokio::test]
+async fn download_blocking_stops_when_cancelled() {
+    let data = pattern(10_000);
+    let store = store_with(&data);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let sink = Shared::default();
+    let trigger = cancel.clone();
+    let err = Downloader::new(Arc::clone(&store), config(1000, 1))
+        .with_cancel(cancel)
+        .download_blocking(KEY, 10_000, None, sink.clone(), move |_| trigger.cancel())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    let written = sink.0.lock().unwrap().clone();
+    assert!(written.len() < data.len(), "{} bytes", written.len());
+    assert!(data.starts_with(&written));
+}
