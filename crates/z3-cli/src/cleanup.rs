@@ -129,7 +129,14 @@ impl Render for Table<'_> {
                     UploadAction::Abort => "X",
                     UploadAction::Young => " ",
                 };
-                let started = upload.initiated.map_or_else(|| "unknown".to_owned(), utc);
+                let started = upload.initiated.map_or_else(
+                    || "unknown".to_owned(),
+                    |at| {
+                        z3_core::humanize::utc(
+                            at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                        )
+                    },
+                );
                 writeln!(self.out, "{mark} | {} | {started}", upload.key)?;
                 if let UploadAction::KeptLocked { why } = &upload.action {
                     writeln!(self.out, "  kept: a backup may still be writing it; {why}")?;
@@ -193,41 +200,9 @@ pub async fn main(args: CleanupArgs, out: &mut (dyn Write + Send)) -> Result<()>
     Ok(())
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a date library: days to civil date after Howard
-/// Hinnant's `civil_from_days`.
-fn utc(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 fit in i64 for any SystemTime.
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_matches_known_dates() {
-        let at = |secs: u64| utc(UNIX_EPOCH + Duration::from_secs(secs));
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(at(1_798_382_096), "2026-12-27T14:34:56Z");
-        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
-    }
 
     #[test]
     fn days_are_checked() {

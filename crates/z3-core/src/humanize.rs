@@ -1,6 +1,7 @@
-//! Byte counts for humans, in the original's `M`/`G`/`T` format (docs/compatibility.md, "Byte counts").
+//! Byte counts for humans, in the original's `M`/`G`/`T` format (docs/compatibility.md, "Byte counts"),
+//! and [`utc`] times.
 //!
-//! Used for the SIZE column of `z3 status` and the "Successfuly backed up" lines. The format is
+//! [`humanize()`] is used for the SIZE column of `z3 status` and the "Successfuly backed up" lines. The format is
 //! kept byte-for-byte, quirks included (`1024 M` rather than `1 G`), because users grep it.
 
 /// Formats `bytes` as mebibytes, switching to `G` and then `T` while the value is strictly
@@ -22,9 +23,39 @@ pub fn humanize(bytes: u64) -> String {
     format!("{number} {}", UNITS[unit])
 }
 
+/// `secs` after the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC), as `z3_mp_cleanup` prints upload
+/// times; without a date library: days to civil date after Howard Hinnant's `civil_from_days`.
+#[must_use]
+pub fn utc(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::humanize;
+    use super::{humanize, utc};
+
+    #[test]
+    fn utc_matches_known_dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_798_382_096), "2026-12-27T14:34:56Z");
+        assert_eq!(utc(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
 
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * KIB;
