@@ -270,6 +270,7 @@ impl ObjectStore for DirStore {
                 .collect(),
             storage_class: None,
             checksum_crc32c: None,
+            last_modified: None,
         })
     }
 
@@ -301,7 +302,11 @@ impl ObjectStore for DirStore {
                 let size = std::fs::metadata(&path)
                     .map_err(|e| self.io(&key, &e))?
                     .len();
-                entries.push(ListEntry { key, size });
+                entries.push(ListEntry {
+                    key,
+                    size,
+                    last_modified: None,
+                });
             }
         }
         entries.sort();

@@ -258,6 +258,7 @@ impl AwsStore {
                 .unwrap_or_default(),
             storage_class: out.storage_class().map(|c| c.as_str().to_owned()),
             checksum_crc32c: out.checksum_crc32_c().map(str::to_owned),
+            last_modified: out.last_modified().map(aws_smithy_types::DateTime::secs),
         })
     }
 
@@ -545,6 +546,7 @@ impl ObjectStore for AwsStore {
                 Some(ListEntry {
                     key: object.key()?.to_owned(),
                     size: to_u64(object.size()),
+                    last_modified: object.last_modified().map(aws_smithy_types::DateTime::secs),
                 })
             }));
             if page.is_truncated() != Some(true) {

@@ -35,6 +35,9 @@ pub struct MemoryObject {
     /// The composite CRC32C (`base64-N`) of a multipart object; `None` for objects stored
     /// with [`ObjectStore::put`] or [`MemoryStore::insert`].
     pub checksum_crc32c: Option<String>,
+    /// When it was stored, in seconds since the Unix epoch: the store's time
+    /// ([`MemoryStore::set_time`]), or the system clock.
+    pub last_modified: i64,
 }
 
 #[derive(Debug)]
@@ -60,6 +63,19 @@ struct State {
     uploads: BTreeMap<UploadId, Upload>,
     next_upload: u64,
     calls: BTreeMap<Op, u64>,
+    /// The time new objects get, when a test fixed it.
+    time: Option<i64>,
+}
+
+impl State {
+    /// Seconds since the Unix epoch for a new object.
+    fn now(&self) -> i64 {
+        self.time.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        })
+    }
 }
 
 /// An in-memory bucket. Clones share the same state, so a test can keep one handle for
@@ -119,13 +135,31 @@ impl MemoryStore {
         self.lock().deny_access = deny;
     }
 
+    /// From now on, objects stored get `secs` (since the Unix epoch) as their last-modified time
+    /// instead of the system clock's.
+    pub fn set_time(&self, secs: i64) {
+        self.lock().time = Some(secs);
+    }
+
+    /// Sets the last-modified time of an existing object; `false` if there is no such object.
+    #[must_use = "false means there is no such object"]
+    pub fn set_last_modified(&self, key: &str, secs: i64) -> bool {
+        self.lock()
+            .objects
+            .get_mut(key)
+            .map(|object| object.last_modified = secs)
+            .is_some()
+    }
+
     /// Stores an object directly (no call is counted), for seeding tests.
     pub fn insert(&self, key: impl Into<String>, data: impl Into<Bytes>, options: &PutOptions) {
         let data = data.into();
         let etag = etag_of(&data);
-        self.lock()
+        let mut state = self.lock();
+        let now = state.now();
+        state
             .objects
-            .insert(key.into(), stored(data, options, etag, None));
+            .insert(key.into(), stored(data, options, etag, None, now));
     }
 
     /// Every object's bytes, by key.
@@ -213,6 +247,7 @@ impl MemoryStore {
             etag: Some(object.etag.clone()),
             metadata: object.metadata.clone(),
             storage_class: object.storage_class.clone(),
+            last_modified: Some(object.last_modified),
             // Like S3: the checksum only in checksum mode.
             checksum_crc32c: if op == Op::HeadChecksum {
                 object.checksum_crc32c.clone()
@@ -238,6 +273,7 @@ fn stored(
     options: &PutOptions,
     etag: String,
     checksum_crc32c: Option<String>,
+    last_modified: i64,
 ) -> MemoryObject {
     MemoryObject {
         data,
@@ -246,6 +282,7 @@ fn stored(
         acl: options.acl.clone(),
         etag,
         checksum_crc32c,
+        last_modified,
     }
 }
 
@@ -283,6 +320,7 @@ impl ObjectStore for MemoryStore {
             .map(|(k, o)| ListEntry {
                 key: k.clone(),
                 size: o.data.len() as u64,
+                last_modified: Some(o.last_modified),
             })
             .collect())
     }
@@ -354,9 +392,11 @@ impl ObjectStore for MemoryStore {
             )
         })?;
         let etag = etag_of(&body);
-        state
-            .objects
-            .insert(key.to_owned(), stored(body, options, etag.clone(), None));
+        let now = state.now();
+        state.objects.insert(
+            key.to_owned(),
+            stored(body, options, etag.clone(), None, now),
+        );
         Ok(etag)
     }
 
@@ -520,6 +560,7 @@ impl ObjectStore for MemoryStore {
             .uploads
             .remove(upload_id)
             .ok_or_else(|| self.no_such_upload(Op::CompleteMultipart, key, upload_id))?;
+        let now = state.now();
         state.objects.insert(
             key.to_owned(),
             stored(
@@ -527,6 +568,7 @@ impl ObjectStore for MemoryStore {
                 &upload.options,
                 etag.clone(),
                 Some(checksum.clone()),
+                now,
             ),
         );
         Ok(CompletedUpload {

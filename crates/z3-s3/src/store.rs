@@ -27,6 +27,8 @@ pub struct ObjectInfo {
     /// The object's CRC32C as the server reports it: `base64-N` (composite) for multipart
     /// objects. Usually only filled by [`ObjectStore::head_checksum`].
     pub checksum_crc32c: Option<String>,
+    /// `Last-Modified`, in seconds since the Unix epoch, when the server reports it.
+    pub last_modified: Option<i64>,
 }
 
 /// One entry of [`ObjectStore::list`].
@@ -36,6 +38,8 @@ pub struct ListEntry {
     pub key: String,
     /// Length in bytes.
     pub size: u64,
+    /// `LastModified`, in seconds since the Unix epoch, when the server reports it.
+    pub last_modified: Option<i64>,
 }
 
 /// Headers set when an object is created, by [`ObjectStore::put`] or [`ObjectStore::create_multipart`].
