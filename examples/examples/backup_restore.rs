@@ -47,7 +47,7 @@ async fn main() -> Result<()> {
     println!("\n# z3 status");
     z3_cli::execute(
         &engine,
-        &Command::Status(StatusArgs { json: false }),
+        &Command::Status(StatusArgs::default()),
         &mut console,
     )
     .await?;

@@ -105,11 +105,16 @@ pub enum Command {
 }
 
 /// `z3 status`.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct StatusArgs {
     /// Print the rows as JSON instead of a table
     #[arg(long)]
     pub json: bool,
+
+    /// One row per dataset found under the key prefix (newest backup, its age, chain depth,
+    /// health, objects, size) instead of the snapshots of one dataset
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `z3 backup`.

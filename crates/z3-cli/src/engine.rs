@@ -3,11 +3,12 @@
 //! engine's progress becomes terminal bars.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use z3_codec::Encoding;
 use z3_core::SnapshotName;
+use z3_core::fleet::render_fleet;
 use z3_core::humanize::humanize;
 use z3_core::status::{header_line, render_table};
 use z3_engine::{
@@ -226,6 +227,9 @@ impl Engine {
     /// # Errors
     /// See [`z3_engine::Engine::status`].
     pub async fn status(&self, args: &StatusArgs, console: &mut Console<'_>) -> Result<Outcome> {
+        if args.all {
+            return self.status_all(args.json, console).await;
+        }
         let options = StatusOptions::default();
         let report = self.engine()?.status(&options).await?;
         if args.json {
@@ -251,6 +255,30 @@ impl Engine {
                 )
             )?;
             write!(console.out, "{}", render_table(&report.rows))?;
+        }
+        Ok(if report.healthy {
+            Outcome::Done
+        } else {
+            Outcome::HealthProblems
+        })
+    }
+
+    /// `z3 status --all`: a row per dataset in the bucket, or the report as JSON.
+    async fn status_all(&self, json: bool, console: &mut Console<'_>) -> Result<Outcome> {
+        let s = &self.settings;
+        let report =
+            z3_engine::fleet::status_all(&self.store, &s.layout, &s.retry, SystemTime::now())
+                .await?;
+        if json {
+            serde_json::to_writer_pretty(&mut *console.out, &report)?;
+            writeln!(console.out)?;
+        } else {
+            writeln!(
+                console.out,
+                "backup status of every dataset on {}/{}",
+                s.bucket, s.s3_prefix_raw
+            )?;
+            write!(console.out, "{}", render_fleet(&report.datasets))?;
         }
         Ok(if report.healthy {
             Outcome::Done

@@ -14,6 +14,7 @@
 //!   says whether an object may be trusted;
 //! - [`health`]: whether each object's parent chain reaches a full backup ([`Health`]);
 //! - [`plan`]: [`plan_backup`] and [`plan_restore`], which snapshots to send or receive, and how;
+//! - [`fleet`]: [`fleet::summarize`], one row per dataset in the bucket for `z3 status --all`;
 //! - [`status`] and [`humanize()`]: the `z3 status` table, byte for byte as the original printed it;
 //! - [`verify`]: which objects `z3 verify` reads, and whether each one's chain holds;
 //! - [`sync`]: [`plan_sync`], what `z3_ssh_sync` sends between two hosts.
@@ -87,6 +88,7 @@
 #![deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod fleet;
 pub mod health;
 pub mod humanize;
 pub mod layout;

@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use futures::StreamExt;
 use z3_codec::{
     BoxedReader, Decoding, DigestReader, Encoding, Stage, apply_all, describe_all, is_encrypted,
 };
 use z3_core::plan::{BackupRequest, RestoreRequest, RestoreStep, plan_backup, plan_restore};
 use z3_core::status::status_rows;
 use z3_core::{
-    DatasetName, Digest, FullSnapshotName, LocalChain, ObjectMeta, RemoteIndex, RemoteSnapshot,
-    SealCheck, SnapshotName, UntrustedObject, WriteMode,
+    DatasetName, Digest, FullSnapshotName, LocalChain, ObjectMeta, RemoteIndex, SealCheck,
+    SnapshotName, UntrustedObject, WriteMode,
 };
 use z3_s3::{
     BeforeComplete, DownloadConfig, Downloader, MultipartUploader, ObjectStore, PartsDone,
@@ -44,7 +43,6 @@ use crate::seal::PendingSeal;
 mod verify;
 
 /// How many HEAD requests run at once while reading object metadata.
-const HEAD_CONCURRENCY: usize = 16;
 /// The ACL the original sets on every object (docs/compatibility.md, "Object metadata").
 const OBJECT_ACL: &str = "bucket-owner-full-control";
 /// Ranged GET size for restores: small enough that (concurrency × part) stays at 64 MiB.
@@ -225,39 +223,11 @@ impl Engine {
         let entries = z3_s3::list_with_retry(self.store.as_ref(), &list_prefix, retry_config)
             .await
             .with_context(|| format!("cannot list s3://{}/{list_prefix}", self.settings.bucket))?;
-        let heads = futures::stream::iter(entries)
-            .map(|entry| {
-                let store = Arc::clone(&self.store);
-                async move {
-                    let info =
-                        z3_s3::head_with_retry(store.as_ref(), &entry.key, retry_config).await;
-                    (entry, info)
-                }
-            })
-            .buffered(HEAD_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await;
-        let mut objects = Vec::with_capacity(heads.len());
-        for (entry, info) in heads {
-            match info {
-                Ok(info) => objects.push(RemoteSnapshot {
-                    name: layout.name_of(&entry.key).unwrap_or(&entry.key).to_owned(),
-                    key: entry.key,
-                    object_size: info.size,
-                    meta: ObjectMeta::from_map(&info.metadata),
-                    etag: info.etag,
-                }),
-                // Deleted between LIST and HEAD (e.g. by a lifecycle rule): it is gone, skip it.
-                Err(err) if err.kind() == z3_s3::ErrorKind::NotFound => {}
-                Err(err) => {
-                    return Err(anyhow!(err)).context(format!(
-                        "cannot read metadata of s3://{}/{}",
-                        self.settings.bucket, entry.key
-                    ));
-                }
-            }
-        }
-        Ok(RemoteIndex::new(objects))
+        let objects =
+            crate::fleet::read_objects(&self.store, layout, entries, retry_config).await?;
+        Ok(RemoteIndex::new(
+            objects.into_iter().map(|item| item.object).collect(),
+        ))
     }
 
     /// The names (`ds@snap`) that have a seal: one LIST, for `status` (restore and verify read

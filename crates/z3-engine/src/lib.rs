@@ -48,6 +48,7 @@ pub mod clock;
 pub mod config;
 mod engine;
 mod error;
+pub mod fleet;
 pub mod lock;
 pub mod progress;
 pub mod receive;

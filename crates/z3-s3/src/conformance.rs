@@ -108,9 +108,15 @@ pub async fn put_head_list_round_trip(store: &dyn ObjectStore, prefix: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    for (entry, what) in [(listed[0].last_modified, "list"), (info.last_modified, "head")] {
+    for (entry, what) in [
+        (listed[0].last_modified, "list"),
+        (info.last_modified, "head"),
+    ] {
         let at = entry.unwrap_or_else(|| panic!("{what} reports the last-modified time"));
-        assert!((at - now).abs() < 900, "{what}: last modified {at}, now {now}");
+        assert!(
+            (at - now).abs() < 900,
+            "{what}: last modified {at}, now {now}"
+        );
     }
 
     store

@@ -351,7 +351,7 @@ async fn status_survives_foreign_and_odd_objects() {
     h.put("pool/fs@snap_nometa", &[]);
     h.put("pool/fs@snap_4_mp", &[("parent", "missing_parent")]);
     h.put("pool/fs@snap_legacy", &[("is_full", "true")]);
-    let run = h.run(Command::Status(StatusArgs { json: false })).await;
+    let run = h.run(Command::Status(StatusArgs::default())).await;
     assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
     let lines: Vec<&str> = run.out.lines().collect();
     assert_eq!(
@@ -379,7 +379,12 @@ async fn status_survives_foreign_and_odd_objects() {
             .any(|l| l.starts_with("snap_nometa ") && l.contains("missing parent"))
     );
 
-    let run = h.run(Command::Status(StatusArgs { json: true })).await;
+    let run = h
+        .run(Command::Status(StatusArgs {
+            json: true,
+            ..StatusArgs::default()
+        }))
+        .await;
     let doc: serde_json::Value = serde_json::from_str(&run.out).unwrap();
     assert_eq!(doc["healthy"], false);
     assert_eq!(doc["rows"].as_array().unwrap().len(), 4);
@@ -836,7 +841,7 @@ async fn a_recreated_snapshot_is_not_built_on_and_objects_record_guids() {
     );
     assert!(h.store.object("z3-backup/pool/fs@snap3").is_none());
     // status says which local snapshots are not the ones in the bucket.
-    let run = h.run(Command::Status(StatusArgs { json: false })).await;
+    let run = h.run(Command::Status(StatusArgs::default())).await;
     assert!(run.out.contains("guid mismatch"), "{}", run.out);
 }
 
@@ -934,7 +939,7 @@ async fn restore_refuses_a_replaced_base_before_the_first_byte() {
             ..PutOptions::default()
         },
     );
-    let status = h.run(Command::Status(StatusArgs { json: false })).await;
+    let status = h.run(Command::Status(StatusArgs::default())).await;
     assert_eq!(status.status, ExitStatus::Integrity, "{}", status.err);
     assert!(
         status
@@ -1014,7 +1019,7 @@ async fn one_throttled_or_reset_read_among_many_fails_no_command() {
     };
 
     plan();
-    let run = fh.run(Command::Status(StatusArgs { json: false })).await;
+    let run = fh.run(Command::Status(StatusArgs::default())).await;
     assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
     assert!(run.out.contains("snap3"), "{}", run.out);
 
@@ -1055,4 +1060,67 @@ async fn a_throttled_read_of_a_held_lock_still_names_the_holder() {
     assert!(run.err.contains("other-host (pid 7)"), "{}", run.err);
     assert!(!run.err.contains("cannot be read"), "{}", run.err);
     assert_eq!(faults.calls(Op::Head), 2);
+}
+
+/// `z3 status --all`: a row per dataset under the prefix, whatever the configured dataset and
+/// snapshot prefix; a dataset with a broken chain makes it exit 3; JSON carries the same.
+#[tokio::test]
+async fn status_all_summarises_every_dataset_in_the_bucket() {
+    let h = Harness::new(|_| {});
+    h.store.set_time(1_000_000);
+    h.snap("snap1", "one");
+    h.snap("snap2", "two");
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    // Another dataset, written by another host: a full, then an incremental whose parent is gone.
+    h.store.set_time(1_000_500);
+    h.put("pool/other@a", &[("isfull", "true")]);
+    h.put("pool/other@c", &[("parent", "pool/other@b")]);
+    // Seals and the lock are not datasets.
+    assert!(h.store.objects().keys().any(|k| k.contains(".z3-seals/")));
+    h.store.set_time(1_000_000 + 3 * 86_400);
+
+    let all = StatusArgs {
+        all: true,
+        ..StatusArgs::default()
+    };
+    let run = h.run(Command::Status(all)).await;
+    assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
+    let lines: Vec<&str> = run.out.lines().collect();
+    assert_eq!(lines[0], "backup status of every dataset on bkt/z3-backup/");
+    assert!(lines[1].starts_with("DATASET "), "{}", run.out);
+    assert_eq!(lines.len(), 4, "{}", run.out);
+    // Every cell but AGE (measured from the system clock).
+    let cells = |line: &str| {
+        let mut cells: Vec<String> = line.split('|').map(|c| c.trim().to_owned()).collect();
+        cells.remove(2);
+        cells
+    };
+    let fs = cells(lines[2]);
+    assert_eq!(
+        &fs[..5],
+        ["pool/fs", "snap2", "2", "ok", "2"],
+        "{}",
+        run.out
+    );
+    let other = cells(lines[3]);
+    assert_eq!(
+        &other[..5],
+        ["pool/other", "c", "-", "1 broken", "2"],
+        "{}",
+        run.out
+    );
+
+    let json = StatusArgs {
+        all: true,
+        json: true,
+    };
+    let run = h.run(Command::Status(json)).await;
+    assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
+    let doc: serde_json::Value = serde_json::from_str(&run.out).unwrap();
+    assert_eq!(doc["healthy"], false);
+    assert_eq!(doc["datasets"][0]["dataset"], "pool/fs");
+    assert_eq!(doc["datasets"][0]["depth"], 2);
+    assert_eq!(doc["datasets"][0]["newest_at"], 1_000_000);
+    assert_eq!(doc["datasets"][1]["broken"], 1);
 }

@@ -85,7 +85,7 @@ async fn every_object_gets_a_seal_with_the_digests_of_stream_and_object() {
         assert_eq!(seal.parent_guid.is_some(), parent_guid.is_some());
     }
     // Seals live outside the snapshot listing: status shows two healthy rows.
-    let run = h.run(Command::Status(StatusArgs { json: false })).await;
+    let run = h.run(Command::Status(StatusArgs::default())).await;
     assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
     for snap in ["snap1", "snap2"] {
         let row = run.out.lines().find(|l| l.starts_with(snap)).unwrap();
@@ -219,7 +219,7 @@ async fn an_unsealed_object_is_refused_unless_allowed_and_status_says_so() {
     let h = backed_up_pair().await;
     h.store.delete(&seal_key(&h, OBJ2)).await.unwrap();
 
-    let run = h.run(Command::Status(StatusArgs { json: false })).await;
+    let run = h.run(Command::Status(StatusArgs::default())).await;
     assert_eq!(run.status, ExitStatus::Integrity, "{}", run.out);
     let row = run.out.lines().find(|l| l.starts_with("snap2")).unwrap();
     assert!(row.contains("unsealed"), "{}", run.out);
@@ -277,7 +277,7 @@ async fn objects_of_the_original_z3_restore_unchecked_with_a_note() {
         );
         h.store.delete(&seal).await.unwrap();
     }
-    let run = h.run(Command::Status(StatusArgs { json: false })).await;
+    let run = h.run(Command::Status(StatusArgs::default())).await;
     assert_eq!(run.status, ExitStatus::Success, "{}", run.out);
     assert!(!run.out.contains("unsealed"), "{}", run.out);
     h.zfs.destroy_dataset("pool/fs").unwrap();
@@ -307,9 +307,7 @@ async fn a_failed_completion_leaves_no_object_and_the_next_backup_removes_its_se
     assert_eq!(seals_of(&h, "snap1").len(), 1);
     assert!(h.store.object(OBJ1).is_none());
     assert_eq!(h.store.open_uploads(), 0);
-    let run = failing
-        .run(Command::Status(StatusArgs { json: false }))
-        .await;
+    let run = failing.run(Command::Status(StatusArgs::default())).await;
     assert!(
         run.out
             .lines()
@@ -624,7 +622,7 @@ async fn a_crash_after_any_request_of_a_backup_leaves_object_and_seal_in_agreeme
                 assert!(h.store.object(OBJ1).is_some(), "{what}");
             }
 
-            let status = h.run(Command::Status(StatusArgs { json: false })).await;
+            let status = h.run(Command::Status(StatusArgs::default())).await;
             assert_eq!(status.status, ExitStatus::Success, "{what}: {}", status.out);
             assert!(!status.out.contains("unsealed"), "{what}: {}", status.out);
             if h.store.object(OBJ1).is_some() {

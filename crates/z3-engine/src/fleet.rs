@@ -1,0 +1,124 @@
+//! `z3 status --all`: every dataset backed up under one key prefix, one summary each
+//! ([`z3_core::fleet`]), from one listing and one HEAD per object.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow};
+use futures::StreamExt;
+use serde::Serialize;
+use z3_core::fleet::{DatasetSummary, FleetObject, summarize};
+use z3_core::{KeyLayout, ObjectMeta, RemoteSnapshot};
+use z3_s3::{ListEntry, ObjectStore, RetryConfig};
+
+use crate::error::Error;
+
+/// HEAD requests in flight while reading objects' metadata.
+const HEAD_CONCURRENCY: usize = 16;
+
+/// What [`status_all`] found.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct FleetReport {
+    /// The bucket.
+    pub bucket: String,
+    /// The normalised key prefix.
+    pub s3_prefix: String,
+    /// One summary per dataset, sorted by name.
+    pub datasets: Vec<DatasetSummary>,
+    /// Every dataset's chains are intact.
+    pub healthy: bool,
+}
+
+/// Lists every backup object under `layout`'s prefix (not seals, not locks), reads their
+/// metadata and summarises them per dataset, with ages measured from `now`.
+///
+/// # Errors
+/// Listing or HEAD failures after retries ([`Error::Failed`]).
+pub async fn status_all(
+    store: &Arc<dyn ObjectStore>,
+    layout: &KeyLayout,
+    retry: &RetryConfig,
+    now: SystemTime,
+) -> std::result::Result<FleetReport, Error> {
+    status_all_inner(store, layout, retry, now)
+        .await
+        .map_err(|err| Error::classify(err, None))
+}
+
+async fn status_all_inner(
+    store: &Arc<dyn ObjectStore>,
+    layout: &KeyLayout,
+    retry: &RetryConfig,
+    now: SystemTime,
+) -> Result<FleetReport> {
+    let prefix = layout.prefix();
+    let entries = z3_s3::list_with_retry(store.as_ref(), prefix, retry)
+        .await
+        .with_context(|| format!("cannot list s3://{}/{prefix}", store.bucket()))?
+        .into_iter()
+        .filter(|entry| {
+            // Seals and locks live in dot-directories below the prefix; a backup's name has a
+            // dataset (beginning with a letter) and an `@`.
+            layout
+                .name_of(&entry.key)
+                .is_some_and(|name| !name.starts_with('.') && name.contains('@'))
+        })
+        .collect();
+    let objects = read_objects(store, layout, entries, retry).await?;
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let datasets = summarize(objects, now);
+    Ok(FleetReport {
+        bucket: store.bucket().to_owned(),
+        s3_prefix: prefix.to_owned(),
+        healthy: datasets.iter().all(|d| d.healthy),
+        datasets,
+    })
+}
+
+/// The listed objects with their metadata, one HEAD each (a bounded number at once); an object
+/// deleted between the listing and its HEAD (e.g. by a lifecycle rule) is left out.
+pub(crate) async fn read_objects(
+    store: &Arc<dyn ObjectStore>,
+    layout: &KeyLayout,
+    entries: Vec<ListEntry>,
+    retry: &RetryConfig,
+) -> Result<Vec<FleetObject>> {
+    let heads = futures::stream::iter(entries)
+        .map(|entry| {
+            let store = Arc::clone(store);
+            async move {
+                let info = z3_s3::head_with_retry(store.as_ref(), &entry.key, retry).await;
+                (entry, info)
+            }
+        })
+        .buffered(HEAD_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let mut objects = Vec::with_capacity(heads.len());
+    for (entry, info) in heads {
+        match info {
+            Ok(info) => objects.push(FleetObject {
+                object: RemoteSnapshot {
+                    name: layout.name_of(&entry.key).unwrap_or(&entry.key).to_owned(),
+                    key: entry.key,
+                    object_size: info.size,
+                    meta: ObjectMeta::from_map(&info.metadata),
+                    etag: info.etag,
+                },
+                last_modified: info.last_modified.or(entry.last_modified),
+            }),
+            Err(err) if err.kind() == z3_s3::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(anyhow!(err)).context(format!(
+                    "cannot read metadata of s3://{}/{}",
+                    store.bucket(),
+                    entry.key
+                ));
+            }
+        }
+    }
+    Ok(objects)
+}
