@@ -33,6 +33,7 @@ Exit codes:
      backed up (refused by backup and restore, reported by status and verify); a backup that would
      overwrite the backup of another snapshot
   4  another z3 backup of the same bucket, prefix and dataset holds the lock (message names it)
+  backup --all exits with the most serious code of its datasets: 3, then 4, 2, 1, 0
   130, 143  stopped by SIGINT or SIGTERM after cleaning up (upload aborted, zfs send and an unfinished
      zfs receive killed); a second signal exits at once";
 
@@ -123,6 +124,12 @@ pub struct BackupArgs {
     /// Snapshot to back up, the part after '@' (default: the latest matching one)
     #[arg(long, value_name = "NAME")]
     pub snapshot: Option<String>,
+
+    /// Back up every dataset that has an [fs:<dataset>] section in the config file, one after
+    /// the other; one failing dataset does not stop the others. A summary line per dataset
+    /// follows; the exit code is the most serious one (3, then 4, 2, 1, 0)
+    #[arg(long, conflicts_with = "snapshot")]
+    pub all: bool,
 
     /// Send a full stream of the snapshot instead of incrementals
     #[arg(long, conflicts_with = "incremental")]

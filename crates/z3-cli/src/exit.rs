@@ -23,6 +23,39 @@ pub enum ExitStatus {
     Locked = 4,
 }
 
+impl ExitStatus {
+    /// The more serious of two outcomes, for commands that run once per dataset (`backup
+    /// --all`): an integrity problem (3) before a held lock (4), a usage error (2), an error (1)
+    /// and success (0).
+    #[must_use]
+    pub fn worst(self, other: Self) -> Self {
+        let rank = |status: Self| match status {
+            Self::Success => 0,
+            Self::Error => 1,
+            Self::Usage => 2,
+            Self::Locked => 3,
+            Self::Integrity => 4,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// A few words for a summary line.
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Success => "ok",
+            Self::Error => "failed",
+            Self::Usage => "usage or configuration error",
+            Self::Integrity => "integrity problem",
+            Self::Locked => "locked by another backup",
+        }
+    }
+}
+
 impl From<ExitStatus> for ExitCode {
     fn from(status: ExitStatus) -> Self {
         ExitCode::from(status as u8)
@@ -208,6 +241,17 @@ fn init_logging(verbose: u8) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_worst_status_is_integrity_then_lock_then_usage_then_error() {
+        use ExitStatus::{Error, Integrity, Locked, Success, Usage};
+        let order = [Success, Error, Usage, Locked, Integrity];
+        for (i, &a) in order.iter().enumerate() {
+            for (j, &b) in order.iter().enumerate() {
+                assert_eq!(a.worst(b), order[i.max(j)], "{a:?} {b:?}");
+            }
+        }
+    }
+
     use super::*;
     use anyhow::Context;
 

@@ -25,12 +25,13 @@ pub use z3_engine::lock;
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
+use z3_engine::UsageError;
 use z3_s3::ObjectStore;
 use z3_zfs::{Zfs, ZfsCli};
 
 use crate::args::{Cli, Command};
-use crate::config::{Settings, layer};
+use crate::config::{IniFile, Settings, layer};
 use crate::engine::{Console, Engine, Outcome};
 use crate::exit::ExitStatus;
 
@@ -43,8 +44,21 @@ pub fn load_settings(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings> {
     let file = setup::config_file(cli.config.as_deref())?;
-    let raw = layer(&file, env, &cli.overrides())?;
-    let mut settings = Settings::resolve(raw)?;
+    settings_for(&file, cli, env, None)
+}
+
+/// The settings of `dataset` (or the configured one), from `file`, `env` and the flags.
+fn settings_for(
+    file: &IniFile,
+    cli: &Cli,
+    env: impl IntoIterator<Item = (String, String)>,
+    dataset: Option<&str>,
+) -> Result<Settings> {
+    let mut flags = cli.overrides();
+    if let Some(dataset) = dataset {
+        flags.filesystem = Some(dataset.to_owned());
+    }
+    let mut settings = Settings::resolve(layer(file, env, &flags)?)?;
     settings.compressors = file.compressors()?;
     Ok(settings)
 }
@@ -73,6 +87,19 @@ pub fn check_names(command: &Command) -> Result<()> {
 /// Anything that makes the command fail; [`exit::classify`] picks the exit status.
 pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
     let settings = load_settings(&cli, std::env::vars())?;
+    if let Command::Backup(args) = &cli.command
+        && args.all
+    {
+        let zfs: Arc<dyn Zfs> = Arc::new(match &settings.zfs_command {
+            Some(program) => ZfsCli::with_program(program.clone()),
+            None => ZfsCli::new(),
+        });
+        let store = setup::connect(&settings).await?;
+        store.check_bucket().await?;
+        let file = setup::config_file(cli.config.as_deref())?;
+        let env: Vec<_> = std::env::vars().collect();
+        return backup_all(&cli, args, &file, &env, zfs, Arc::new(store), console).await;
+    }
     // Before any connection, and once: a typo in COMPRESSOR or an unusable age recipient is a
     // configuration error.
     let encoding = match cli.command {
@@ -95,6 +122,71 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
         engine = engine.with_encoding(encoding);
     }
     execute(&engine, &cli.command, console).await
+}
+
+/// `z3 backup --all`: backs up each dataset with an `[fs:…]` section of `file` in turn (each
+/// with its own settings, lock and encoding), goes on after one fails, then prints a summary
+/// line per dataset; the status is the most serious of theirs ([`ExitStatus::worst`]). A
+/// signal stops it at once (the interrupted dataset's error is returned).
+///
+/// # Errors
+/// `--dataset` given too, no `[fs:…]` section, or an interrupt.
+pub async fn backup_all(
+    cli: &Cli,
+    args: &args::BackupArgs,
+    file: &IniFile,
+    env: &[(String, String)],
+    zfs: Arc<dyn Zfs>,
+    store: Arc<dyn ObjectStore>,
+    console: &mut Console<'_>,
+) -> Result<ExitStatus> {
+    if cli.dataset.is_some() {
+        bail!(UsageError(
+            "backup --all backs up the datasets of the config file's [fs:<dataset>] sections; drop --dataset".into()
+        ));
+    }
+    let datasets = file.datasets();
+    if datasets.is_empty() {
+        bail!(UsageError(
+            "backup --all: the config file has no [fs:<dataset>] section".into()
+        ));
+    }
+    let mut results = Vec::with_capacity(datasets.len());
+    for dataset in datasets {
+        let one = async {
+            let settings = settings_for(file, cli, env.iter().cloned(), Some(&dataset))?;
+            let encoding = engine::encoding(&settings)?;
+            Engine::new(Arc::clone(&zfs), Arc::clone(&store), settings)
+                .with_progress(crate::progress::ProgressMode::from_flags(
+                    cli.progress,
+                    false,
+                ))
+                .with_interrupt(interrupt::global().clone())
+                .with_encoding(encoding)
+                .backup(args, console)
+                .await
+        };
+        let status = match one.await {
+            Ok(_) => ExitStatus::Success,
+            Err(err) if interrupt::global().signal().is_some() => return Err(err),
+            Err(err) => {
+                writeln!(console.err, "z3: error: {dataset}: {err:#}")?;
+                exit::classify(&err)
+            }
+        };
+        results.push((dataset, status));
+    }
+    let mut worst = ExitStatus::Success;
+    for (dataset, status) in results {
+        let code = status as u8;
+        writeln!(
+            console.out,
+            "{dataset}: {} (exit {code})",
+            status.describe()
+        )?;
+        worst = worst.worst(status);
+    }
+    Ok(worst)
 }
 
 /// Runs a subcommand on an engine.

@@ -224,6 +224,16 @@ impl IniFile {
     }
 
     /// A figment provider for one section, limited to `keys` when given.
+    /// The datasets that have an `[fs:<dataset>]` section, sorted (`z3 backup --all`).
+    #[must_use]
+    pub fn datasets(&self) -> Vec<String> {
+        self.sections
+            .keys()
+            .filter_map(|name| name.strip_prefix("fs:"))
+            .map(|name| name.trim().to_owned())
+            .collect()
+    }
+
     fn section(&self, name: &str, keys: Option<&'static [&'static str]>) -> IniSection {
         let values = self
             .sections

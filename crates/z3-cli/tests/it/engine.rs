@@ -1124,3 +1124,140 @@ async fn status_all_summarises_every_dataset_in_the_bucket() {
     assert_eq!(doc["datasets"][0]["newest_at"], 1_000_000);
     assert_eq!(doc["datasets"][1]["broken"], 1);
 }
+
+/// `z3 backup --all`: every `[fs:…]` dataset in turn, each with its own section; a failing one
+/// (no snapshots, an unusable compressor, a broken chain) does not stop the others, and the exit
+/// code is the most serious (3 > 4 > 2 > 1 > 0).
+#[tokio::test]
+#[allow(clippy::too_many_lines)] // one story: a first run, then a broken chain, then refusals
+async fn backup_all_backs_up_each_configured_dataset_and_reports_the_worst() {
+    use clap::Parser as _;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("z3.conf");
+    let write_conf = |sections: &str| std::fs::write(&conf, sections).unwrap();
+    write_conf(
+        "[fs:pool/a]\nSNAPSHOT_PREFIX=snap\n\n[fs:pool/b]\n\n[fs:pool/c]\nCOMPRESSOR=no-such-thing\n\n[fs:pool/d]\nCOMPRESSOR=none\n",
+    );
+    let env: Vec<(String, String)> = [
+        ("BUCKET", "bkt"),
+        ("S3_PREFIX", "z3-backup/"),
+        ("SNAPSHOT_PREFIX", "snap"),
+        ("COMPRESSOR", "none"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let zfs = FakeZfs::new();
+    for ds in ["pool/a", "pool/b", "pool/c", "pool/d"] {
+        zfs.create_dataset(ds).unwrap();
+    }
+    for ds in ["pool/a", "pool/c", "pool/d"] {
+        zfs.write(ds, format!("data of {ds}")).unwrap();
+        zfs.snapshot(&format!("{ds}@snap1")).unwrap();
+    }
+    let store = MemoryStore::new("bkt");
+    let run = |zfs: FakeZfs,
+               store: MemoryStore,
+               conf: std::path::PathBuf,
+               env: Vec<(String, String)>| async move {
+        let cli = z3_cli::args::Cli::try_parse_from([
+            "z3",
+            "--config",
+            conf.to_str().unwrap(),
+            "backup",
+            "--all",
+        ])
+        .unwrap();
+        let z3_cli::args::Command::Backup(args) = &cli.command else {
+            unreachable!()
+        };
+        let file = z3_cli::setup::config_file(cli.config.as_deref()).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let status = z3_cli::backup_all(
+            &cli,
+            args,
+            &file,
+            &env,
+            Arc::new(zfs),
+            Arc::new(store),
+            &mut Console {
+                out: &mut out,
+                err: &mut err,
+            },
+        )
+        .await
+        .unwrap();
+        (
+            status,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    };
+
+    let (status, out, err) = run(zfs.clone(), store.clone(), conf.clone(), env.clone()).await;
+    assert_eq!(status, ExitStatus::Usage, "{out}{err}");
+    let summary: Vec<&str> = out.lines().rev().take(4).collect();
+    assert_eq!(
+        summary,
+        [
+            "pool/d: ok (exit 0)",
+            "pool/c: usage or configuration error (exit 2)",
+            "pool/b: failed (exit 1)",
+            "pool/a: ok (exit 0)",
+        ],
+        "{out}"
+    );
+    assert!(
+        err.contains("z3: error: pool/c: invalid COMPRESSOR"),
+        "{err}"
+    );
+    // The datasets before and after the failures were backed up.
+    let keys = store.objects();
+    assert!(keys.contains_key("z3-backup/pool/a@snap1"));
+    assert!(keys.contains_key("z3-backup/pool/d@snap1"));
+    assert!(!keys.keys().any(|k| k.contains("pool/c@")));
+
+    // A broken chain in one dataset outranks the rest: exit 3, and the others still run.
+    // pool/a's backed-up base now names a parent that is gone.
+    zfs.write("pool/a", "more".to_owned()).unwrap();
+    zfs.snapshot("pool/a@snap2").unwrap();
+    store.insert(
+        "z3-backup/pool/a@snap1",
+        b"x".to_vec(),
+        &PutOptions {
+            metadata: [("parent".to_owned(), "pool/a@gone".to_owned())].into(),
+            ..PutOptions::default()
+        },
+    );
+    zfs.write("pool/d", "more".to_owned()).unwrap();
+    zfs.snapshot("pool/d@snap2").unwrap();
+    write_conf("[fs:pool/a]\n[fs:pool/d]\n");
+    let (status, out, _) = run(zfs.clone(), store.clone(), conf.clone(), env.clone()).await;
+    assert!(out.ends_with("pool/d: ok (exit 0)\n"), "{out}");
+    assert!(store.objects().contains_key("z3-backup/pool/d@snap2"));
+    assert_eq!(status, ExitStatus::Integrity, "{out}");
+
+    // --dataset with --all is refused; so is a config file without [fs:…] sections.
+    let cli = z3_cli::args::Cli::try_parse_from(["z3", "--dataset", "pool/a", "backup", "--all"])
+        .unwrap();
+    let z3_cli::args::Command::Backup(args) = &cli.command else {
+        unreachable!()
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let refused = z3_cli::backup_all(
+        &cli,
+        args,
+        &z3_cli::config::IniFile::default(),
+        &env,
+        Arc::new(zfs.clone()),
+        Arc::new(store.clone()),
+        &mut Console {
+            out: &mut out,
+            err: &mut err,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(classify(&refused), ExitStatus::Usage);
+    assert!(refused.to_string().contains("--dataset"), "{refused}");
+}
