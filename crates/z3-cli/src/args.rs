@@ -201,6 +201,16 @@ pub struct RestoreArgs {
     /// them, without the end-to-end check; by default they are refused
     #[arg(long)]
     pub allow_unsealed: bool,
+
+    /// Receive into this dataset instead (same snapshot names); its own snapshots decide where
+    /// the chain starts
+    #[arg(long, value_name = "DATASET", conflicts_with = "to_dir")]
+    pub target_dataset: Option<String>,
+
+    /// Write each object's decoded, verified stream to a file in DIR (001-SNAP.zfs, … in receive
+    /// order) instead of receiving it; a stream that fails its check is removed (exit 3)
+    #[arg(long, value_name = "DIR")]
+    pub to_dir: Option<std::path::PathBuf>,
 }
 
 /// `z3 verify`.

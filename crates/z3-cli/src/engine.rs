@@ -80,18 +80,27 @@ impl Render for Lines<'_, '_> {
                 } else {
                     format!(" | {}", r.decoding)
                 };
+                let into = match &r.file {
+                    Some(file) => format!(" > {}", file.display()),
+                    None => format!(
+                        " | zfs receive{} {}",
+                        if r.force { " -F" } else { "" },
+                        r.snapshot
+                    ),
+                };
                 writeln!(
                     out,
-                    "would restore {} ({}, {}): {}{stage} | zfs receive{} {}",
+                    "would restore {} ({}, {}): {}{stage}{into}",
                     r.snapshot,
                     r.kind.as_str(),
                     humanize(r.object_bytes),
                     r.url,
-                    if r.force { " -F" } else { "" },
-                    r.snapshot,
                 )?;
             }
-            Event::Restored(r) => writeln!(out, "Restored {}.", r.snapshot)?,
+            Event::Restored(r) => match &r.file {
+                Some(file) => writeln!(out, "Wrote {} to {}.", r.snapshot, file.display())?,
+                None => writeln!(out, "Restored {}.", r.snapshot)?,
+            },
             Event::Verified(v) => {
                 let word = match v.verdict {
                     Verdict::Ok => "ok",
@@ -328,6 +337,12 @@ impl Engine {
             force: args.force,
             dry_run: args.dry_run,
             allow_unsealed: args.allow_unsealed,
+            target_dataset: args
+                .target_dataset
+                .as_deref()
+                .map(z3_core::DatasetName::new)
+                .transpose()?,
+            to_dir: args.to_dir.clone(),
         };
         let mut lines = Lines::new(console, false);
         engine

@@ -78,6 +78,11 @@ pub fn check_names(command: &Command) -> Result<()> {
     if let Some(name) = snapshot {
         z3_core::SnapshotName::new(name)?;
     }
+    if let Command::Restore(args) = command
+        && let Some(dataset) = &args.target_dataset
+    {
+        z3_core::DatasetName::new(dataset)?;
+    }
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use crate::health::{Health, Reason};
 use crate::names::{DatasetName, FullSnapshotName, NameError, SnapshotName};
 use crate::remote::RemoteIndex;
-use crate::snapshot::LocalChain;
+use crate::snapshot::{LocalChain, LocalSnapshot};
 
 /// How one snapshot is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +134,32 @@ pub struct RestorePlan {
     /// Oldest first: a full stream, or an incremental onto a snapshot present locally, then
     /// incrementals each based on the previous step. Empty when the target is already local.
     pub steps: Vec<RestoreStep>,
+    /// The local snapshot the first step applies on, when it is an incremental (named in the
+    /// request's dataset); `None` when the first step is a full.
+    pub base: Option<String>,
+}
+
+/// The local snapshots a `zfs receive -F` of an incremental onto `base` would destroy: every
+/// snapshot of `local` (all of the destination's snapshots, not only those matching the
+/// prefix) created after `base` (by `createtxg`), oldest first. `base` is matched by its part
+/// after `@`; unknown, it gives none.
+///
+/// OpenZFS's `receive -F` rolls the destination back to the stream's base and destroys the
+/// snapshots after it; without `-F` the receive fails once those exist. Either way a restore
+/// onto an older base of a tree (a monthly under newer dailies) must say so before it starts.
+#[must_use]
+pub fn newer_than_base<'a>(base: &str, local: &'a [LocalSnapshot]) -> Vec<&'a LocalSnapshot> {
+    let short = base.split_once('@').map_or(base, |(_, snapshot)| snapshot);
+    let Some(base_txg) = local
+        .iter()
+        .find(|s| s.name.snapshot().as_str() == short)
+        .map(|s| s.createtxg)
+    else {
+        return Vec::new();
+    };
+    let mut newer: Vec<_> = local.iter().filter(|s| s.createtxg > base_txg).collect();
+    newer.sort_by_key(|s| s.createtxg);
+    newer
 }
 
 /// Input of [`plan_restore`].
@@ -526,6 +552,7 @@ pub fn plan_restore(req: &RestoreRequest<'_>) -> Result<RestorePlan, PlanError> 
     }
     let mut queue = Vec::new();
     let mut visited: HashSet<&str> = HashSet::new();
+    let mut base = None;
     loop {
         visited.insert(&current.name);
         queue.push(current);
@@ -541,6 +568,7 @@ pub fn plan_restore(req: &RestoreRequest<'_>) -> Result<RestorePlan, PlanError> 
             if let Some(bucket) = current.meta.parent_guid.filter(|&g| g != local) {
                 return Err(mismatch(parent_name, bucket, local));
             }
+            base = Some(parent_name.to_owned());
             break;
         }
         let Some(parent) = req.remote.get(parent_name) else {
@@ -582,5 +610,5 @@ pub fn plan_restore(req: &RestoreRequest<'_>) -> Result<RestorePlan, PlanError> 
             })
         })
         .collect::<Result<_, PlanError>>()?;
-    Ok(RestorePlan { steps })
+    Ok(RestorePlan { steps, base })
 }

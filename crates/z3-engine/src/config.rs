@@ -132,6 +132,12 @@ pub struct RestoreOptions {
     pub dry_run: bool,
     /// Restore objects without a seal (no digest check), with a warning.
     pub allow_unsealed: bool,
+    /// Receive into this dataset instead of the configured one (same snapshot names); its own
+    /// snapshots decide where the chain starts.
+    pub target_dataset: Option<DatasetName>,
+    /// Write each link's decoded, verified stream to a file in this directory, in receive
+    /// order, instead of receiving it (no ZFS needed).
+    pub to_dir: Option<std::path::PathBuf>,
 }
 
 impl RestoreOptions {
@@ -143,6 +149,8 @@ impl RestoreOptions {
             force: false,
             dry_run: false,
             allow_unsealed: false,
+            target_dataset: None,
+            to_dir: None,
         }
     }
 }

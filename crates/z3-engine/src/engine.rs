@@ -15,11 +15,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use z3_codec::{
     BoxedReader, Decoding, DigestReader, Encoding, Stage, apply_all, describe_all, is_encrypted,
 };
-use z3_core::plan::{BackupRequest, RestoreRequest, RestoreStep, plan_backup, plan_restore};
+use z3_core::plan::{
+    BackupRequest, RestoreRequest, RestoreStep, newer_than_base, plan_backup, plan_restore,
+};
 use z3_core::status::status_rows;
 use z3_core::{
-    DatasetName, Digest, FullSnapshotName, LocalChain, ObjectMeta, RemoteIndex, SealCheck,
-    SnapshotName, UntrustedObject, WriteMode,
+    DatasetName, Digest, FullSnapshotName, LocalChain, LocalSnapshot, ObjectMeta, RemoteIndex,
+    SealCheck, SnapshotName, UntrustedObject, WriteMode,
 };
 use z3_s3::{
     BeforeComplete, DownloadConfig, Downloader, MultipartUploader, ObjectStore, PartsDone,
@@ -582,7 +584,8 @@ impl Engine {
     ) -> Result<RestoreReport> {
         let dataset = self.dataset()?;
         let target = args.snapshot.clone();
-        let local = self.local_chain(dataset, true).await?;
+        let destination = args.target_dataset.as_ref().unwrap_or(dataset);
+        let (listed, local) = self.restore_local(args, dataset, destination).await?;
         let remote = self.remote_index(dataset).await?;
         let plan = plan_restore(&RestoreRequest {
             dataset,
@@ -596,21 +599,31 @@ impl Engine {
         };
         if plan.steps.is_empty() {
             events.event(Event::Note {
-                text: format!("{dataset}@{target} exists locally; nothing to restore"),
+                text: format!("{destination}@{target} exists locally; nothing to restore"),
             })?;
             return Ok(report);
         }
+        check_rollback(args, plan.base.as_deref(), &listed, destination, events)?;
+        let files = match &args.to_dir {
+            Some(dir) => Some(stream_files(dir, &plan.steps)?),
+            None => None,
+        };
         let decoders = self.restore_stages(&plan.steps)?;
         let expected = self
             .restore_digests(&plan.steps, &remote, args.allow_unsealed, events)
             .await?;
         let downloader = self.downloader();
         let options = ReceiveOptions { force: args.force };
-        for ((step, decoder), expected) in plan.steps.iter().zip(decoders).zip(expected) {
+        for (i, ((step, decoder), expected)) in
+            plan.steps.iter().zip(decoders).zip(expected).enumerate()
+        {
             let started = Instant::now();
+            let file = files.as_ref().map(|files| files[i].clone());
+            let into =
+                FullSnapshotName::new(destination.clone(), step.snapshot.snapshot().clone())?;
             let url = format!("s3://{}/{}", self.settings.bucket, step.key);
             let mut done = SnapshotRestore {
-                snapshot: step.snapshot.to_string(),
+                snapshot: into.to_string(),
                 url: url.clone(),
                 kind: if step.is_full {
                     Kind::Full
@@ -628,6 +641,7 @@ impl Engine {
                 force: args.force,
                 duration: std::time::Duration::ZERO,
                 dry_run: args.dry_run,
+                file: file.clone(),
             };
             if args.dry_run {
                 events.event(Event::Restored(done.clone()))?;
@@ -638,11 +652,8 @@ impl Engine {
             // zfs-fuse lands an incremental for a missing destination in whatever dataset holds its
             // base (docs/compatibility.md, "`zfs receive` errors"), so make sure the destination is
             // there first.
-            if !step.is_full && !self.zfs.dataset_exists(dataset).await? {
-                bail!(
-                    "cannot restore incremental {}: dataset {dataset} does not exist",
-                    step.snapshot
-                );
+            if file.is_none() && !step.is_full && !self.zfs.dataset_exists(destination).await? {
+                bail!("cannot restore incremental {into}: dataset {destination} does not exist");
             }
             let progress = self
                 .progress
@@ -653,21 +664,95 @@ impl Engine {
             ));
             let reader = apply_all(&decoder, reader)
                 .with_context(|| format!("cannot start {}", describe_all(&decoder)))?;
-            let sink = self
-                .zfs
-                .receive(&step.snapshot, &options)
+            done.stream_bytes = self
+                .receive_one(
+                    file.as_deref(),
+                    &into,
+                    &options,
+                    reader,
+                    expected.as_ref(),
+                    &step.key,
+                )
                 .await
-                .with_context(|| format!("cannot start zfs receive of {}", step.snapshot))?;
-            done.stream_bytes = Receive::restore(&self.interrupt, expected.as_ref(), &step.key)
-                .run(reader, Some(sink))
-                .await
-                .map(|digest| digest.len)
-                .with_context(|| format!("restore of {} from {url} failed", step.snapshot))?;
+                .with_context(|| format!("restore of {into} from {url} failed"))?;
             done.duration = started.elapsed();
             events.event(Event::Restored(done.clone()))?;
             report.snapshots.push(done);
         }
         Ok(report)
+    }
+
+    /// Every snapshot of `dataset`, whatever its name; none when it does not exist.
+    async fn all_local(&self, dataset: &DatasetName) -> Result<Vec<LocalSnapshot>> {
+        match self.zfs.list_snapshots(dataset).await {
+            Ok(list) => Ok(list),
+            Err(err) if err.is_not_found() => Ok(Vec::new()),
+            Err(err) => Err(anyhow!(err)).context(format!("cannot list snapshots of {dataset}")),
+        }
+    }
+
+    /// Receives one verified stream into `into`, or writes it to `file` (under its partial
+    /// name, renamed once verified, removed otherwise); returns the stream's length.
+    async fn receive_one(
+        &self,
+        file: Option<&std::path::Path>,
+        into: &FullSnapshotName,
+        options: &ReceiveOptions,
+        reader: BoxedReader,
+        expected: Option<&Digest>,
+        key: &str,
+    ) -> Result<u64> {
+        let sink = match file {
+            Some(file) => file_sink(file).await?,
+            None => self
+                .zfs
+                .receive(into, options)
+                .await
+                .with_context(|| format!("cannot start zfs receive of {into}"))?,
+        };
+        let received = Receive::restore(&self.interrupt, expected, key)
+            .run(reader, Some(sink))
+            .await
+            .map(|digest| digest.len);
+        match (file, received) {
+            (None, received) => received,
+            (Some(file), Ok(bytes)) => {
+                std::fs::rename(partial(file), file)
+                    .with_context(|| format!("cannot rename to {}", file.display()))?;
+                Ok(bytes)
+            }
+            (Some(file), Err(err)) => {
+                // Never leave a stream that did not verify where a script may find it.
+                let _ = std::fs::remove_file(partial(file));
+                Err(err)
+            }
+        }
+    }
+
+    /// The destination's snapshots, all of them (to a directory: none, the chain starts at a
+    /// full), and the chain the plan uses: those matching the prefix, named as the source's so
+    /// that the plan compares them with the bucket's objects.
+    async fn restore_local(
+        &self,
+        args: &RestoreOptions,
+        dataset: &DatasetName,
+        destination: &DatasetName,
+    ) -> Result<(Vec<LocalSnapshot>, LocalChain)> {
+        let listed = match &args.to_dir {
+            Some(_) => Vec::new(),
+            None => self.all_local(destination).await?,
+        };
+        let renamed = listed
+            .iter()
+            .map(|s| {
+                Ok(LocalSnapshot {
+                    name: FullSnapshotName::new(dataset.clone(), s.name.snapshot().clone())?,
+                    ..s.clone()
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let local = LocalChain::new(&renamed, &self.settings.snapshot_prefix);
+        Ok((listed, local))
     }
 
     /// Parallel ranged downloads with the restore's part size and concurrency.
@@ -785,4 +870,91 @@ impl Engine {
             })
             .collect::<Result<Vec<_>>>()
     }
+}
+
+/// The files `restore --to-dir` writes, in receive order: `001-<snapshot>.zfs`, … Refuses a
+/// directory that is missing or already holds one of them (never overwrite).
+fn stream_files(dir: &std::path::Path, steps: &[RestoreStep]) -> Result<Vec<std::path::PathBuf>> {
+    if !dir.is_dir() {
+        bail!(UsageError(format!(
+            "--to-dir {}: not a directory",
+            dir.display()
+        )));
+    }
+    let files: Vec<_> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| dir.join(format!("{:03}-{}.zfs", i + 1, step.snapshot.snapshot())))
+        .collect();
+    if let Some(taken) = files
+        .iter()
+        .find(|file| file.exists() || partial(file).exists())
+    {
+        bail!(UsageError(format!(
+            "--to-dir: {} exists already; z3 never overwrites a file",
+            taken.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// Where a stream is written until it verified: `<file>.partial`.
+fn partial(file: &std::path::Path) -> std::path::PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".partial");
+    name.into()
+}
+
+/// A receive sink that writes the stream to `file`'s partial name (created new).
+async fn file_sink(file: &std::path::Path) -> Result<z3_zfs::ReceiveSink> {
+    let path = partial(file);
+    let out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .await
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(z3_zfs::ReceiveSink::from_parts(
+        out,
+        async { Ok(()) },
+        format!("the file {}", path.display()),
+    ))
+}
+
+/// Refuses a restore whose first incremental applies onto a local base that has newer
+/// snapshots (a sibling branch of a policy's tree, or snapshots taken since): `zfs receive`
+/// refuses it, and `-F` destroys them. With `force`, says which it will destroy.
+fn check_rollback(
+    args: &RestoreOptions,
+    base: Option<&str>,
+    listed: &[LocalSnapshot],
+    destination: &DatasetName,
+    events: &mut dyn Events,
+) -> Result<()> {
+    let Some(base) = base else { return Ok(()) };
+    let newer = newer_than_base(base, listed);
+    if newer.is_empty() {
+        return Ok(());
+    }
+    let names = newer
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let base = base.split_once('@').map_or(base, |(_, snap)| snap);
+    if !args.force {
+        bail!(UsageError(format!(
+            "restoring {} into {destination} starts with an incremental onto {destination}@{base}, \
+             but {destination} has newer snapshots ({names}); zfs receive refuses that, and \
+             --force (zfs receive -F) would destroy them: restore into another dataset with \
+             --target-dataset, or give --force to roll them back",
+            args.snapshot
+        )));
+    }
+    events.event(Event::Note {
+        text: format!(
+            "warning: --force: zfs receive -F rolls {destination} back to @{base}, destroying {names}"
+        ),
+    })?;
+    Ok(())
 }

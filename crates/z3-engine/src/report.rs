@@ -119,6 +119,8 @@ pub struct SnapshotRestore {
     pub duration: Duration,
     /// Planned only (a dry run): nothing was received.
     pub dry_run: bool,
+    /// With `to_dir`: the file the stream was (or would be) written to instead of received.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// `restore`: every snapshot received, oldest first.

@@ -9,6 +9,7 @@ mod lock;
 mod moto;
 mod overwrite;
 mod promises;
+mod restore_to;
 mod rollback;
 mod seals;
 mod ssh_sync;

@@ -397,3 +397,34 @@ fn restore_refuses_a_local_snapshot_that_is_not_the_one_in_the_bucket() {
             .is_empty()
     );
 }
+
+/// A restore onto an older local base (a tree's monthly under newer dailies) says which local
+/// snapshots a `zfs receive -F` would destroy; a restore onto the newest destroys none.
+#[test]
+fn a_restore_onto_an_older_base_names_the_snapshots_it_would_roll_back() {
+    let remote = RemoteIndex::new(vec![
+        object("pool/fs@snap_1", &[("isfull", "true")]),
+        object("pool/fs@snap_5", &[("parent", "pool/fs@snap_1")]),
+    ]);
+    // Local: snap_1 (the tree's base), then dailies, and one snapshot outside the prefix.
+    let listed = crate::fixtures::parse_list(
+        "pool/fs@snap_1\npool/fs@snap_2\npool/fs@manual\npool/fs@snap_3",
+    );
+    let local = LocalChain::for_dataset(&listed, &dataset(), "snap_");
+    let plan = restore_on(&local, &remote, "snap_5").unwrap();
+    assert_eq!(plan.base.as_deref(), Some("pool/fs@snap_1"));
+    let newer: Vec<String> = z3_core::plan::newer_than_base(plan.base.as_deref().unwrap(), &listed)
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    assert_eq!(
+        newer,
+        ["pool/fs@snap_2", "pool/fs@manual", "pool/fs@snap_3"]
+    );
+    // Onto the newest snapshot: nothing to roll back; from a full: no base at all.
+    assert!(z3_core::plan::newer_than_base("pool/fs@snap_3", &listed).is_empty());
+    assert!(z3_core::plan::newer_than_base("pool/fs@gone", &listed).is_empty());
+    let plan = restore_on(&local_of(&[]), &remote, "snap_5").unwrap();
+    assert_eq!(plan.base, None);
+    assert_eq!(plan.steps.len(), 2);
+}
