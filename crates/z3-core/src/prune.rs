@@ -45,8 +45,11 @@
 //!    harmless: old lock records, noncurrent delete markers of seals, and data versions of seals
 //!    that no kept object names. A version under retention is never deleted; data versions of
 //!    backup objects are never touched here, and neither is the newest data version of a kept
-//!    object's seal (hidden behind a delete marker, it is what restore reads). Version deletions
-//!    come after every object and seal deletion.
+//!    object's seal (hidden behind a delete marker, it is what restore reads). While a kept
+//!    object has no facts (so its seal keys are unknown), no seal data version goes. Objects
+//!    hidden behind a delete marker must be in the listing (z3 lists versions when Object Lock
+//!    is on), or their seals look unneeded. Version deletions come after every object and seal
+//!    deletion.
 //!
 //! The cost of invariant 3: the number of batches is the longest chain of deleted objects (plus
 //! one for the last seals), whatever the batch limit. A policy-shaped tree is a few levels deep;
@@ -187,6 +190,8 @@ pub enum KeepReason {
     /// The newest data version of a seal a kept object names (behind a delete marker, it is
     /// the seal restore reads).
     SealOfKept,
+    /// A seal version, while some kept object's seals are unknown (it has no facts).
+    SealsUnknown,
     /// Younger than its storage class's minimum storage duration.
     TooYoung {
         /// The storage class.
@@ -210,6 +215,7 @@ impl fmt::Display for KeepReason {
             Self::NoFacts => f.write_str("retention and age unknown"),
             Self::InCycle => f.write_str("in a cycle of parent links"),
             Self::SealOfKept => f.write_str("seal of a kept object"),
+            Self::SealsUnknown => f.write_str("a kept object's seals are unknown"),
             Self::TooYoung {
                 storage_class,
                 remaining_secs,
@@ -578,7 +584,13 @@ fn plan_with_limit(index: &RemoteIndex, input: &PruneInput, limit: usize) -> Pru
         .filter_map(|(o, _)| input.facts.get(&o.name))
         .flat_map(|f| f.seal_keys.iter().map(String::as_str))
         .collect();
-    let (versions, keep_versions) = plan_versions(&input.versions, &needed_seals, input.now);
+    // A kept object without facts has seals nobody listed: no seal version is provably unneeded.
+    let seals_known = objects
+        .iter()
+        .zip(&kept)
+        .all(|(o, k)| k.is_none() || input.facts.contains_key(&o.name));
+    let (versions, keep_versions) =
+        plan_versions(&input.versions, &needed_seals, seals_known, input.now);
     totals.versions = versions.len();
     layers.push(versions);
 
@@ -613,6 +625,7 @@ fn plan_with_limit(index: &RemoteIndex, input: &PruneInput, limit: usize) -> Pru
 fn plan_versions(
     versions: &[ObjectVersion],
     needed_seals: &HashSet<&str>,
+    seals_known: bool,
     now: u64,
 ) -> (Vec<Deletion>, Vec<KeptVersion>) {
     let mut delete = Vec::new();
@@ -633,6 +646,7 @@ fn plan_versions(
                 VersionKind::Seal if newest_data && needed_seals.contains(version.key.as_str()) => {
                     Err(KeepReason::SealOfKept)
                 }
+                VersionKind::Seal if !seals_known => Err(KeepReason::SealsUnknown),
                 VersionKind::Seal => Ok("replaced seal"),
                 VersionKind::Other => continue,
             }
@@ -1124,6 +1138,20 @@ mod tests {
         // The object batches come first: p@b, then its seal.
         assert_eq!(plan.delete.len(), 3);
         assert_eq!(plan.delete[0].deletions[0].key, "b/p@b");
+
+        // A kept object without facts: its seals are unknown, so no seal data version goes.
+        input.facts.remove("p@a");
+        let plan = plan_prune(&index, &input);
+        let deleted: Vec<_> = plan
+            .deletions()
+            .filter(|d| d.version_id.is_some())
+            .map(|d| d.reason.as_str())
+            .collect();
+        assert_eq!(deleted, ["old lock record", "old lock record"]);
+        assert_eq!(
+            plan.keep_versions[0].reason.to_string(),
+            "a kept object's seals are unknown"
+        );
     }
 
     /// 100,000 objects in one chain and in one wide tree: iterative, `O(n log n)`.
