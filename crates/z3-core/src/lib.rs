@@ -17,6 +17,8 @@
 //! - [`fleet`]: [`fleet::summarize`], one row per dataset in the bucket for `z3 status --all`;
 //! - [`status`] and [`humanize()`]: the `z3 status` table, byte for byte as the original printed it;
 //! - [`verify`]: which objects `z3 verify` reads, and whether each one's chain holds;
+//! - [`prune`]: [`plan_prune`], which objects (and seals, and noncurrent versions) `z3 prune`
+//!   deletes, leaves first in crash-safe batches, and why each other object stays;
 //! - [`sync`]: [`plan_sync`], what `z3_ssh_sync` sends between two hosts.
 //!
 //! # Example
@@ -95,6 +97,7 @@ pub mod layout;
 pub mod lock;
 pub mod names;
 pub mod plan;
+pub mod prune;
 pub mod remote;
 pub mod seal;
 pub mod snapshot;
@@ -110,6 +113,10 @@ pub use names::{DatasetName, FullSnapshotName, NameError, SnapshotName};
 pub use plan::{
     BackupPlan, BackupRequest, BackupStep, PlanError, RestorePlan, RestoreRequest, RestoreStep,
     StepKind, WriteMode, plan_backup, plan_restore,
+};
+pub use prune::{
+    Batch, DELETE_BATCH_LIMIT, Deletion, KeepReason, KeptVersion, ObjectFacts, ObjectVersion,
+    PruneInput, PrunePlan, PruneTotals, Target, VersionKind, min_storage_days, plan_prune,
 };
 pub use remote::{ObjectMeta, RemoteIndex, RemoteSnapshot};
 pub use seal::{Digest, DigestMismatch, Seal, SealCheck, UntrustedObject, judge};
