@@ -271,6 +271,8 @@ impl ObjectStore for DirStore {
             storage_class: None,
             checksum_crc32c: None,
             last_modified: None,
+            retain_until: None,
+            legal_hold: false,
         })
     }
 

@@ -228,7 +228,7 @@ impl Engine {
         let objects =
             crate::fleet::read_objects(&self.store, layout, entries, retry_config).await?;
         Ok(RemoteIndex::new(
-            objects.into_iter().map(|item| item.object).collect(),
+            objects.into_iter().map(|(object, _)| object).collect(),
         ))
     }
 

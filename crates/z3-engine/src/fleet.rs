@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use z3_core::fleet::{DatasetSummary, FleetObject, summarize};
 use z3_core::{KeyLayout, ObjectMeta, RemoteSnapshot};
-use z3_s3::{ListEntry, ObjectStore, RetryConfig};
+use z3_s3::{ListEntry, ObjectInfo, ObjectStore, RetryConfig};
 
 use crate::error::Error;
 
@@ -65,7 +65,14 @@ async fn status_all_inner(
                 .is_some_and(|name| !name.starts_with('.') && name.contains('@'))
         })
         .collect();
-    let objects = read_objects(store, layout, entries, retry).await?;
+    let objects = read_objects(store, layout, entries, retry)
+        .await?
+        .into_iter()
+        .map(|(object, info)| FleetObject {
+            object,
+            last_modified: info.last_modified,
+        })
+        .collect();
     let now = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -78,14 +85,15 @@ async fn status_all_inner(
     })
 }
 
-/// The listed objects with their metadata, one HEAD each (a bounded number at once); an object
-/// deleted between the listing and its HEAD (e.g. by a lifecycle rule) is left out.
+/// The listed objects with their metadata and what their HEAD said, one HEAD each (a bounded
+/// number at once); an object deleted between the listing and its HEAD (e.g. by a lifecycle
+/// rule) is left out.
 pub(crate) async fn read_objects(
     store: &Arc<dyn ObjectStore>,
     layout: &KeyLayout,
     entries: Vec<ListEntry>,
     retry: &RetryConfig,
-) -> Result<Vec<FleetObject>> {
+) -> Result<Vec<(RemoteSnapshot, ObjectInfo)>> {
     let heads = futures::stream::iter(entries)
         .map(|entry| {
             let store = Arc::clone(store);
@@ -100,16 +108,19 @@ pub(crate) async fn read_objects(
     let mut objects = Vec::with_capacity(heads.len());
     for (entry, info) in heads {
         match info {
-            Ok(info) => objects.push(FleetObject {
-                object: RemoteSnapshot {
-                    name: layout.name_of(&entry.key).unwrap_or(&entry.key).to_owned(),
-                    key: entry.key,
-                    object_size: info.size,
-                    meta: ObjectMeta::from_map(&info.metadata),
-                    etag: info.etag,
-                },
-                last_modified: info.last_modified.or(entry.last_modified),
-            }),
+            Ok(mut info) => {
+                info.last_modified = info.last_modified.or(entry.last_modified);
+                objects.push((
+                    RemoteSnapshot {
+                        name: layout.name_of(&entry.key).unwrap_or(&entry.key).to_owned(),
+                        key: entry.key,
+                        object_size: info.size,
+                        meta: ObjectMeta::from_map(&info.metadata),
+                        etag: info.etag.clone(),
+                    },
+                    info,
+                ));
+            }
             Err(err) if err.kind() == z3_s3::ErrorKind::NotFound => {}
             Err(err) => {
                 return Err(anyhow!(err)).context(format!(

@@ -259,6 +259,11 @@ impl AwsStore {
             storage_class: out.storage_class().map(|c| c.as_str().to_owned()),
             checksum_crc32c: out.checksum_crc32_c().map(str::to_owned),
             last_modified: out.last_modified().map(aws_smithy_types::DateTime::secs),
+            retain_until: out
+                .object_lock_retain_until_date()
+                .map(aws_smithy_types::DateTime::secs),
+            legal_hold: out.object_lock_legal_hold_status()
+                == Some(&aws_sdk_s3::types::ObjectLockLegalHoldStatus::On),
         })
     }
 

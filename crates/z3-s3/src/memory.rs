@@ -248,6 +248,8 @@ impl MemoryStore {
             metadata: object.metadata.clone(),
             storage_class: object.storage_class.clone(),
             last_modified: Some(object.last_modified),
+            retain_until: None,
+            legal_hold: false,
             // Like S3: the checksum only in checksum mode.
             checksum_crc32c: if op == Op::HeadChecksum {
                 object.checksum_crc32c.clone()

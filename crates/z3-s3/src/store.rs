@@ -29,6 +29,11 @@ pub struct ObjectInfo {
     pub checksum_crc32c: Option<String>,
     /// `Last-Modified`, in seconds since the Unix epoch, when the server reports it.
     pub last_modified: Option<i64>,
+    /// Object Lock: the retain-until date (seconds since the Unix epoch) of this version, when
+    /// it has one; it cannot be deleted before then.
+    pub retain_until: Option<i64>,
+    /// Object Lock: a legal hold is on; it cannot be deleted until it is lifted.
+    pub legal_hold: bool,
 }
 
 /// One entry of [`ObjectStore::list`].
