@@ -121,6 +121,11 @@ impl BackupOptions {
     }
 }
 
+/// The storage class of seals and lock records, whatever `STORAGE_CLASS` backups use: restore
+/// reads every seal of a chain before the first byte, and the lock is rewritten every few
+/// minutes, so neither may sit in an archive tier or carry a minimum storage duration.
+pub const SMALL_OBJECTS_STORAGE_CLASS: &str = "STANDARD";
+
 /// `restore`: which snapshot and how.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {

@@ -27,6 +27,8 @@ use crate::clock::{Clock, SystemClock};
 
 use z3_s3::{ErrorKind, ObjectStore, PutOptions};
 
+use crate::config::SMALL_OBJECTS_STORAGE_CLASS;
+
 /// How long a lock holds without renewal by default; it is renewed every third of that.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_mins(15);
 
@@ -213,6 +215,7 @@ pub async fn acquire_with_clock(
         };
         let create = PutOptions {
             if_none_match: true,
+            storage_class: Some(SMALL_OBJECTS_STORAGE_CLASS.to_owned()),
             ..PutOptions::default()
         };
         match store.put(key, Bytes::from(record.to_text()), &create).await {
@@ -274,6 +277,7 @@ async fn take_over(
             .with_context(|| format!("cannot delete the lock {url}"))?;
         let create = PutOptions {
             if_none_match: true,
+            storage_class: Some(SMALL_OBJECTS_STORAGE_CLASS.to_owned()),
             ..PutOptions::default()
         };
         return match store.put(key, body, &create).await {
@@ -284,6 +288,7 @@ async fn take_over(
     };
     let replace = PutOptions {
         if_match: Some(stale.clone()),
+        storage_class: Some(SMALL_OBJECTS_STORAGE_CLASS.to_owned()),
         ..PutOptions::default()
     };
     let etag = match store.put(key, body, &replace).await {
@@ -389,6 +394,7 @@ async fn renew(renewal: Renewal, mut record: LockRecord, ttl: Duration) {
         record.expires = clock.unix_secs() + ttl.as_secs();
         let options = PutOptions {
             if_match: current(&etag),
+            storage_class: Some(SMALL_OBJECTS_STORAGE_CLASS.to_owned()),
             ..PutOptions::default()
         };
         match store
@@ -460,7 +466,8 @@ mod tests {
     /// second 1,100 holds at second 1,000 and is taken over at second 1,200.
     #[tokio::test]
     async fn staleness_follows_the_injected_clock() {
-        let store: Arc<dyn ObjectStore> = Arc::new(z3_s3::MemoryStore::new("b"));
+        let memory = z3_s3::MemoryStore::new("b");
+        let store: Arc<dyn ObjectStore> = Arc::new(memory.clone());
         let other = LockRecord {
             owner: "someone-else".into(),
             host: "h".into(),
@@ -507,6 +514,19 @@ mod tests {
         let record = read(store.as_ref(), "l").await.unwrap().unwrap().record;
         assert_eq!(record.acquired, 1_200);
         assert_eq!(record.expires, 1_260);
+        // Taken over, and (below) taken fresh: the record is in STANDARD either way.
+        assert_eq!(memory.object("l").unwrap().2.as_deref(), Some("STANDARD"));
+        held.release().await;
+        let held = acquire_with_clock(
+            &store,
+            &request,
+            Arc::new(clock.clone()),
+            CancellationToken::new(),
+            &mut Vec::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(memory.object("l").unwrap().2.as_deref(), Some("STANDARD"));
         held.release().await;
     }
 }

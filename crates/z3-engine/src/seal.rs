@@ -116,6 +116,7 @@ impl PendingSeal {
         // A fresh key (the token is random): never an overwrite of another upload's seal.
         let options = PutOptions {
             if_none_match: true,
+            storage_class: Some(crate::config::SMALL_OBJECTS_STORAGE_CLASS.to_owned()),
             ..PutOptions::default()
         };
         retry(retry_config, "put_seal", || {

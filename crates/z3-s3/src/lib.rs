@@ -98,7 +98,7 @@ mod sink;
 mod store;
 mod upload;
 
-pub use aws::{AwsStore, S3Config, StaticCredentials};
+pub use aws::{AwsStore, S3Config, Sse, StaticCredentials};
 pub use checksum::{Crc32c, composite_crc32c};
 pub use download::{DownloadChunks, DownloadConfig, DownloadReader, Downloader};
 pub use error::{Error, ErrorKind, Result};

@@ -49,6 +49,8 @@ pub const KEYS: &[&str] = &[
     "AGE_RECIPIENTS_FILE",
     "AGE_IDENTITY_FILE",
     "AGE_PASSPHRASE_FILE",
+    "SSE",
+    "SSE_KMS_KEY_ID",
 ];
 
 /// The compressor of new backups unless configured: in-process zstd at level 3, chosen on
@@ -161,6 +163,32 @@ mod tests {
         let raw = layer(&file, env(&[]), &flags).unwrap();
         assert_eq!(raw.snapshot_prefix.as_deref(), Some("cli"));
         assert_eq!(raw.compressor.as_deref(), Some("pigz1"));
+    }
+
+    #[test]
+    fn sse_comes_from_the_file_or_the_environment_and_is_checked() {
+        let resolve = |file: &str, vars: &[(&str, &str)]| {
+            let file = IniFile::parse(file, None).unwrap();
+            Settings::resolve(layer(&file, env(vars), &FlagOverrides::default()).unwrap())
+        };
+        let s = resolve("[main]\nBUCKET=b\nSSE=AES256\n", &[]).unwrap();
+        assert_eq!(s.s3.sse, Some(z3_s3::Sse::Aes256));
+        let s = resolve(
+            "[main]\nBUCKET=b\n",
+            &[("SSE", "aws:kms"), ("SSE_KMS_KEY_ID", "k9")],
+        )
+        .unwrap();
+        assert_eq!(
+            s.s3.sse,
+            Some(z3_s3::Sse::Kms {
+                key_id: Some("k9".into())
+            })
+        );
+        assert_eq!(resolve("[main]\nBUCKET=b\n", &[]).unwrap().s3.sse, None);
+        let err = resolve("[main]\nBUCKET=b\nSSE=des\n", &[]).unwrap_err();
+        assert!(err.to_string().starts_with("invalid SSE 'des'"), "{err}");
+        let err = resolve("[main]\nBUCKET=b\nSSE_KMS_KEY_ID=k9\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("SSE_KMS_KEY_ID"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use z3_codec::Compressors;
 use z3_core::{DatasetName, KeyLayout};
-use z3_s3::{RetryConfig, S3Config, StaticCredentials};
+use z3_s3::{RetryConfig, S3Config, Sse, StaticCredentials};
 
 use super::keys::AgeSettings;
 use super::sources::RawConfig;
@@ -201,6 +201,7 @@ impl Settings {
             .flatten()
             .find(|r| !r.is_empty())
             .or_else(|| endpoint.is_some().then(|| "us-east-1".to_owned()));
+        let sse = parse_sse(raw.sse.as_deref(), raw.sse_kms_key_id.as_deref())?;
         let s3 = S3Config {
             bucket: bucket.clone(),
             region,
@@ -208,6 +209,7 @@ impl Settings {
             force_path_style: path_style,
             credentials,
             operation_timeout,
+            sse,
             ..S3Config::default()
         };
         Ok(Self {
@@ -242,5 +244,24 @@ impl Settings {
         self.dataset
             .as_ref()
             .ok_or(ConfigError::Missing { key: "FILESYSTEM" })
+    }
+}
+
+/// `SSE` and `SSE_KMS_KEY_ID`: none, `AES256`, or `aws:kms` with an optional key.
+fn parse_sse(mode: Option<&str>, key_id: Option<&str>) -> Result<Option<Sse>, ConfigError> {
+    match mode.filter(|v| !v.trim().is_empty()) {
+        Some(mode) => Sse::parse(mode, key_id)
+            .map(Some)
+            .map_err(|reason| ConfigError::Invalid {
+                key: "SSE",
+                value: mode.to_owned(),
+                reason,
+            }),
+        None if key_id.is_some_and(|k| !k.trim().is_empty()) => Err(ConfigError::Invalid {
+            key: "SSE_KMS_KEY_ID",
+            value: key_id.unwrap_or_default().to_owned(),
+            reason: "needs SSE=aws:kms".into(),
+        }),
+        None => Ok(None),
     }
 }

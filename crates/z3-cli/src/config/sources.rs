@@ -65,6 +65,10 @@ pub struct RawConfig {
     pub age_identity_file: Option<String>,
     /// `AGE_PASSPHRASE_FILE`: a file whose first line is the age passphrase.
     pub age_passphrase_file: Option<String>,
+    /// `SSE`: server-side encryption of every object written, `AES256` or `aws:kms`.
+    pub sse: Option<String>,
+    /// `SSE_KMS_KEY_ID`: the KMS key for `SSE=aws:kms`.
+    pub sse_kms_key_id: Option<String>,
 }
 
 /// Values given as flags; they win over every other source.

@@ -1261,3 +1261,24 @@ async fn backup_all_backs_up_each_configured_dataset_and_reports_the_worst() {
     assert_eq!(classify(&refused), ExitStatus::Usage);
     assert!(refused.to_string().contains("--dataset"), "{refused}");
 }
+
+/// Seals (read before every restore) stay in STANDARD whatever class backups use (the lock's
+/// record too: z3-engine's lock tests).
+#[tokio::test]
+async fn seals_are_stored_in_standard_whatever_backups_use() {
+    let h = Harness::new(|raw| raw.s3_storage_class = Some("DEEP_ARCHIVE".into()));
+    h.snap("snap1", "one");
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    let objects = h.store.objects();
+    for key in objects.keys() {
+        let (_, _, class) = h.store.object(key).unwrap();
+        let expected = if key.contains(".z3-seals/") {
+            "STANDARD"
+        } else {
+            "DEEP_ARCHIVE"
+        };
+        assert_eq!(class.as_deref(), Some(expected), "{key}");
+    }
+    assert!(objects.keys().any(|k| k.contains(".z3-seals/")));
+}

@@ -663,3 +663,102 @@ async fn list_multipart_uploads_follows_markers_and_stops_on_a_repeated_one() {
     );
     assert_eq!(requests.lock().unwrap().len(), 2);
 }
+
+// ---- Server-side encryption: every object created asks for it, nothing else does.
+
+#[tokio::test]
+async fn sse_is_asked_for_on_every_put_and_multipart_create_and_nowhere_else() {
+    let initiate = || {
+        xml_ok(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<InitiateMultipartUploadResult><Bucket>bucket</Bucket><Key>k</Key><UploadId>u-1</UploadId></InitiateMultipartUploadResult>",
+        )
+    };
+    let put_ok = || ok(vec![("etag", "\"e\"".to_owned())], "");
+    for (sse, mode, key_id) in [
+        (z3_s3::Sse::Aes256, "AES256", None),
+        (
+            z3_s3::Sse::Kms {
+                key_id: Some("arn:aws:kms:us-east-1:1:key/k1".to_owned()),
+            },
+            "aws:kms",
+            Some("arn:aws:kms:us-east-1:1:key/k1"),
+        ),
+        (z3_s3::Sse::Kms { key_id: None }, "aws:kms", None),
+    ] {
+        let (endpoint, requests) = serve(vec![put_ok(), initiate(), put_ok()]).await;
+        let store = AwsStore::connect(S3Config {
+            endpoint: Some(endpoint),
+            force_path_style: true,
+            region: Some("us-east-1".to_owned()),
+            credentials: Some(StaticCredentials {
+                access_key_id: "AKIDTEST".to_owned(),
+                secret_access_key: SECRET.to_owned(),
+            }),
+            sse: Some(sse.clone()),
+            ..S3Config::new("bucket")
+        })
+        .await
+        .unwrap();
+        store
+            .put(
+                "seal",
+                bytes::Bytes::from_static(b"s"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        store
+            .create_multipart("k", &PutOptions::default())
+            .await
+            .unwrap();
+        store
+            .put_part(
+                "k",
+                &z3_s3::UploadId::new("u-1"),
+                part(1),
+                bytes::Bytes::from_static(b"x"),
+                Crc32c::of(b"x"),
+            )
+            .await
+            .unwrap();
+        let requests = requests.lock().unwrap();
+        for creating in &requests[..2] {
+            assert_eq!(
+                creating.header("x-amz-server-side-encryption").as_deref(),
+                Some(mode),
+                "{sse:?}: {}",
+                creating.head
+            );
+            assert_eq!(
+                creating
+                    .header("x-amz-server-side-encryption-aws-kms-key-id")
+                    .as_deref(),
+                key_id,
+                "{sse:?}: {}",
+                creating.head
+            );
+        }
+        // A part upload must not repeat it (S3 rejects SSE headers on UploadPart).
+        assert_eq!(requests[2].header("x-amz-server-side-encryption"), None);
+    }
+}
+
+#[test]
+fn sse_settings_parse_and_refuse_what_s3_would() {
+    use z3_s3::Sse;
+    assert_eq!(Sse::parse("AES256", None), Ok(Sse::Aes256));
+    assert_eq!(Sse::parse("aes256", Some(" ")), Ok(Sse::Aes256));
+    assert_eq!(
+        Sse::parse("aws:kms", Some("k1")),
+        Ok(Sse::Kms {
+            key_id: Some("k1".to_owned())
+        })
+    );
+    assert_eq!(Sse::parse("aws:kms", None), Ok(Sse::Kms { key_id: None }));
+    assert!(
+        Sse::parse("AES256", Some("k1"))
+            .unwrap_err()
+            .contains("SSE_KMS_KEY_ID")
+    );
+    assert!(Sse::parse("rot13", None).unwrap_err().contains("'rot13'"));
+}
