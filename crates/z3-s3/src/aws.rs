@@ -389,6 +389,7 @@ pub(crate) fn classify(code: Option<&str>, status: u16, bucket_level: bool) -> E
         Some("NotFound") => return not_found,
         Some("NoSuchUpload") => return ErrorKind::NoSuchUpload,
         Some("PreconditionFailed") => return ErrorKind::AlreadyExists,
+        Some("InvalidObjectState") => return ErrorKind::Archived,
         Some(
             "AccessDenied"
             | "InvalidAccessKeyId"
@@ -520,6 +521,14 @@ where
         ErrorKind::AccessDenied => {
             format!("{ctx}: access denied, check the credentials and bucket policy ({detail})")
         }
+        ErrorKind::Archived => format!(
+            "{ctx}: the object is in an archive storage class and must be restored from it first \
+             ({detail}); e.g. `aws s3api restore-object --bucket {} --key {} --restore-request \
+             Days=7`, then run the command again once the restore has finished (hours; Bulk is \
+             cheaper, Expedited faster)",
+            ctx.bucket,
+            ctx.key.unwrap_or("<key>")
+        ),
         _ => format!("{ctx}: {detail}"),
     };
     Error::new(kind, message).with_source(err)
@@ -1018,6 +1027,7 @@ mod tests {
             (None, 404, true, ErrorKind::NoSuchBucket),
             (Some("NoSuchBucket"), 404, false, ErrorKind::NoSuchBucket),
             (Some("NoSuchUpload"), 404, false, ErrorKind::NoSuchUpload),
+            (Some("InvalidObjectState"), 403, false, ErrorKind::Archived),
             (Some("AccessDenied"), 403, false, ErrorKind::AccessDenied),
             (
                 Some("InvalidAccessKeyId"),

@@ -47,6 +47,10 @@ pub enum ErrorKind {
     Changed,
     /// The operation was cancelled (z3: SIGINT or SIGTERM); an upload was aborted first.
     Cancelled,
+    /// The object is in an archive tier (`InvalidObjectState`: S3 Glacier Flexible Retrieval or
+    /// Deep Archive, or an Intelligent-Tiering archive tier) and must be restored from it before
+    /// it can be read. Never retried: the restore takes hours.
+    Archived,
     /// The input needs more than [`MAX_PARTS`](crate::MAX_PARTS) parts at the chosen part sizes.
     TooManyParts,
     /// The input is longer than S3's largest object ([`MAX_OBJECT_SIZE`](crate::MAX_OBJECT_SIZE), 5 TiB).
@@ -78,6 +82,7 @@ impl ErrorKind {
             Self::InvalidRequest => "invalid request",
             Self::EmptyStream => "empty input stream",
             Self::Cancelled => "cancelled",
+            Self::Archived => "archived",
             Self::AlreadyExists => "already exists",
             Self::Changed => "object changed during the download",
             Self::TooManyParts => "too many parts",
@@ -203,6 +208,7 @@ mod tests {
             ErrorKind::InvalidRequest,
             ErrorKind::EmptyStream,
             ErrorKind::Cancelled,
+            ErrorKind::Archived,
             ErrorKind::AlreadyExists,
             ErrorKind::TooManyParts,
             ErrorKind::ObjectTooLarge,

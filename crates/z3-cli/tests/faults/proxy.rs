@@ -77,6 +77,9 @@ pub(crate) enum Fault {
     /// Answer `404 NoSuchUpload` without forwarding: what AWS says to a completion retried
     /// after the upload it names was completed (SeaweedFS completes it again instead).
     NoSuchUpload,
+    /// Answer `403 InvalidObjectState` without forwarding: what S3 says to a GET of an object
+    /// in Glacier Flexible Retrieval or Deep Archive that was not restored.
+    Archived,
     /// Forward the request head and this many bytes of its body, then reset both connections.
     ResetRequestBody(u64),
     /// Forward the request, relay the response head and this many body bytes, then reset.
@@ -525,7 +528,10 @@ async fn serve(state: &State, client: TcpStream) -> std::io::Result<()> {
         };
         let op = Op::of(&request.first, &request.target, request.has_range);
         let fault = state.pick(op, request.path());
-        if let Some(code @ (Fault::SlowDown | Fault::InternalError | Fault::NoSuchUpload)) = fault {
+        if let Some(
+            code @ (Fault::SlowDown | Fault::InternalError | Fault::NoSuchUpload | Fault::Archived),
+        ) = fault
+        {
             // Read the body first, so the client sees the answer rather than a broken pipe.
             relay_body(
                 &mut client,
@@ -537,6 +543,7 @@ async fn serve(state: &State, client: TcpStream) -> std::io::Result<()> {
             let (status, name) = match code {
                 Fault::SlowDown => (503, "SlowDown"),
                 Fault::NoSuchUpload => (404, "NoSuchUpload"),
+                Fault::Archived => (403, "InvalidObjectState"),
                 _ => (500, "InternalError"),
             };
             let response = error_response(status, name, request.path(), request.first == "HEAD");

@@ -241,6 +241,50 @@ async fn truncated_range_bodies_are_resumed_by_restore_and_z3_get() {
     );
 }
 
+/// A restore meets an object in an archive tier (`403 InvalidObjectState` on its first range):
+/// no retry storm, nothing received, and the message says how to restore it from the archive.
+#[tokio::test]
+async fn an_archived_object_fails_the_restore_with_advice() {
+    let Some(env) = RealEnv::get("an_archived_object_fails_the_restore_with_advice") else {
+        return;
+    };
+    let ds = source_dataset(&env, "archived", true);
+    let proxy = Proxy::start(&env.endpoint);
+    proxy.inject(
+        Rule::new(Op::GetRange, Fault::Archived, 1).on_path(&format!("{}{}", ds.prefix, ds.name)),
+    );
+    ds.destroy();
+    let out = env.z3_with(
+        &ds,
+        &["restore", "snap-1"],
+        &[("S3_ENDPOINT", &proxy.endpoint())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    for needle in [
+        "archive storage class",
+        "restore-object",
+        &ds.key("snap-1"),
+        "InvalidObjectState",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    let listed = std::process::Command::new("zfs")
+        .args(["list", "-H", "-o", "name", &format!("{}@snap-1", ds.name)])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "snap-1 was received: {listed:?}");
+    let injected = proxy.finish();
+    // Refused once: a retry of that range would have succeeded and restored the dataset.
+    assert_eq!(injected, 1);
+    tally(
+        "an_archived_object_fails_the_restore_with_advice",
+        injected,
+        0,
+    );
+}
+
 /// `CompleteMultipartUpload` fails once with `500 InternalError`: retried, the object is exact.
 #[tokio::test]
 async fn complete_failing_once_is_retried() {
