@@ -56,6 +56,9 @@ mod policy;
 mod preserve;
 mod tree;
 
+#[cfg(test)]
+mod tests;
+
 pub use calendar::{Calendar, Interval, Timeframe};
 pub use linear::{
     ChainTip, DEFAULT_MAX_CHAIN, LinearDecision, RebaseError, RebaseRule, linear_base,
