@@ -28,11 +28,15 @@
 //! restore receives at most as many objects as the policy has timeframes:
 //!
 //! ```text
-//! yearly   Y2026 (full) ─────────────────────────────┐
-//! monthly    ├─ M2026-11 ─┬─ D11-29 …                │ depth ≤ 4 for 1y 12m 14d 24h
-//! daily      │            └─ D11-30 ─ H11-30T01 …     │
-//! monthly    └─ M2026-12 ─┬─ D12-02 ─┬─ H12-02T01     │
-//! daily                   └─ D12-03  └─ H12-02T02    ─┘
+//! 1y 12m 14d 24h         restore depth
+//! Y 2026 (full)          1
+//! ├── M 2026-11          2
+//! │   └── D 11-30        3
+//! └── M 2026-12          2
+//!     ├── D 12-03        3
+//!     └── D 12-04        3
+//!         ├── H 13:00    4
+//!         └── H 14:00    4
 //! ```
 //!
 //! Expired leaves can always be deleted; a preserved backup keeps only its few ancestors.

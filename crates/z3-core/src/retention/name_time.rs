@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime, Time};
@@ -282,6 +283,12 @@ impl fmt::Display for NameFormat {
     }
 }
 
+/// The date of a zfs-auto-snap name, parsed once.
+static DATE: LazyLock<NamePattern> = LazyLock::new(|| fixed_pattern("-%Y-%m-%d-%H%M"));
+
+/// The date and time of a sanoid name, parsed once.
+static STAMP: LazyLock<NamePattern> = LazyLock::new(|| fixed_pattern("%Y-%m-%d_%H:%M:%S"));
+
 /// `zfs-auto-snap[_LABEL]-YYYY-MM-DD-HHMM`.
 fn zfs_auto_snap(name: &str) -> Option<DateTime> {
     const DATE_LEN: usize = "-2026-12-04-1200".len();
@@ -296,7 +303,7 @@ fn zfs_auto_snap(name: &str) -> Option<DateTime> {
     if !label_ok {
         return None;
     }
-    fixed_pattern("-%Y-%m-%d-%H%M").civil(&name[head.len()..])
+    DATE.civil(&name[head.len()..])
 }
 
 /// `autosnap_YYYY-MM-DD_HH:MM:SS_LABEL`.
@@ -308,7 +315,7 @@ fn sanoid(name: &str) -> Option<DateTime> {
     if label.is_empty() {
         return None;
     }
-    fixed_pattern("%Y-%m-%d_%H:%M:%S").civil(stamp)
+    STAMP.civil(stamp)
 }
 
 /// A built-in pattern; each is valid, so the fallback is never taken.
