@@ -19,6 +19,10 @@
 //! - [`verify`]: which objects `z3 verify` reads, and whether each one's chain holds;
 //! - [`prune`]: [`plan_prune`], which objects (and seals, and noncurrent versions) `z3 prune`
 //!   deletes, leaves first in crash-safe batches, and why each other object stays;
+//! - [`retention`]: the `PRESERVE` policy ([`Policy`]): which snapshots it keeps ([`preserve`]),
+//!   a snapshot's time from its name or `creation` ([`snapshot_time`]), which backup a new one
+//!   is based on so restores stay a few links deep ([`choose_base`]), and the linear rebase rule
+//!   ([`linear_base`]);
 //! - [`sync`]: [`plan_sync`], what `z3_ssh_sync` sends between two hosts.
 //!
 //! # Example
@@ -99,6 +103,7 @@ pub mod names;
 pub mod plan;
 pub mod prune;
 pub mod remote;
+pub mod retention;
 pub mod seal;
 pub mod snapshot;
 pub mod status;
@@ -119,6 +124,10 @@ pub use prune::{
     PruneInput, PrunePlan, PruneTotals, Target, VersionKind, min_storage_days, plan_prune,
 };
 pub use remote::{ObjectMeta, RemoteIndex, RemoteSnapshot};
+pub use retention::{
+    Base, BaseDecision, Calendar, Keep, NameFormat, Policy, PolicyError, RebaseRule, Timeframe,
+    choose_base, linear_base, preserve, snapshot_time,
+};
 pub use seal::{Digest, DigestMismatch, Seal, SealCheck, UntrustedObject, judge};
 pub use snapshot::{LocalChain, LocalEntry, LocalSnapshot};
 pub use status::{RowKind, StatusRow};
