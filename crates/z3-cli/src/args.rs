@@ -103,6 +103,11 @@ pub enum Command {
     /// Download backups and check them against their seals (stream digests) and their chains
     /// (guids), without touching ZFS
     Verify(VerifyArgs),
+
+    /// Delete the backups the retention policy (PRESERVE) no longer keeps: never one a kept
+    /// backup builds on, never one under Object Lock retention, leaves first; prints each
+    /// deletion and each kept backup with the reason
+    Prune(PruneArgs),
 }
 
 /// `z3 status`.
@@ -234,6 +239,23 @@ pub struct VerifyArgs {
     /// checked (config AGE_IDENTITY_FILE)
     #[arg(long = "age-identity", value_name = "PATH")]
     pub age_identity_file: Option<String>,
+}
+
+/// `z3 prune`.
+#[derive(Debug, Default, Args)]
+pub struct PruneArgs {
+    /// Print what would be deleted and kept; delete nothing (takes no lock)
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also delete backups younger than their storage class's minimum storage duration (S3
+    /// charges the rest of it; the summary says how much, in GiB-days)
+    #[arg(long)]
+    pub allow_early_delete: bool,
+
+    /// Remove another run's lock first (only when that run is known to be dead)
+    #[arg(long)]
+    pub break_lock: bool,
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {

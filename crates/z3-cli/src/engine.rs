@@ -12,7 +12,8 @@ use z3_core::fleet::render_fleet;
 use z3_core::humanize::humanize;
 use z3_core::status::{header_line, render_table};
 use z3_engine::{
-    BackupOptions, EngineConfig, Event, RestoreOptions, StatusOptions, Verdict, VerifyOptions,
+    BackupOptions, EngineConfig, Event, PruneOptions, RestoreOptions, StatusOptions, Verdict,
+    VerifyOptions,
 };
 use z3_s3::ObjectStore;
 use z3_zfs::Zfs;
@@ -22,7 +23,7 @@ pub use z3_engine::KeyChanged;
 pub use crate::console::Console;
 use crate::console::{Render, Rendered};
 
-use crate::args::{BackupArgs, RestoreArgs, StatusArgs, VerifyArgs};
+use crate::args::{BackupArgs, PruneArgs, RestoreArgs, StatusArgs, VerifyArgs};
 use crate::config::{ConfigError, Settings};
 use crate::interrupt::Interrupt;
 use crate::progress::{Bars, ProgressMode};
@@ -115,6 +116,15 @@ impl Render for Lines<'_, '_> {
                     v.detail
                 )?;
             }
+            Event::Pruned(p) => writeln!(
+                out,
+                "{} {} {}: {}",
+                if p.dry_run { "would delete" } else { "deleted" },
+                p.what,
+                p.name,
+                p.reason
+            )?,
+            Event::Kept { name, reason } => writeln!(out, "keep {name}: {reason}")?,
             // Events added later are for embedders; z3 shows nothing for them.
             _ => return Ok(()),
         }
@@ -220,6 +230,7 @@ impl Engine {
             chunk_size: s.chunk_size,
             retry: s.retry.clone(),
             storage_class: s.storage_class.clone(),
+            retention: s.retention.clone(),
         };
         let mut engine =
             z3_engine::Engine::new(Arc::clone(&self.zfs), Arc::clone(&self.store), config)
@@ -242,15 +253,8 @@ impl Engine {
         let options = StatusOptions::default();
         let report = self.engine()?.status(&options).await?;
         if args.json {
-            let doc = serde_json::json!({
-                "dataset": report.dataset,
-                "snapshot_prefix": report.snapshot_prefix,
-                "bucket": report.bucket,
-                "s3_prefix": report.s3_prefix,
-                "healthy": report.healthy,
-                "rows": report.rows,
-            });
-            serde_json::to_writer_pretty(&mut *console.out, &doc)?;
+            // The report as it is: today's keys, plus `s3_prefix_raw`.
+            serde_json::to_writer_pretty(&mut *console.out, &report)?;
             writeln!(console.out)?;
         } else {
             writeln!(
@@ -349,6 +353,44 @@ impl Engine {
             .restore(&options, &mut lines)
             .await
             .map_err(|err| lines.error(err))?;
+        Ok(Outcome::Done)
+    }
+
+    /// `z3 prune`.
+    ///
+    /// # Errors
+    /// See [`z3_engine::Engine::prune`].
+    pub async fn prune(&self, args: &PruneArgs, console: &mut Console<'_>) -> Result<Outcome> {
+        let engine = self.engine()?;
+        let options = PruneOptions::new()
+            .dry_run(args.dry_run)
+            .allow_early_delete(args.allow_early_delete)
+            .break_lock(args.break_lock);
+        let mut lines = Lines::new(console, false);
+        let report = engine
+            .prune(&options, &mut lines)
+            .await
+            .map_err(|err| lines.error(err))?;
+        let objects = report.deleted.iter().filter(|p| p.what == "object").count();
+        let cost = if report.early_delete_gib_days > 0.0 {
+            format!(
+                "; deleted before their minimum storage duration: {:.1} GiB-days charged",
+                report.early_delete_gib_days
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            console.out,
+            "{} {objects} backups ({}), kept {}{cost}",
+            if report.dry_run {
+                "would prune"
+            } else {
+                "pruned"
+            },
+            humanize(report.bytes_freed),
+            report.kept.len()
+        )?;
         Ok(Outcome::Done)
     }
 

@@ -73,7 +73,7 @@ pub fn check_names(command: &Command) -> Result<()> {
         Command::Backup(args) => args.snapshot.as_deref(),
         Command::Restore(args) => Some(args.snapshot.as_str()),
         Command::Verify(args) => args.snapshot.as_deref(),
-        Command::Status(_) => None,
+        Command::Status(_) | Command::Prune(_) => None,
     };
     if let Some(name) = snapshot {
         z3_core::SnapshotName::new(name)?;
@@ -208,6 +208,7 @@ pub async fn execute(
         Command::Backup(args) => engine.backup(args, console).await?,
         Command::Restore(args) => engine.restore(args, console).await?,
         Command::Verify(args) => engine.verify(args, console).await?,
+        Command::Prune(args) => engine.prune(args, console).await?,
     };
     Ok(match outcome {
         Outcome::Done => ExitStatus::Success,

@@ -54,6 +54,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod age;
+mod age_keys;
 mod compressor;
 mod digest;
 mod error;
@@ -65,6 +66,7 @@ mod process;
 /// Secrets (passphrases) as the age crate takes them.
 pub use ::age::secrecy::{ExposeSecret, SecretString};
 pub use age::{AgeCodec, AgeIdentities, AgeRecipients, is_age_secret_key};
+pub use age_keys::{AgeKeyError, AgeKeys};
 pub use compressor::{
     Compressor, Compressors, CustomCompressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Stage,
     decoder_for,

@@ -39,6 +39,8 @@ pub const CHILD_ENV_REMOVED: &[&str] = &[
     "AGE_RECIPIENTS_FILE",
     "AGE_IDENTITY_FILE",
     "AGE_PASSPHRASE_FILE",
+    // Not a secret, but named like one: scrubbed with the keys rather than argued about.
+    "SSE_KMS_KEY_ID",
 ];
 
 /// Removes [`CHILD_ENV_REMOVED`] from what `command` passes on (the one place a codec

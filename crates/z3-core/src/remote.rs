@@ -28,6 +28,9 @@ pub const META_ENCRYPTION: &str = "encryption";
 pub const META_GUID: &str = "guid";
 /// Metadata key holding the incremental base's ZFS `guid` (z3 only).
 pub const META_PARENT_GUID: &str = "parent-guid";
+/// Metadata key holding the snapshot's ZFS `creation` time, Unix seconds (z3 only): the time a
+/// retention policy judges the backup by, with no local snapshot to ask.
+pub const META_CREATED: &str = "created";
 /// Metadata key holding the random token of the upload that made the object (z3 only, written
 /// by the uploader itself): it names the object's seal, and tells z3 whether an object is the
 /// one its own completion made when the completion's answer was lost.
@@ -53,6 +56,8 @@ pub struct ObjectMeta {
     /// The token of the upload that made the object ([`META_UPLOAD`]); `None` for the
     /// original's objects and for z3's before per-upload seals.
     pub upload: Option<String>,
+    /// The snapshot's `creation` time (Unix seconds) when z3 wrote the object and knew it.
+    pub created: Option<i64>,
 }
 
 impl ObjectMeta {
@@ -77,6 +82,7 @@ impl ObjectMeta {
                 META_GUID => meta.guid = value.trim().parse().ok(),
                 META_PARENT_GUID => meta.parent_guid = value.trim().parse().ok(),
                 META_UPLOAD => meta.upload = Some(value.clone()),
+                META_CREATED => meta.created = value.trim().parse().ok(),
                 _ => {}
             }
         }
@@ -112,6 +118,9 @@ impl ObjectMeta {
         }
         if let Some(upload) = &self.upload {
             map.insert(META_UPLOAD.to_owned(), upload.clone());
+        }
+        if let Some(created) = self.created {
+            map.insert(META_CREATED.to_owned(), created.to_string());
         }
         map
     }
@@ -368,6 +377,7 @@ mod tests {
             guid: Some(17_509_345_283_761_234_567),
             parent_guid: None,
             upload: None,
+            created: Some(1_795_735_040),
         };
         assert_eq!(
             sealed.to_map(),
@@ -376,9 +386,11 @@ mod tests {
                 ("isfull", "true"),
                 ("compressor", "zstd"),
                 ("encryption", "age"),
-                ("guid", "17509345283761234567")
+                ("guid", "17509345283761234567"),
+                ("created", "1795735040")
             ])
         );
+        assert_eq!(ObjectMeta::from_map(&sealed.to_map()), sealed);
         for meta in [full, inc, sealed, ObjectMeta::default()] {
             assert_eq!(ObjectMeta::from_map(&meta.to_map()), meta);
         }

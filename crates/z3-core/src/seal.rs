@@ -351,6 +351,7 @@ mod tests {
                 guid: Some(22),
                 parent_guid: Some(11),
                 upload: None,
+                created: None,
             },
             etag: None,
         }

@@ -34,6 +34,14 @@ impl KeySource for NoKeys {
     }
 }
 
+/// Key files as configured: read when an encrypted object is met, an unusable one named in an
+/// [`InvalidInput`](crate::Error::InvalidInput) error.
+impl KeySource for z3_codec::AgeKeys {
+    fn identities(&self) -> Result<Option<AgeIdentities>, BoxError> {
+        z3_codec::AgeKeys::identities(self).map_err(Into::into)
+    }
+}
+
 /// One dataset's backups: where they live and how they are written and read.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -59,6 +67,34 @@ pub struct EngineConfig {
     pub retry: RetryConfig,
     /// Storage class of new objects.
     pub storage_class: String,
+    /// How backups are kept and shaped (`PRESERVE` and friends); without one, `prune`
+    /// refuses and backups form linear chains.
+    pub retention: Option<Retention>,
+}
+
+/// A retention policy and how it reads time: which backups `prune` keeps, and which base a
+/// new backup gets ([`z3_core::retention`]).
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// How many of each timeframe to keep (`PRESERVE`).
+    pub policy: z3_core::retention::Policy,
+    /// How to read a time from a snapshot name (`NAME_FORMAT`); otherwise the snapshot's
+    /// `creation`, as recorded in the object's metadata.
+    pub name_format: Option<z3_core::retention::NameFormat>,
+    /// The time zone and week start that define intervals.
+    pub calendar: z3_core::retention::Calendar,
+}
+
+impl Retention {
+    /// `policy`, with times from `creation` in UTC, weeks starting on Monday.
+    #[must_use]
+    pub fn new(policy: z3_core::retention::Policy) -> Self {
+        Self {
+            policy,
+            name_format: None,
+            calendar: z3_core::retention::Calendar::default(),
+        }
+    }
 }
 
 impl EngineConfig {
@@ -78,6 +114,7 @@ impl EngineConfig {
             chunk_size: 256 << 20,
             retry: RetryConfig::default(),
             storage_class: "STANDARD_IA".to_owned(),
+            retention: None,
         }
     }
 }
@@ -118,6 +155,48 @@ impl BackupOptions {
             break_lock: false,
             encoding,
         }
+    }
+}
+
+/// `prune`: how.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PruneOptions {
+    /// Say what would be deleted; delete nothing (and take no lock).
+    pub dry_run: bool,
+    /// Delete objects younger than their storage class's minimum storage duration too (S3
+    /// charges the rest of that duration; the report says how much).
+    pub allow_early_delete: bool,
+    /// Remove another run's lock first (`--break-lock`).
+    pub break_lock: bool,
+}
+
+impl PruneOptions {
+    /// A real prune, by the rules, without breaking locks.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only say what would be deleted.
+    #[must_use]
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Also delete objects younger than their storage class's minimum storage duration.
+    #[must_use]
+    pub fn allow_early_delete(mut self, allow: bool) -> Self {
+        self.allow_early_delete = allow;
+        self
+    }
+
+    /// Remove another run's lock first.
+    #[must_use]
+    pub fn break_lock(mut self, break_lock: bool) -> Self {
+        self.break_lock = break_lock;
+        self
     }
 }
 

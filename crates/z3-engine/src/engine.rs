@@ -32,16 +32,19 @@ use z3_zfs::{ReceiveOptions, Zfs};
 use crate::UsageError;
 use crate::cancel::Interrupt;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{BackupOptions, EngineConfig, RestoreOptions, StatusOptions, VerifyOptions};
+use crate::config::{
+    BackupOptions, EngineConfig, PruneOptions, RestoreOptions, StatusOptions, VerifyOptions,
+};
 use crate::error::Error;
 use crate::progress::{NoProgress, Progress, ProgressReader};
 use crate::receive::Receive;
 use crate::report::{
-    BackupReport, Event, Events, Kind, NoteWriter, RestoreReport, SnapshotBackup, SnapshotRestore,
-    StatusReport, VerifyReport,
+    BackupReport, Event, Events, Kind, NoteWriter, PruneReport, RestoreReport, SnapshotBackup,
+    SnapshotRestore, StatusReport, VerifyReport,
 };
 use crate::seal::PendingSeal;
 
+mod prune;
 mod verify;
 
 /// How many HEAD requests run at once while reading object metadata.
@@ -180,6 +183,22 @@ impl Engine {
         events: &mut dyn Events,
     ) -> std::result::Result<VerifyReport, Error> {
         self.public(self.verify_inner(options, events).await)
+    }
+
+    /// `z3 prune`: deletes the backups the retention policy no longer preserves, leaves first,
+    /// never one a kept backup needs ([`z3_core::prune`]); one [`Event::Kept`] per object kept,
+    /// then one [`Event::Pruned`] per key deleted. Holds the dataset's lock (not in a dry run).
+    ///
+    /// # Errors
+    /// No policy configured ([`Error::InvalidInput`]), the lock held ([`Error::Locked`]),
+    /// listing or delete failures ([`Error::Failed`]; the batches before the failed one are
+    /// done, and every object left is as restorable as before).
+    pub async fn prune(
+        &self,
+        options: &PruneOptions,
+        events: &mut dyn Events,
+    ) -> std::result::Result<PruneReport, Error> {
+        self.public(self.prune_inner(options, events).await)
     }
 
     /// Fails if a stop was asked for, before the next step starts.
@@ -422,6 +441,7 @@ impl Engine {
             parent_guid,
             // The uploader records its own token (z3_s3::UPLOAD_TOKEN_META).
             upload: None,
+            created: None,
         };
         let stages = encoding.stages();
         let mut done = self.planned(snapshot, &key, &meta, estimate.bytes, args.dry_run);
@@ -846,7 +866,7 @@ impl Engine {
                 self.settings
                     .keys
                     .identities()
-                    .map_err(anyhow::Error::from_boxed)?
+                    .map_err(crate::error::KeyError)?
                     .ok_or_else(|| {
                         UsageError(format!(
                             "cannot restore {}: {} is age-encrypted; give the secret key with \

@@ -70,6 +70,7 @@ impl Error {
             if cause.is::<crate::UsageError>()
                 || cause.is::<z3_core::NameError>()
                 || cause.is::<KeyError>()
+                || cause.is::<z3_codec::AgeKeyError>()
             {
                 return Self::InvalidInput(detail);
             }

@@ -59,15 +59,16 @@ pub mod sync;
 pub use cancel::Interrupt;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    BackupOptions, BoxError, EngineConfig, KeySource, NoKeys, RestoreOptions, StatusOptions,
-    VerifyOptions,
+    BackupOptions, BoxError, EngineConfig, KeySource, NoKeys, PruneOptions, RestoreOptions,
+    Retention, SMALL_OBJECTS_STORAGE_CLASS, StatusOptions, VerifyOptions,
 };
 pub use engine::{Engine, KeyChanged};
 pub use error::{Detail, Diverged, Error};
 pub use progress::{NoProgress, Progress, ProgressReader, RecordingProgress, Transfer};
 pub use report::{
-    BackupReport, Event, Events, Kind, NoEvents, ObjectVerification, RecordedEvents, RestoreReport,
-    SnapshotBackup, SnapshotRestore, StatusReport, Verdict, VerifyReport,
+    BackupReport, Event, Events, Kind, NoEvents, ObjectVerification, PruneReport, Pruned,
+    RecordedEvents, RestoreReport, SnapshotBackup, SnapshotRestore, StatusReport, Verdict,
+    VerifyReport,
 };
 
 /// A request the engine refuses before doing anything: bad input that the caller can fix (the

@@ -260,6 +260,15 @@ pub enum Event {
     Sent(SnapshotSent),
     /// An open multipart upload, as the cleanup found it.
     Upload(UploadSeen),
+    /// Prune deleted a key (or, in a dry run, would).
+    Pruned(Pruned),
+    /// Prune keeps a backup object, and why.
+    Kept {
+        /// `dataset@snapshot`.
+        name: String,
+        /// Why, in words (`preserved: daily 2026-12-03`, `base of …`, `locked until …`).
+        reason: String,
+    },
     /// The cleanup could not abort an upload.
     AbortFailed {
         /// Its key.
@@ -269,6 +278,40 @@ pub enum Event {
         /// Why.
         error: String,
     },
+}
+
+/// One key prune deleted (or, in a dry run, would delete).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    /// The snapshot (`dataset@snapshot`) the key belongs to; the key itself for versions.
+    pub name: String,
+    /// `object`, `seal` or `version`.
+    pub what: String,
+    /// The S3 key.
+    pub key: String,
+    /// Why it goes.
+    pub reason: String,
+    /// Bytes freed (objects; 0 for seals).
+    pub bytes: u64,
+    /// Planned only.
+    pub dry_run: bool,
+}
+
+/// What `prune` did.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct PruneReport {
+    /// A dry run: nothing was deleted.
+    pub dry_run: bool,
+    /// Every key deleted, in order.
+    pub deleted: Vec<Pruned>,
+    /// Every backup object kept, with why.
+    pub kept: Vec<(String, String)>,
+    /// Bytes of the objects deleted.
+    pub bytes_freed: u64,
+    /// The early-deletion charge of what was deleted before its storage class's minimum
+    /// duration, in GiB-days (0 without `allow_early_delete`).
+    pub early_delete_gib_days: f64,
 }
 
 /// Receives a command's [`Event`]s as they happen.

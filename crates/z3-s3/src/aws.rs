@@ -109,6 +109,32 @@ impl Sse {
         }
     }
 
+    /// `SSE` and `SSE_KMS_KEY_ID` as configured, either possibly unset or empty: `None` when
+    /// `SSE` is unset.
+    ///
+    /// # Errors
+    /// The setting at fault (`SSE` or `SSE_KMS_KEY_ID`, the latter set without `SSE`), its
+    /// value and why.
+    pub fn from_settings(
+        mode: Option<&str>,
+        kms_key_id: Option<&str>,
+    ) -> std::result::Result<Option<Self>, (&'static str, String, String)> {
+        fn set(v: Option<&str>) -> Option<&str> {
+            v.filter(|v| !v.trim().is_empty())
+        }
+        match (set(mode), set(kms_key_id)) {
+            (Some(mode), key) => Self::parse(mode, key)
+                .map(Some)
+                .map_err(|reason| ("SSE", mode.to_owned(), reason)),
+            (None, Some(key)) => Err((
+                "SSE_KMS_KEY_ID",
+                key.to_owned(),
+                "needs SSE=aws:kms".to_owned(),
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+
     fn header(&self) -> ServerSideEncryption {
         match self {
             Self::Aes256 => ServerSideEncryption::Aes256,

@@ -3,7 +3,8 @@
 //! This reproduces the original z3's sources and precedence (docs/compatibility.md, "Configuration and
 //! precedence"), with figment doing the layering:
 //! - the INI file's keys are case-insensitive; environment variables are read only by their exact upper-case names;
-//! - the `[fs:<dataset>]` section overrides only `SNAPSHOT_PREFIX` and `COMPRESSOR`, and it beats the environment,
+//! - the `[fs:<dataset>]` section overrides only `SNAPSHOT_PREFIX` and `COMPRESSOR` (and z3's own `PRESERVE` and
+//!   `NAME_FORMAT`), and it beats the environment,
 //!   exactly as the original does (its README claims otherwise);
 //! - `BUCKET`, `S3_KEY_ID` and `S3_SECRET` never come from flags, so secrets stay out of `ps` output.
 //!
@@ -51,6 +52,10 @@ pub const KEYS: &[&str] = &[
     "AGE_PASSPHRASE_FILE",
     "SSE",
     "SSE_KMS_KEY_ID",
+    "PRESERVE",
+    "NAME_FORMAT",
+    "TIME_ZONE",
+    "WEEK_START",
 ];
 
 /// The compressor of new backups unless configured: in-process zstd at level 3, chosen on
@@ -59,7 +64,7 @@ pub const KEYS: &[&str] = &[
 pub const DEFAULT_COMPRESSOR: &str = "zstd";
 
 /// Keys a `[fs:<dataset>]` section may override (docs/compatibility.md, "Configuration and precedence").
-const SECTION_KEYS: &[&str] = &["SNAPSHOT_PREFIX", "COMPRESSOR"];
+const SECTION_KEYS: &[&str] = &["SNAPSHOT_PREFIX", "COMPRESSOR", "PRESERVE", "NAME_FORMAT"];
 
 /// A configuration problem: always a usage error (exit code 2), naming the key or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +194,50 @@ mod tests {
         assert!(err.to_string().starts_with("invalid SSE 'des'"), "{err}");
         let err = resolve("[main]\nBUCKET=b\nSSE_KMS_KEY_ID=k9\n", &[]).unwrap_err();
         assert!(err.to_string().contains("SSE_KMS_KEY_ID"), "{err}");
+    }
+
+    #[test]
+    fn retention_settings_resolve_per_dataset_and_name_the_key_at_fault() {
+        let file = "[main]\nBUCKET=b\nFILESYSTEM=pool/fs\nPRESERVE=1y 12m\n[fs:pool/fs]\nPRESERVE=14d 24h\nNAME_FORMAT=sanoid\n";
+        let resolve = |file: &str, vars: &[(&str, &str)]| {
+            let file = IniFile::parse(file, None).unwrap();
+            Settings::resolve(layer(&file, env(vars), &FlagOverrides::default()).unwrap())
+        };
+        let s = resolve(
+            file,
+            &[("TIME_ZONE", "Europe/Berlin"), ("WEEK_START", "sun")],
+        )
+        .unwrap();
+        let r = s.retention.unwrap();
+        assert_eq!(r.policy.to_string(), "14d 24h", "the section's policy wins");
+        assert!(r.name_format.is_some());
+        assert_eq!(r.calendar.week_start, jiff::civil::Weekday::Sunday);
+        assert_eq!(r.calendar.time_zone.iana_name(), Some("Europe/Berlin"));
+        let posix = resolve(file, &[("TIME_ZONE", "EST5EDT,M3.2.0,M11.1.0")]).unwrap();
+        assert!(posix.retention.is_some());
+        assert!(
+            resolve("[main]\nBUCKET=b\n", &[])
+                .unwrap()
+                .retention
+                .is_none()
+        );
+        for (key, value) in [
+            ("PRESERVE", "3x"),
+            ("TIME_ZONE", "Mars/Olympus"),
+            ("WEEK_START", "funday"),
+            ("NAME_FORMAT", "snap-%Q"),
+        ] {
+            let mut vars = vec![("PRESERVE", "3d")];
+            vars.retain(|(k, _)| *k != key);
+            vars.push((key, value));
+            let err = resolve("[main]\nBUCKET=b\n", &vars)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("invalid {key} '{value}'")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,9 @@ use z3_codec::Compressors;
 use z3_core::{DatasetName, KeyLayout};
 use z3_s3::{RetryConfig, S3Config, Sse, StaticCredentials};
 
+use z3_core::retention::{Calendar, NameFormat, Policy};
+use z3_engine::Retention;
+
 use super::keys::AgeSettings;
 use super::sources::RawConfig;
 use super::{ConfigError, DEFAULT_COMPRESSOR};
@@ -44,6 +47,8 @@ pub struct Settings {
     pub s3: S3Config,
     /// The zfs program.
     pub zfs_command: Option<PathBuf>,
+    /// `PRESERVE` with `NAME_FORMAT`, `TIME_ZONE` and `WEEK_START`; `None` without `PRESERVE`.
+    pub retention: Option<Retention>,
 }
 
 impl fmt::Debug for Settings {
@@ -139,7 +144,8 @@ impl Settings {
     /// # Errors
     /// [`ConfigError`] naming the first key that is missing or invalid; a dataset name that ZFS would refuse.
     pub fn resolve(raw: RawConfig) -> Result<Self, ConfigError> {
-        let age = AgeSettings::from_raw(&raw);
+        let retention = retention(&raw)?;
+        let age = super::keys::from_raw(&raw);
         let bucket = raw
             .bucket
             .filter(|b| !b.trim().is_empty())
@@ -201,7 +207,8 @@ impl Settings {
             .flatten()
             .find(|r| !r.is_empty())
             .or_else(|| endpoint.is_some().then(|| "us-east-1".to_owned()));
-        let sse = parse_sse(raw.sse.as_deref(), raw.sse_kms_key_id.as_deref())?;
+        let sse = Sse::from_settings(raw.sse.as_deref(), raw.sse_kms_key_id.as_deref())
+            .map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;
         let s3 = S3Config {
             bucket: bucket.clone(),
             region,
@@ -233,6 +240,7 @@ impl Settings {
             storage_class: raw.s3_storage_class.unwrap_or_else(|| "STANDARD_IA".into()),
             s3,
             zfs_command: raw.zfs_command.filter(|z| !z.is_empty()).map(PathBuf::from),
+            retention,
         })
     }
 
@@ -247,21 +255,42 @@ impl Settings {
     }
 }
 
-/// `SSE` and `SSE_KMS_KEY_ID`: none, `AES256`, or `aws:kms` with an optional key.
-fn parse_sse(mode: Option<&str>, key_id: Option<&str>) -> Result<Option<Sse>, ConfigError> {
-    match mode.filter(|v| !v.trim().is_empty()) {
-        Some(mode) => Sse::parse(mode, key_id)
-            .map(Some)
-            .map_err(|reason| ConfigError::Invalid {
-                key: "SSE",
-                value: mode.to_owned(),
-                reason,
-            }),
-        None if key_id.is_some_and(|k| !k.trim().is_empty()) => Err(ConfigError::Invalid {
-            key: "SSE_KMS_KEY_ID",
-            value: key_id.unwrap_or_default().to_owned(),
-            reason: "needs SSE=aws:kms".into(),
-        }),
-        None => Ok(None),
+/// `PRESERVE`, `NAME_FORMAT`, `TIME_ZONE` (a zone name from the system's tz database, a POSIX
+/// TZ string, or `UTC`, the default) and `WEEK_START` (default Monday).
+fn retention(raw: &RawConfig) -> Result<Option<Retention>, ConfigError> {
+    let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+    let invalid = |key, value: &str, reason: String| ConfigError::Invalid {
+        key,
+        value: value.to_owned(),
+        reason,
+    };
+    let Some(preserve) = set(&raw.preserve) else {
+        return Ok(None);
+    };
+    let policy =
+        Policy::parse(&preserve).map_err(|e| invalid("PRESERVE", &preserve, e.to_string()))?;
+    let name_format = set(&raw.name_format)
+        .map(|f| NameFormat::parse(&f).map_err(|e| invalid("NAME_FORMAT", &f, e.to_string())))
+        .transpose()?;
+    let mut calendar = Calendar::default();
+    if let Some(zone) = set(&raw.time_zone) {
+        calendar.time_zone = jiff::tz::TimeZone::get(zone.trim())
+            .or_else(|_| jiff::tz::TimeZone::posix(zone.trim()))
+            .map_err(|_| {
+                invalid(
+                    "TIME_ZONE",
+                    &zone,
+                    "not a time zone name (e.g. Europe/Berlin) or POSIX TZ string".into(),
+                )
+            })?;
     }
+    if let Some(day) = set(&raw.week_start) {
+        calendar.week_start = z3_core::retention::parse_week_start(&day)
+            .ok_or_else(|| invalid("WEEK_START", &day, "expected a weekday, e.g. monday".into()))?;
+    }
+    Ok(Some(Retention {
+        policy,
+        name_format,
+        calendar,
+    }))
 }

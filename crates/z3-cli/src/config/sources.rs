@@ -69,6 +69,14 @@ pub struct RawConfig {
     pub sse: Option<String>,
     /// `SSE_KMS_KEY_ID`: the KMS key for `SSE=aws:kms`.
     pub sse_kms_key_id: Option<String>,
+    /// `PRESERVE`: the retention policy, e.g. `1y 12m 8w 14d`.
+    pub preserve: Option<String>,
+    /// `NAME_FORMAT`: how snapshot names carry their time (`zfs-auto-snap`, `sanoid`, a pattern).
+    pub name_format: Option<String>,
+    /// `TIME_ZONE`: the zone whose days the policy counts (default UTC).
+    pub time_zone: Option<String>,
+    /// `WEEK_START`: the first day of a week (default Monday).
+    pub week_start: Option<String>,
 }
 
 /// Values given as flags; they win over every other source.

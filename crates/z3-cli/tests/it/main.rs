@@ -9,6 +9,7 @@ mod lock;
 mod moto;
 mod overwrite;
 mod promises;
+mod prune;
 mod restore_to;
 mod rollback;
 mod seals;

@@ -84,6 +84,24 @@ pub struct Calendar {
     pub week_start: Weekday,
 }
 
+/// `WEEK_START`: a weekday's English name or its first three letters, any case.
+#[must_use]
+pub fn parse_week_start(value: &str) -> Option<Weekday> {
+    const DAYS: [(&str, Weekday); 7] = [
+        ("monday", Weekday::Monday),
+        ("tuesday", Weekday::Tuesday),
+        ("wednesday", Weekday::Wednesday),
+        ("thursday", Weekday::Thursday),
+        ("friday", Weekday::Friday),
+        ("saturday", Weekday::Saturday),
+        ("sunday", Weekday::Sunday),
+    ];
+    let value = value.trim().to_ascii_lowercase();
+    DAYS.iter()
+        .find(|(name, _)| value.len() >= 3 && name.starts_with(value.as_str()))
+        .map(|&(_, day)| day)
+}
+
 impl Default for Calendar {
     fn default() -> Self {
         Calendar {

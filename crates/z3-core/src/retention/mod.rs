@@ -63,7 +63,7 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
-pub use calendar::{Calendar, Interval, Timeframe};
+pub use calendar::{Calendar, Interval, Timeframe, parse_week_start};
 pub use linear::{
     ChainTip, DEFAULT_MAX_CHAIN, LinearDecision, RebaseError, RebaseRule, linear_base,
     parse_full_every, parse_max_chain,

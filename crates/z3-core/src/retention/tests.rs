@@ -1138,3 +1138,14 @@ fn linear_base_rebases_on_length_and_age() {
         }
     );
 }
+
+#[test]
+fn week_starts_parse_by_name_or_abbreviation() {
+    use super::calendar::parse_week_start;
+    use jiff::civil::Weekday;
+    assert_eq!(parse_week_start("Sunday"), Some(Weekday::Sunday));
+    assert_eq!(parse_week_start(" mon "), Some(Weekday::Monday));
+    assert_eq!(parse_week_start("SAT"), Some(Weekday::Saturday));
+    assert_eq!(parse_week_start("su"), None, "too short to be sure");
+    assert_eq!(parse_week_start("funday"), None);
+}
