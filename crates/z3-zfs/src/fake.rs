@@ -1661,6 +1661,62 @@ mod tests {
         assert!(zfs.exists("p/dst"));
     }
 
+    #[tokio::test]
+    async fn held_snapshots_refuse_every_way_of_destroying_them() {
+        let zfs = source();
+        zfs.create_dataset("p/src/kid").unwrap();
+        zfs.snapshot("p/src/kid@k").unwrap();
+        zfs.hold(&full("p/src@a"), "z3").await.unwrap();
+        zfs.hold(&full("p/src/kid@k"), "z3").await.unwrap();
+        assert_eq!(zfs.holds("p/src@a"), ["z3"]);
+
+        let e = zfs.destroy_snapshot("p/src@a").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy);
+        assert_eq!(
+            e.stderr(),
+            Some("cannot destroy snapshot p/src@a: dataset is busy")
+        );
+        // A rollback that would destroy a held later snapshot, and a recursive destroy that
+        // would take a held descendant's snapshot, change nothing.
+        zfs.rollback("p/src@b").unwrap();
+        zfs.hold(&full("p/src@b"), "z3").await.unwrap();
+        let e = zfs.rollback("p/src@a").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy);
+        assert_eq!(zfs.snapshot_names("p/src"), ["a", "b"]);
+        zfs.release(&full("p/src@a"), "z3").await.unwrap();
+        zfs.release(&full("p/src@b"), "z3").await.unwrap();
+        let e = zfs.destroy_dataset("p/src").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy);
+        assert!(e.stderr().unwrap().contains("p/src/kid@k"), "{e}");
+        assert!(zfs.exists("p/src/kid"));
+        zfs.release(&full("p/src/kid@k"), "z3").await.unwrap();
+        zfs.destroy_dataset("p/src").unwrap();
+        assert!(!zfs.exists("p/src/kid"));
+    }
+
+    #[tokio::test]
+    async fn clock_sets_creation_and_receive_keeps_it() {
+        let zfs = FakeZfs::new();
+        zfs.create_dataset("p/src").unwrap();
+        zfs.snapshot("p/src@a").unwrap();
+        zfs.snapshot_at("p/src@b", 1_796_425_946).unwrap();
+        zfs.snapshot("p/src@c").unwrap();
+        let listed = zfs.list_snapshots(&ds("p/src")).await.unwrap();
+        let times: Vec<_> = listed.iter().map(|s| s.creation).collect();
+        assert_eq!(
+            times,
+            [
+                Some(DEFAULT_CLOCK),
+                Some(1_796_425_946),
+                Some(1_796_425_947)
+            ]
+        );
+        let stream = send(&zfs, None, "p/src@b").await;
+        receive(&zfs, "p/dst@b", false, &stream).await.unwrap();
+        let received = zfs.list_snapshots(&ds("p/dst")).await.unwrap();
+        assert_eq!(received[0].creation, Some(1_796_425_946));
+    }
+
     #[test]
     fn stream_codec_round_trip_and_partial_headers() {
         let s = FakeStream {
@@ -1676,7 +1732,7 @@ mod tests {
         for cut in 0..enc.len() {
             assert!(FakeStream::decode(&enc[..cut]).is_err());
             if let Ok(Some((h, len))) = FakeStream::header(&enc[..cut]) {
-                assert_eq!((h.from_guid, h.to_guid), (7, 9));
+                assert_eq!((h.from_guid, h.to_guid, h.creation), (7, 9, -5));
                 assert!(len <= cut);
             }
         }
