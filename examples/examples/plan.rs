@@ -18,6 +18,7 @@ fn main() -> anyhow::Result<()> {
                 name: FullSnapshotName::parse(&format!("pool/fs@{snap}"))?,
                 guid: 1000 + i as u64,
                 createtxg: 10 + i as u64,
+                creation: None,
             })
         })
         .collect::<anyhow::Result<_>>()?;

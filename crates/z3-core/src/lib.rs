@@ -46,6 +46,7 @@
 //!             name: FullSnapshotName::parse(&format!("tank/data@{snap}"))?,
 //!             guid: txg,
 //!             createtxg: txg,
+//!             creation: None,
 //!         })
 //!     })
 //!     .collect::<Result<_, z3_core::NameError>>()?;

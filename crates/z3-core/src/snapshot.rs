@@ -19,6 +19,9 @@ pub struct LocalSnapshot {
     pub guid: u64,
     /// The transaction group that created it: orders snapshots of one dataset.
     pub createtxg: u64,
+    /// The `creation` property in Unix seconds, `None` when it was not reported. Its
+    /// resolution is one second, so order snapshots by `createtxg`, never by this.
+    pub creation: Option<i64>,
 }
 
 /// A matching local snapshot together with its incremental base.
@@ -161,6 +164,7 @@ mod tests {
                 name: FullSnapshotName::parse(n).unwrap(),
                 guid: txg * 1000,
                 createtxg: txg,
+                creation: None,
             })
             .collect()
     }

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use z3_core::{DatasetName, FullSnapshotName, LocalSnapshot};
 
+use crate::bookmark::{FullBookmarkName, LocalBookmark};
 use crate::error::{Error, ErrorKind, Subject};
+use crate::hold::{HOLD_PROPERTY_VALUE, hold_property, validate_hold_tag};
 use crate::parse::{self, RawSnapshot, StderrClass};
 use crate::runner::{Captured, Invocation};
 use crate::ssh::SshTarget;
@@ -30,6 +32,8 @@ pub struct ZfsCli {
     via: Option<std::sync::Arc<SshTarget>>,
     list_dialect: AtomicU8,
     estimate_dialect: AtomicU8,
+    /// `MODERN`: `zfs bookmark` exists; `LEGACY`: it does not (zfs-fuse).
+    bookmark_dialect: AtomicU8,
 }
 
 impl Default for ZfsCli {
@@ -53,6 +57,7 @@ impl ZfsCli {
             via: None,
             list_dialect: AtomicU8::new(UNKNOWN),
             estimate_dialect: AtomicU8::new(UNKNOWN),
+            bookmark_dialect: AtomicU8::new(UNKNOWN),
         }
     }
 
@@ -109,7 +114,7 @@ impl ZfsCli {
                 "-t",
                 "snapshot",
                 "-o",
-                "name,guid,createtxg",
+                "name,guid,createtxg,creation",
                 "-s",
                 "createtxg",
                 "-d",
@@ -139,7 +144,7 @@ impl ZfsCli {
                 "1",
                 "-o",
                 "name,property,value",
-                "guid,createtxg",
+                "guid,createtxg,creation",
                 dataset,
             ],
             Subject::Dataset,
@@ -190,6 +195,53 @@ impl ZfsCli {
         let captured = inv.run().await?;
         parse::logical_size(&captured.stdout).map_err(|e| parse_error(&inv, e))
     }
+
+    /// Whether `name` (a dataset or snapshot) exists: `zfs list -H -o name <name>`.
+    async fn exists(&self, name: &str, subject: Subject) -> Result<bool, Error> {
+        let inv = self.invocation(&["list", "-H", "-o", "name", name], subject);
+        match inv.run().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fails at once when an earlier attempt showed that this `zfs` has no bookmarks.
+    fn check_bookmarks(&self) -> Result<(), Error> {
+        if self.bookmark_dialect.load(Ordering::Relaxed) == LEGACY {
+            return Err(bookmarks_unsupported(None));
+        }
+        Ok(())
+    }
+
+    /// Runs a bookmark command; a usage error naming the command or the type (zfs-fuse)
+    /// becomes [`ErrorKind::Unsupported`] and is remembered.
+    async fn run_bookmark_command(&self, inv: &Invocation) -> Result<Captured, Error> {
+        let captured = inv.capture().await?;
+        if captured.status.success() {
+            self.bookmark_dialect.store(MODERN, Ordering::Relaxed);
+            return Ok(captured);
+        }
+        if captured.code() == Some(2) && parse::classify_stderr(&captured.stderr).is_unsupported() {
+            self.bookmark_dialect.store(LEGACY, Ordering::Relaxed);
+            return Err(bookmarks_unsupported(Some(
+                inv.failure(captured.status, captured.stderr),
+            )));
+        }
+        Err(inv.failure(captured.status, captured.stderr))
+    }
+}
+
+/// The error of a bookmark operation on a `zfs` without bookmarks.
+pub(crate) fn bookmarks_unsupported(cause: Option<Error>) -> Error {
+    let error = Error::new(
+        ErrorKind::Unsupported,
+        "this zfs has no bookmarks (zfs-fuse 0.7 has none); hold the snapshot instead",
+    );
+    match cause {
+        Some(cause) => error.with_source(cause),
+        None => error,
+    }
 }
 
 fn parse_error(inv: &Invocation, e: parse::ParseError) -> Error {
@@ -213,6 +265,7 @@ fn to_local(dataset: &DatasetName, rows: Vec<RawSnapshot>) -> Vec<LocalSnapshot>
                 name,
                 guid: row.guid,
                 createtxg: row.createtxg,
+                creation: row.creation,
             }),
             Ok(_) => None,
             Err(e) => {
@@ -245,15 +298,7 @@ impl Zfs for ZfsCli {
     }
 
     async fn dataset_exists(&self, dataset: &DatasetName) -> Result<bool, Error> {
-        let inv = self.invocation(
-            &["list", "-H", "-o", "name", dataset.as_str()],
-            Subject::Dataset,
-        );
-        match inv.run().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::DatasetNotFound => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.exists(dataset.as_str(), Subject::Dataset).await
     }
 
     /// Dry-run estimate, or on zfs-fuse (which has no `send -n`) the logical size of `to`:
@@ -320,6 +365,171 @@ impl Zfs for ZfsCli {
         args.push(&target_text);
         self.invocation(&args, Subject::Snapshot).stream_into()
     }
+
+    /// `zfs set z3:hold:<tag>=on <snapshot>`, then `zfs hold <tag> <snapshot>`: the mark comes
+    /// first so that a crash in between leaves a mark without a hold, never the reverse.
+    async fn hold(&self, snapshot: &FullSnapshotName, tag: &str) -> Result<(), Error> {
+        validate_hold_tag(tag)?;
+        let snap = snapshot.to_string();
+        let mark = format!("{}={HOLD_PROPERTY_VALUE}", hold_property(tag));
+        self.invocation(&["set", &mark, &snap], Subject::Snapshot)
+            .run()
+            .await?;
+        let inv = self.invocation(&["hold", tag, &snap], Subject::Snapshot);
+        let captured = inv.capture().await?;
+        if captured.status.success()
+            || parse::classify_stderr(&captured.stderr) == StderrClass::HoldExists
+        {
+            return Ok(());
+        }
+        Err(inv.failure(captured.status, captured.stderr))
+    }
+
+    /// `zfs release <tag> <snapshot>`, then `zfs inherit z3:hold:<tag> <snapshot>` (clears the
+    /// mark).
+    ///
+    /// `no such tag on this dataset` is success. zfs-fuse says `dataset does not exist` also
+    /// when the snapshot exists but has no hold at all (captured: `cannot release 'z3' from
+    /// 'pool/fs@b': dataset does not exist`), so a not-found answer is checked with
+    /// `zfs list` before it counts as a missing snapshot.
+    async fn release(&self, snapshot: &FullSnapshotName, tag: &str) -> Result<(), Error> {
+        validate_hold_tag(tag)?;
+        let snap = snapshot.to_string();
+        let inv = self.invocation(&["release", tag, &snap], Subject::Snapshot);
+        let captured = inv.capture().await?;
+        if !captured.status.success() {
+            match parse::classify_stderr(&captured.stderr) {
+                StderrClass::NoSuchHold => {}
+                StderrClass::NotFound { .. } if self.exists(&snap, Subject::Snapshot).await? => {}
+                _ => return Err(inv.failure(captured.status, captured.stderr)),
+            }
+        }
+        self.invocation(&["inherit", &hold_property(tag), &snap], Subject::Snapshot)
+            .run()
+            .await
+            .map(|_| ())
+    }
+
+    /// `zfs get -H -p -d 1 -s local -o name,property,value z3:hold:<tag> <dataset>`: one call
+    /// on both dialects (zfs-fuse has `get -d` and `-s`). `-s local` because snapshots inherit
+    /// user properties from their filesystem.
+    async fn held_snapshots(
+        &self,
+        dataset: &DatasetName,
+        tag: &str,
+    ) -> Result<Vec<FullSnapshotName>, Error> {
+        validate_hold_tag(tag)?;
+        let property = hold_property(tag);
+        let inv = self.invocation(
+            &[
+                "get",
+                "-H",
+                "-p",
+                "-d",
+                "1",
+                "-s",
+                "local",
+                "-o",
+                "name,property,value",
+                &property,
+                dataset.as_str(),
+            ],
+            Subject::Dataset,
+        );
+        let captured = inv.run().await?;
+        let names =
+            parse::held_snapshots(&captured.stdout, &property).map_err(|e| parse_error(&inv, e))?;
+        Ok(names
+            .into_iter()
+            .filter_map(|name| match FullSnapshotName::parse(&name) {
+                Ok(name) if name.dataset() == dataset => Some(name),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(snapshot = %name, error = %e, "skipping held snapshot with unsupported name");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    async fn bookmark(
+        &self,
+        snapshot: &FullSnapshotName,
+        bookmark: &FullBookmarkName,
+    ) -> Result<(), Error> {
+        check_same_dataset(snapshot, bookmark)?;
+        self.check_bookmarks()?;
+        let (snap, mark) = (snapshot.to_string(), bookmark.to_string());
+        let inv = self.invocation(&["bookmark", &snap, &mark], Subject::Snapshot);
+        self.run_bookmark_command(&inv).await.map(|_| ())
+    }
+
+    async fn list_bookmarks(&self, dataset: &DatasetName) -> Result<Vec<LocalBookmark>, Error> {
+        self.check_bookmarks()?;
+        let inv = self.invocation(
+            &[
+                "list",
+                "-H",
+                "-p",
+                "-t",
+                "bookmark",
+                "-o",
+                "name,guid,createtxg,creation",
+                "-s",
+                "createtxg",
+                "-d",
+                "1",
+                dataset.as_str(),
+            ],
+            Subject::Dataset,
+        );
+        let captured = self.run_bookmark_command(&inv).await?;
+        let rows = parse::bookmark_list(&captured.stdout).map_err(|e| parse_error(&inv, e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| match FullBookmarkName::parse(&row.name) {
+                Ok(name) if name.dataset() == dataset => Some(LocalBookmark {
+                    name,
+                    guid: row.guid,
+                    createtxg: row.createtxg,
+                    creation: row.creation,
+                }),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(bookmark = %row.name, error = %e, "skipping bookmark with unsupported name");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    async fn send_from_bookmark(
+        &self,
+        from: &FullBookmarkName,
+        to: &FullSnapshotName,
+    ) -> Result<SendStream, Error> {
+        self.check_bookmarks()?;
+        let (from_text, to_text) = (from.to_string(), to.to_string());
+        self.invocation(
+            &Self::send_args(&[], Some(&from_text), &to_text),
+            Subject::Snapshot,
+        )
+        .stream_from()
+    }
+}
+
+/// A bookmark is made in its snapshot's dataset; anything else is refused before `zfs` runs.
+pub(crate) fn check_same_dataset(
+    snapshot: &FullSnapshotName,
+    bookmark: &FullBookmarkName,
+) -> Result<(), Error> {
+    if snapshot.dataset() == bookmark.dataset() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::InvalidName,
+        format!("bookmark '{bookmark}' is not in the dataset of '{snapshot}'"),
+    ))
 }
 
 #[cfg(test)]
@@ -343,21 +553,25 @@ mod tests {
                 name: "p/fs@a".into(),
                 guid: 1,
                 createtxg: 2,
+                creation: Some(1_796_425_946),
             },
             RawSnapshot {
                 name: "p/fs/child@a".into(),
                 guid: 3,
                 createtxg: 4,
+                creation: None,
             },
             RawSnapshot {
                 name: "p/fs@..".into(),
                 guid: 5,
                 createtxg: 6,
+                creation: None,
             },
         ];
         let local = to_local(&ds, rows);
         assert_eq!(local.len(), 1);
         assert_eq!(local[0].name.to_string(), "p/fs@a");
         assert_eq!((local[0].guid, local[0].createtxg), (1, 2));
+        assert_eq!(local[0].creation, Some(1_796_425_946));
     }
 }

@@ -18,7 +18,7 @@ use z3_core::{DatasetName, FullSnapshotName, LocalSnapshot, SnapshotName};
 use crate::error::{Error, ErrorKind, Subject};
 use crate::fake::FakeZfs;
 use crate::runner::Invocation;
-use crate::{EstimateMethod, ReceiveOptions, SendStream, Zfs};
+use crate::{EstimateMethod, FullBookmarkName, ReceiveOptions, SendStream, Zfs};
 
 /// Test-only operations on a scratch area: the fixture side of the conformance checks.
 #[async_trait::async_trait]
@@ -29,6 +29,9 @@ pub trait Scratch: Send + Sync {
     async fn write(&self, dataset: &DatasetName, data: &[u8]) -> Result<(), Error>;
     /// Takes a snapshot.
     async fn snapshot(&self, snapshot: &FullSnapshotName) -> Result<(), Error>;
+    /// Destroys one snapshot (`zfs destroy pool/fs@snap`), as an auto-snapshot tool's cleanup
+    /// would; a held snapshot must fail with [`ErrorKind::Busy`].
+    async fn destroy_snapshot(&self, snapshot: &FullSnapshotName) -> Result<(), Error>;
 }
 
 #[async_trait::async_trait]
@@ -43,6 +46,10 @@ impl Scratch for FakeZfs {
 
     async fn snapshot(&self, snapshot: &FullSnapshotName) -> Result<(), Error> {
         FakeZfs::snapshot(self, &snapshot.to_string()).map(|_| ())
+    }
+
+    async fn destroy_snapshot(&self, snapshot: &FullSnapshotName) -> Result<(), Error> {
+        FakeZfs::destroy_snapshot(self, &snapshot.to_string())
     }
 }
 
@@ -149,6 +156,13 @@ impl Scratch for CliScratch {
 
     async fn snapshot(&self, snapshot: &FullSnapshotName) -> Result<(), Error> {
         self.invocation(&["snapshot", &snapshot.to_string()], Subject::Snapshot)
+            .run()
+            .await
+            .map(|_| ())
+    }
+
+    async fn destroy_snapshot(&self, snapshot: &FullSnapshotName) -> Result<(), Error> {
+        self.invocation(&["destroy", &snapshot.to_string()], Subject::Snapshot)
             .run()
             .await
             .map(|_| ())
@@ -481,6 +495,195 @@ pub async fn dropped_receive_commits_nothing(
     assert!(!zfs.dataset_exists(&dst).await.expect("exists"));
 }
 
+/// The tag the hold checks use.
+const TAG: &str = "z3-conformance";
+
+/// A hold makes `zfs destroy` fail with [`ErrorKind::Busy`]; holding twice is fine; the held
+/// snapshot is listed by [`Zfs::held_snapshots`] (for its tag only) until released; releasing
+/// twice, or a snapshot never held, is fine; after the release the destroy succeeds. A missing
+/// snapshot is [`ErrorKind::SnapshotNotFound`] for both calls, and a refused tag is
+/// [`ErrorKind::InvalidName`].
+///
+/// Every hold it places is released before it returns normally, so that the scratch dataset
+/// can be destroyed afterwards.
+pub async fn holds(zfs: &dyn Zfs, scratch: &dyn Scratch, root: &DatasetName) {
+    let ds = child(root, "holds");
+    scratch.create_dataset(&ds).await.expect("create dataset");
+    let (a, b, c) = (snap(&ds, "a"), snap(&ds, "b"), snap(&ds, "sp ace"));
+    for s in [&a, &b, &c] {
+        scratch.snapshot(s).await.expect("snapshot");
+    }
+    assert_eq!(zfs.held_snapshots(&ds, TAG).await.expect("held"), []);
+
+    zfs.hold(&a, TAG).await.expect("hold");
+    zfs.hold(&a, TAG).await.expect("holding twice is fine");
+    zfs.hold(&c, TAG).await.expect("hold a name with a space");
+    zfs.hold(&b, "z3-other")
+        .await
+        .expect("hold with another tag");
+    assert_eq!(
+        zfs.held_snapshots(&ds, TAG).await.expect("held"),
+        [a.clone(), c.clone()]
+    );
+    assert_eq!(
+        zfs.held_snapshots(&ds, "z3-other").await.expect("held"),
+        std::slice::from_ref(&b)
+    );
+
+    let e = scratch
+        .destroy_snapshot(&a)
+        .await
+        .expect_err("a held snapshot cannot be destroyed");
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert!(
+        e.stderr().unwrap_or_default().contains("dataset is busy"),
+        "{e}"
+    );
+
+    zfs.release(&a, TAG).await.expect("release");
+    zfs.release(&a, TAG).await.expect("releasing twice is fine");
+    zfs.release(&b, TAG)
+        .await
+        .expect("releasing a tag the snapshot does not carry is fine");
+    assert_eq!(
+        zfs.held_snapshots(&ds, TAG).await.expect("held"),
+        std::slice::from_ref(&c)
+    );
+    scratch
+        .destroy_snapshot(&a)
+        .await
+        .expect("a released snapshot can be destroyed");
+    let names_left = names(&zfs.list_snapshots(&ds).await.expect("list"));
+    assert_eq!(names_left, ["b", "sp ace"]);
+
+    let missing = snap(&ds, "missing");
+    for e in [
+        zfs.hold(&missing, TAG)
+            .await
+            .expect_err("hold a missing snapshot"),
+        zfs.release(&missing, TAG)
+            .await
+            .expect_err("release from a missing snapshot"),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::SnapshotNotFound, "{e}");
+    }
+    let e = zfs
+        .held_snapshots(&child(root, "holds-missing"), TAG)
+        .await
+        .expect_err("a missing dataset");
+    assert_eq!(e.kind(), ErrorKind::DatasetNotFound, "{e}");
+    for tag in ["", "bad tag!", "-x"] {
+        let e = zfs.hold(&b, tag).await.expect_err("refused tag");
+        assert_eq!(e.kind(), ErrorKind::InvalidName, "{e}");
+    }
+
+    zfs.release(&c, TAG).await.expect("release");
+    zfs.release(&b, "z3-other").await.expect("release");
+    assert_eq!(zfs.held_snapshots(&ds, TAG).await.expect("held"), []);
+    assert_eq!(zfs.held_snapshots(&ds, "z3-other").await.expect("held"), []);
+}
+
+/// Every snapshot reports a `creation` time, non-decreasing with createtxg and within ten
+/// minutes of `now` (Unix seconds; the fake's clock must be set to it); a received snapshot
+/// keeps the sender's creation time.
+pub async fn creation_times(zfs: &dyn Zfs, scratch: &dyn Scratch, root: &DatasetName, now: i64) {
+    let ds = child(root, "creation");
+    scratch.create_dataset(&ds).await.expect("create dataset");
+    for name in ["a", "b", "c"] {
+        scratch.write(&ds, name.as_bytes()).await.expect("write");
+        scratch.snapshot(&snap(&ds, name)).await.expect("snapshot");
+    }
+    let listed = zfs.list_snapshots(&ds).await.expect("list");
+    let times: Vec<i64> = listed
+        .iter()
+        .map(|s| s.creation.expect("creation is reported"))
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "creation does not decrease with createtxg: {listed:?}"
+    );
+    assert!(
+        times.iter().all(|t| (t - now).abs() <= 600),
+        "creation {times:?} is not within ten minutes of {now}"
+    );
+
+    let stream = send_to_vec(zfs, None, &snap(&ds, "a")).await.expect("send");
+    let dst = child(root, "creation-dst");
+    receive_from_slice(zfs, &snap(&dst, "a"), false, &stream)
+        .await
+        .expect("receive");
+    let received = zfs.list_snapshots(&dst).await.expect("list");
+    assert_eq!(received[0].creation, Some(times[0]), "{received:?}");
+}
+
+/// Bookmarks where this `zfs` has them: a bookmark reports its snapshot's guid, createtxg and
+/// creation, survives the snapshot's destruction, and an incremental sent from it applies on a
+/// copy of that snapshot. Where it has none (zfs-fuse), every bookmark call fails with
+/// [`ErrorKind::Unsupported`]. Returns whether bookmarks are supported.
+pub async fn bookmarks(zfs: &dyn Zfs, scratch: &dyn Scratch, root: &DatasetName) -> bool {
+    let ds = child(root, "bookmarks");
+    scratch.create_dataset(&ds).await.expect("create dataset");
+    scratch.write(&ds, &data(7, 4096)).await.expect("write");
+    let a = snap(&ds, "a");
+    scratch.snapshot(&a).await.expect("snapshot");
+    let mark = FullBookmarkName::of(&a);
+
+    let other = FullBookmarkName::parse(&format!("{root}#a")).expect("bookmark name");
+    let e = zfs
+        .bookmark(&a, &other)
+        .await
+        .expect_err("a bookmark in another dataset");
+    assert_eq!(e.kind(), ErrorKind::InvalidName, "{e}");
+
+    if let Err(e) = zfs.bookmark(&a, &mark).await {
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        let e = zfs.list_bookmarks(&ds).await.expect_err("no bookmarks");
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        let e = zfs
+            .send_from_bookmark(&mark, &a)
+            .await
+            .expect_err("no bookmarks");
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        return false;
+    }
+    let snapshot = zfs.list_snapshots(&ds).await.expect("list")[0].clone();
+    let listed = zfs.list_bookmarks(&ds).await.expect("list bookmarks");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].name, mark);
+    assert_eq!(
+        (listed[0].guid, listed[0].createtxg, listed[0].creation),
+        (snapshot.guid, snapshot.createtxg, snapshot.creation)
+    );
+    let e = zfs.bookmark(&a, &mark).await.expect_err("bookmark exists");
+    assert!(e.stderr().unwrap_or_default().contains("exists"), "{e}");
+
+    // A copy of @a elsewhere, then @a replaced by its bookmark.
+    let dst = child(root, "bookmarks-dst");
+    let full = send_to_vec(zfs, None, &a).await.expect("send");
+    receive_from_slice(zfs, &snap(&dst, "a"), false, &full)
+        .await
+        .expect("receive base");
+    scratch.destroy_snapshot(&a).await.expect("destroy");
+    assert_eq!(zfs.list_bookmarks(&ds).await.expect("list").len(), 1);
+
+    scratch.write(&ds, &data(8, 4096)).await.expect("write");
+    let b = snap(&ds, "b");
+    scratch.snapshot(&b).await.expect("snapshot");
+    let inc = read_stream(zfs.send_from_bookmark(&mark, &b).await.expect("send"))
+        .await
+        .expect("incremental from a bookmark");
+    receive_from_slice(zfs, &snap(&dst, "b"), false, &inc)
+        .await
+        .expect("the increment applies on the copy of the bookmarked snapshot");
+    let source = zfs.list_snapshots(&ds).await.expect("list");
+    let received = zfs.list_snapshots(&dst).await.expect("list");
+    assert_eq!(
+        received.last().map(|s| s.guid),
+        source.last().map(|s| s.guid)
+    );
+    true
+}
+
 /// Runs every check under `root`; returns the estimate method the implementation used.
 pub async fn run_all(zfs: &dyn Zfs, scratch: &dyn Scratch, root: &DatasetName) -> EstimateMethod {
     list_snapshots(zfs, scratch, root).await;
@@ -491,5 +694,7 @@ pub async fn run_all(zfs: &dyn Zfs, scratch: &dyn Scratch, root: &DatasetName) -
     send_missing_snapshot_fails(zfs, scratch, root).await;
     receive_garbage_fails(zfs, scratch, root).await;
     dropped_receive_commits_nothing(zfs, scratch, root).await;
+    holds(zfs, scratch, root).await;
+    bookmarks(zfs, scratch, root).await;
     method
 }

@@ -25,8 +25,16 @@ pub enum ErrorKind {
     Io,
     /// A receive was given a stream that is not a valid, complete send stream.
     InvalidStream,
-    /// A name passed to a `FakeZfs` helper (feature `testing`) as text is not a valid ZFS name.
+    /// A name passed as text is not a valid ZFS name: a `FakeZfs` helper's argument (feature
+    /// `testing`), a bookmark name, or a hold tag z3 refuses (see
+    /// [`validate_hold_tag`](crate::validate_hold_tag)). Nothing was run.
     InvalidName,
+    /// The snapshot is in use and cannot be destroyed: it carries a hold (`zfs hold`), so
+    /// `zfs destroy` says `dataset is busy`.
+    Busy,
+    /// This `zfs` lacks the feature: bookmarks on zfs-fuse 0.7 (`unrecognized command
+    /// 'bookmark'`, `invalid type 'bookmark'`). Use holds instead.
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -49,6 +57,8 @@ impl fmt::Display for ErrorKind {
             Self::Io => "i/o error",
             Self::InvalidStream => "invalid stream",
             Self::InvalidName => "invalid name",
+            Self::Busy => "dataset is busy",
+            Self::Unsupported => "not supported by this zfs",
         })
     }
 }

@@ -17,6 +17,15 @@
 //!
 //! Errors that `zfs` would print are built as failed commands (`zfs receive …`, exit 1, the
 //! stderr text), so `err.stderr()` works the same on both implementations.
+//!
+//! Beyond receive, the fake models the OpenZFS dialect of the rest of the trait:
+//! * every snapshot has a `creation` time from the fake's clock ([`FakeZfs::set_clock`],
+//!   [`FakeZfs::snapshot_at`]), which a received snapshot keeps (as on real ZFS);
+//! * holds: a held snapshot refuses [`FakeZfs::destroy_snapshot`], [`FakeZfs::destroy_dataset`]
+//!   and a [`FakeZfs::rollback`] past it with [`ErrorKind::Busy`] (`dataset is busy`), and the
+//!   fake lists its holds directly ([`FakeZfs::holds`]);
+//! * bookmarks, which survive their snapshot and can be sent from; [`FakeZfs::disable_bookmarks`]
+//!   makes it answer like zfs-fuse ([`ErrorKind::Unsupported`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,8 +39,15 @@ use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 use z3_core::{DatasetName, FullSnapshotName, LocalSnapshot};
 
+use crate::bookmark::{FullBookmarkName, LocalBookmark};
+use crate::cli::{bookmarks_unsupported, check_same_dataset};
 use crate::error::{CommandFailure, Error, ErrorKind, Subject};
+use crate::hold::validate_hold_tag;
 use crate::{EstimateMethod, ReceiveOptions, ReceiveSink, SendEstimate, SendStream, Zfs};
+
+/// The creation time of the fake's first snapshot unless a test sets the clock:
+/// 2023-11-14T22:13:20Z.
+pub const DEFAULT_CLOCK: i64 = 1_700_000_000;
 
 /// An in-memory ZFS. Cloning shares the state, so a test can keep a handle for inspection
 /// while the code under test owns another (as `Arc<dyn Zfs>` or `Box<dyn Zfs>`).
@@ -40,11 +56,15 @@ pub struct FakeZfs {
     state: Arc<Mutex<State>>,
 }
 
-#[derive(Default)]
 struct State {
     datasets: BTreeMap<String, Dataset>,
     /// Source of guids and createtxgs, so that runs are deterministic.
     counter: u64,
+    /// The creation time (Unix seconds) of the next snapshot; each snapshot advances it by one
+    /// second, so creation never decreases with createtxg.
+    clock: i64,
+    /// Answer bookmark operations like zfs-fuse (no bookmarks).
+    no_bookmarks: bool,
     fail_next_send: Option<usize>,
     stall_next_send: Option<usize>,
     fail_next_receive: Option<String>,
@@ -53,12 +73,29 @@ struct State {
     stalled_alive: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            datasets: BTreeMap::new(),
+            counter: 0,
+            clock: DEFAULT_CLOCK,
+            no_bookmarks: false,
+            fail_next_send: None,
+            stall_next_send: None,
+            fail_next_receive: None,
+            calls: Vec::new(),
+            stalled_alive: Arc::default(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Dataset {
     content: Bytes,
     /// Written since the most recent snapshot (blocks an incremental receive without force).
     modified: bool,
     snapshots: Vec<Snap>,
+    bookmarks: Vec<Mark>,
 }
 
 #[derive(Clone)]
@@ -66,7 +103,36 @@ struct Snap {
     name: String,
     guid: u64,
     createtxg: u64,
+    creation: i64,
     content: Bytes,
+    /// Hold tags (`zfs hold`), each at most once.
+    holds: std::collections::BTreeSet<String>,
+}
+
+/// A bookmark: the identity of a snapshot, without its content.
+#[derive(Clone)]
+struct Mark {
+    name: String,
+    guid: u64,
+    createtxg: u64,
+    creation: i64,
+}
+
+impl Dataset {
+    /// The first held snapshot among `snapshots`, as `zfs destroy` would report it.
+    fn first_held<'a>(snapshots: impl IntoIterator<Item = &'a Snap>) -> Option<&'a Snap> {
+        snapshots.into_iter().find(|s| !s.holds.is_empty())
+    }
+}
+
+/// OpenZFS's refusal to destroy a held snapshot (zfs-fuse: `cannot destroy 'p/fs@a': …`).
+fn busy(command: String, dataset: &str, snapshot: &str) -> Error {
+    zfs_error(
+        command,
+        1,
+        &format!("cannot destroy snapshot {dataset}@{snapshot}: dataset is busy"),
+        Subject::Snapshot,
+    )
 }
 
 impl State {
@@ -224,6 +290,8 @@ impl FakeZfs {
         }
         let guid = state.next_guid();
         let createtxg = state.next();
+        let creation = state.clock;
+        state.clock += 1;
         let ds = state
             .datasets
             .get_mut(name.dataset().as_str())
@@ -232,24 +300,100 @@ impl FakeZfs {
             name: name.snapshot().as_str().to_owned(),
             guid,
             createtxg,
+            creation,
             content: ds.content.clone(),
+            holds: std::collections::BTreeSet::new(),
         });
         ds.modified = false;
         Ok(guid)
     }
 
+    /// Sets the creation time (Unix seconds) of the next snapshot; later ones follow one second
+    /// apart.
+    pub fn set_clock(&self, unix_secs: i64) {
+        self.lock().clock = unix_secs;
+    }
+
+    /// Takes a snapshot created at `unix_secs` (like [`FakeZfs::snapshot`] after
+    /// [`FakeZfs::set_clock`]); returns the new guid.
+    ///
+    /// # Errors
+    /// As for [`FakeZfs::snapshot`].
+    pub fn snapshot_at(&self, full_name: &str, unix_secs: i64) -> Result<u64, Error> {
+        self.set_clock(unix_secs);
+        self.snapshot(full_name)
+    }
+
+    /// Answers bookmark operations like zfs-fuse from now on: [`ErrorKind::Unsupported`].
+    pub fn disable_bookmarks(&self) {
+        self.lock().no_bookmarks = true;
+    }
+
+    /// The hold tags of `dataset@snapshot`, sorted (empty if it does not exist). The fake can
+    /// list holds; zfs-fuse cannot, which is why callers use [`Zfs::held_snapshots`].
+    #[must_use]
+    pub fn holds(&self, full_name: &str) -> Vec<String> {
+        let Ok(name) = FullSnapshotName::parse(full_name) else {
+            return Vec::new();
+        };
+        self.lock()
+            .snap(&name)
+            .map(|s| s.holds.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Destroys one snapshot (like `zfs destroy dataset@snapshot`); its bookmarks stay.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidName`]; [`ErrorKind::SnapshotNotFound`] if it does not exist;
+    /// [`ErrorKind::Busy`] (`dataset is busy`) if it is held.
+    pub fn destroy_snapshot(&self, full_name: &str) -> Result<(), Error> {
+        let name = FullSnapshotName::parse(full_name).map_err(invalid_name)?;
+        let command = format!("zfs destroy {name}");
+        let mut state = self.lock();
+        let snap = state.snap(&name).ok_or_else(|| {
+            zfs_error(
+                command.clone(),
+                1,
+                &format!("cannot open '{name}': dataset does not exist"),
+                Subject::Snapshot,
+            )
+        })?;
+        if !snap.holds.is_empty() {
+            return Err(busy(
+                command,
+                name.dataset().as_str(),
+                name.snapshot().as_str(),
+            ));
+        }
+        if let Some(ds) = state.datasets.get_mut(name.dataset().as_str()) {
+            ds.snapshots.retain(|s| s.name != name.snapshot().as_str());
+        }
+        Ok(())
+    }
+
     /// Destroys `dataset` with its snapshots and descendants (like `zfs destroy -r`).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidName`] or [`ErrorKind::DatasetNotFound`].
+    /// [`ErrorKind::InvalidName`], [`ErrorKind::DatasetNotFound`], or [`ErrorKind::Busy`] when
+    /// one of the snapshots is held (nothing is destroyed then).
     pub fn destroy_dataset(&self, dataset: &str) -> Result<(), Error> {
         let name = DatasetName::new(dataset).map_err(invalid_name)?;
         let mut state = self.lock();
-        if state.datasets.remove(name.as_str()).is_none() {
+        if !state.datasets.contains_key(name.as_str()) {
             return Err(not_found(&name));
         }
         let prefix = format!("{name}/");
-        state.datasets.retain(|k, _| !k.starts_with(&prefix));
+        let doomed = |k: &str| k == name.as_str() || k.starts_with(&prefix);
+        if let Some((ds, snap)) = state
+            .datasets
+            .iter()
+            .filter(|(k, _)| doomed(k))
+            .find_map(|(k, d)| Dataset::first_held(&d.snapshots).map(|s| (k, s)))
+        {
+            return Err(busy(format!("zfs destroy -r {name}"), ds, &snap.name));
+        }
+        state.datasets.retain(|k, _| !doomed(k));
         Ok(())
     }
 
@@ -257,7 +401,8 @@ impl FakeZfs {
     /// `zfs rollback -r`): the content becomes the snapshot's.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidName`], or [`ErrorKind::SnapshotNotFound`] if the snapshot does not exist.
+    /// [`ErrorKind::InvalidName`], [`ErrorKind::SnapshotNotFound`] if the snapshot does not
+    /// exist, or [`ErrorKind::Busy`] if a later snapshot is held (nothing changes then).
     pub fn rollback(&self, full_name: &str) -> Result<(), Error> {
         let name = FullSnapshotName::parse(full_name).map_err(invalid_name)?;
         let mut state = self.lock();
@@ -276,6 +421,13 @@ impl FakeZfs {
             .iter()
             .position(|s| s.name == name.snapshot().as_str())
             .ok_or_else(missing)?;
+        if let Some(held) = Dataset::first_held(&ds.snapshots[at + 1..]) {
+            return Err(busy(
+                format!("zfs rollback -r {name}"),
+                name.dataset().as_str(),
+                &held.name,
+            ));
+        }
         ds.snapshots.truncate(at + 1);
         ds.content = ds.snapshots[at].content.clone();
         ds.modified = false;
@@ -378,6 +530,39 @@ impl FakeZfs {
         self.lock().calls.clone()
     }
 
+    /// The snapshot a hold or release applies to, with OpenZFS's errors when it is missing:
+    /// `cannot open '<dataset>': …` for a missing dataset, `<action> '<snapshot>': dataset does
+    /// not exist` for a missing snapshot.
+    fn snap_for_hold<'a>(
+        state: &'a mut State,
+        snapshot: &FullSnapshotName,
+        command: &str,
+        action: &str,
+    ) -> Result<&'a mut Snap, Error> {
+        let Some(ds) = state.datasets.get_mut(snapshot.dataset().as_str()) else {
+            return Err(zfs_error(
+                command.to_owned(),
+                1,
+                &format!(
+                    "cannot open '{}': dataset does not exist",
+                    snapshot.dataset()
+                ),
+                Subject::Snapshot,
+            ));
+        };
+        ds.snapshots
+            .iter_mut()
+            .find(|s| s.name == snapshot.snapshot().as_str())
+            .ok_or_else(|| {
+                zfs_error(
+                    command.to_owned(),
+                    1,
+                    &format!("{action} '{snapshot}': dataset does not exist"),
+                    Subject::Snapshot,
+                )
+            })
+    }
+
     /// Checks that `from` (if any) and `to` can be sent; `verb` names the simulated command.
     fn check_send(
         state: &State,
@@ -423,6 +608,7 @@ impl FakeZfs {
         let stream = FakeStream {
             from_guid,
             to_guid: to_snap.guid,
+            creation: to_snap.creation,
             from_name: from.map(ToString::to_string).unwrap_or_default(),
             to_name: to.to_string(),
             payload: to_snap.content.clone(),
@@ -475,6 +661,7 @@ impl Zfs for FakeZfs {
                     name,
                     guid: s.guid,
                     createtxg: s.createtxg,
+                    creation: Some(s.creation),
                 })
             })
             .collect()
@@ -610,6 +797,203 @@ impl Zfs for FakeZfs {
         };
         Ok(ReceiveSink::from_parts(writer, completion, description))
     }
+
+    async fn hold(&self, snapshot: &FullSnapshotName, tag: &str) -> Result<(), Error> {
+        validate_hold_tag(tag)?;
+        let mut state = self.lock();
+        state.calls.push(format!("hold {tag} {snapshot}"));
+        let command = format!("zfs hold {tag} {snapshot}");
+        let snap = Self::snap_for_hold(&mut state, snapshot, &command, "cannot hold snapshot")?;
+        // Holding again with the same tag is `tag already exists on this dataset`: success.
+        snap.holds.insert(tag.to_owned());
+        Ok(())
+    }
+
+    async fn release(&self, snapshot: &FullSnapshotName, tag: &str) -> Result<(), Error> {
+        validate_hold_tag(tag)?;
+        let mut state = self.lock();
+        state.calls.push(format!("release {tag} {snapshot}"));
+        let command = format!("zfs release {tag} {snapshot}");
+        let snap = Self::snap_for_hold(
+            &mut state,
+            snapshot,
+            &command,
+            "cannot release hold from snapshot",
+        )?;
+        // Releasing a tag that is not there is `no such tag on this dataset`: success.
+        snap.holds.remove(tag);
+        Ok(())
+    }
+
+    async fn held_snapshots(
+        &self,
+        dataset: &DatasetName,
+        tag: &str,
+    ) -> Result<Vec<FullSnapshotName>, Error> {
+        validate_hold_tag(tag)?;
+        let mut state = self.lock();
+        state.calls.push(format!("held {dataset} {tag}"));
+        let ds = state
+            .datasets
+            .get(dataset.as_str())
+            .ok_or_else(|| missing_dataset("zfs get", dataset))?;
+        ds.snapshots
+            .iter()
+            .filter(|s| s.holds.contains(tag))
+            .map(|s| {
+                FullSnapshotName::new(
+                    dataset.clone(),
+                    z3_core::SnapshotName::new(&s.name).map_err(invalid_name)?,
+                )
+                .map_err(invalid_name)
+            })
+            .collect()
+    }
+
+    async fn bookmark(
+        &self,
+        snapshot: &FullSnapshotName,
+        bookmark: &FullBookmarkName,
+    ) -> Result<(), Error> {
+        check_same_dataset(snapshot, bookmark)?;
+        let mut state = self.lock();
+        state.calls.push(format!("bookmark {snapshot} {bookmark}"));
+        let command = format!("zfs bookmark {snapshot} {bookmark}");
+        if state.no_bookmarks {
+            return Err(bookmarks_unsupported(Some(zfs_error(
+                command,
+                2,
+                "unrecognized command 'bookmark'\nusage: zfs command args ...",
+                Subject::Snapshot,
+            ))));
+        }
+        let snap = state.snap(snapshot).cloned().ok_or_else(|| {
+            zfs_error(
+                command.clone(),
+                255,
+                &format!("cannot open '{snapshot}': dataset does not exist"),
+                Subject::Snapshot,
+            )
+        })?;
+        let ds = state
+            .datasets
+            .get_mut(snapshot.dataset().as_str())
+            .ok_or_else(|| not_found(snapshot.dataset()))?;
+        if ds
+            .bookmarks
+            .iter()
+            .any(|b| b.name == bookmark.name().as_str())
+        {
+            return Err(zfs_error(
+                command,
+                1,
+                &format!("cannot create bookmark '{bookmark}': bookmark exists"),
+                Subject::Snapshot,
+            ));
+        }
+        ds.bookmarks.push(Mark {
+            name: bookmark.name().as_str().to_owned(),
+            guid: snap.guid,
+            createtxg: snap.createtxg,
+            creation: snap.creation,
+        });
+        ds.bookmarks.sort_by_key(|b| b.createtxg);
+        Ok(())
+    }
+
+    async fn list_bookmarks(&self, dataset: &DatasetName) -> Result<Vec<LocalBookmark>, Error> {
+        let mut state = self.lock();
+        state.calls.push(format!("bookmarks {dataset}"));
+        if state.no_bookmarks {
+            return Err(bookmarks_unsupported(None));
+        }
+        let ds = state
+            .datasets
+            .get(dataset.as_str())
+            .ok_or_else(|| missing_dataset("zfs list -t bookmark", dataset))?;
+        ds.bookmarks
+            .iter()
+            .map(|b| {
+                Ok(LocalBookmark {
+                    name: FullBookmarkName::new(
+                        dataset.clone(),
+                        z3_core::SnapshotName::new(&b.name).map_err(invalid_name)?,
+                    )?,
+                    guid: b.guid,
+                    createtxg: b.createtxg,
+                    creation: Some(b.creation),
+                })
+            })
+            .collect()
+    }
+
+    async fn send_from_bookmark(
+        &self,
+        from: &FullBookmarkName,
+        to: &FullSnapshotName,
+    ) -> Result<SendStream, Error> {
+        let mut state = self.lock();
+        state.calls.push(format!("send -i {from} {to}"));
+        if state.no_bookmarks {
+            return Err(bookmarks_unsupported(None));
+        }
+        let command = format!("zfs send -i {from} {to}");
+        let missing = |name: &dyn fmt::Display| {
+            zfs_error(
+                command.clone(),
+                1,
+                &format!("cannot open '{name}': dataset does not exist"),
+                Subject::Snapshot,
+            )
+        };
+        if from.dataset() != to.dataset() {
+            return Err(zfs_error(
+                command,
+                2,
+                "incremental source must be in same filesystem",
+                Subject::Snapshot,
+            ));
+        }
+        let to_snap = state.snap(to).ok_or_else(|| missing(to))?;
+        let mark = state
+            .datasets
+            .get(from.dataset().as_str())
+            .and_then(|d| d.bookmarks.iter().find(|b| b.name == from.name().as_str()))
+            .ok_or_else(|| missing(from))?;
+        if mark.createtxg >= to_snap.createtxg {
+            return Err(zfs_error(
+                command,
+                1,
+                &format!("warning: cannot send '{to}': not an earlier snapshot from the same fs"),
+                Subject::Snapshot,
+            ));
+        }
+        let stream = FakeStream {
+            from_guid: mark.guid,
+            to_guid: to_snap.guid,
+            creation: to_snap.creation,
+            from_name: from.to_string(),
+            to_name: to.to_string(),
+            payload: to_snap.content.clone(),
+        }
+        .encode();
+        drop(state);
+        Ok(SendStream::from_parts(
+            io::Cursor::new(stream),
+            async { Ok(()) },
+            command,
+        ))
+    }
+}
+
+/// `cannot open '<dataset>': dataset does not exist` from a simulated `command`.
+fn missing_dataset(command: &str, dataset: &DatasetName) -> Error {
+    zfs_error(
+        format!("{command} {dataset}"),
+        1,
+        &format!("cannot open '{dataset}': dataset does not exist"),
+        Subject::Dataset,
+    )
 }
 
 const FULL_PREFIX: &str = "cannot receive new filesystem stream";
@@ -688,7 +1072,10 @@ fn apply_receive(state: &mut State, target: &FullSnapshotName, stream: FakeStrea
         name: target.snapshot().as_str().to_owned(),
         guid: stream.to_guid,
         createtxg,
+        // A received snapshot keeps the sender's creation time (checked on zfs-fuse).
+        creation: stream.creation,
         content: stream.payload,
+        holds: std::collections::BTreeSet::new(),
     });
 }
 
@@ -771,8 +1158,9 @@ impl AsyncWrite for FakeReceiver {
 
 /// The fake send stream format.
 ///
-/// Layout (integers big-endian): magic `Z3FAKE\0\x01` (8 bytes), base guid (u64, 0 for a full
-/// stream), snapshot guid (u64), payload length (u64), source name length (u16) and bytes,
+/// Layout (integers big-endian): magic `Z3FAKE\0\x02` (8 bytes), base guid (u64, 0 for a full
+/// stream), snapshot guid (u64), payload length (u64), the snapshot's creation time (i64, Unix
+/// seconds), source name length (u16) and bytes,
 /// base name length (u16) and bytes, payload, FNV-1a 64 checksum of everything before it
 /// (u64). The fake's estimate is the exact encoded length: payload plus this overhead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -781,6 +1169,8 @@ pub struct FakeStream {
     pub from_guid: u64,
     /// Guid of the sent snapshot; the received snapshot gets the same one.
     pub to_guid: u64,
+    /// Creation time of the sent snapshot (Unix seconds); the received snapshot keeps it.
+    pub creation: i64,
     /// Full name of the base, empty for a full stream.
     pub from_name: String,
     /// Full name of the sent snapshot.
@@ -826,8 +1216,8 @@ impl FakeStreamError {
     }
 }
 
-const MAGIC: &[u8; 8] = b"Z3FAKE\0\x01";
-const FIXED_HEADER: usize = 8 + 8 + 8 + 8 + 2;
+const MAGIC: &[u8; 8] = b"Z3FAKE\0\x02";
+const FIXED_HEADER: usize = 8 + 8 + 8 + 8 + 8 + 2;
 const TRAILER: usize = 8;
 
 fn fnv1a(data: &[u8]) -> u64 {
@@ -855,6 +1245,7 @@ impl FakeStream {
         out.put_u64(self.from_guid);
         out.put_u64(self.to_guid);
         out.put_u64(self.payload.len() as u64);
+        out.put_i64(self.creation);
         out.put_u16(to.len() as u16);
         out.put_slice(to);
         out.put_u16(from.len() as u16);
@@ -878,7 +1269,7 @@ impl FakeStream {
         if data.len() < FIXED_HEADER {
             return Ok(None);
         }
-        let to_len = usize::from(u16::from_be_bytes([data[32], data[33]]));
+        let to_len = usize::from(u16::from_be_bytes([data[40], data[41]]));
         let from_at = FIXED_HEADER + to_len;
         if data.len() < from_at + 2 {
             return Ok(None);
@@ -891,6 +1282,7 @@ impl FakeStream {
         let header = Self {
             from_guid: be_u64(&data[8..]),
             to_guid: be_u64(&data[16..]),
+            creation: i64::from_be_bytes(be_u64(&data[32..]).to_be_bytes()),
             to_name: String::from_utf8_lossy(&data[FIXED_HEADER..from_at]).into_owned(),
             from_name: String::from_utf8_lossy(&data[from_at + 2..end]).into_owned(),
             payload: Bytes::new(),
@@ -1218,8 +1610,8 @@ mod tests {
             .await
             .unwrap();
         // The first write delivers the header and is accepted; the receiver then "dies".
-        sink.write_all(&stream[..50]).await.unwrap();
-        let e = sink.write_all(&stream[50..]).await.unwrap_err();
+        sink.write_all(&stream[..60]).await.unwrap();
+        let e = sink.write_all(&stream[60..]).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
         let e = sink.finish().await.unwrap_err();
         assert!(e.stderr().unwrap().contains("must specify -F"), "{e}");
@@ -1269,11 +1661,68 @@ mod tests {
         assert!(zfs.exists("p/dst"));
     }
 
+    #[tokio::test]
+    async fn held_snapshots_refuse_every_way_of_destroying_them() {
+        let zfs = source();
+        zfs.create_dataset("p/src/kid").unwrap();
+        zfs.snapshot("p/src/kid@k").unwrap();
+        zfs.hold(&full("p/src@a"), "z3").await.unwrap();
+        zfs.hold(&full("p/src/kid@k"), "z3").await.unwrap();
+        assert_eq!(zfs.holds("p/src@a"), ["z3"]);
+
+        let e = zfs.destroy_snapshot("p/src@a").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy);
+        assert_eq!(
+            e.stderr(),
+            Some("cannot destroy snapshot p/src@a: dataset is busy")
+        );
+        // A rollback that would destroy a held later snapshot, and a recursive destroy that
+        // would take a held descendant's snapshot, change nothing.
+        zfs.rollback("p/src@b").unwrap();
+        zfs.hold(&full("p/src@b"), "z3").await.unwrap();
+        let e = zfs.rollback("p/src@a").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy);
+        assert_eq!(zfs.snapshot_names("p/src"), ["a", "b"]);
+        zfs.release(&full("p/src@a"), "z3").await.unwrap();
+        zfs.release(&full("p/src@b"), "z3").await.unwrap();
+        let e = zfs.destroy_dataset("p/src").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy);
+        assert!(e.stderr().unwrap().contains("p/src/kid@k"), "{e}");
+        assert!(zfs.exists("p/src/kid"));
+        zfs.release(&full("p/src/kid@k"), "z3").await.unwrap();
+        zfs.destroy_dataset("p/src").unwrap();
+        assert!(!zfs.exists("p/src/kid"));
+    }
+
+    #[tokio::test]
+    async fn clock_sets_creation_and_receive_keeps_it() {
+        let zfs = FakeZfs::new();
+        zfs.create_dataset("p/src").unwrap();
+        zfs.snapshot("p/src@a").unwrap();
+        zfs.snapshot_at("p/src@b", 1_796_425_946).unwrap();
+        zfs.snapshot("p/src@c").unwrap();
+        let listed = zfs.list_snapshots(&ds("p/src")).await.unwrap();
+        let times: Vec<_> = listed.iter().map(|s| s.creation).collect();
+        assert_eq!(
+            times,
+            [
+                Some(DEFAULT_CLOCK),
+                Some(1_796_425_946),
+                Some(1_796_425_947)
+            ]
+        );
+        let stream = send(&zfs, None, "p/src@b").await;
+        receive(&zfs, "p/dst@b", false, &stream).await.unwrap();
+        let received = zfs.list_snapshots(&ds("p/dst")).await.unwrap();
+        assert_eq!(received[0].creation, Some(1_796_425_946));
+    }
+
     #[test]
     fn stream_codec_round_trip_and_partial_headers() {
         let s = FakeStream {
             from_guid: 7,
             to_guid: 9,
+            creation: -5,
             from_name: "p/a b@x".into(),
             to_name: "p/a b@y".into(),
             payload: Bytes::from_static(b"payload"),
@@ -1283,7 +1732,7 @@ mod tests {
         for cut in 0..enc.len() {
             assert!(FakeStream::decode(&enc[..cut]).is_err());
             if let Ok(Some((h, len))) = FakeStream::header(&enc[..cut]) {
-                assert_eq!((h.from_guid, h.to_guid), (7, 9));
+                assert_eq!((h.from_guid, h.to_guid, h.creation), (7, 9, -5));
                 assert!(len <= cut);
             }
         }

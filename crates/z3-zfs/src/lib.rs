@@ -8,7 +8,12 @@
 //! * [`Zfs::dataset_exists`];
 //! * [`Zfs::estimate_send_size`]: how big `zfs send [-i from] to` will be, to size upload parts;
 //! * [`Zfs::send`]: a running `zfs send` as a [`SendStream`] (`AsyncRead`);
-//! * [`Zfs::receive`]: a running `zfs receive` as a [`ReceiveSink`] (`AsyncWrite`).
+//! * [`Zfs::receive`]: a running `zfs receive` as a [`ReceiveSink`] (`AsyncWrite`);
+//! * [`Zfs::hold`], [`Zfs::release`] and [`Zfs::held_snapshots`]: `zfs hold` on the snapshots
+//!   future backups build on, and the list of the ones z3 holds (also on zfs-fuse, which
+//!   cannot list holds: z3 marks what it holds with the user property [`hold_property`]);
+//! * [`Zfs::bookmark`], [`Zfs::list_bookmarks`] and [`Zfs::send_from_bookmark`] (OpenZFS only;
+//!   [`ErrorKind::Unsupported`] on zfs-fuse).
 //!
 //! Implementations:
 //!
@@ -76,12 +81,14 @@
 #![deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod bookmark;
 mod cli;
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod error;
 #[cfg(feature = "testing")]
 pub mod fake;
+mod hold;
 pub mod parse;
 mod runner;
 mod ssh;
@@ -91,8 +98,10 @@ use std::sync::Arc;
 
 use z3_core::{DatasetName, FullSnapshotName, LocalSnapshot};
 
+pub use bookmark::{FullBookmarkName, LocalBookmark};
 pub use cli::ZfsCli;
 pub use error::{CommandFailure, Error, ErrorKind, STDERR_LIMIT, Subject};
+pub use hold::{MAX_HOLD_TAG_LEN, hold_property, validate_hold_tag};
 pub use runner::CHILD_ENV_REMOVED;
 pub use ssh::{SshTarget, shell_quote};
 pub use stream::{ReceiveSink, SendStream};
@@ -154,6 +163,79 @@ pub trait Zfs: Send + Sync + std::fmt::Debug {
         target: &FullSnapshotName,
         options: &ReceiveOptions,
     ) -> Result<ReceiveSink, Error>;
+
+    /// Places the hold `tag` on `snapshot` (`zfs hold`), so that `zfs destroy` of it fails with
+    /// `dataset is busy` ([`ErrorKind::Busy`]) until the hold is released. Holding a snapshot
+    /// that already carries `tag` succeeds (idempotent).
+    ///
+    /// [`ZfsCli`] also marks the snapshot with the user property [`hold_property`]`(tag)`,
+    /// before the hold, so that [`Zfs::held_snapshots`] works on zfs-fuse too.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidName`] for a tag [`validate_hold_tag`] refuses (nothing runs);
+    /// [`ErrorKind::SnapshotNotFound`] (or `DatasetNotFound`) when the snapshot is missing.
+    async fn hold(&self, snapshot: &FullSnapshotName, tag: &str) -> Result<(), Error>;
+
+    /// Releases the hold `tag` from `snapshot` (`zfs release`) and clears z3's mark. Releasing
+    /// a hold that does not exist succeeds (idempotent).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidName`] for a refused tag; [`ErrorKind::SnapshotNotFound`] (or
+    /// `DatasetNotFound`) when the snapshot is missing.
+    async fn release(&self, snapshot: &FullSnapshotName, tag: &str) -> Result<(), Error>;
+
+    /// The snapshots of exactly this dataset that z3 held with `tag` and has not released (in
+    /// no promised order; both implementations happen to list them in createtxg order).
+    ///
+    /// On [`ZfsCli`] these are the snapshots carrying z3's mark, which is set before each hold
+    /// and cleared after each release: a superset of the actual holds (after a crash between
+    /// the two steps, or a hold released by hand), never missing one. Releasing the extra ones
+    /// is harmless.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidName`] for a refused tag; [`ErrorKind::DatasetNotFound`] when the
+    /// dataset is missing.
+    async fn held_snapshots(
+        &self,
+        dataset: &DatasetName,
+        tag: &str,
+    ) -> Result<Vec<FullSnapshotName>, Error>;
+
+    /// Creates `bookmark` from `snapshot` (`zfs bookmark`). Both must be in the same dataset.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] where this `zfs` has no bookmarks (zfs-fuse);
+    /// [`ErrorKind::InvalidName`] when the bookmark is in another dataset;
+    /// [`ErrorKind::SnapshotNotFound`] when the snapshot is missing; [`ErrorKind::CommandFailed`]
+    /// when the bookmark exists (`bookmark exists`).
+    async fn bookmark(
+        &self,
+        snapshot: &FullSnapshotName,
+        bookmark: &FullBookmarkName,
+    ) -> Result<(), Error>;
+
+    /// The bookmarks of exactly this dataset with guid, createtxg and creation, in createtxg
+    /// order.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] where this `zfs` has no bookmarks (zfs-fuse);
+    /// [`ErrorKind::DatasetNotFound`] when the dataset is missing.
+    async fn list_bookmarks(&self, dataset: &DatasetName) -> Result<Vec<LocalBookmark>, Error>;
+
+    /// Starts `zfs send -i <from bookmark> <to>`: an incremental stream that applies on a
+    /// receiver whose latest snapshot has the bookmark's guid. Its size estimate is
+    /// [`Zfs::estimate_send_size`]`(None, to)`, an over-estimate that only sizes upload parts.
+    ///
+    /// A separate method rather than a `from` of another type: [`Zfs::send`]'s signature and
+    /// every caller stay as they are, and only the code that chose a bookmark base calls this.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Unsupported`] where this `zfs` has no bookmarks; otherwise as [`Zfs::send`].
+    async fn send_from_bookmark(
+        &self,
+        from: &FullBookmarkName,
+        to: &FullSnapshotName,
+    ) -> Result<SendStream, Error>;
 }
 
 /// A size estimate for a send stream.
@@ -218,5 +300,41 @@ impl<T: Zfs + ?Sized> Zfs for Arc<T> {
         options: &ReceiveOptions,
     ) -> Result<ReceiveSink, Error> {
         (**self).receive(target, options).await
+    }
+
+    async fn hold(&self, snapshot: &FullSnapshotName, tag: &str) -> Result<(), Error> {
+        (**self).hold(snapshot, tag).await
+    }
+
+    async fn release(&self, snapshot: &FullSnapshotName, tag: &str) -> Result<(), Error> {
+        (**self).release(snapshot, tag).await
+    }
+
+    async fn held_snapshots(
+        &self,
+        dataset: &DatasetName,
+        tag: &str,
+    ) -> Result<Vec<FullSnapshotName>, Error> {
+        (**self).held_snapshots(dataset, tag).await
+    }
+
+    async fn bookmark(
+        &self,
+        snapshot: &FullSnapshotName,
+        bookmark: &FullBookmarkName,
+    ) -> Result<(), Error> {
+        (**self).bookmark(snapshot, bookmark).await
+    }
+
+    async fn list_bookmarks(&self, dataset: &DatasetName) -> Result<Vec<LocalBookmark>, Error> {
+        (**self).list_bookmarks(dataset).await
+    }
+
+    async fn send_from_bookmark(
+        &self,
+        from: &FullBookmarkName,
+        to: &FullSnapshotName,
+    ) -> Result<SendStream, Error> {
+        (**self).send_from_bookmark(from, to).await
     }
 }

@@ -109,6 +109,7 @@ pub(crate) fn parse_list(text: &str) -> Vec<LocalSnapshot> {
             name: full(line.split('\t').next().unwrap()),
             guid: 0xbeef + txg,
             createtxg: txg,
+            creation: None,
         })
         .collect()
 }

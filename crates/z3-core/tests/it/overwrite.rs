@@ -26,6 +26,7 @@ fn local(spec: Local<'_>) -> LocalChain {
             name: FullSnapshotName::parse(&format!("pool/fs@{name}")).unwrap(),
             guid,
             createtxg: txg,
+            creation: None,
         })
         .collect();
     LocalChain::for_dataset(&snapshots, &dataset(), "snap_")

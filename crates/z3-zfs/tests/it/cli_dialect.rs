@@ -23,11 +23,40 @@ list)
       exit 2
     fi
   done
-  if [ "$last" = "pool/missing" ]; then
+  for a in "$@"; do
+    if [ "$a" = "bookmark" ]; then
+      printf "invalid type 'bookmark'\nusage:\n\tlist [-rH][-d max] [-o property[,...]] [-t type[,...]] [-s property] ...\n" >&2
+      exit 2
+    fi
+  done
+  case "$last" in pool/missing|*@missing)
     printf "cannot open '%s': dataset does not exist\n" "$last" >&2
     exit 1
-  fi
+  esac
   printf '%s\n' "$last"
+  ;;
+set|inherit)
+  case "$last" in *@missing)
+    printf "cannot open '%s': dataset does not exist\n" "$last" >&2
+    exit 1
+  esac
+  ;;
+hold)
+  case "$last" in
+  *@missing) printf "cannot hold '%s': dataset does not exist\n" "$last" >&2; exit 1 ;;
+  *@held) printf "cannot hold '%s': tag already exists on this dataset\n" "$last" >&2; exit 1 ;;
+  esac
+  ;;
+release)
+  case "$last" in
+  *@missing|*@unheld) printf "cannot release '%s' from '%s': dataset does not exist\n" "$2" "$last" >&2; exit 1 ;;
+  *@other) printf "cannot release '%s' from '%s': no such tag on this dataset\n" "$2" "$last" >&2; exit 1 ;;
+  *@weird) printf "cannot release '%s' from '%s': permission denied\n" "$2" "$last" >&2; exit 1 ;;
+  esac
+  ;;
+bookmark)
+  printf "unrecognized command 'bookmark'\nusage: zfs command args ...\nwhere 'command' is one of the following:\n" >&2
+  exit 2
   ;;
 get)
   if [ "$last" = "pool/missing" ]; then
@@ -36,7 +65,8 @@ get)
   fi
   case "$*" in
   *referenced,compressratio*) printf '647168\n1.50x\n' ;;
-  *) printf 'pool/fs\tguid\t2022835183268112203\npool/fs\tcreatetxg\t6\npool/fs@b\tguid\t17932715693616688049\npool/fs@b\tcreatetxg\t16\npool/fs@sp ace\tguid\t16655346559538300140\npool/fs@sp ace\tcreatetxg\t11\npool/fs/child\tguid\t5\npool/fs/child\tcreatetxg\t20\n' ;;
+  *z3:hold:z3*) printf 'pool/fs@b\tz3:hold:z3\ton\npool/fs@sp ace\tz3:hold:z3\ton\npool/fs/child@b\tz3:hold:z3\ton\npool/fs@..\tz3:hold:z3\ton\n' ;;
+  *) printf 'pool/fs\tguid\t2022835183268112203\npool/fs\tcreatetxg\t6\npool/fs\tcreation\t1796425930\npool/fs@b\tguid\t17932715693616688049\npool/fs@b\tcreatetxg\t16\npool/fs@b\tcreation\t1796425946\npool/fs@sp ace\tguid\t16655346559538300140\npool/fs@sp ace\tcreatetxg\t11\npool/fs@sp ace\tcreation\t1796425940\npool/fs/child\tguid\t5\npool/fs/child\tcreatetxg\t20\n' ;;
   esac
   ;;
 send)
@@ -60,8 +90,24 @@ esac
 const MODERN: &str = r#"#!/bin/sh
 printf '%s\n' "$*" >> "$0.log"
 case "$1" in
-list) printf 'pool/fs@a\t16655346559538300140\t11\npool/fs@b\t17932715693616688049\t16\n' ;;
-send) printf 'incremental\tpool/fs@a\tpool/fs@b\t4096\nsize\t4096\n' ;;
+list)
+  case "$*" in
+  *bookmark*) printf 'pool/fs#a\t16655346559538300140\t11\t1795735040\npool/fs/child#x\t1\t2\t3\n' ;;
+  *) printf 'pool/fs@a\t16655346559538300140\t11\t1795735040\npool/fs@b\t17932715693616688049\t16\t1795735041\n' ;;
+  esac
+  ;;
+send)
+  case "$*" in
+  *-nvP*) printf 'incremental\tpool/fs@a\tpool/fs@b\t4096\nsize\t4096\n' ;;
+  *) printf 'STREAM' ;;
+  esac
+  ;;
+bookmark)
+  if [ "$3" = "pool/fs#a" ]; then
+    printf "cannot create bookmark 'pool/fs#a': bookmark exists\n" >&2
+    exit 1
+  fi
+  ;;
 receive) cat >/dev/null ;;
 esac
 "#;
@@ -135,12 +181,16 @@ async fn legacy_list_falls_back_once_and_remembers() {
         assert_eq!(names, ["pool/fs@sp ace", "pool/fs@b"]);
         assert_eq!(snaps[0].guid, 16_655_346_559_538_300_140);
         assert_eq!(snaps[1].createtxg, 16);
+        assert_eq!(
+            (snaps[0].creation, snaps[1].creation),
+            (Some(1_796_425_940), Some(1_796_425_946))
+        );
     }
-    let get = "get -H -p -d 1 -o name,property,value guid,createtxg pool/fs";
+    let get = "get -H -p -d 1 -o name,property,value guid,createtxg,creation pool/fs";
     assert_eq!(
         script.calls(),
         [
-            "list -H -p -t snapshot -o name,guid,createtxg -s createtxg -d 1 pool/fs",
+            "list -H -p -t snapshot -o name,guid,createtxg,creation -s createtxg -d 1 pool/fs",
             get,
             get
         ]
@@ -202,6 +252,7 @@ async fn modern_dialect_uses_list_p_and_dry_run() {
     let zfs = ZfsCli::with_program(&script.path);
     let snaps = zfs.list_snapshots(&ds("pool/fs")).await.unwrap();
     assert_eq!(snaps.len(), 2);
+    assert_eq!(snaps[1].creation, Some(1_795_735_041));
     let est = zfs
         .estimate_send_size(Some(&snap("pool/fs@a")), &snap("pool/fs@b"))
         .await
@@ -219,9 +270,165 @@ async fn modern_dialect_uses_list_p_and_dry_run() {
     assert_eq!(
         script.calls(),
         [
-            "list -H -p -t snapshot -o name,guid,createtxg -s createtxg -d 1 pool/fs",
+            "list -H -p -t snapshot -o name,guid,createtxg,creation -s createtxg -d 1 pool/fs",
             "send -nvP -i pool/fs@a pool/fs@b",
             "receive pool/dst@b",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn holds_mark_first_and_release_is_idempotent_on_zfs_fuse() {
+    let script = Script::new("zfs-legacy-holds", LEGACY);
+    let zfs = ZfsCli::with_program(&script.path);
+    zfs.hold(&snap("pool/fs@b"), "z3").await.unwrap();
+    // `tag already exists on this dataset`: success.
+    zfs.hold(&snap("pool/fs@held"), "z3").await.unwrap();
+    let e = zfs.hold(&snap("pool/fs@missing"), "z3").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::SnapshotNotFound, "{e}");
+    assert_eq!(
+        script.calls(),
+        [
+            "set z3:hold:z3=on pool/fs@b",
+            "hold z3 pool/fs@b",
+            "set z3:hold:z3=on pool/fs@held",
+            "hold z3 pool/fs@held",
+            "set z3:hold:z3=on pool/fs@missing",
+        ]
+    );
+
+    let script = Script::new("zfs-legacy-release", LEGACY);
+    let zfs = ZfsCli::with_program(&script.path);
+    zfs.release(&snap("pool/fs@b"), "z3").await.unwrap();
+    // `no such tag on this dataset`: success.
+    zfs.release(&snap("pool/fs@other"), "z3").await.unwrap();
+    // zfs-fuse says "dataset does not exist" for an existing snapshot without holds: the
+    // snapshot is looked up, found, and the release counts as done.
+    zfs.release(&snap("pool/fs@unheld"), "z3").await.unwrap();
+    let e = zfs
+        .release(&snap("pool/fs@missing"), "z3")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::SnapshotNotFound, "{e}");
+    assert_eq!(
+        e.stderr(),
+        Some("cannot release 'z3' from 'pool/fs@missing': dataset does not exist")
+    );
+    let e = zfs.release(&snap("pool/fs@weird"), "z3").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CommandFailed, "{e}");
+    assert_eq!(
+        script.calls(),
+        [
+            "release z3 pool/fs@b",
+            "inherit z3:hold:z3 pool/fs@b",
+            "release z3 pool/fs@other",
+            "inherit z3:hold:z3 pool/fs@other",
+            "release z3 pool/fs@unheld",
+            "list -H -o name pool/fs@unheld",
+            "inherit z3:hold:z3 pool/fs@unheld",
+            "release z3 pool/fs@missing",
+            "list -H -o name pool/fs@missing",
+            "release z3 pool/fs@weird",
+        ]
+    );
+
+    // A refused tag runs nothing.
+    let script = Script::new("zfs-legacy-tags", LEGACY);
+    let zfs = ZfsCli::with_program(&script.path);
+    for tag in ["", "bad tag!", "-x", ".send-1"] {
+        let e = zfs.hold(&snap("pool/fs@b"), tag).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidName);
+        let e = zfs.release(&snap("pool/fs@b"), tag).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidName);
+    }
+    assert_eq!(script.calls(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn held_snapshots_is_one_get_of_local_marks() {
+    let script = Script::new("zfs-legacy-held", LEGACY);
+    let zfs = ZfsCli::with_program(&script.path);
+    let held = zfs.held_snapshots(&ds("pool/fs"), "z3").await.unwrap();
+    // Another dataset's row and a name z3 cannot represent are dropped.
+    assert_eq!(held, [snap("pool/fs@b"), snap("pool/fs@sp ace")]);
+    assert_eq!(
+        script.calls(),
+        ["get -H -p -d 1 -s local -o name,property,value z3:hold:z3 pool/fs"]
+    );
+    let e = zfs
+        .held_snapshots(&ds("pool/missing"), "z3")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DatasetNotFound);
+}
+
+#[tokio::test]
+async fn bookmarks_are_unsupported_on_zfs_fuse_and_remembered() {
+    let script = Script::new("zfs-legacy-bookmarks", LEGACY);
+    let zfs = ZfsCli::with_program(&script.path);
+    let mark = z3_zfs::FullBookmarkName::parse("pool/fs#a").unwrap();
+    let e = zfs.bookmark(&snap("pool/fs@a"), &mark).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    // Known now: nothing runs any more.
+    let e = zfs.list_bookmarks(&ds("pool/fs")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    let e = zfs
+        .send_from_bookmark(&mark, &snap("pool/fs@b"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert_eq!(script.calls(), ["bookmark pool/fs@a pool/fs#a"]);
+
+    // Listing first finds out too (`invalid type 'bookmark'`).
+    let script = Script::new("zfs-legacy-bookmarks-list", LEGACY);
+    let zfs = ZfsCli::with_program(&script.path);
+    let e = zfs.list_bookmarks(&ds("pool/fs")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    let e = zfs.bookmark(&snap("pool/fs@a"), &mark).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert_eq!(script.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn bookmarks_on_openzfs() {
+    let script = Script::new("zfs-modern-bookmarks", MODERN);
+    let zfs = ZfsCli::with_program(&script.path);
+    let b = z3_zfs::FullBookmarkName::parse("pool/fs#b").unwrap();
+    zfs.bookmark(&snap("pool/fs@b"), &b).await.unwrap();
+    let a = z3_zfs::FullBookmarkName::parse("pool/fs#a").unwrap();
+    let e = zfs.bookmark(&snap("pool/fs@a"), &a).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CommandFailed);
+    assert_eq!(
+        e.stderr(),
+        Some("cannot create bookmark 'pool/fs#a': bookmark exists")
+    );
+    let elsewhere = z3_zfs::FullBookmarkName::parse("pool/other#a").unwrap();
+    let e = zfs
+        .bookmark(&snap("pool/fs@a"), &elsewhere)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidName);
+
+    let listed = zfs.list_bookmarks(&ds("pool/fs")).await.unwrap();
+    assert_eq!(listed.len(), 1, "the child's row is dropped: {listed:?}");
+    assert_eq!(listed[0].name, a);
+    assert_eq!(
+        (listed[0].guid, listed[0].createtxg, listed[0].creation),
+        (16_655_346_559_538_300_140, 11, Some(1_795_735_040))
+    );
+    let stream = zfs
+        .send_from_bookmark(&a, &snap("pool/fs@b"))
+        .await
+        .unwrap();
+    let bytes = z3_zfs::conformance::read_stream(stream).await.unwrap();
+    assert_eq!(bytes, b"STREAM");
+    assert_eq!(
+        script.calls(),
+        [
+            "bookmark pool/fs@b pool/fs#b",
+            "bookmark pool/fs@a pool/fs#a",
+            "list -H -p -t bookmark -o name,guid,createtxg,creation -s createtxg -d 1 pool/fs",
+            "send -i pool/fs#a pool/fs@b",
         ]
     );
 }

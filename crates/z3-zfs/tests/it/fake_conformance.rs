@@ -78,3 +78,44 @@ async fn run_all_through_a_trait_object() {
     // Clones share state: the calls made through the Arc are visible here.
     assert!(zfs.calls().iter().any(|c| c.starts_with("receive ")));
 }
+
+#[tokio::test]
+async fn holds() {
+    let (zfs, root) = setup();
+    conformance::holds(&zfs, &zfs, &root).await;
+    // The fake can list holds itself: none are left behind.
+    assert!(zfs.holds("pool/z3zfs-test/holds@sp ace").is_empty());
+}
+
+#[tokio::test]
+async fn creation_times() {
+    let (zfs, root) = setup();
+    let now = 1_796_425_946;
+    zfs.set_clock(now);
+    conformance::creation_times(&zfs, &zfs, &root, now).await;
+}
+
+#[tokio::test]
+async fn creation_times_far_from_now_fail_the_check() {
+    // The check can fail: a fake whose clock is a day behind is caught.
+    let (zfs, root) = setup();
+    let now = 1_796_425_946;
+    zfs.set_clock(now - 86_400);
+    let check = tokio::spawn(async move {
+        conformance::creation_times(&zfs, &zfs, &root, now).await;
+    });
+    assert!(check.await.unwrap_err().is_panic());
+}
+
+#[tokio::test]
+async fn bookmarks_in_the_openzfs_dialect() {
+    let (zfs, root) = setup();
+    assert!(conformance::bookmarks(&zfs, &zfs, &root).await);
+}
+
+#[tokio::test]
+async fn bookmarks_in_the_zfs_fuse_dialect() {
+    let (zfs, root) = setup();
+    zfs.disable_bookmarks();
+    assert!(!conformance::bookmarks(&zfs, &zfs, &root).await);
+}

@@ -67,12 +67,29 @@ async fn conformance_on_real_zfs() {
     let zfs = ZfsCli::new();
     let method = conformance::run_all(&zfs, &CliScratch::new(), &root).await;
     let probe = FullSnapshotName::parse(&format!("{root}/estimate@a")).unwrap();
-    let expected = if has_dry_run(&probe).await {
+    let openzfs = has_dry_run(&probe).await;
+    let expected = if openzfs {
         EstimateMethod::DryRun
     } else {
         EstimateMethod::Referenced
     };
     assert_eq!(method, expected);
+    // zfs-fuse has neither `send -n` nor bookmarks; OpenZFS (≥0.8) has both. `run_all` ran the
+    // bookmark check once; a second run on a fresh dataset says which way it went.
+    let again = DatasetName::new(&format!("{root}/again")).unwrap();
+    CliScratch::new().create_dataset(&again).await.unwrap();
+    assert_eq!(
+        conformance::bookmarks(&zfs, &CliScratch::new(), &again).await,
+        openzfs
+    );
+    let now = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    conformance::creation_times(&zfs, &CliScratch::new(), &root, now).await;
 }
 
 #[tokio::test]
