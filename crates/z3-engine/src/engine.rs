@@ -386,7 +386,8 @@ impl Engine {
                 );
             }
             let guid_of = |name: &FullSnapshotName| local.get(name).map(|e| e.snapshot.guid);
-            let guids = (guid_of(&step.snapshot), parent.and_then(guid_of));
+            let created = local.get(&step.snapshot).and_then(|e| e.snapshot.creation);
+            let guids = (guid_of(&step.snapshot), parent.and_then(guid_of), created);
             // The server enforces what the plan decided, where it supports conditional
             // completions: a free key must still be free, a replaced object must be the one listed.
             let precondition = match step.write {
@@ -418,7 +419,7 @@ impl Engine {
         &self,
         snapshot: &FullSnapshotName,
         parent: Option<&FullSnapshotName>,
-        (guid, parent_guid): (Option<u64>, Option<u64>),
+        (guid, parent_guid, created): (Option<u64>, Option<u64>, Option<i64>),
         precondition: Precondition,
         encoding: &Encoding,
         args: &BackupOptions,
@@ -441,7 +442,7 @@ impl Engine {
             parent_guid,
             // The uploader records its own token (z3_s3::UPLOAD_TOKEN_META).
             upload: None,
-            created: None,
+            created,
         };
         let stages = encoding.stages();
         let mut done = self.planned(snapshot, &key, &meta, estimate.bytes, args.dry_run);

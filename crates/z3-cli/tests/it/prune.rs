@@ -223,3 +223,52 @@ async fn a_prune_crashing_after_any_request_leaves_every_remaining_backup_restor
         "crashes hit the deletions {crashed_midway} times"
     );
 }
+
+/// Without a name format the policy reads each backup's time from the `created` metadata the
+/// backup recorded (the snapshot's ZFS `creation`), so names need not carry dates.
+#[tokio::test]
+async fn backups_record_the_creation_time_that_prune_judges_them_by() {
+    let h = Harness::new(|raw| {
+        raw.preserve = Some("2d".into());
+        raw.s3_storage_class = Some("STANDARD".into());
+    });
+    let now = jiff::Timestamp::now().as_second();
+    let at = |days: i64| now - days * 86_400;
+    for (name, days) in [("snapA", 9), ("snapB", 8)] {
+        h.zfs.write("pool/fs", name.to_owned()).unwrap();
+        h.zfs
+            .snapshot_at(&format!("pool/fs@{name}"), at(days))
+            .unwrap();
+    }
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    h.zfs.write("pool/fs", "C".to_owned()).unwrap();
+    h.zfs.snapshot_at("pool/fs@snapC", at(1)).unwrap();
+    let full = BackupArgs {
+        full: true,
+        ..backup()
+    };
+    assert_eq!(
+        h.run(Command::Backup(full)).await.status,
+        ExitStatus::Success
+    );
+    let (_, meta, _) = h.store.object("z3-backup/pool/fs@snapA").unwrap();
+    assert_eq!(meta.get("created"), Some(&at(9).to_string()));
+
+    let run = h.run(Command::Prune(PruneArgs::default())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert!(run.out.contains("pruned 2 backups"), "{}", run.out);
+    let left = keys(&h);
+    assert!(
+        left.contains(&"z3-backup/pool/fs@snapC".to_owned()),
+        "{left:?}"
+    );
+    assert!(
+        !left
+            .iter()
+            .any(|k| k.contains("snapA") || k.contains("snapB")),
+        "{left:?}"
+    );
+}
