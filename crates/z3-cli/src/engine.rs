@@ -162,6 +162,7 @@ pub struct Engine {
     interrupt: Interrupt,
     lock_ttl: Option<Duration>,
     encoding: Option<Encoding>,
+    clock: Option<Arc<dyn z3_engine::Clock>>,
 }
 
 impl Engine {
@@ -176,7 +177,15 @@ impl Engine {
             interrupt: Interrupt::new(),
             lock_ttl: None,
             encoding: None,
+            clock: None,
         }
+    }
+
+    /// The clock for the lock, retention and prune (default: the system's; tests fix it).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn z3_engine::Clock>) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// How backups encode, parsed already (by [`crate::run`], before connecting); without it
@@ -231,6 +240,7 @@ impl Engine {
             retry: s.retry.clone(),
             storage_class: s.storage_class.clone(),
             retention: s.retention.clone(),
+            rebase: s.rebase,
         };
         let mut engine =
             z3_engine::Engine::new(Arc::clone(&self.zfs), Arc::clone(&self.store), config)
@@ -238,6 +248,9 @@ impl Engine {
                 .with_interrupt(self.interrupt.clone());
         if let Some(ttl) = self.lock_ttl {
             engine = engine.with_lock_ttl(ttl);
+        }
+        if let Some(clock) = &self.clock {
+            engine = engine.with_clock(Arc::clone(clock));
         }
         Ok(engine)
     }

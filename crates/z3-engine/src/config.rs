@@ -70,6 +70,9 @@ pub struct EngineConfig {
     /// How backups are kept and shaped (`PRESERVE` and friends); without one, `prune`
     /// refuses and backups form linear chains.
     pub retention: Option<Retention>,
+    /// Without `retention`: when a linear chain starts over with a full (`MAX_CHAIN`,
+    /// `FULL_EVERY`).
+    pub rebase: z3_core::retention::RebaseRule,
 }
 
 /// A retention policy and how it reads time: which backups `prune` keeps, and which base a
@@ -115,6 +118,7 @@ impl EngineConfig {
             retry: RetryConfig::default(),
             storage_class: "STANDARD_IA".to_owned(),
             retention: None,
+            rebase: z3_core::retention::RebaseRule::default(),
         }
     }
 }

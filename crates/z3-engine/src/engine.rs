@@ -359,6 +359,7 @@ impl Engine {
             full: args.full,
             overwrite_other: args.overwrite_other_snapshot,
         })?;
+        let (plan, reasons) = self.shape(plan, &remote, &local, args.full);
         if plan.steps.is_empty() {
             let name = target
                 .map(|t| format!("{dataset}@{t}"))
@@ -408,10 +409,62 @@ impl Engine {
                     cancel,
                 )
                 .await?;
+            let mut done = done;
+            if let Some(reason) = reasons.iter().find(|r| r.snapshot == step.snapshot) {
+                done.basis.clone_from(&reason.reason);
+            }
             events.event(Event::BackedUp(done.clone()))?;
             report.snapshots.push(done);
         }
         Ok(report)
+    }
+
+    /// The plan's bases as the retention policy's tree or the rebase rule decide them.
+    fn shape(
+        &self,
+        plan: z3_core::BackupPlan,
+        remote: &RemoteIndex,
+        local: &LocalChain,
+        full_requested: bool,
+    ) -> (z3_core::BackupPlan, Vec<z3_core::retention::StepReason>) {
+        use z3_core::retention::{Calendar, ShapeInput, Shaping, shape, snapshot_time};
+        let retention = self.settings.retention.as_ref();
+        let utc = Calendar::default();
+        let calendar = retention.map_or(&utc, |r| &r.calendar);
+        let format = retention.and_then(|r| r.name_format.as_ref());
+        let time = |name: &str, creation: Option<i64>| {
+            let short = name.split_once('@').map_or(name, |(_, s)| s);
+            snapshot_time(short, creation, format, &calendar.time_zone).map(|(t, _)| t)
+        };
+        let mut times = std::collections::HashMap::new();
+        for object in remote.iter() {
+            if let Some(t) = time(&object.name, object.meta.created) {
+                times.insert(object.name.clone(), t);
+            }
+        }
+        for entry in local.entries() {
+            let name = entry.name().to_string();
+            if let Some(t) = time(&name, entry.snapshot.creation) {
+                times.insert(name, t);
+            }
+        }
+        let shaping = match retention {
+            Some(r) => Shaping::Tree {
+                policy: &r.policy,
+                calendar: &r.calendar,
+            },
+            None => Shaping::Linear(self.settings.rebase),
+        };
+        shape(
+            plan,
+            &ShapeInput {
+                shaping,
+                remote,
+                local,
+                times: &times,
+                full_requested,
+            },
+        )
     }
 
     #[allow(clippy::too_many_arguments)] // each is a distinct input; a struct would only rename them
@@ -542,6 +595,7 @@ impl Engine {
             duration: std::time::Duration::ZERO,
             pipeline: String::new(),
             dry_run,
+            basis: String::new(),
         }
     }
 

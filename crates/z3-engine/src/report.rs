@@ -83,6 +83,8 @@ pub struct SnapshotBackup {
     pub pipeline: String,
     /// Planned only (a dry run): nothing was uploaded.
     pub dry_run: bool,
+    /// Why it is sent full or on its parent: the policy's tree, the rebase rule, or the chain.
+    pub basis: String,
 }
 
 /// `backup`: every snapshot backed up, oldest first.

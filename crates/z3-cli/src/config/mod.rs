@@ -56,6 +56,8 @@ pub const KEYS: &[&str] = &[
     "NAME_FORMAT",
     "TIME_ZONE",
     "WEEK_START",
+    "MAX_CHAIN",
+    "FULL_EVERY",
 ];
 
 /// The compressor of new backups unless configured: in-process zstd at level 3, chosen on
@@ -64,7 +66,14 @@ pub const KEYS: &[&str] = &[
 pub const DEFAULT_COMPRESSOR: &str = "zstd";
 
 /// Keys a `[fs:<dataset>]` section may override (docs/compatibility.md, "Configuration and precedence").
-const SECTION_KEYS: &[&str] = &["SNAPSHOT_PREFIX", "COMPRESSOR", "PRESERVE", "NAME_FORMAT"];
+const SECTION_KEYS: &[&str] = &[
+    "SNAPSHOT_PREFIX",
+    "COMPRESSOR",
+    "PRESERVE",
+    "NAME_FORMAT",
+    "MAX_CHAIN",
+    "FULL_EVERY",
+];
 
 /// A configuration problem: always a usage error (exit code 2), naming the key or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +104,9 @@ pub enum ConfigError {
         /// Why it is wrong.
         reason: String,
     },
+    /// A rule whose own message names the key and value (`MAX_CHAIN`, `FULL_EVERY`).
+    #[error("invalid {0}")]
+    Rule(String),
     /// Figment failed to merge the layers.
     #[error("invalid configuration: {0}")]
     Figment(String),

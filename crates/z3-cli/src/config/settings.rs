@@ -7,7 +7,7 @@ use z3_codec::Compressors;
 use z3_core::{DatasetName, KeyLayout};
 use z3_s3::{RetryConfig, S3Config, Sse, StaticCredentials};
 
-use z3_core::retention::{Calendar, NameFormat, Policy};
+use z3_core::retention::{Calendar, NameFormat, Policy, RebaseRule};
 use z3_engine::Retention;
 
 use super::keys::AgeSettings;
@@ -49,6 +49,8 @@ pub struct Settings {
     pub zfs_command: Option<PathBuf>,
     /// `PRESERVE` with `NAME_FORMAT`, `TIME_ZONE` and `WEEK_START`; `None` without `PRESERVE`.
     pub retention: Option<Retention>,
+    /// `MAX_CHAIN` and `FULL_EVERY`: when a linear chain (no `PRESERVE`) starts over.
+    pub rebase: RebaseRule,
 }
 
 impl fmt::Debug for Settings {
@@ -241,6 +243,8 @@ impl Settings {
             s3,
             zfs_command: raw.zfs_command.filter(|z| !z.is_empty()).map(PathBuf::from),
             retention,
+            rebase: RebaseRule::from_settings(raw.max_chain.as_deref(), raw.full_every.as_deref())
+                .map_err(|e| ConfigError::Rule(e.to_string()))?,
         })
     }
 

@@ -77,6 +77,10 @@ pub struct RawConfig {
     pub time_zone: Option<String>,
     /// `WEEK_START`: the first day of a week (default Monday).
     pub week_start: Option<String>,
+    /// `MAX_CHAIN`: links in a linear chain before a new full (default 500, `none`).
+    pub max_chain: Option<String>,
+    /// `FULL_EVERY`: a new full once a linear chain's full is this old (`30d`; default none).
+    pub full_every: Option<String>,
 }
 
 /// Values given as flags; they win over every other source.

@@ -62,6 +62,14 @@ impl Harness {
         }
     }
 
+    /// The same machine and bucket, with the engine's time from `clock`.
+    pub(crate) fn with_clock(self, clock: Arc<dyn z3_engine::Clock>) -> Self {
+        Self {
+            engine: self.engine.with_clock(clock),
+            ..self
+        }
+    }
+
     /// The same machine and bucket with changed settings.
     pub(crate) fn with_settings_of(&self, configure: impl FnOnce(&mut Settings)) -> Self {
         let mut settings = self.settings.clone();

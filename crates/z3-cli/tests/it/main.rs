@@ -11,6 +11,7 @@ mod overwrite;
 mod promises;
 mod prune;
 mod restore_to;
+mod retention;
 mod rollback;
 mod seals;
 mod ssh_sync;

@@ -7,52 +7,80 @@ use z3_cli::exit::ExitStatus;
 
 use crate::engine::{Harness, backup, restore};
 
-/// `snap-YYYY-MM-DD` for `days_ago` days before today (UTC): the policy reads times from names.
-fn day(days_ago: i64) -> String {
-    let today = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date();
-    let date = today.checked_sub(jiff::Span::new().days(days_ago)).unwrap();
-    format!("snap-{date}")
+/// The dates of the snapshots, one backup run each, as a daily timer would make them.
+const DAYS: [&str; 7] = [
+    "2025-12-10",
+    "2025-12-11",
+    "2026-01-10",
+    "2026-01-11",
+    "2026-02-10",
+    "2026-02-11",
+    "2026-02-12",
+];
+
+/// Noon on 2026-02-12 (UTC), the time every prune in these tests runs at.
+fn now() -> i64 {
+    secs("2026-02-12T12:00:00Z")
 }
 
-/// Six daily snapshots in two chains: d5 (full) <- d4 <- d3, then d2 (full) <- d1 <- d0.
-async fn two_chains(class: &str) -> Harness {
+/// A clock stopped at [`now`].
+fn clock() -> std::sync::Arc<z3_engine::ManualClock> {
+    std::sync::Arc::new(z3_engine::ManualClock::new(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(now().unsigned_abs()),
+    ))
+}
+
+fn secs(at: &str) -> i64 {
+    at.parse::<jiff::Timestamp>().unwrap().as_second()
+}
+
+fn name(date: &str) -> String {
+    format!("pool/fs@snap-{date}")
+}
+
+/// Backups shaped by `PRESERVE=1y 1m 2d` (times from the `snap-%Y-%m-%d` names): 2025-12-10
+/// and 2026-01-10 are the years' fulls; 2025-12-11 and 2026-01-11 dailies on them;
+/// 2026-02-10 the February monthly on 2026-01-10; 2026-02-11 and -12 dailies on it. At
+/// [`now`] the policy keeps 2026-01-10 (yearly), 2026-02-10 (monthly), 2026-02-11 and -12
+/// (daily); 2025-12-10, 2025-12-11 and 2026-01-11 expire. Objects are stored a day before
+/// [`now`], in `class`.
+async fn tree(class: &str) -> Harness {
     let class = class.to_owned();
     let h = Harness::new(move |raw| {
-        raw.preserve = Some("3d".into());
+        raw.preserve = Some("1y 1m 2d".into());
         raw.name_format = Some("snap-%Y-%m-%d".into());
         raw.s3_storage_class = Some(class);
         // One attempt per request: the crash tests' failures are final anyway.
         raw.max_retries = Some("1".into());
     });
-    for ago in [5, 4, 3] {
-        h.snap(&day(ago), &format!("data {ago}"));
+    let h = h.with_clock(clock());
+    h.store.set_time(now() - 86_400);
+    for day in DAYS {
+        h.snap(&format!("snap-{day}"), &format!("data {day}"));
+        let run = h.run(Command::Backup(backup())).await;
+        assert_eq!(run.status, ExitStatus::Success, "{day}: {}", run.err);
     }
-    let run = h.run(Command::Backup(backup())).await;
-    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
-    h.snap(&day(2), "data 2");
-    let full = BackupArgs {
-        full: true,
-        ..backup()
+    let parent = |day: &str| {
+        let (_, meta, _) = h.store.object(&format!("z3-backup/{}", name(day))).unwrap();
+        meta.get("parent").cloned()
     };
-    let run = h.run(Command::Backup(full)).await;
-    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
-    for ago in [1, 0] {
-        h.snap(&day(ago), &format!("data {ago}"));
-    }
-    let run = h.run(Command::Backup(backup())).await;
-    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(parent("2025-12-11"), Some(name("2025-12-10")));
+    assert_eq!(parent("2026-01-10"), None);
+    assert_eq!(parent("2026-02-10"), Some(name("2026-01-10")));
+    assert_eq!(parent("2026-02-12"), Some(name("2026-02-10")));
     h
 }
+
+const EXPIRED: [&str; 3] = ["2025-12-10", "2025-12-11", "2026-01-11"];
+const KEPT: [&str; 4] = ["2026-01-10", "2026-02-10", "2026-02-11", "2026-02-12"];
 
 fn keys(h: &Harness) -> Vec<String> {
     h.store.objects().into_keys().collect()
 }
 
 #[tokio::test]
-async fn prune_deletes_the_expired_chain_leaves_first_with_its_seals() {
-    let h = two_chains("STANDARD").await;
+async fn prune_deletes_what_the_policy_expired_leaves_first_with_its_seals() {
+    let h = tree("STANDARD").await;
     let before = keys(&h);
     let dry = h
         .run(Command::Prune(PruneArgs {
@@ -67,18 +95,25 @@ async fn prune_deletes_the_expired_chain_leaves_first_with_its_seals() {
         .lines()
         .filter(|l| l.starts_with("would delete object"))
         .collect();
-    // Leaves first: d3, then d4, then the full d5.
-    let order: Vec<String> = [3, 4, 5].iter().map(|&d| day(d)).collect();
     assert_eq!(planned.len(), 3, "{}", dry.out);
-    for (line, name) in planned.iter().zip(&order) {
-        assert!(line.contains(&format!("pool/fs@{name}:")), "{line}");
-    }
+    // Leaves first: the 2025 full goes after its daily.
+    let position = |day: &str| {
+        planned
+            .iter()
+            .position(|l| l.contains(&format!("{}:", name(day))))
+            .unwrap_or_else(|| panic!("{day} not planned: {}", dry.out))
+    };
+    assert!(
+        position("2025-12-11") < position("2025-12-10"),
+        "{}",
+        dry.out
+    );
+    position("2026-01-11");
     assert!(dry.out.contains("would prune 3 backups"), "{}", dry.out);
-    for ago in [0, 1, 2] {
+    for day in KEPT {
         assert!(
-            dry.out
-                .contains(&format!("keep pool/fs@{}: preserved", day(ago))),
-            "{}",
+            dry.out.contains(&format!("keep {}: preserved", name(day))),
+            "{day}: {}",
             dry.out
         );
     }
@@ -86,31 +121,36 @@ async fn prune_deletes_the_expired_chain_leaves_first_with_its_seals() {
     let run = h.run(Command::Prune(PruneArgs::default())).await;
     assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
     let after = keys(&h);
-    for ago in [3, 4, 5] {
-        let name = format!("pool/fs@{}", day(ago));
+    for day in EXPIRED {
         assert!(
-            !after.iter().any(|k| k.contains(&name)),
-            "{name} or its seal left: {after:?}"
+            !after.iter().any(|k| k.contains(&name(day))),
+            "{day} or its seal left: {after:?}"
         );
     }
-    for ago in [0, 1, 2] {
-        let name = format!("z3-backup/pool/fs@{}", day(ago));
-        assert!(after.contains(&name), "{name} gone: {after:?}");
+    for day in KEPT {
+        let key = format!("z3-backup/{}", name(day));
+        assert!(after.contains(&key), "{key} gone: {after:?}");
     }
     assert!(
         !after.iter().any(|k| k.contains(".z3-locks/")),
         "lock released"
     );
-    // What is left is healthy and restores on another machine.
+    // What is left is healthy, and every kept snapshot restores on another machine, through
+    // at most three objects (the policy's timeframes).
     let status = h.run(Command::Status(StatusArgs::default())).await;
     assert_eq!(status.status, ExitStatus::Success, "{}", status.out);
-    let other = h.other_machine();
-    let run = other.run(Command::Restore(restore(&day(0)))).await;
-    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
-    assert_eq!(
-        other.zfs.content("pool/fs").as_deref(),
-        Some(&b"data 0"[..])
-    );
+    for day in KEPT {
+        let other = h.other_machine();
+        let run = other
+            .run(Command::Restore(restore(&format!("snap-{day}"))))
+            .await;
+        assert_eq!(run.status, ExitStatus::Success, "{day}: {}", run.err);
+        assert!(run.out.lines().count() <= 3, "{}", run.out);
+        assert_eq!(
+            other.zfs.content("pool/fs").as_deref(),
+            Some(format!("data {day}").as_bytes())
+        );
+    }
     // Nothing more to prune.
     let again = h.run(Command::Prune(PruneArgs::default())).await;
     assert!(again.out.contains("pruned 0 backups"), "{}", again.out);
@@ -120,24 +160,21 @@ async fn prune_deletes_the_expired_chain_leaves_first_with_its_seals() {
 /// objects younger than `STANDARD_IA`'s 30 days stay unless asked, with the cost said.
 #[tokio::test]
 async fn prune_keeps_what_others_need_and_what_is_too_young_to_delete_cheaply() {
-    let h = two_chains("STANDARD_IA").await;
+    let h = tree("STANDARD_IA").await;
     let run = h.run(Command::Prune(PruneArgs::default())).await;
     assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
     assert!(run.out.contains("pruned 0 backups"), "{}", run.out);
     assert!(
         run.out.contains(&format!(
-            "keep pool/fs@{}: too young for STANDARD_IA",
-            day(5)
+            "keep {}: too young for STANDARD_IA",
+            name("2025-12-11")
         )),
         "{}",
         run.out
     );
 
-    // A manual backup based on d4 (outside SNAPSHOT_PREFIX): d4 and d5 must stay.
-    h.put(
-        "pool/fs@manual",
-        &[("parent", &format!("pool/fs@{}", day(4)))],
-    );
+    // A manual backup based on 2025-12-11 (outside SNAPSHOT_PREFIX): it and its full stay.
+    h.put("pool/fs@manual", &[("parent", &name("2025-12-11"))]);
     let run = h
         .run(Command::Prune(PruneArgs {
             allow_early_delete: true,
@@ -149,16 +186,20 @@ async fn prune_keeps_what_others_need_and_what_is_too_young_to_delete_cheaply() 
     assert!(run.out.contains("GiB-days charged"), "{}", run.out);
     assert!(
         run.out
-            .contains(&format!("deleted object pool/fs@{}:", day(3))),
+            .contains(&format!("deleted object {}:", name("2026-01-11"))),
         "{}",
         run.out
     );
-    assert!(
-        run.out
-            .contains(&format!("keep pool/fs@{}: base of pool/fs@manual", day(4))),
-        "{}",
-        run.out
-    );
+    for (day, needs) in [
+        ("2025-12-11", "pool/fs@manual"),
+        ("2025-12-10", "pool/fs@manual"),
+    ] {
+        assert!(
+            run.out.contains(&format!("keep {}: base of", name(day))),
+            "{day} ({needs}): {}",
+            run.out
+        );
+    }
     assert!(
         run.out
             .contains("keep pool/fs@manual: preserved: outside SNAPSHOT_PREFIX")
@@ -187,10 +228,10 @@ async fn prune_without_a_policy_is_a_usage_error_and_deletes_nothing() {
 async fn a_prune_crashing_after_any_request_leaves_every_remaining_backup_restorable() {
     let mut crashed_midway = 0;
     for calls in 0..60 {
-        let h = two_chains("STANDARD").await;
+        let h = tree("STANDARD").await;
         let faulty = std::sync::Arc::new(z3_s3::FaultyStore::new(h.store.clone()));
         faulty.crash_after(calls);
-        let crashing = h.with_store(faulty.clone());
+        let crashing = h.with_store(faulty.clone()).with_clock(clock());
         let run = crashing.run(Command::Prune(PruneArgs::default())).await;
         let status = h.run(Command::Status(StatusArgs::default())).await;
         assert_eq!(
@@ -205,7 +246,7 @@ async fn a_prune_crashing_after_any_request_leaves_every_remaining_backup_restor
             assert!(calls > 0);
             break;
         }
-        if keys(&h).len() < 12 {
+        if keys(&h).len() < 14 {
             crashed_midway += 1;
         }
         let rerun = h
@@ -216,7 +257,7 @@ async fn a_prune_crashing_after_any_request_leaves_every_remaining_backup_restor
             .await;
         assert_eq!(rerun.status, ExitStatus::Success, "{}", rerun.err);
         let left = keys(&h);
-        assert_eq!(left.len(), 6, "three objects and their seals: {left:?}");
+        assert_eq!(left.len(), 8, "four objects and their seals: {left:?}");
     }
     assert!(
         crashed_midway >= 3,

@@ -117,6 +117,29 @@ pub fn parse_full_every(value: &str) -> Result<Option<Duration>, RebaseError> {
     }
 }
 
+impl RebaseRule {
+    /// `MAX_CHAIN` and `FULL_EVERY` as configured, the defaults where unset or empty.
+    ///
+    /// # Errors
+    /// As [`parse_max_chain`] and [`parse_full_every`].
+    pub fn from_settings(
+        max_chain: Option<&str>,
+        full_every: Option<&str>,
+    ) -> Result<RebaseRule, RebaseError> {
+        fn set(v: Option<&str>) -> Option<&str> {
+            v.map(str::trim).filter(|v| !v.is_empty())
+        }
+        let mut rule = RebaseRule::default();
+        if let Some(value) = set(max_chain) {
+            rule.max_chain = parse_max_chain(value)?;
+        }
+        if let Some(value) = set(full_every) {
+            rule.full_every = parse_full_every(value)?;
+        }
+        Ok(rule)
+    }
+}
+
 /// The end of the current linear chain: the backup the next one would be an incremental on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChainTip<'a> {

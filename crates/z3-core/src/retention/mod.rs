@@ -58,6 +58,7 @@ mod linear;
 mod name_time;
 mod policy;
 mod preserve;
+mod shape;
 mod tree;
 
 #[cfg(test)]
@@ -71,4 +72,5 @@ pub use linear::{
 pub use name_time::{NameFormat, NameFormatError, NamePattern, TimeSource, snapshot_time};
 pub use policy::{Keep, MAX_COUNT, Policy, PolicyError};
 pub use preserve::{AFTER_NOW, Item, NEWEST, Preservation, Verdict, preserve};
+pub use shape::{ShapeInput, Shaping, StepReason, shape};
 pub use tree::{Backup, Base, BaseDecision, choose_base};

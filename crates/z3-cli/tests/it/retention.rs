@@ -1,0 +1,128 @@
+//! Backups shaped by `PRESERVE` (a tree: yearly fulls, monthlies on them, dailies on the
+//! monthlies) and by `MAX_CHAIN` without a policy, on `FakeZfs` and `MemoryStore`.
+
+use z3_cli::args::{Command, RestoreArgs};
+use z3_cli::exit::ExitStatus;
+
+use crate::engine::{Harness, backup, restore};
+
+fn secs(date: &str) -> i64 {
+    format!("{date}T06:00:00Z")
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_second()
+}
+
+fn parent_of(h: &Harness, snap: &str) -> Option<String> {
+    let (_, meta, _) = h
+        .store
+        .object(&format!("z3-backup/pool/fs@{snap}"))
+        .unwrap();
+    meta.get("parent").cloned()
+}
+
+#[tokio::test]
+async fn a_policy_shapes_backups_into_a_tree_whose_restores_stay_shallow() {
+    let h = Harness::new(|raw| raw.preserve = Some("1y 12m 30d".into()));
+    let days = [
+        "2026-01-01",
+        "2026-01-02",
+        "2026-01-03",
+        "2026-02-01",
+        "2026-02-02",
+        "2026-03-01",
+        "2026-03-02",
+        "2026-03-03",
+    ];
+    for (i, day) in days.iter().enumerate() {
+        h.zfs.write("pool/fs", format!("content {i}")).unwrap();
+        h.zfs
+            .snapshot_at(&format!("pool/fs@snap-{day}"), secs(day))
+            .unwrap();
+        // One backup per day, as a timer would run it.
+        let run = h.run(Command::Backup(backup())).await;
+        assert_eq!(run.status, ExitStatus::Success, "{day}: {}", run.err);
+    }
+    let p = |d: &str| Some(format!("pool/fs@snap-{d}"));
+    assert_eq!(
+        parent_of(&h, "snap-2026-01-01"),
+        None,
+        "the yearly is a full"
+    );
+    assert_eq!(parent_of(&h, "snap-2026-01-02"), p("2026-01-01"));
+    assert_eq!(parent_of(&h, "snap-2026-01-03"), p("2026-01-01"));
+    assert_eq!(
+        parent_of(&h, "snap-2026-02-01"),
+        p("2026-01-01"),
+        "monthly on yearly"
+    );
+    assert_eq!(
+        parent_of(&h, "snap-2026-02-02"),
+        p("2026-02-01"),
+        "daily on monthly"
+    );
+    assert_eq!(parent_of(&h, "snap-2026-03-03"), p("2026-03-01"));
+
+    // The newest restores on another machine through three objects, not eight.
+    let other = h.other_machine();
+    let run = other
+        .run(Command::Restore(restore("snap-2026-03-03")))
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(run.out.lines().count(), 3, "{}", run.out);
+    assert_eq!(
+        other.zfs.content("pool/fs").as_deref(),
+        Some(&b"content 7"[..])
+    );
+    // An earlier daily restores too, into another dataset.
+    let run = other
+        .run(Command::Restore(RestoreArgs {
+            target_dataset: Some("pool/feb".into()),
+            ..restore("snap-2026-02-02")
+        }))
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(
+        other.zfs.content("pool/feb").as_deref(),
+        Some(&b"content 4"[..])
+    );
+}
+
+#[tokio::test]
+async fn without_a_policy_max_chain_bounds_linear_chains() {
+    let h = Harness::new(|raw| raw.max_chain = Some("2".into()));
+    for i in 1..=5 {
+        h.snap(&format!("snap{i}"), &format!("content {i}"));
+    }
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    let parents: Vec<Option<String>> = (1..=5)
+        .map(|i| parent_of(&h, &format!("snap{i}")))
+        .collect();
+    assert_eq!(
+        parents,
+        [
+            None,
+            Some("pool/fs@snap1".into()),
+            None,
+            Some("pool/fs@snap3".into()),
+            None
+        ]
+    );
+    // A bad value is a configuration error naming it.
+    let mut raw = z3_cli::config::RawConfig {
+        bucket: Some("b".into()),
+        max_chain: Some("0".into()),
+        ..z3_cli::config::RawConfig::default()
+    };
+    let err = z3_cli::config::Settings::resolve(raw.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("MAX_CHAIN") && err.contains("`0`"), "{err}");
+    raw.max_chain = None;
+    raw.full_every = Some("3 days".into());
+    let err = z3_cli::config::Settings::resolve(raw)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("FULL_EVERY"), "{err}");
+}
