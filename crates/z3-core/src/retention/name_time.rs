@@ -31,7 +31,10 @@ pub enum TimeSource {
 /// - **custom**: a strftime-style pattern with `%Y` (4 digits), `%m`, `%d`, `%H`, `%M`, `%S` (2
 ///   digits each; the date is required, a missing time of day is midnight) and `%%`, everything
 ///   else literal. Any text may come before the pattern, none after it: `%Y%m%d` matches
-///   `backup-20261204`. Read in the calendar's zone; the spec `utc:PATTERN` reads it as UTC.
+///   `backup-20261204`. A pattern that starts with a field does not match after a digit
+///   (`backup-2026120412` is not year 2612): write the separator into the pattern (`-%Y%m%d`)
+///   when the text before it ends in a digit. Read in the calendar's zone; the spec
+///   `utc:PATTERN` reads it as UTC.
 ///
 /// A name that does not match, or whose date does not exist (February 30, hour 24), has no time
 /// from its name: never a guess. A local time that a DST change skipped or repeated is resolved as
@@ -194,6 +197,13 @@ impl NamePattern {
     pub fn civil(&self, name: &str) -> Option<DateTime> {
         let start = name.len().checked_sub(self.len)?;
         let mut rest = name.get(start..)?;
+        // A field at the pattern's start must not continue a number of the name: `%Y%m%d` on
+        // `backup-2026120412` would read year 2612. No match rather than a guess.
+        if matches!(self.pieces.first(), Some(Piece::Field(_)))
+            && name[..start].ends_with(|c: char| c.is_ascii_digit())
+        {
+            return None;
+        }
         let mut values = [None::<i16>; 6];
         for piece in &self.pieces {
             match piece {

@@ -689,8 +689,14 @@ fn sanoid_names_are_local_time() {
 #[test]
 fn custom_formats() {
     let berlin = zone(BERLIN);
-    let cases: [(&str, &str, Option<&str>); 10] = [
+    let cases: [(&str, &str, Option<&str>); 13] = [
         ("%Y%m%d", "backup-20261204", Some("2026-12-03T23:00:00Z")),
+        // A digit before a pattern that starts with a field: the number would be read at the
+        // wrong place (year 2612 from `...2026120412`), so no time from the name.
+        ("utc:%Y%m%d", "backup-2026120412", None),
+        ("utc:%Y%m%d", "v220261204", None),
+        // Any other text before it is fine, a digit before a literal too.
+        ("utc:-%Y%m%d", "v2-20261204", Some("2026-12-04T00:00:00Z")),
         (
             "utc:%Y%m%d",
             "backup-20261204",
