@@ -23,11 +23,16 @@ pub enum TimeSource {
 /// Built in:
 ///
 /// - **zfs-auto-snap** (`zfs-auto-snap_daily-2026-12-04-1200`, `zfs-auto-snap-2026-12-04-1200`
-///   without a label; any label): zfs-auto-snapshot writes `date --utc +%F-%H%M` unless it runs
-///   with `--local-tz`, so these names are UTC. `zfs-auto-snap-local` reads them in the
-///   calendar's zone instead, for hosts that run it with `--local-tz`.
-/// - **sanoid** (`autosnap_2026-12-04_12:00:00_daily`, any label): sanoid writes the host's
-///   local time, read in the calendar's zone; set the calendar's zone to the host's.
+///   without a label; any label, e.g. `frequent`, `hourly`, `daily`, `weekly`, `monthly`):
+///   zfs-auto-snapshot 1.1.0 and later stamp names with `date --utc +%F-%H%M`, so these names
+///   are UTC; it has no option to change that. `zfs-auto-snap-local` reads them in the
+///   calendar's zone instead, for names written by 1.0.x (which used local time) or by forks
+///   that stamp local time. Only the default prefix and `_` separator are built in; names made
+///   with `--prefix`, `--sep` or another date format need a custom pattern (for example
+///   `utc:-%Y-%m-%d-%H%M`).
+/// - **sanoid** (`autosnap_2026-12-04_12:00:00_daily`, any label): sanoid stamps names with the
+///   host's local time (Perl's `localtime`), read in the calendar's zone; set the calendar's
+///   zone to the host's.
 /// - **custom**: a strftime-style pattern with `%Y` (4 digits), `%m`, `%d`, `%H`, `%M`, `%S` (2
 ///   digits each; the date is required, a missing time of day is midnight) and `%%`, everything
 ///   else literal. Any text may come before the pattern, none after it: `%Y%m%d` matches
@@ -43,7 +48,7 @@ pub enum TimeSource {
 pub enum NameFormat {
     /// zfs-auto-snapshot's names.
     ZfsAutoSnap {
-        /// Names carry the calendar zone's time (`--local-tz`), not UTC.
+        /// Names carry the calendar zone's time (zfs-auto-snapshot 1.0.x, some forks), not UTC.
         local_time: bool,
     },
     /// sanoid's names, in local time.

@@ -643,7 +643,7 @@ fn zfs_auto_snap_names() {
             "{name}"
         );
     }
-    // With --local-tz the same name is Berlin time.
+    // Read as local time (zfs-auto-snapshot 1.0.x) the same name is Berlin time.
     assert_eq!(
         local_format.time_of("zfs-auto-snap_daily-2026-12-04-1200", &berlin),
         Some(ts("2026-12-04T11:00:00Z"))
@@ -689,7 +689,7 @@ fn sanoid_names_are_local_time() {
 #[test]
 fn custom_formats() {
     let berlin = zone(BERLIN);
-    let cases: [(&str, &str, Option<&str>); 13] = [
+    let cases: [(&str, &str, Option<&str>); 14] = [
         ("%Y%m%d", "backup-20261204", Some("2026-12-03T23:00:00Z")),
         // A digit before a pattern that starts with a field: the number would be read at the
         // wrong place (year 2612 from `...2026120412`), so no time from the name.
@@ -728,6 +728,12 @@ fn custom_formats() {
             Some("2026-12-04T00:00:00Z"),
         ),
         ("utc:%Y%m%d", "snap-20260230", None),
+        // zfs-auto-snapshot run with `--prefix=backup --sep=.`, as the NameFormat docs advise.
+        (
+            "utc:-%Y-%m-%d-%H%M",
+            "backup.daily-2026-12-04-1215",
+            Some("2026-12-04T12:15:00Z"),
+        ),
         ("utc:%Y%m%d", "snap-2026120x", None),
         (
             "utc:100%%-%Y%m%d",
