@@ -1014,6 +1014,83 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The invariants prune relies on, on random histories and policies: the newest timed item
+    /// is kept; an item without a time is never expired; each timeframe keeps at most N
+    /// intervals, each by one item; and preserving only what was kept, at the same `now`, keeps
+    /// all of it (a second prune deletes nothing more).
+    #[test]
+    fn preservation_is_stable_and_keeps_the_newest(
+        offsets in proptest::collection::vec(proptest::option::weighted(0.9, 0i64..(400 * 86_400)), 0..150),
+        counts in proptest::collection::vec(0u32..5, 5),
+        berlin in any::<bool>(),
+    ) {
+        let mut policy = Policy::default();
+        for (tf, n) in Timeframe::LONGEST_FIRST.into_iter().zip(&counts) {
+            if *n > 0 {
+                policy = policy.with(tf, Keep::Last(*n));
+            }
+        }
+        let cal = if berlin { Calendar::new(zone(BERLIN), Weekday::Monday) } else { utc() };
+        let start = ts("2026-01-01T00:00:00Z");
+        let list: Vec<Item> = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, offset)| Item {
+                name: format!("s{i:03}"),
+                time: offset.map(|o| start + jiff::SignedDuration::from_secs(o)),
+            })
+            .collect();
+        let now = start + jiff::SignedDuration::from_hours(380 * 24);
+        let p = preserve(&policy, &list, now, &cal);
+
+        let newest = list
+            .iter()
+            .filter_map(|i| i.time.map(|t| (t, &i.name)))
+            .max();
+        if let Some((_, name)) = newest {
+            let kept_newest = matches!(p.verdict(name), Some(Verdict::Preserved(r)) if r.iter().any(|r| r == NEWEST));
+            prop_assert!(kept_newest, "{name}");
+        }
+        for item in &list {
+            if item.time.is_none() {
+                prop_assert_eq!(p.verdict(&item.name), Some(&Verdict::TimeUnknown));
+            }
+        }
+        for (tf, keep) in policy.timeframes() {
+            let Keep::Last(n) = keep else { continue };
+            let prefix = format!("{tf} ");
+            let mut labels: Vec<&str> = p
+                .verdicts
+                .iter()
+                .filter_map(|(_, v)| match v {
+                    Verdict::Preserved(reasons) => Some(reasons),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|r| r.starts_with(&prefix))
+                .map(String::as_str)
+                .collect();
+            let total = labels.len();
+            labels.sort_unstable();
+            labels.dedup();
+            prop_assert_eq!(labels.len(), total, "one item per {} interval", tf);
+            prop_assert!(total <= n as usize, "{} {} intervals > {}", total, tf, n);
+        }
+
+        let survivors: Vec<Item> = list
+            .iter()
+            .filter(|i| !matches!(p.verdict(&i.name), Some(Verdict::Expired(_))))
+            .cloned()
+            .collect();
+        let again = preserve(&policy, &survivors, now, &cal);
+        prop_assert!(again.expire_reasons().is_empty(), "{:?}", again.expire_reasons());
+        prop_assert_eq!(again.preserved(), p.preserved());
+    }
+}
+
 #[test]
 fn rebase_rule_parsers() {
     assert_eq!(parse_max_chain("none"), Ok(None));
