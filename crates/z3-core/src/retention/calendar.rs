@@ -76,6 +76,10 @@ impl fmt::Display for Timeframe {
 /// not depend on which host runs it: a prune started from another machine, or after a host moved,
 /// must keep exactly what the backup host would. Operators whose "days" are local days, or whose
 /// snapshot names carry local times (sanoid), set their zone explicitly.
+///
+/// Change the zone of a dataset with care: its intervals move with it. A yearly backup taken at
+/// midnight on January 1 in Berlin lies on December 31 in UTC, so after a switch from Berlin to
+/// UTC it no longer represents the new year and the policy may stop preserving it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Calendar {
     /// The zone whose civil time defines hours, days, weeks, months and years.

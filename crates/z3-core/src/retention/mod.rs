@@ -7,8 +7,13 @@
 //! counted back from `now` (the current one included): the current year; this month and the 11
 //! before; this week and 7 before; today and 13 days before; this hour and 23 before. In each kept
 //! interval the first (oldest) snapshot represents it and is preserved; the newest snapshot is
-//! always preserved; a snapshot whose time is unknown is never pruned ([`preserve`]). These are
-//! btrbk's semantics, which btrfs2s3 also follows.
+//! always preserved; a snapshot whose time is unknown is never pruned ([`preserve`]).
+//!
+//! This is btrfs2s3's reading of a btrbk-style `preserve` value. btrbk itself differs in two
+//! ways: it keeps the current interval *and* N before it (`14d` is 15 days there), and its months
+//! and years begin on the first week-start day in them (its monthly is "the first weekly of the
+//! month"). Here `N` means N intervals, as an operator counts them, and months and years are
+//! calendar months and years, so weekly and monthly choices do not depend on each other.
 //!
 //! Intervals are counted on a [`Calendar`]: a time zone (default UTC) and a week start (default
 //! Monday). Days, weeks, months and years are civil (a 23- or 25-hour DST day is one day); hours

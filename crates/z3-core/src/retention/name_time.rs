@@ -23,15 +23,23 @@ pub enum TimeSource {
 /// Built in:
 ///
 /// - **zfs-auto-snap** (`zfs-auto-snap_daily-2026-12-04-1200`, `zfs-auto-snap-2026-12-04-1200`
-///   without a label; any label): zfs-auto-snapshot writes `date --utc +%F-%H%M` unless it runs
-///   with `--local-tz`, so these names are UTC. `zfs-auto-snap-local` reads them in the
-///   calendar's zone instead, for hosts that run it with `--local-tz`.
-/// - **sanoid** (`autosnap_2026-12-04_12:00:00_daily`, any label): sanoid writes the host's
-///   local time, read in the calendar's zone; set the calendar's zone to the host's.
+///   without a label; any label, e.g. `frequent`, `hourly`, `daily`, `weekly`, `monthly`):
+///   zfs-auto-snapshot 1.1.0 and later stamp names with `date --utc +%F-%H%M`, so these names
+///   are UTC; it has no option to change that. `zfs-auto-snap-local` reads them in the
+///   calendar's zone instead, for names written by 1.0.x (which used local time) or by forks
+///   that stamp local time. Only the default prefix and `_` separator are built in; names made
+///   with `--prefix`, `--sep` or another date format need a custom pattern (for example
+///   `utc:-%Y-%m-%d-%H%M`).
+/// - **sanoid** (`autosnap_2026-12-04_12:00:00_daily`, any label): sanoid stamps names with the
+///   host's local time (Perl's `localtime`), read in the calendar's zone; set the calendar's
+///   zone to the host's.
 /// - **custom**: a strftime-style pattern with `%Y` (4 digits), `%m`, `%d`, `%H`, `%M`, `%S` (2
 ///   digits each; the date is required, a missing time of day is midnight) and `%%`, everything
 ///   else literal. Any text may come before the pattern, none after it: `%Y%m%d` matches
-///   `backup-20261204`. Read in the calendar's zone; the spec `utc:PATTERN` reads it as UTC.
+///   `backup-20261204`. A pattern that starts with a field does not match after a digit
+///   (`backup-2026120412` is not year 2612): write the separator into the pattern (`-%Y%m%d`)
+///   when the text before it ends in a digit. Read in the calendar's zone; the spec
+///   `utc:PATTERN` reads it as UTC.
 ///
 /// A name that does not match, or whose date does not exist (February 30, hour 24), has no time
 /// from its name: never a guess. A local time that a DST change skipped or repeated is resolved as
@@ -40,7 +48,7 @@ pub enum TimeSource {
 pub enum NameFormat {
     /// zfs-auto-snapshot's names.
     ZfsAutoSnap {
-        /// Names carry the calendar zone's time (`--local-tz`), not UTC.
+        /// Names carry the calendar zone's time (zfs-auto-snapshot 1.0.x, some forks), not UTC.
         local_time: bool,
     },
     /// sanoid's names, in local time.
@@ -194,6 +202,13 @@ impl NamePattern {
     pub fn civil(&self, name: &str) -> Option<DateTime> {
         let start = name.len().checked_sub(self.len)?;
         let mut rest = name.get(start..)?;
+        // A field at the pattern's start must not continue a number of the name: `%Y%m%d` on
+        // `backup-2026120412` would read year 2612. No match rather than a guess.
+        if matches!(self.pieces.first(), Some(Piece::Field(_)))
+            && name[..start].ends_with(|c: char| c.is_ascii_digit())
+        {
+            return None;
+        }
         let mut values = [None::<i16>; 6];
         for piece in &self.pieces {
             match piece {

@@ -643,7 +643,7 @@ fn zfs_auto_snap_names() {
             "{name}"
         );
     }
-    // With --local-tz the same name is Berlin time.
+    // Read as local time (zfs-auto-snapshot 1.0.x) the same name is Berlin time.
     assert_eq!(
         local_format.time_of("zfs-auto-snap_daily-2026-12-04-1200", &berlin),
         Some(ts("2026-12-04T11:00:00Z"))
@@ -689,8 +689,14 @@ fn sanoid_names_are_local_time() {
 #[test]
 fn custom_formats() {
     let berlin = zone(BERLIN);
-    let cases: [(&str, &str, Option<&str>); 10] = [
+    let cases: [(&str, &str, Option<&str>); 14] = [
         ("%Y%m%d", "backup-20261204", Some("2026-12-03T23:00:00Z")),
+        // A digit before a pattern that starts with a field: the number would be read at the
+        // wrong place (year 2612 from `...2026120412`), so no time from the name.
+        ("utc:%Y%m%d", "backup-2026120412", None),
+        ("utc:%Y%m%d", "v220261204", None),
+        // Any other text before it is fine, a digit before a literal too.
+        ("utc:-%Y%m%d", "v2-20261204", Some("2026-12-04T00:00:00Z")),
         (
             "utc:%Y%m%d",
             "backup-20261204",
@@ -722,6 +728,12 @@ fn custom_formats() {
             Some("2026-12-04T00:00:00Z"),
         ),
         ("utc:%Y%m%d", "snap-20260230", None),
+        // zfs-auto-snapshot run with `--prefix=backup --sep=.`, as the NameFormat docs advise.
+        (
+            "utc:-%Y-%m-%d-%H%M",
+            "backup.daily-2026-12-04-1215",
+            Some("2026-12-04T12:15:00Z"),
+        ),
         ("utc:%Y%m%d", "snap-2026120x", None),
         (
             "utc:100%%-%Y%m%d",
@@ -999,6 +1011,83 @@ proptest! {
             })
             .collect();
         simulate(&policy, &cal, &times);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The invariants prune relies on, on random histories and policies: the newest timed item
+    /// is kept; an item without a time is never expired; each timeframe keeps at most N
+    /// intervals, each by one item; and preserving only what was kept, at the same `now`, keeps
+    /// all of it (a second prune deletes nothing more).
+    #[test]
+    fn preservation_is_stable_and_keeps_the_newest(
+        offsets in proptest::collection::vec(proptest::option::weighted(0.9, 0i64..(400 * 86_400)), 0..150),
+        counts in proptest::collection::vec(0u32..5, 5),
+        berlin in any::<bool>(),
+    ) {
+        let mut policy = Policy::default();
+        for (tf, n) in Timeframe::LONGEST_FIRST.into_iter().zip(&counts) {
+            if *n > 0 {
+                policy = policy.with(tf, Keep::Last(*n));
+            }
+        }
+        let cal = if berlin { Calendar::new(zone(BERLIN), Weekday::Monday) } else { utc() };
+        let start = ts("2026-01-01T00:00:00Z");
+        let list: Vec<Item> = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, offset)| Item {
+                name: format!("s{i:03}"),
+                time: offset.map(|o| start + jiff::SignedDuration::from_secs(o)),
+            })
+            .collect();
+        let now = start + jiff::SignedDuration::from_hours(380 * 24);
+        let p = preserve(&policy, &list, now, &cal);
+
+        let newest = list
+            .iter()
+            .filter_map(|i| i.time.map(|t| (t, &i.name)))
+            .max();
+        if let Some((_, name)) = newest {
+            let kept_newest = matches!(p.verdict(name), Some(Verdict::Preserved(r)) if r.iter().any(|r| r == NEWEST));
+            prop_assert!(kept_newest, "{name}");
+        }
+        for item in &list {
+            if item.time.is_none() {
+                prop_assert_eq!(p.verdict(&item.name), Some(&Verdict::TimeUnknown));
+            }
+        }
+        for (tf, keep) in policy.timeframes() {
+            let Keep::Last(n) = keep else { continue };
+            let prefix = format!("{tf} ");
+            let mut labels: Vec<&str> = p
+                .verdicts
+                .iter()
+                .filter_map(|(_, v)| match v {
+                    Verdict::Preserved(reasons) => Some(reasons),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|r| r.starts_with(&prefix))
+                .map(String::as_str)
+                .collect();
+            let total = labels.len();
+            labels.sort_unstable();
+            labels.dedup();
+            prop_assert_eq!(labels.len(), total, "one item per {} interval", tf);
+            prop_assert!(total <= n as usize, "{} {} intervals > {}", total, tf, n);
+        }
+
+        let survivors: Vec<Item> = list
+            .iter()
+            .filter(|i| !matches!(p.verdict(&i.name), Some(Verdict::Expired(_))))
+            .cloned()
+            .collect();
+        let again = preserve(&policy, &survivors, now, &cal);
+        prop_assert!(again.expire_reasons().is_empty(), "{:?}", again.expire_reasons());
+        prop_assert_eq!(again.preserved(), p.preserved());
     }
 }
 
