@@ -195,40 +195,6 @@ fn progress_line(
     format!("{label}: {:.1} MiB{of}, {rate:.1} MiB/s{state}", mib(bytes))
 }
 
-/// Counts the bytes of a blocking [`Read`](std::io::Read) into a [`Progress`] (`pput`).
-#[derive(Debug)]
-pub struct ProgressRead<R> {
-    inner: R,
-    progress: Progress,
-}
-
-impl<R> ProgressRead<R> {
-    /// Wraps `inner`.
-    pub fn new(inner: R, display: Display) -> Self {
-        Self {
-            inner,
-            progress: Progress::new(display),
-        }
-    }
-}
-
-impl<R: std::io::Read> std::io::Read for ProgressRead<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.progress.advance(n);
-                Ok(n)
-            }
-            Err(err) => {
-                if err.kind() != std::io::ErrorKind::Interrupted {
-                    self.progress.fail();
-                }
-                Err(err)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,9 +222,13 @@ mod tests {
         use std::io::Read;
         let bar = ProgressBar::hidden();
         bar.set_length(10);
-        let mut reader = ProgressRead::new(&b"0123456789"[..], Display::Bar(bar.clone()));
+        // The engine's reader again, read blocking (what `pput` draws).
+        let mut reader = z3_engine::ProgressReader::new(
+            &b"0123456789"[..],
+            Box::new(Progress::new(Display::Bar(bar.clone()))),
+        );
         let mut out = Vec::new();
-        reader.read_to_end(&mut out).unwrap();
+        Read::read_to_end(&mut reader, &mut out).unwrap();
         assert_eq!(out, b"0123456789");
         assert_eq!(bar.position(), 10);
         assert!(bar.is_finished());

@@ -21,7 +21,7 @@ use z3_s3::{
 
 use crate::config::MAX_CONCURRENCY;
 use crate::exit::UsageError;
-use crate::progress::{Progress, ProgressMode, ProgressRead, bar};
+use crate::progress::{Progress, ProgressMode, bar};
 use crate::stdio::{stdin_file, stdout_file};
 
 const PPUT_AFTER_HELP: &str = "\
@@ -273,7 +273,7 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         &args.name,
         estimate,
     );
-    let input = ProgressRead::new(input, progress);
+    let input = z3_engine::ProgressReader::new(input, Box::new(Progress::new(progress)));
     let uploader = MultipartUploader::new(
         store,
         UploadConfig {

@@ -136,7 +136,8 @@ impl Transfer for Recording {
 }
 
 /// Counts the bytes read through it into a [`Transfer`]; finishes it at end of stream and
-/// fails it on a read error.
+/// fails it on a read error. Works as an [`AsyncRead`] and as a blocking
+/// [`Read`](std::io::Read) (e.g. for `z3_s3::MultipartUploader::upload_blocking`).
 pub struct ProgressReader<R> {
     inner: R,
     transfer: Box<dyn Transfer>,
@@ -189,6 +190,28 @@ impl<R: AsyncRead + Unpin> AsyncRead for ProgressReader<R> {
             Poll::Pending => {}
         }
         poll
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(0) if !buf.is_empty() => {
+                self.transfer.finish();
+                Ok(0)
+            }
+            Ok(n) => {
+                self.bytes += n as u64;
+                self.transfer.advance(n as u64);
+                Ok(n)
+            }
+            Err(err) => {
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    self.transfer.fail();
+                }
+                Err(err)
+            }
+        }
     }
 }
 
