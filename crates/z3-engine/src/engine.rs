@@ -44,6 +44,7 @@ use crate::report::{
 };
 use crate::seal::PendingSeal;
 
+mod holds;
 mod prune;
 mod verify;
 
@@ -360,6 +361,32 @@ impl Engine {
             overwrite_other: args.overwrite_other_snapshot,
         })?;
         let (plan, reasons) = self.shape(plan, &remote, &local, args.full);
+        let result = self
+            .upload_plan(
+                dataset, target, &plan, &reasons, &remote, &local, args, encoding, events, cancel,
+            )
+            .await;
+        if result.is_ok() && !args.dry_run {
+            self.update_holds(dataset, &remote, &local, &plan, events)
+                .await?;
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)] // the plan and what it was made from
+    async fn upload_plan(
+        &self,
+        dataset: &DatasetName,
+        target: Option<SnapshotName>,
+        plan: &z3_core::BackupPlan,
+        reasons: &[z3_core::retention::StepReason],
+        remote: &RemoteIndex,
+        local: &LocalChain,
+        args: &BackupOptions,
+        encoding: &Encoding,
+        events: &mut dyn Events,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<BackupReport> {
         if plan.steps.is_empty() {
             let name = target
                 .map(|t| format!("{dataset}@{t}"))
@@ -427,27 +454,9 @@ impl Engine {
         local: &LocalChain,
         full_requested: bool,
     ) -> (z3_core::BackupPlan, Vec<z3_core::retention::StepReason>) {
-        use z3_core::retention::{Calendar, ShapeInput, Shaping, shape, snapshot_time};
+        use z3_core::retention::{ShapeInput, Shaping, shape};
         let retention = self.settings.retention.as_ref();
-        let utc = Calendar::default();
-        let calendar = retention.map_or(&utc, |r| &r.calendar);
-        let format = retention.and_then(|r| r.name_format.as_ref());
-        let time = |name: &str, creation: Option<i64>| {
-            let short = name.split_once('@').map_or(name, |(_, s)| s);
-            snapshot_time(short, creation, format, &calendar.time_zone).map(|(t, _)| t)
-        };
-        let mut times = std::collections::HashMap::new();
-        for object in remote.iter() {
-            if let Some(t) = time(&object.name, object.meta.created) {
-                times.insert(object.name.clone(), t);
-            }
-        }
-        for entry in local.entries() {
-            let name = entry.name().to_string();
-            if let Some(t) = time(&name, entry.snapshot.creation) {
-                times.insert(name, t);
-            }
-        }
+        let times = self.snapshot_times(remote, local);
         let shaping = match retention {
             Some(r) => Shaping::Tree {
                 policy: &r.policy,

@@ -126,3 +126,46 @@ async fn without_a_policy_max_chain_bounds_linear_chains() {
         .to_string();
     assert!(err.contains("FULL_EVERY"), "{err}");
 }
+
+/// With a policy, z3 holds the snapshots future backups build on (the current yearly and
+/// monthly representatives): a snapshot tool's cleanup cannot destroy them. Once a new year
+/// and month begin, the old ones are released and can go.
+#[tokio::test]
+async fn the_bases_of_future_backups_are_held_and_released_when_no_longer_needed() {
+    let h = Harness::new(|raw| raw.preserve = Some("1y 12m 30d".into()));
+    let days = ["2026-11-01", "2026-12-01", "2026-12-02", "2026-12-03"];
+    for (i, day) in days.iter().enumerate() {
+        h.zfs.write("pool/fs", format!("content {i}")).unwrap();
+        h.zfs
+            .snapshot_at(&format!("pool/fs@snap-{day}"), secs(day))
+            .unwrap();
+        let run = h.run(Command::Backup(backup())).await;
+        assert_eq!(run.status, ExitStatus::Success, "{day}: {}", run.err);
+        assert!(!run.err.contains("warning"), "{}", run.err);
+    }
+    // The yearly (2026-11-01) and December's monthly (2026-12-01) are held; the daily
+    // 2026-12-02, which nothing will build on, is not.
+    for held in ["snap-2026-11-01", "snap-2026-12-01"] {
+        let err = h
+            .zfs
+            .destroy_snapshot(&format!("pool/fs@{held}"))
+            .unwrap_err();
+        assert_eq!(err.kind(), z3_zfs::ErrorKind::Busy, "{held}: {err}");
+    }
+    h.zfs.destroy_snapshot("pool/fs@snap-2026-12-02").unwrap();
+
+    // A new year: the 2027 full becomes the base; 2026's yearly and monthly are released.
+    h.zfs.write("pool/fs", "next year".to_owned()).unwrap();
+    h.zfs
+        .snapshot_at("pool/fs@snap-2027-01-01", secs("2027-01-01"))
+        .unwrap();
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    h.zfs.destroy_snapshot("pool/fs@snap-2026-11-01").unwrap();
+    h.zfs.destroy_snapshot("pool/fs@snap-2026-12-01").unwrap();
+    let err = h
+        .zfs
+        .destroy_snapshot("pool/fs@snap-2027-01-01")
+        .unwrap_err();
+    assert_eq!(err.kind(), z3_zfs::ErrorKind::Busy);
+}

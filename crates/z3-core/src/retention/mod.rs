@@ -78,4 +78,4 @@ pub use name_time::{NameFormat, NameFormatError, NamePattern, TimeSource, snapsh
 pub use policy::{Keep, MAX_COUNT, Policy, PolicyError};
 pub use preserve::{AFTER_NOW, Item, NEWEST, Preservation, Verdict, preserve};
 pub use shape::{ShapeInput, Shaping, StepReason, shape};
-pub use tree::{Backup, Base, BaseDecision, choose_base};
+pub use tree::{Backup, Base, BaseDecision, choose_base, future_bases};

@@ -1238,3 +1238,34 @@ fn week_starts_parse_by_name_or_abbreviation() {
     assert_eq!(parse_week_start("su"), None, "too short to be sure");
     assert_eq!(parse_week_start("funday"), None);
 }
+
+#[test]
+fn future_bases_are_the_current_representatives_and_the_newest() {
+    use super::{Backup, Calendar, Policy, future_bases};
+    let at = |d: &str| format!("{d}T06:00:00Z").parse::<jiff::Timestamp>().unwrap();
+    let backup = |d: &str, parent: Option<&str>| Backup {
+        name: format!("p@{d}"),
+        time: at(d),
+        parent: parent.map(|p| format!("p@{p}")),
+    };
+    let backups = [
+        backup("2025-12-30", None),
+        backup("2026-01-01", None),
+        backup("2026-02-01", Some("2026-01-01")),
+        backup("2026-03-01", Some("2026-01-01")),
+        backup("2026-03-02", Some("2026-03-01")),
+        backup("2026-03-03", Some("2026-03-01")),
+    ];
+    let policy = Policy::parse("1y 12m 30d").unwrap();
+    assert_eq!(
+        future_bases(&policy, &backups, &Calendar::default()),
+        ["p@2026-01-01", "p@2026-03-01", "p@2026-03-03"]
+    );
+    // One timeframe: every backup is a full; only the newest matters.
+    let days = Policy::parse("7d").unwrap();
+    assert_eq!(
+        future_bases(&days, &backups, &Calendar::default()),
+        ["p@2026-03-03"]
+    );
+    assert!(future_bases(&policy, &[], &Calendar::default()).is_empty());
+}

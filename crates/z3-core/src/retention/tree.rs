@@ -175,6 +175,40 @@ pub fn choose_base(
     full(represents, 1, reason)
 }
 
+/// The backups future ones may be based on, to protect from local deletion (z3 holds their
+/// snapshots): for each timeframe but the shortest, the representative of the interval that
+/// holds the newest backup (the earliest backup in it), and the newest backup itself (the base
+/// when a later snapshot's time is unknown). Sorted, without duplicates.
+///
+/// Later snapshots fall in the newest backup's intervals or in later ones; in a later interval
+/// the new backup becomes that interval's representative, based on a longer timeframe's
+/// current representative, which is in this set. So a base outside the set is never chosen
+/// while the clock moves forward.
+#[must_use]
+pub fn future_bases(policy: &Policy, backups: &[Backup], calendar: &Calendar) -> Vec<String> {
+    let Some(newest) = backups
+        .iter()
+        .max_by(|a, b| (a.time, &a.name).cmp(&(b.time, &b.name)))
+    else {
+        return Vec::new();
+    };
+    let here = calendar.ordinals(newest.time);
+    let levels: Vec<Timeframe> = policy.timeframes().map(|(tf, _)| tf).collect();
+    let mut bases = vec![newest.name.clone()];
+    for timeframe in levels.iter().take(levels.len().saturating_sub(1)) {
+        let representative = backups
+            .iter()
+            .filter(|b| calendar.ordinals(b.time)[timeframe.index()] == here[timeframe.index()])
+            .min_by(|a, b| (a.time, &a.name).cmp(&(b.time, &b.name)));
+        if let Some(rep) = representative {
+            bases.push(rep.name.clone());
+        }
+    }
+    bases.sort();
+    bases.dedup();
+    bases
+}
+
 /// A full decision.
 fn full(represents: Option<Timeframe>, depth: usize, reason: String) -> BaseDecision {
     BaseDecision {
