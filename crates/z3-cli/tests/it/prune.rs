@@ -313,3 +313,53 @@ async fn backups_record_the_creation_time_that_prune_judges_them_by() {
         "{left:?}"
     );
 }
+
+/// A bucket written by the original z3: its objects carry no time and no guid. Without a name
+/// format nothing can be proven expired, so a prune deletes nothing and says why; with one, it
+/// prunes by the names like any other backups.
+#[tokio::test]
+async fn prune_of_an_original_z3_bucket_deletes_nothing_it_cannot_prove_unneeded() {
+    let h = Harness::new(|raw| {
+        raw.preserve = Some("2d".into());
+        raw.s3_storage_class = Some("STANDARD".into());
+    });
+    h.put(
+        "pool/fs@snap-2026-01-01",
+        &[("isfull", "true"), ("size", "10")],
+    );
+    h.put(
+        "pool/fs@snap-2026-01-02",
+        &[("parent", "pool/fs@snap-2026-01-01"), ("size", "10")],
+    );
+    h.put(
+        "pool/fs@snap-2026-01-03",
+        &[("is_full", "true"), ("size", "10")],
+    );
+    let h = h.with_clock(clock());
+    let before = keys(&h);
+    let run = h.run(Command::Prune(PruneArgs::default())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert_eq!(keys(&h), before);
+    assert!(run.out.contains("pruned 0 backups"), "{}", run.out);
+    for day in ["01-01", "01-02", "01-03"] {
+        assert!(
+            run.out
+                .contains(&format!("keep pool/fs@snap-2026-{day}: time unknown")),
+            "{}",
+            run.out
+        );
+    }
+
+    // With the names' format the times are known: 2026-01-01 and -02 are older than the two
+    // days kept, and nothing else needs them (2026-01-03 is a full).
+    let named = h.with_settings_of(|s| {
+        let mut r = z3_engine::Retention::new(z3_core::retention::Policy::parse("2d").unwrap());
+        r.name_format = Some(z3_core::retention::NameFormat::parse("snap-%Y-%m-%d").unwrap());
+        s.retention = Some(r);
+    });
+    let named = named.with_clock(clock());
+    let run = named.run(Command::Prune(PruneArgs::default())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert!(run.out.contains("pruned 2 backups"), "{}", run.out);
+    assert_eq!(keys(&named), ["z3-backup/pool/fs@snap-2026-01-03"]);
+}
