@@ -244,6 +244,11 @@ pub struct VerifyArgs {
 /// `z3 prune`.
 #[derive(Debug, Default, Args)]
 pub struct PruneArgs {
+    /// Prune every dataset that has an [fs:<dataset>] section in the config file, one after the
+    /// other (as backup --all)
+    #[arg(long)]
+    pub all: bool,
+
     /// Print what would be deleted and kept; delete nothing (takes no lock)
     #[arg(long)]
     pub dry_run: bool,

@@ -92,26 +92,17 @@ pub fn check_names(command: &Command) -> Result<()> {
 /// Anything that makes the command fail; [`exit::classify`] picks the exit status.
 pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
     let settings = load_settings(&cli, std::env::vars())?;
-    if let Command::Backup(args) = &cli.command
-        && args.all
-    {
-        let zfs: Arc<dyn Zfs> = Arc::new(match &settings.zfs_command {
-            Some(program) => ZfsCli::with_program(program.clone()),
-            None => ZfsCli::new(),
-        });
-        let store = setup::connect(&settings).await?;
-        store.check_bucket().await?;
-        let file = setup::config_file(cli.config.as_deref())?;
-        let env: Vec<_> = std::env::vars().collect();
-        return backup_all(&cli, args, &file, &env, zfs, Arc::new(store), console).await;
-    }
+    let env: Vec<_> = std::env::vars().collect();
+    let all = matches!(&cli.command, Command::Backup(a) if a.all)
+        || matches!(&cli.command, Command::Prune(a) if a.all);
     // Before any connection, and once: a typo in COMPRESSOR or an unusable age recipient is a
     // configuration error.
     let encoding = match cli.command {
-        Command::Backup(_) => Some(engine::encoding(&settings)?),
+        Command::Backup(_) if !all => Some(engine::encoding(&settings)?),
         _ => None,
     };
     check_names(&cli.command)?;
+    let clock = clock_from(&env)?;
     let zfs: Arc<dyn Zfs> = Arc::new(match &settings.zfs_command {
         Some(program) => ZfsCli::with_program(program.clone()),
         None => ZfsCli::new(),
@@ -119,6 +110,10 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
     let store = setup::connect(&settings).await?;
     store.check_bucket().await?;
     let store: Arc<dyn ObjectStore> = Arc::new(store);
+    if all {
+        let file = setup::config_file(cli.config.as_deref())?;
+        return run_all(&cli, &file, &env, zfs, store, console).await;
+    }
     let progress = crate::progress::ProgressMode::from_flags(cli.progress, false);
     let mut engine = Engine::new(zfs, store, settings)
         .with_progress(progress)
@@ -126,19 +121,22 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
     if let Some(encoding) = encoding {
         engine = engine.with_encoding(encoding);
     }
+    if let Some(clock) = clock {
+        engine = engine.with_clock(clock);
+    }
     execute(&engine, &cli.command, console).await
 }
 
-/// `z3 backup --all`: backs up each dataset with an `[fs:…]` section of `file` in turn (each
-/// with its own settings, lock and encoding), goes on after one fails, then prints a summary
-/// line per dataset; the status is the most serious of theirs ([`ExitStatus::worst`]). A
-/// signal stops it at once (the interrupted dataset's error is returned).
+/// `z3 backup --all` and `z3 prune --all`: runs the command for each dataset with an
+/// `[fs:…]` section of `file` in turn (each with its own settings and lock), goes on after one
+/// fails, then prints a summary line per dataset; the status is the most serious of theirs
+/// ([`ExitStatus::worst`]). A signal stops it at once (the interrupted dataset's error is
+/// returned).
 ///
 /// # Errors
 /// `--dataset` given too, no `[fs:…]` section, or an interrupt.
-pub async fn backup_all(
+pub async fn run_all(
     cli: &Cli,
-    args: &args::BackupArgs,
     file: &IniFile,
     env: &[(String, String)],
     zfs: Arc<dyn Zfs>,
@@ -147,32 +145,39 @@ pub async fn backup_all(
 ) -> Result<ExitStatus> {
     if cli.dataset.is_some() {
         bail!(UsageError(
-            "backup --all backs up the datasets of the config file's [fs:<dataset>] sections; drop --dataset".into()
+            "--all runs for the datasets of the config file's [fs:<dataset>] sections; drop --dataset".into()
         ));
     }
     let datasets = file.datasets();
     if datasets.is_empty() {
         bail!(UsageError(
-            "backup --all: the config file has no [fs:<dataset>] section".into()
+            "--all: the config file has no [fs:<dataset>] section".into()
         ));
     }
     let mut results = Vec::with_capacity(datasets.len());
     for dataset in datasets {
         let one = async {
             let settings = settings_for(file, cli, env.iter().cloned(), Some(&dataset))?;
-            let encoding = engine::encoding(&settings)?;
-            Engine::new(Arc::clone(&zfs), Arc::clone(&store), settings)
+            let encoding = match cli.command {
+                Command::Backup(_) => Some(engine::encoding(&settings)?),
+                _ => None,
+            };
+            let mut engine = Engine::new(Arc::clone(&zfs), Arc::clone(&store), settings)
                 .with_progress(crate::progress::ProgressMode::from_flags(
                     cli.progress,
                     false,
                 ))
-                .with_interrupt(interrupt::global().clone())
-                .with_encoding(encoding)
-                .backup(args, console)
-                .await
+                .with_interrupt(interrupt::global().clone());
+            if let Some(encoding) = encoding {
+                engine = engine.with_encoding(encoding);
+            }
+            if let Some(clock) = clock_from(env)? {
+                engine = engine.with_clock(clock);
+            }
+            execute(&engine, &cli.command, console).await
         };
         let status = match one.await {
-            Ok(_) => ExitStatus::Success,
+            Ok(status) => status,
             Err(err) if interrupt::global().signal().is_some() => return Err(err),
             Err(err) => {
                 writeln!(console.err, "z3: error: {dataset}: {err:#}")?;
@@ -192,6 +197,26 @@ pub async fn backup_all(
         worst = worst.worst(status);
     }
     Ok(worst)
+}
+
+/// `Z3_NOW` (RFC 3339 or Unix seconds): decide as if it were that time (a fixed clock).
+///
+/// # Errors
+/// An unparsable value (a usage error naming it).
+pub fn clock_from(env: &[(String, String)]) -> Result<Option<Arc<dyn z3_engine::Clock>>> {
+    let Some((_, value)) = env.iter().find(|(k, _)| k == "Z3_NOW") else {
+        return Ok(None);
+    };
+    let secs = match value.trim().parse::<i64>() {
+        Ok(secs) => secs,
+        Err(_) => value
+            .trim()
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| UsageError(format!("invalid Z3_NOW '{value}': {e}")))?
+            .as_second(),
+    };
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0).unsigned_abs());
+    Ok(Some(Arc::new(z3_engine::ManualClock::new(at))))
 }
 
 /// Runs a subcommand on an engine.
@@ -214,4 +239,24 @@ pub async fn execute(
         Outcome::Done => ExitStatus::Success,
         Outcome::HealthProblems => ExitStatus::Integrity,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn z3_now_fixes_the_clock_in_rfc3339_or_unix_seconds() {
+        let env = |v: &str| vec![("Z3_NOW".to_owned(), v.to_owned())];
+        let secs = |c: Arc<dyn z3_engine::Clock>| c.unix_secs();
+        assert!(clock_from(&[]).unwrap().is_none());
+        assert_eq!(secs(clock_from(&env("1800000000")).unwrap().unwrap()), 1_800_000_000);
+        assert_eq!(
+            secs(clock_from(&env("2027-01-01T00:00:00Z")).unwrap().unwrap()),
+            1_798_761_600
+        );
+        let err = clock_from(&env("tomorrow")).err().unwrap();
+        assert_eq!(exit::classify(&err), ExitStatus::Usage);
+        assert!(err.to_string().contains("Z3_NOW 'tomorrow'"), "{err}");
+    }
 }

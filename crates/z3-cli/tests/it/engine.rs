@@ -1176,14 +1176,10 @@ async fn backup_all_backs_up_each_configured_dataset_and_reports_the_worst() {
             "--all",
         ])
         .unwrap();
-        let z3_cli::args::Command::Backup(args) = &cli.command else {
-            unreachable!()
-        };
         let file = z3_cli::setup::config_file(cli.config.as_deref()).unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let status = z3_cli::backup_all(
+        let status = z3_cli::run_all(
             &cli,
-            args,
             &file,
             &env,
             Arc::new(zfs),
@@ -1248,13 +1244,9 @@ async fn backup_all_backs_up_each_configured_dataset_and_reports_the_worst() {
     // --dataset with --all is refused; so is a config file without [fs:…] sections.
     let cli = z3_cli::args::Cli::try_parse_from(["z3", "--dataset", "pool/a", "backup", "--all"])
         .unwrap();
-    let z3_cli::args::Command::Backup(args) = &cli.command else {
-        unreachable!()
-    };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let refused = z3_cli::backup_all(
+    let refused = z3_cli::run_all(
         &cli,
-        args,
         &z3_cli::config::IniFile::default(),
         &env,
         Arc::new(zfs.clone()),
