@@ -18,3 +18,4 @@ mod ssh_sync;
 mod support;
 mod sync;
 mod transfer;
+mod year;

@@ -219,7 +219,7 @@ impl Drop for TestDataset {
     }
 }
 
-fn destroy_retrying(name: &str) -> Result<(), String> {
+pub(crate) fn destroy_retrying(name: &str) -> Result<(), String> {
     let mut last = String::new();
     for _ in 0..50 {
         let output = Command::new("zfs")
