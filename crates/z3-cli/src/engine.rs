@@ -138,18 +138,14 @@ impl Render for Lines<'_, '_> {
 /// # Errors
 /// [`ConfigError::Invalid`] naming `COMPRESSOR` or the age setting at fault (a usage error).
 pub fn encoding(settings: &Settings) -> Result<Encoding, ConfigError> {
-    let compressor = settings
-        .compressors
-        .parse(&settings.compressor, &settings.gpg_recipient)
-        .map_err(|err| ConfigError::Invalid {
-            key: "COMPRESSOR",
-            value: settings.compressor.clone(),
-            reason: err.to_string(),
-        })?;
-    Ok(Encoding {
-        compressor,
-        encryption: settings.age.recipients()?,
-    })
+    let s = settings;
+    let age = &s.age;
+    Ok(z3_engine::encoding_from_settings(
+        &s.compressors,
+        &s.compressor,
+        &s.gpg_recipient,
+        age,
+    )?)
 }
 
 /// The IO edges and the settings of one `z3` invocation.

@@ -207,16 +207,9 @@ pub fn clock_from(env: &[(String, String)]) -> Result<Option<Arc<dyn z3_engine::
     let Some((_, value)) = env.iter().find(|(k, _)| k == "Z3_NOW") else {
         return Ok(None);
     };
-    let secs = match value.trim().parse::<i64>() {
-        Ok(secs) => secs,
-        Err(_) => value
-            .trim()
-            .parse::<jiff::Timestamp>()
-            .map_err(|e| UsageError(format!("invalid Z3_NOW '{value}': {e}")))?
-            .as_second(),
-    };
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0).unsigned_abs());
-    Ok(Some(Arc::new(z3_engine::ManualClock::new(at))))
+    let clock = z3_engine::ManualClock::parse(value)
+        .map_err(|e| UsageError(format!("invalid Z3_NOW '{value}': {e}")))?;
+    Ok(Some(Arc::new(clock)))
 }
 
 /// Runs a subcommand on an engine.

@@ -39,6 +39,26 @@ impl ManualClock {
         Self(Arc::new(Mutex::new(at)))
     }
 
+    /// A clock showing `value`: RFC 3339 (`2027-01-01T00:00:00Z`) or Unix seconds (z3's
+    /// `Z3_NOW`).
+    ///
+    /// # Errors
+    /// Why `value` is neither.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        let secs = match value.parse::<i64>() {
+            Ok(secs) => secs,
+            Err(_) => value
+                .parse::<jiff::Timestamp>()
+                .map_err(|e| e.to_string())?
+                .as_second(),
+        };
+        let secs = u64::try_from(secs).map_err(|_| "before 1970".to_owned())?;
+        Ok(Self::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+        ))
+    }
+
     /// Moves it forward by `by`.
     pub fn advance(&self, by: Duration) {
         let mut now = self

@@ -88,7 +88,90 @@ pub struct Retention {
     pub calendar: z3_core::retention::Calendar,
 }
 
+/// A setting that cannot be used: which, its value, and why (z3 exits 2 naming it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {setting} '{value}': {reason}")]
+pub struct SettingError {
+    /// The setting, e.g. `PRESERVE`.
+    pub setting: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl SettingError {
+    fn new(setting: &'static str, value: &str, reason: impl fmt::Display) -> Self {
+        Self {
+            setting,
+            value: value.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// How new backups are encoded, from the settings: `COMPRESSOR` among `compressors` (with the
+/// `gpg` compressor's recipient) and the age keys' recipients.
+///
+/// # Errors
+/// [`SettingError`] naming `COMPRESSOR` or the age setting at fault.
+pub fn encoding_from_settings(
+    compressors: &Compressors,
+    compressor: &str,
+    gpg_recipient: &str,
+    age: &z3_codec::AgeKeys,
+) -> Result<z3_codec::Encoding, SettingError> {
+    let compressor = compressors
+        .parse(compressor, gpg_recipient)
+        .map_err(|e| SettingError::new("COMPRESSOR", compressor, e))?;
+    let encryption = age
+        .recipients()
+        .map_err(|e| SettingError::new(e.setting, &e.value, e.reason))?;
+    Ok(z3_codec::Encoding {
+        compressor,
+        encryption,
+    })
+}
+
 impl Retention {
+    /// `PRESERVE`, `NAME_FORMAT` and `WEEK_START` as configured, with the time zone the caller
+    /// resolved (the engine reads no tz database); `None` without `PRESERVE`.
+    ///
+    /// # Errors
+    /// [`SettingError`] naming the setting at fault.
+    pub fn from_settings(
+        preserve: Option<&str>,
+        name_format: Option<&str>,
+        time_zone: Option<jiff::tz::TimeZone>,
+        week_start: Option<&str>,
+    ) -> Result<Option<Self>, SettingError> {
+        fn set(v: Option<&str>) -> Option<&str> {
+            v.map(str::trim).filter(|v| !v.is_empty())
+        }
+        let Some(preserve) = set(preserve) else {
+            return Ok(None);
+        };
+        let policy = z3_core::retention::Policy::parse(preserve)
+            .map_err(|e| SettingError::new("PRESERVE", preserve, e))?;
+        let mut retention = Self::new(policy);
+        if let Some(format) = set(name_format) {
+            retention.name_format = Some(
+                z3_core::retention::NameFormat::parse(format)
+                    .map_err(|e| SettingError::new("NAME_FORMAT", format, e))?,
+            );
+        }
+        if let Some(zone) = time_zone {
+            retention.calendar.time_zone = zone;
+        }
+        if let Some(day) = set(week_start) {
+            retention.calendar.week_start =
+                z3_core::retention::parse_week_start(day).ok_or_else(|| {
+                    SettingError::new("WEEK_START", day, "expected a weekday, e.g. monday")
+                })?;
+        }
+        Ok(Some(retention))
+    }
+
     /// `policy`, with times from `creation` in UTC, weeks starting on Monday.
     #[must_use]
     pub fn new(policy: z3_core::retention::Policy) -> Self {

@@ -39,6 +39,16 @@ impl From<z3_codec::AgeKeyError> for ConfigError {
     }
 }
 
+impl From<z3_engine::SettingError> for ConfigError {
+    fn from(err: z3_engine::SettingError) -> Self {
+        ConfigError::Invalid {
+            key: err.setting,
+            value: err.value,
+            reason: err.reason,
+        }
+    }
+}
+
 fn non_empty_path(value: Option<&str>) -> Option<PathBuf> {
     value.filter(|v| !v.trim().is_empty()).map(PathBuf::from)
 }

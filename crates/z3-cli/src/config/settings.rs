@@ -7,7 +7,7 @@ use z3_codec::Compressors;
 use z3_core::{DatasetName, KeyLayout};
 use z3_s3::{RetryConfig, S3Config, Sse, StaticCredentials};
 
-use z3_core::retention::{Calendar, NameFormat, Policy, RebaseRule};
+use z3_core::retention::RebaseRule;
 use z3_engine::Retention;
 
 use super::keys::AgeSettings;
@@ -262,39 +262,28 @@ impl Settings {
 /// `PRESERVE`, `NAME_FORMAT`, `TIME_ZONE` (a zone name from the system's tz database, a POSIX
 /// TZ string, or `UTC`, the default) and `WEEK_START` (default Monday).
 fn retention(raw: &RawConfig) -> Result<Option<Retention>, ConfigError> {
-    let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
-    let invalid = |key, value: &str, reason: String| ConfigError::Invalid {
-        key,
-        value: value.to_owned(),
-        reason,
+    let zone = match raw
+        .time_zone
+        .as_deref()
+        .map(str::trim)
+        .filter(|z| !z.is_empty())
+    {
+        Some(zone) => Some(
+            jiff::tz::TimeZone::get(zone)
+                .or_else(|_| jiff::tz::TimeZone::posix(zone))
+                .map_err(|_| ConfigError::Invalid {
+                    key: "TIME_ZONE",
+                    value: zone.to_owned(),
+                    reason: "not a time zone name (e.g. Europe/Berlin) or POSIX TZ string".into(),
+                })?,
+        ),
+        None => None,
     };
-    let Some(preserve) = set(&raw.preserve) else {
-        return Ok(None);
-    };
-    let policy =
-        Policy::parse(&preserve).map_err(|e| invalid("PRESERVE", &preserve, e.to_string()))?;
-    let name_format = set(&raw.name_format)
-        .map(|f| NameFormat::parse(&f).map_err(|e| invalid("NAME_FORMAT", &f, e.to_string())))
-        .transpose()?;
-    let mut calendar = Calendar::default();
-    if let Some(zone) = set(&raw.time_zone) {
-        calendar.time_zone = jiff::tz::TimeZone::get(zone.trim())
-            .or_else(|_| jiff::tz::TimeZone::posix(zone.trim()))
-            .map_err(|_| {
-                invalid(
-                    "TIME_ZONE",
-                    &zone,
-                    "not a time zone name (e.g. Europe/Berlin) or POSIX TZ string".into(),
-                )
-            })?;
-    }
-    if let Some(day) = set(&raw.week_start) {
-        calendar.week_start = z3_core::retention::parse_week_start(&day)
-            .ok_or_else(|| invalid("WEEK_START", &day, "expected a weekday, e.g. monday".into()))?;
-    }
-    Ok(Some(Retention {
-        policy,
-        name_format,
-        calendar,
-    }))
+    let (preserve, format, week) = (&raw.preserve, &raw.name_format, &raw.week_start);
+    Ok(Retention::from_settings(
+        preserve.as_deref(),
+        format.as_deref(),
+        zone,
+        week.as_deref(),
+    )?)
 }
