@@ -136,6 +136,11 @@ pub struct BackupArgs {
     #[arg(long, conflicts_with = "snapshot")]
     pub all: bool,
 
+    /// With --all: also every dataset below each configured one, each as its own chain (with
+    /// its own [fs:…] section if it has one, else [main] and the environment)
+    #[arg(long, requires = "all")]
+    pub recursive: bool,
+
     /// Send a full stream of the snapshot instead of incrementals
     #[arg(long, conflicts_with = "incremental")]
     pub full: bool,
@@ -248,6 +253,10 @@ pub struct PruneArgs {
     /// other (as backup --all)
     #[arg(long)]
     pub all: bool,
+
+    /// With --all: also every dataset below each configured one
+    #[arg(long, requires = "all")]
+    pub recursive: bool,
 
     /// Print what would be deleted and kept; delete nothing (takes no lock)
     #[arg(long)]

@@ -301,6 +301,26 @@ impl Zfs for ZfsCli {
         self.exists(dataset.as_str(), Subject::Dataset).await
     }
 
+    async fn list_datasets(&self, root: &DatasetName) -> Result<Vec<DatasetName>, Error> {
+        let args = ["list", "-H", "-o", "name", "-r", "-t", "filesystem,volume"];
+        let inv = self.invocation(&[&args[..], &[root.as_str()]].concat(), Subject::Dataset);
+        let captured = inv.run().await?;
+        let mut names = captured
+            .stdout
+            .lines()
+            .filter(|line| !line.is_empty())
+            .zip(1..)
+            .map(|(line, n)| {
+                DatasetName::new(line.trim_end_matches('\r')).map_err(|e| {
+                    let message = format!("a dataset name z3 cannot use: {e}");
+                    parse_error(&inv, parse::ParseError { line: n, message })
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        names.sort();
+        Ok(names)
+    }
+
     /// Dry-run estimate, or on zfs-fuse (which has no `send -n`) the logical size of `to`:
     /// `referenced × compressratio`.
     ///

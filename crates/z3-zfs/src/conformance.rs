@@ -272,6 +272,16 @@ pub async fn list_snapshots(zfs: &dyn Zfs, scratch: &dyn Scratch, root: &Dataset
 
     let listed = zfs.list_snapshots(&ds).await.expect("list snapshots");
     assert_eq!(names(&listed), short, "names in createtxg order");
+    // The dataset and its child, not its snapshots (`backup --all --recursive`).
+    assert_eq!(
+        zfs.list_datasets(&ds).await.expect("list datasets"),
+        [ds.clone(), kid.clone()]
+    );
+    let missing = zfs.list_datasets(&child(root, "list-missing")).await;
+    assert_eq!(
+        missing.expect_err("a missing root").kind(),
+        ErrorKind::DatasetNotFound
+    );
     assert!(listed.iter().all(|s| s.name.dataset() == &ds));
     assert!(
         listed.windows(2).all(|w| w[0].createtxg < w[1].createtxg),

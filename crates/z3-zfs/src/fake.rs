@@ -673,6 +673,24 @@ impl Zfs for FakeZfs {
         Ok(state.datasets.contains_key(dataset.as_str()))
     }
 
+    async fn list_datasets(&self, root: &DatasetName) -> Result<Vec<DatasetName>, Error> {
+        let mut state = self.lock();
+        state.calls.push(format!("list -r {root}"));
+        if !state.datasets.contains_key(root.as_str()) {
+            return Err(Error::new(
+                ErrorKind::DatasetNotFound,
+                format!("cannot open '{root}': dataset does not exist"),
+            ));
+        }
+        let below = format!("{root}/");
+        state
+            .datasets
+            .keys()
+            .filter(|name| *name == root.as_str() || name.starts_with(&below))
+            .map(|name| DatasetName::new(name).map_err(invalid_name))
+            .collect()
+    }
+
     async fn estimate_send_size(
         &self,
         from: Option<&FullSnapshotName>,

@@ -124,6 +124,14 @@ pub trait Zfs: Send + Sync + std::fmt::Debug {
     /// Only when the answer is unknown (e.g. `zfs` cannot run); a missing dataset is `Ok(false)`.
     async fn dataset_exists(&self, dataset: &DatasetName) -> Result<bool, Error>;
 
+    /// `root` and every filesystem and volume below it, sorted (`zfs list -r`; `backup --all
+    /// --recursive`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::DatasetNotFound`] if `root` does not exist; other kinds as for
+    /// [`Zfs::list_snapshots`].
+    async fn list_datasets(&self, root: &DatasetName) -> Result<Vec<DatasetName>, Error>;
+
     /// Size estimate of `zfs send [-i from] to`, in bytes.
     ///
     /// # Errors
@@ -276,6 +284,10 @@ impl<T: Zfs + ?Sized> Zfs for Arc<T> {
 
     async fn dataset_exists(&self, dataset: &DatasetName) -> Result<bool, Error> {
         (**self).dataset_exists(dataset).await
+    }
+
+    async fn list_datasets(&self, root: &DatasetName) -> Result<Vec<DatasetName>, Error> {
+        (**self).list_datasets(root).await
     }
 
     async fn estimate_send_size(

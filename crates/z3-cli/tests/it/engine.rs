@@ -1282,3 +1282,67 @@ async fn seals_are_stored_in_standard_whatever_backups_use() {
     }
     assert!(objects.keys().any(|k| k.contains(".z3-seals/")));
 }
+
+/// `backup --all --recursive`: every dataset below a configured one is backed up as its own
+/// chain, with a summary line each.
+#[tokio::test]
+async fn backup_all_recursive_includes_the_datasets_below() {
+    use clap::Parser as _;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("z3.conf");
+    std::fs::write(&conf, "[fs:pool/a]\n").unwrap();
+    let env: Vec<(String, String)> = [
+        ("BUCKET", "bkt"),
+        ("S3_PREFIX", "z3-backup/"),
+        ("SNAPSHOT_PREFIX", "snap"),
+        ("COMPRESSOR", "none"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let zfs = FakeZfs::new();
+    for ds in ["pool/a", "pool/a/b", "pool/a/b/c", "pool/other"] {
+        zfs.create_dataset(ds).unwrap();
+        zfs.write(ds, format!("data of {ds}")).unwrap();
+        zfs.snapshot(&format!("{ds}@snap1")).unwrap();
+    }
+    let store = MemoryStore::new("bkt");
+    let cli = z3_cli::args::Cli::try_parse_from([
+        "z3",
+        "--config",
+        conf.to_str().unwrap(),
+        "backup",
+        "--all",
+        "--recursive",
+    ])
+    .unwrap();
+    let file = z3_cli::setup::config_file(cli.config.as_deref()).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status = z3_cli::run_all(
+        &cli,
+        &file,
+        &env,
+        Arc::new(zfs.clone()),
+        Arc::new(store.clone()),
+        &mut Console {
+            out: &mut out,
+            err: &mut err,
+        },
+    )
+    .await
+    .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(status, ExitStatus::Success, "{out}");
+    for ds in ["pool/a", "pool/a/b", "pool/a/b/c"] {
+        assert!(
+            store
+                .objects()
+                .contains_key(&format!("z3-backup/{ds}@snap1")),
+            "{ds}"
+        );
+        assert!(out.contains(&format!("{ds}: ok (exit 0)")), "{out}");
+    }
+    assert!(!store.objects().keys().any(|k| k.contains("pool/other")));
+    // --recursive needs --all.
+    assert!(z3_cli::args::Cli::try_parse_from(["z3", "backup", "--recursive"]).is_err());
+}
