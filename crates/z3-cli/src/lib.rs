@@ -152,20 +152,7 @@ pub async fn run_all(
     if matches!(&cli.command, Command::Backup(a) if a.recursive)
         || matches!(&cli.command, Command::Prune(a) if a.recursive)
     {
-        // Each root with every dataset below it; a root that cannot be listed stays, so that its
-        // own run reports why.
-        let mut all = Vec::new();
-        for root in &datasets {
-            let below = match z3_core::DatasetName::new(root) {
-                Ok(name) => zfs.list_datasets(&name).await.unwrap_or_default(),
-                Err(_) => Vec::new(),
-            };
-            all.push(root.clone());
-            all.extend(below.iter().map(ToString::to_string));
-        }
-        all.sort();
-        all.dedup();
-        datasets = all;
+        datasets = z3_engine::fleet::with_descendants(zfs.as_ref(), &datasets).await;
     }
     if datasets.is_empty() {
         bail!(UsageError(

@@ -85,6 +85,23 @@ async fn status_all_inner(
     })
 }
 
+/// `roots` (dataset names) with every dataset below each, sorted, without duplicates (`--all
+/// --recursive`). A root that is no valid name or cannot be listed stays as given, so that its
+/// own run reports why.
+pub async fn with_descendants(zfs: &dyn z3_zfs::Zfs, roots: &[String]) -> Vec<String> {
+    let mut all = Vec::new();
+    for root in roots {
+        if let Ok(name) = z3_core::DatasetName::new(root) {
+            let below = zfs.list_datasets(&name).await.unwrap_or_default();
+            all.extend(below.iter().map(ToString::to_string));
+        }
+        all.push(root.clone());
+    }
+    all.sort();
+    all.dedup();
+    all
+}
+
 /// The listed objects with their metadata and what their HEAD said, one HEAD each (a bounded
 /// number at once); an object deleted between the listing and its HEAD (e.g. by a lifecycle
 /// rule) is left out.
