@@ -97,6 +97,7 @@ mod retry;
 mod sink;
 mod store;
 mod upload;
+mod versions;
 
 pub use aws::{AwsStore, S3Config, Sse, StaticCredentials};
 pub use checksum::{Crc32c, composite_crc32c};
@@ -116,9 +117,11 @@ pub use retry::{
 };
 pub use sink::{PIPE_SIZE, ThreadWriter, grow_pipe};
 pub use store::{
-    CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
-    PartNumber, Precondition, PutOptions, UploadId,
+    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo,
+    ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
+    RetentionPeriod, UploadId, VersionEntry, Versioning,
 };
 pub use upload::{
     BeforeComplete, MultipartUploader, PartsDone, UPLOAD_TOKEN_META, UploadConfig, UploadReport,
 };
+pub use versions::{RetentionChange, extend_retention, hidden_versions, list_versions_with_retry};
