@@ -1246,4 +1246,166 @@ mod tests {
         );
         assert_eq!(store.calls(Op::Head), 2);
     }
+
+    fn retention(mode: RetentionMode, retain_until: i64) -> Retention {
+        Retention { mode, retain_until }
+    }
+
+    #[tokio::test]
+    async fn legal_hold_blocks_deletion_until_lifted() {
+        let store = MemoryStore::with_object_lock("b", None);
+        store.set_time(1_000);
+        store
+            .put("k", Bytes::from_static(b"v"), &PutOptions::default())
+            .await
+            .unwrap();
+        let id = store.head("k").await.unwrap().version_id.unwrap();
+        assert!(store.set_legal_hold("k", &id, true));
+        assert!(store.head_version("k", &id).await.unwrap().legal_hold);
+        let err = store.delete_version("k", &id).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked);
+        assert!(err.to_string().contains("legal hold"), "{err}");
+        assert!(store.set_legal_hold("k", &id, false));
+        store.delete_version("k", &id).await.unwrap();
+        assert_eq!(store.versions(), 0);
+        assert!(!MemoryStore::versioned("b").set_legal_hold("k", "null", true));
+    }
+
+    #[tokio::test]
+    async fn retention_expires_at_the_store_time_and_default_retention_applies() {
+        let store = MemoryStore::with_object_lock(
+            "b",
+            Some((RetentionMode::Compliance, RetentionPeriod::Days(2))),
+        );
+        store.set_time(1_000);
+        store
+            .put("k", Bytes::from_static(b"v"), &PutOptions::default())
+            .await
+            .unwrap();
+        let info = store.head("k").await.unwrap();
+        assert_eq!(info.retention_mode, Some(RetentionMode::Compliance));
+        assert_eq!(info.retain_until, Some(1_000 + 2 * 86_400));
+        let id = info.version_id.unwrap();
+        store.set_time(1_000 + 2 * 86_400 - 1);
+        assert_eq!(
+            store.delete_version("k", &id).await.unwrap_err().kind(),
+            ErrorKind::Locked
+        );
+        // Not a bypass: compliance can never be weakened, even by its own writer.
+        let err = store
+            .put_retention(
+                "k",
+                &id,
+                retention(RetentionMode::Governance, 1_000 + 3 * 86_400),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked);
+        store.set_time(1_000 + 2 * 86_400);
+        store.delete_version("k", &id).await.unwrap();
+        // A retention in the past, or on a bucket without Object Lock, is refused.
+        let past = PutOptions {
+            object_lock: Some(retention(RetentionMode::Governance, 5)),
+            ..PutOptions::default()
+        };
+        let err = store.put("k", Bytes::new(), &past).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+        let plain = MemoryStore::versioned("p");
+        let err = plain.create_multipart("k", &past).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+        assert!(err.to_string().contains("Object Lock"), "{err}");
+        assert_eq!(
+            plain.object_lock_config().await.unwrap(),
+            BucketLockConfig {
+                versioning: Versioning::Enabled,
+                object_lock: false,
+                default_retention: None
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn unversioned_and_suspended_buckets_keep_one_null_version() {
+        let store = MemoryStore::new("b");
+        store
+            .put("k", Bytes::from_static(b"1"), &PutOptions::default())
+            .await
+            .unwrap();
+        store
+            .put("k", Bytes::from_static(b"2"), &PutOptions::default())
+            .await
+            .unwrap();
+        let versions = store.list_versions("").await.unwrap();
+        assert_eq!(versions.len(), 1);
+        assert_eq!(versions[0].version_id, "null");
+        assert!(versions[0].is_latest);
+        store.delete("k").await.unwrap();
+        assert_eq!(store.versions(), 0, "an unversioned delete removes");
+
+        let store = MemoryStore::versioned("b");
+        store
+            .put("k", Bytes::from_static(b"1"), &PutOptions::default())
+            .await
+            .unwrap();
+        assert!(store.set_versioning(Versioning::Suspended));
+        assert!(!store.set_versioning(Versioning::Unversioned));
+        store
+            .put("k", Bytes::from_static(b"2"), &PutOptions::default())
+            .await
+            .unwrap();
+        store
+            .put("k", Bytes::from_static(b"3"), &PutOptions::default())
+            .await
+            .unwrap();
+        let ids: Vec<String> = store
+            .list_versions("k")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.version_id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["null", "v000000000001"],
+            "the null version was replaced"
+        );
+        store.delete("k").await.unwrap();
+        let versions = store.list_versions("k").await.unwrap();
+        assert!(versions[0].is_delete_marker && versions[0].version_id == "null");
+        assert_eq!(
+            versions.len(),
+            2,
+            "the suspended delete replaced the null version"
+        );
+        assert!(!MemoryStore::with_object_lock("l", None).set_versioning(Versioning::Suspended));
+    }
+
+    #[tokio::test]
+    async fn a_conditional_put_sees_through_to_the_current_version_only() {
+        let store = MemoryStore::versioned("b");
+        store
+            .put("k", Bytes::from_static(b"1"), &PutOptions::default())
+            .await
+            .unwrap();
+        store.delete("k").await.unwrap();
+        // Hidden behind a marker, the key is free for If-None-Match, as in S3.
+        let create = PutOptions {
+            if_none_match: true,
+            ..PutOptions::default()
+        };
+        store
+            .put("k", Bytes::from_static(b"2"), &create)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .put("k", Bytes::from_static(b"3"), &create)
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(store.list_versions("k").await.unwrap().len(), 3);
+        assert_eq!(store.objects()["k"], Bytes::from_static(b"2"));
+    }
 }
