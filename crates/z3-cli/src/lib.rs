@@ -250,7 +250,10 @@ mod tests {
         let env = |v: &str| vec![("Z3_NOW".to_owned(), v.to_owned())];
         let secs = |c: Arc<dyn z3_engine::Clock>| c.unix_secs();
         assert!(clock_from(&[]).unwrap().is_none());
-        assert_eq!(secs(clock_from(&env("1800000000")).unwrap().unwrap()), 1_800_000_000);
+        assert_eq!(
+            secs(clock_from(&env("1800000000")).unwrap().unwrap()),
+            1_800_000_000
+        );
         assert_eq!(
             secs(clock_from(&env("2027-01-01T00:00:00Z")).unwrap().unwrap()),
             1_798_761_600

@@ -832,6 +832,29 @@ pub async fn retention_blocks_deletion(store: &dyn ObjectStore, prefix: &str) {
     }
     assert_eq!(read_version(store, &governed, &gv, 8).await, b"governed");
 
+    retention_only_extends(store, [(&governed, &gv), (&complied, &cv)], until).await;
+
+    // Once the retention expired, the versions go.
+    let wait = u64::try_from(until + 2 - unix_now()).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    purge_versions(store, prefix).await;
+}
+
+/// The second half of [`retention_blocks_deletion`]: `governed` and `complied` (key and
+/// version) hold governance and compliance retention until `until`.
+async fn retention_only_extends(
+    store: &dyn ObjectStore,
+    [(governed, gv), (complied, cv)]: [(&String, &String); 2],
+    until: i64,
+) {
+    let governance = Retention {
+        mode: RetentionMode::Governance,
+        retain_until: until,
+    };
+    let compliance = Retention {
+        mode: RetentionMode::Compliance,
+        retain_until: until,
+    };
     // Shortening or weakening is refused; extending works.
     for (key, version, shorter) in [
         (
@@ -870,24 +893,24 @@ pub async fn retention_blocks_deletion(store: &dyn ObjectStore, prefix: &str) {
         ..governance
     };
     store
-        .put_retention(&governed, &gv, later)
+        .put_retention(governed, gv, later)
         .await
         .expect("extend governance");
     let info = store
-        .head_version(&governed, &gv)
+        .head_version(governed, gv)
         .await
         .expect("head_version");
     assert_eq!(info.retain_until, Some(until + 1));
     let config = RetryConfig::default();
     assert_eq!(
-        crate::extend_retention(store, &governed, &gv, governance, &config)
+        crate::extend_retention(store, governed, gv, governance, &config)
             .await
             .expect("extend to an earlier date"),
         crate::RetentionChange::Unchanged(later),
         "a longer retention is left alone"
     );
     assert_eq!(
-        crate::extend_retention(store, &complied, &cv, later, &config)
+        crate::extend_retention(store, complied, cv, later, &config)
             .await
             .expect("extend to a later date in a weaker mode"),
         crate::RetentionChange::Set(Retention {
@@ -896,11 +919,6 @@ pub async fn retention_blocks_deletion(store: &dyn ObjectStore, prefix: &str) {
         }),
         "the later date in the stronger mode"
     );
-
-    // Once the retention expired, the versions go.
-    let wait = u64::try_from(until + 2 - unix_now()).unwrap_or(0);
-    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-    purge_versions(store, prefix).await;
 }
 
 /// Every Object Lock check, on `lock` (a bucket created with Object Lock) and `plain` (a

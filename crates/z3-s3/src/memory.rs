@@ -502,29 +502,38 @@ impl MemoryStore {
         )
     }
 
-    /// Stores a new object at `key` after checking `precondition` and the retention; the
-    /// checks and the write happen under one lock, atomically.
+    /// The retention a write of `key` gets ([`State::retention_for`]), or S3's error.
+    fn retention(
+        &self,
+        state: &State,
+        op: Op,
+        key: &str,
+        asked: Option<Retention>,
+        check_date: bool,
+    ) -> Result<Option<Retention>> {
+        state.retention_for(asked, check_date).map_err(|what| {
+            Error::new(
+                ErrorKind::InvalidRequest,
+                format!("{op} {}: {what}", self.url(key)),
+            )
+        })
+    }
+
+    /// Stores the object `make` builds (given the time) at `key` after checking
+    /// `precondition`; the check and the write happen under one lock, atomically.
     fn write(
         &self,
         state: &mut State,
         op: Op,
         key: &str,
         precondition: &Precondition,
-        make: impl FnOnce(i64, Option<Retention>) -> MemoryObject,
-        asked: Option<Retention>,
-        check_date: bool,
+        make: impl FnOnce(i64) -> MemoryObject,
     ) -> Result<()> {
         let existing = state.current(key).map(|o| o.etag.as_str());
         check_precondition(precondition, existing)
             .map_err(|(kind, what)| Error::new(kind, format!("{op} {}: {what}", self.url(key))))?;
-        let retention = state.retention_for(asked, check_date).map_err(|what| {
-            Error::new(
-                ErrorKind::InvalidRequest,
-                format!("{op} {}: {what}", self.url(key)),
-            )
-        })?;
         let now = state.now();
-        state.push(key, Some(make(now, retention)));
+        state.push(key, Some(make(now)));
         Ok(())
     }
 
@@ -691,15 +700,10 @@ impl ObjectStore for MemoryStore {
         let mut state = self.enter(Op::Put)?;
         let etag = etag_of(&body);
         let tag = etag.clone();
-        self.write(
-            &mut state,
-            Op::Put,
-            key,
-            &precondition,
-            |now, retention| stored(body, options, tag, None, now, retention),
-            options.object_lock,
-            true,
-        )?;
+        let retention = self.retention(&state, Op::Put, key, options.object_lock, true)?;
+        self.write(&mut state, Op::Put, key, &precondition, |now| {
+            stored(body, options, tag, None, now, retention)
+        })?;
         Ok(etag)
     }
 
@@ -871,25 +875,16 @@ impl ObjectStore for MemoryStore {
             .uploads
             .remove(upload_id)
             .ok_or_else(|| self.no_such_upload(Op::CompleteMultipart, key, upload_id))?;
-        let tag = etag.clone();
-        let crc = checksum.clone();
+        let (tag, crc) = (etag.clone(), checksum.clone());
+        let asked = upload.options.object_lock;
+        let retention = self.retention(&state, Op::CompleteMultipart, key, asked, false)?;
+        let options = &upload.options;
         self.write(
             &mut state,
             Op::CompleteMultipart,
             key,
             &Precondition::None,
-            |now, retention| {
-                stored(
-                    data.freeze(),
-                    &upload.options,
-                    tag,
-                    Some(crc),
-                    now,
-                    retention,
-                )
-            },
-            upload.options.object_lock,
-            false,
+            |now| stored(data.freeze(), options, tag, Some(crc), now, retention),
         )?;
         Ok(CompletedUpload {
             etag,

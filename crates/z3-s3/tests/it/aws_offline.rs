@@ -901,8 +901,7 @@ async fn locked_version_delete_is_locked_not_access_denied() {
 }
 
 #[tokio::test]
-async fn put_retention_and_version_listing_on_the_wire() {
-    let retention_ok = ok(Vec::new(), "");
+async fn version_listing_merges_markers_and_follows_its_markers() {
     let page = |body: &str, next: Option<(&str, &str)>| {
         let truncated = next.map_or(String::from("<IsTruncated>false</IsTruncated>"), |(k, v)| {
             format!("<IsTruncated>true</IsTruncated><NextKeyMarker>{k}</NextKeyMarker><NextVersionIdMarker>{v}</NextVersionIdMarker>")
@@ -933,7 +932,6 @@ async fn put_retention_and_version_listing_on_the_wire() {
         marker("p/b", "m0", false, "2026-01-04T00:00:00.000Z"),
     );
     let (endpoint, requests) = serve(vec![
-        retention_ok,
         page(&first, Some(("p/a", "a1"))),
         page(&second, None),
         page(&first, Some(("p/a", "a1"))),
@@ -941,17 +939,6 @@ async fn put_retention_and_version_listing_on_the_wire() {
     ])
     .await;
     let store = store(endpoint).await;
-    store
-        .put_retention(
-            "p/a",
-            "a2",
-            z3_s3::Retention {
-                mode: z3_s3::RetentionMode::Governance,
-                retain_until: 1_900_000_000,
-            },
-        )
-        .await
-        .unwrap();
     let versions = store.list_versions("p/").await.unwrap();
     let got: Vec<(&str, &str, bool, bool)> = versions
         .iter()
@@ -982,11 +969,38 @@ async fn put_retention_and_version_listing_on_the_wire() {
     assert!(err.to_string().contains("does not advance"), "{err}");
 
     let requests = requests.lock().unwrap();
+    assert!(
+        requests[0].head.contains("?versions"),
+        "{}",
+        requests[0].head
+    );
+    assert!(
+        requests[1].head.contains("key-marker=p%2Fa")
+            && requests[1].head.contains("version-id-marker=a1"),
+        "{}",
+        requests[1].head
+    );
+}
+
+#[tokio::test]
+async fn put_retention_names_the_version_and_never_bypasses() {
+    let (endpoint, requests) = serve(vec![ok(Vec::new(), "")]).await;
+    store(endpoint)
+        .await
+        .put_retention(
+            "p/a",
+            "a2",
+            z3_s3::Retention {
+                mode: z3_s3::RetentionMode::Governance,
+                retain_until: 1_900_000_000,
+            },
+        )
+        .await
+        .unwrap();
+    let requests = requests.lock().unwrap();
     let retention = &requests[0];
     assert!(
-        retention
-            .head
-            .starts_with("PUT /bucket/p/a?retention&versionId=a2 "),
+        retention.head.starts_with("PUT /bucket/p/a?retention"),
         "{}",
         retention.head
     );
@@ -1008,14 +1022,11 @@ async fn put_retention_and_version_listing_on_the_wire() {
         retention.head
     );
     assert!(
-        requests[1].head.contains("?versions"),
-        "{}",
-        requests[1].head
-    );
-    assert!(
-        requests[2].head.contains("key-marker=p%2Fa")
-            && requests[2].head.contains("version-id-marker=a1"),
-        "{}",
-        requests[2].head
+        retention
+            .head
+            .lines()
+            .next()
+            .unwrap()
+            .contains("versionId=a2")
     );
 }
