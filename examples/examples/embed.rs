@@ -23,8 +23,9 @@ use z3_engine::{
     StatusOptions, Transfer,
 };
 use z3_s3::{
-    CompletedPart, CompletedUpload, Crc32c, ErrorKind, ListEntry, MultipartUploadInfo, ObjectInfo,
-    ObjectStore, PartNumber, Precondition, PutOptions, UploadId, composite_crc32c,
+    BucketLockConfig, CompletedPart, CompletedUpload, Crc32c, ErrorKind, ListEntry,
+    MultipartUploadInfo, ObjectInfo, ObjectStore, PartNumber, Precondition, PutOptions, Retention,
+    UploadId, VersionEntry, Versioning, composite_crc32c,
 };
 use z3_zfs::fake::FakeZfs;
 
@@ -273,6 +274,8 @@ impl ObjectStore for DirStore {
             last_modified: None,
             retain_until: None,
             legal_hold: false,
+            retention_mode: None,
+            version_id: Some(NULL_VERSION.to_owned()),
         })
     }
 
@@ -325,6 +328,7 @@ impl ObjectStore for DirStore {
     }
 
     async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String, Failed> {
+        no_object_lock(key, options)?;
         self.check(key, &options.precondition()?)?;
         let tag = etag(&body, None);
         self.store(key, &body, &metadata(options, &tag, None))
@@ -344,6 +348,7 @@ impl ObjectStore for DirStore {
     }
 
     async fn create_multipart(&self, key: &str, options: &PutOptions) -> Result<UploadId, Failed> {
+        no_object_lock(key, options)?;
         let mut next = self.next_upload.lock().unwrap();
         *next += 1;
         let id = format!("upload-{next}");
@@ -443,5 +448,94 @@ impl ObjectStore for DirStore {
                 initiated: None,
             })
             .collect())
+    }
+    // A directory keeps no versions: like an S3 bucket that never had versioning, every key
+    // has one version, "null", and Object Lock is not available.
+
+    async fn object_lock_config(&self) -> Result<BucketLockConfig, Failed> {
+        Ok(BucketLockConfig {
+            versioning: Versioning::Unversioned,
+            object_lock: false,
+            default_retention: None,
+        })
+    }
+
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<VersionEntry>, Failed> {
+        let mut versions = Vec::new();
+        for entry in self.list(prefix).await? {
+            versions.push(VersionEntry {
+                etag: self.meta(&entry.key)?.get("etag").cloned(),
+                key: entry.key,
+                version_id: NULL_VERSION.to_owned(),
+                is_latest: true,
+                is_delete_marker: false,
+                size: entry.size,
+                last_modified: entry.last_modified,
+            });
+        }
+        Ok(versions)
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo, Failed> {
+        if version_id != NULL_VERSION {
+            return Err(Failed::new(
+                ErrorKind::NotFound,
+                format!("{key} version {version_id}: no such version"),
+            ));
+        }
+        self.head(key).await
+    }
+
+    async fn read_range_version(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<u64, Failed> {
+        self.head_version(key, version_id).await?;
+        let bytes = self.get_range(key, range).await?;
+        let len = bytes.len() as u64;
+        if len > 0 {
+            out.push(bytes);
+        }
+        Ok(len)
+    }
+
+    async fn delete_version(&self, key: &str, version_id: &str) -> Result<(), Failed> {
+        if version_id == NULL_VERSION {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_retention(
+        &self,
+        key: &str,
+        _version_id: &str,
+        retention: Retention,
+    ) -> Result<(), Failed> {
+        no_object_lock(
+            key,
+            &PutOptions {
+                object_lock: Some(retention),
+                ..PutOptions::default()
+            },
+        )
+    }
+}
+
+/// The version id of the only version a store without versioning keeps.
+const NULL_VERSION: &str = "null";
+
+/// A directory has no Object Lock: a retention is refused, as S3 refuses it on a bucket
+/// created without Object Lock.
+fn no_object_lock(key: &str, options: &PutOptions) -> Result<(), Failed> {
+    match options.object_lock {
+        Some(_) => Err(Failed::new(
+            ErrorKind::InvalidRequest,
+            format!("{key}: this store has no Object Lock"),
+        )),
+        None => Ok(()),
     }
 }

@@ -19,7 +19,9 @@ use crate::download::{DownloadConfig, Downloader};
 use crate::error::ErrorKind;
 use crate::part_size::MIN_PART_SIZE;
 use crate::retry::RetryConfig;
-use crate::store::{ObjectStore, PartNumber, Precondition, PutOptions};
+use crate::store::{
+    ObjectStore, PartNumber, Precondition, PutOptions, Retention, RetentionMode, Versioning,
+};
 use crate::upload::{MultipartUploader, UploadConfig};
 
 /// The original pput test sample, `len` bytes of it: block `k` (1 MiB each) repeats the
@@ -569,6 +571,362 @@ pub async fn conditional_complete(store: &dyn ObjectStore, prefix: &str) {
         .expect_err("pinned to the replaced object");
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
     store.delete(key).await.expect("delete");
+}
+
+// ---- Versions and Object Lock. These need a bucket created with Object Lock enabled (which
+// enables versioning); `run_object_lock` runs them all.
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Reads all of one version.
+async fn read_version(store: &dyn ObjectStore, key: &str, version_id: &str, len: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    store
+        .read_range_version(key, version_id, 0..len, &mut out)
+        .await
+        .expect("read a version by id");
+    out.concat()
+}
+
+/// Deletes every version and delete marker under `prefix`; retention must have expired.
+async fn purge_versions(store: &dyn ObjectStore, prefix: &str) {
+    for entry in store.list_versions(prefix).await.expect("list versions") {
+        store
+            .delete_version(&entry.key, &entry.version_id)
+            .await
+            .expect("delete a version whose retention expired");
+    }
+    assert!(
+        store.list_versions(prefix).await.expect("list").is_empty(),
+        "no version left under {prefix}"
+    );
+}
+
+/// `object_lock_config` tells an Object Lock bucket (`lock`: versioned, lock on) from one
+/// without (`plain`: never versioned), and a retention on `plain` is refused as invalid.
+pub async fn object_lock_capability(lock: &dyn ObjectStore, plain: &dyn ObjectStore, prefix: &str) {
+    let config = lock.object_lock_config().await.expect("lock bucket config");
+    assert!(config.object_lock, "{config:?}");
+    assert_eq!(config.versioning, Versioning::Enabled, "{config:?}");
+    assert!(config.supports_retention());
+    let config = plain
+        .object_lock_config()
+        .await
+        .expect("plain bucket config");
+    assert!(!config.object_lock, "{config:?}");
+    assert!(!config.supports_retention());
+    assert_eq!(config.versioning, Versioning::Unversioned, "{config:?}");
+    assert_eq!(config.default_retention, None);
+
+    let key = format!("{prefix}refused");
+    let options = PutOptions {
+        object_lock: Some(Retention {
+            mode: RetentionMode::Governance,
+            retain_until: unix_now() + 3600,
+        }),
+        ..PutOptions::default()
+    };
+    let err = plain
+        .put(&key, Bytes::from_static(b"x"), &options)
+        .await
+        .expect_err("a retention on a bucket without Object Lock");
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+    let err = plain.head(&key).await.expect_err("nothing was written");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}
+
+/// On a versioned bucket a plain DELETE only hides an object behind a delete marker: `list`
+/// and `head` no longer see it, `list_versions` shows the marker (latest) and both data
+/// versions, newest first, and each version stays readable by id. Deleting the marker brings
+/// the object back.
+pub async fn delete_marker_hides_but_keeps(store: &dyn ObjectStore, prefix: &str) {
+    let key = format!("{prefix}pool/fs@hidden");
+    let first = store
+        .put(&key, Bytes::from_static(b"first"), &options())
+        .await
+        .expect("put first");
+    let v1 = store
+        .head(&key)
+        .await
+        .expect("head")
+        .version_id
+        .expect("a version id");
+    store
+        .put(&key, Bytes::from_static(b"second!"), &PutOptions::default())
+        .await
+        .expect("put second");
+    let v2 = store
+        .head(&key)
+        .await
+        .expect("head")
+        .version_id
+        .expect("a version id");
+    assert_ne!(v1, v2, "each put is a version");
+
+    store.delete(&key).await.expect("plain delete");
+    let err = store.head(&key).await.expect_err("hidden from head");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let err = store
+        .get_range(&key, 0..1)
+        .await
+        .expect_err("hidden from get");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(
+        store.list(prefix).await.expect("list").is_empty(),
+        "hidden from list"
+    );
+
+    let versions = store.list_versions(prefix).await.expect("list versions");
+    let shape: Vec<(bool, bool)> = versions
+        .iter()
+        .map(|v| (v.is_latest, v.is_delete_marker))
+        .collect();
+    assert_eq!(
+        shape,
+        [(true, true), (false, false), (false, false)],
+        "marker first, then the data versions: {versions:?}"
+    );
+    assert!(versions.iter().all(|v| v.key == key));
+    assert_eq!(versions[1].version_id, v2, "newest data version first");
+    assert_eq!(versions[1].size, 7);
+    assert_eq!(versions[2].version_id, v1);
+    assert_eq!(versions[2].etag.as_deref(), Some(first.as_str()));
+    assert_eq!(versions[0].size, 0);
+    let marker = versions[0].version_id.clone();
+    let hidden = crate::hidden_versions(&versions);
+    assert_eq!(hidden.len(), 1);
+    assert_eq!(hidden[0].version_id, v2);
+
+    assert_eq!(read_version(store, &key, &v1, 5).await, b"first");
+    assert_eq!(read_version(store, &key, &v2, 7).await, b"second!");
+    let info = store
+        .head_version(&key, &v1)
+        .await
+        .expect("head a hidden version");
+    assert_eq!(info.size, 5);
+    assert_eq!(info.metadata, sample_metadata());
+    assert_eq!(info.version_id.as_deref(), Some(v1.as_str()));
+    // AWS answers a HEAD of a delete marker with 405 MethodNotAllowed; SeaweedFS 4.48 with
+    // 404 (docs/compatibility.md).
+    let err = store
+        .head_version(&key, &marker)
+        .await
+        .expect_err("a delete marker has no data");
+    assert!(
+        matches!(err.kind(), ErrorKind::InvalidRequest | ErrorKind::NotFound),
+        "{err}"
+    );
+
+    store
+        .delete_version(&key, &marker)
+        .await
+        .expect("remove the marker");
+    let info = store.head(&key).await.expect("visible again");
+    assert_eq!(info.size, 7);
+    assert_eq!(info.version_id.as_deref(), Some(v2.as_str()));
+    // A version that does not exist: deleting it succeeds, as for a missing key.
+    store
+        .delete_version(&key, &marker)
+        .await
+        .expect("deleting a missing version succeeds");
+    purge_versions(store, prefix).await;
+}
+
+/// Retention, in both modes, written by `put` and by a multipart upload: `head` and
+/// `head_version` report it; a plain DELETE adds a marker, but the locked version's
+/// `delete_version` is [`ErrorKind::Locked`]; a retention can be extended, never shortened
+/// or weakened ([`ErrorKind::Locked`]); [`crate::extend_retention`] leaves a longer one alone.
+/// Once it expired the versions can be deleted (the check waits a few seconds for that).
+pub async fn retention_blocks_deletion(store: &dyn ObjectStore, prefix: &str) {
+    let governed = format!("{prefix}pool/fs@governed");
+    let complied = format!("{prefix}pool/fs@complied");
+    // Short retention, so that the check can clean up after itself; whole seconds, as S3 keeps them.
+    let until = unix_now() + 4;
+    let governance = Retention {
+        mode: RetentionMode::Governance,
+        retain_until: until,
+    };
+    let compliance = Retention {
+        mode: RetentionMode::Compliance,
+        retain_until: until,
+    };
+    store
+        .put(
+            &governed,
+            Bytes::from_static(b"governed"),
+            &PutOptions {
+                object_lock: Some(governance),
+                ..options()
+            },
+        )
+        .await
+        .expect("put with governance retention");
+    let info = store.head(&governed).await.expect("head");
+    assert_eq!(
+        info.retention_mode,
+        Some(RetentionMode::Governance),
+        "{info:?}"
+    );
+    assert_eq!(info.retain_until, Some(until), "{info:?}");
+    assert!(!info.legal_hold);
+    assert!(info.is_locked_at(until - 1) && !info.is_locked_at(until));
+    let gv = info.version_id.clone().expect("a version id");
+    assert_eq!(
+        store
+            .head_version(&governed, &gv)
+            .await
+            .expect("head_version"),
+        info
+    );
+
+    let id = store
+        .create_multipart(
+            &complied,
+            &PutOptions {
+                object_lock: Some(compliance),
+                ..PutOptions::default()
+            },
+        )
+        .await
+        .expect("create with compliance retention");
+    let body = Bytes::from_static(b"complied");
+    let part = store
+        .put_part(
+            &complied,
+            &id,
+            PartNumber::FIRST,
+            body.clone(),
+            Crc32c::of(&body),
+        )
+        .await
+        .expect("part");
+    store
+        .complete_multipart(&complied, &id, vec![part], &Precondition::None)
+        .await
+        .expect("complete");
+    let info = store.head(&complied).await.expect("head");
+    assert_eq!(
+        info.retention_mode,
+        Some(RetentionMode::Compliance),
+        "{info:?}"
+    );
+    assert_eq!(info.retain_until, Some(until), "{info:?}");
+    let cv = info.version_id.expect("a version id");
+
+    // A plain DELETE is allowed (it only adds a marker); the version itself is not deleted.
+    store
+        .delete(&governed)
+        .await
+        .expect("plain delete of a locked object");
+    for (key, version) in [(&governed, &gv), (&complied, &cv)] {
+        let err = store
+            .delete_version(key, version)
+            .await
+            .expect_err("a version under retention");
+        assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+        assert!(err.to_string().contains(key.as_str()), "{err}");
+    }
+    assert_eq!(read_version(store, &governed, &gv, 8).await, b"governed");
+
+    retention_only_extends(store, [(&governed, &gv), (&complied, &cv)], until).await;
+
+    // Once the retention expired, the versions go.
+    let wait = u64::try_from(until + 2 - unix_now()).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    purge_versions(store, prefix).await;
+}
+
+/// The second half of [`retention_blocks_deletion`]: `governed` and `complied` (key and
+/// version) hold governance and compliance retention until `until`.
+async fn retention_only_extends(
+    store: &dyn ObjectStore,
+    [(governed, gv), (complied, cv)]: [(&String, &String); 2],
+    until: i64,
+) {
+    let governance = Retention {
+        mode: RetentionMode::Governance,
+        retain_until: until,
+    };
+    let compliance = Retention {
+        mode: RetentionMode::Compliance,
+        retain_until: until,
+    };
+    // Shortening or weakening is refused; extending works.
+    for (key, version, shorter) in [
+        (
+            &governed,
+            &gv,
+            Retention {
+                retain_until: until - 1,
+                ..governance
+            },
+        ),
+        (
+            &complied,
+            &cv,
+            Retention {
+                retain_until: until - 1,
+                ..compliance
+            },
+        ),
+        (
+            &complied,
+            &cv,
+            Retention {
+                retain_until: until + 1,
+                ..governance
+            },
+        ),
+    ] {
+        let err = store
+            .put_retention(key, version, shorter)
+            .await
+            .expect_err("a shorter or weaker retention");
+        assert_eq!(err.kind(), ErrorKind::Locked, "{shorter:?}: {err}");
+    }
+    let later = Retention {
+        retain_until: until + 1,
+        ..governance
+    };
+    store
+        .put_retention(governed, gv, later)
+        .await
+        .expect("extend governance");
+    let info = store
+        .head_version(governed, gv)
+        .await
+        .expect("head_version");
+    assert_eq!(info.retain_until, Some(until + 1));
+    let config = RetryConfig::default();
+    assert_eq!(
+        crate::extend_retention(store, governed, gv, governance, &config)
+            .await
+            .expect("extend to an earlier date"),
+        crate::RetentionChange::Unchanged(later),
+        "a longer retention is left alone"
+    );
+    assert_eq!(
+        crate::extend_retention(store, complied, cv, later, &config)
+            .await
+            .expect("extend to a later date in a weaker mode"),
+        crate::RetentionChange::Set(Retention {
+            mode: RetentionMode::Compliance,
+            retain_until: until + 1
+        }),
+        "the later date in the stronger mode"
+    );
+}
+
+/// Every Object Lock check, on `lock` (a bucket created with Object Lock) and `plain` (a
+/// bucket without versioning).
+pub async fn run_object_lock(lock: &dyn ObjectStore, plain: &dyn ObjectStore, prefix: &str) {
+    object_lock_capability(lock, plain, &format!("{prefix}cap/")).await;
+    delete_marker_hides_but_keeps(lock, &format!("{prefix}marker/")).await;
+    retention_blocks_deletion(lock, &format!("{prefix}retention/")).await;
 }
 
 /// Every check that needs only a working store, in order.

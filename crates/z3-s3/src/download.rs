@@ -101,7 +101,31 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     /// same guarantee that a short object is an error rather than a silent early end.
     #[must_use]
     pub fn chunks(&self, key: &str, size: u64, etag: Option<&str>) -> DownloadChunks {
-        let (rx, task) = self.spawn(key, size, etag);
+        self.chunks_of(key, size, Source::Etag(etag.map(str::to_owned)))
+    }
+
+    /// [`reader`](Self::reader) of one version of `key` ([`ObjectStore::read_range_version`]),
+    /// `size` bytes (from [`ObjectStore::list_versions`] or [`ObjectStore::head_version`]):
+    /// how a restore reads a backup hidden behind a delete marker. A version never changes,
+    /// so no ETag is needed to keep the ranges of one download from two objects.
+    #[must_use]
+    pub fn reader_version(&self, key: &str, version_id: &str, size: u64) -> DownloadReader {
+        DownloadReader {
+            chunks: self.chunks_version(key, version_id, size),
+            current: VecDeque::new(),
+            failed: false,
+        }
+    }
+
+    /// [`chunks`](Self::chunks) of one version of `key`; see
+    /// [`reader_version`](Self::reader_version).
+    #[must_use]
+    pub fn chunks_version(&self, key: &str, version_id: &str, size: u64) -> DownloadChunks {
+        self.chunks_of(key, size, Source::Version(version_id.to_owned()))
+    }
+
+    fn chunks_of(&self, key: &str, size: u64, pin: Source) -> DownloadChunks {
+        let (rx, task) = self.spawn(key, size, pin);
         DownloadChunks {
             url: object_url(self.store.bucket(), key),
             rx,
@@ -190,7 +214,7 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
         &self,
         key: &str,
         size: u64,
-        etag: Option<&str>,
+        pin: Source,
     ) -> (mpsc::Receiver<Result<Vec<Bytes>>>, JoinHandle<()>) {
         let part_size = if self.config.part_size == 0 {
             MIN_PART_SIZE
@@ -203,7 +227,6 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
         let store = Arc::clone(&self.store);
         let retry_config = self.config.retry.clone();
         let key = key.to_owned();
-        let etag = etag.map(str::to_owned);
         let task = tokio::spawn(async move {
             let mut starts = (0..size).step_by(usize::try_from(part_size).unwrap_or(usize::MAX));
             let mut pending: VecDeque<AbortOnDrop<Result<Vec<Bytes>>>> = VecDeque::new();
@@ -213,10 +236,10 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
                     let end = start.saturating_add(part_size).min(size);
                     let store = Arc::clone(&store);
                     let key = key.clone();
-                    let etag = etag.clone();
+                    let pin = pin.clone();
                     let retry_config = retry_config.clone();
                     pending.push_back(AbortOnDrop(tokio::spawn(async move {
-                        fetch_range(&*store, &key, start..end, etag.as_deref(), &retry_config).await
+                        fetch_range(&*store, &key, start..end, &pin, &retry_config).await
                     })));
                 }
                 let Some(mut next) = pending.pop_front() else {
@@ -244,15 +267,28 @@ impl<S: ObjectStore + ?Sized + 'static> Downloader<S> {
     }
 }
 
+/// What every range of one download is read from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// The current object, with `If-Match` when an ETag is known.
+    Etag(Option<String>),
+    /// One version, which never changes.
+    Version(String),
+}
+
 /// Fetches `[start, end)` completely, as the pieces it arrived in, resuming after bodies that
 /// were cut short.
 async fn fetch_range<S: ObjectStore + ?Sized>(
     store: &S,
     key: &str,
     range: Range<u64>,
-    etag: Option<&str>,
+    pin: &Source,
     config: &RetryConfig,
 ) -> Result<Vec<Bytes>> {
+    let etag = match pin {
+        Source::Etag(etag) => etag.as_deref(),
+        Source::Version(_) => None,
+    };
     let url = object_url(store.bucket(), key);
     let Range { start, end } = range;
     let mut pieces = Vec::new();
@@ -263,7 +299,15 @@ async fn fetch_range<S: ObjectStore + ?Sized>(
     let mut attempt = 1;
     while pos < end {
         let before = pieces.len();
-        let len = match store.read_range(key, pos..end, etag, &mut pieces).await {
+        let read = match pin {
+            Source::Etag(_) => store.read_range(key, pos..end, etag, &mut pieces).await,
+            Source::Version(version_id) => {
+                store
+                    .read_range_version(key, version_id, pos..end, &mut pieces)
+                    .await
+            }
+        };
+        let len = match read {
             Ok(len) => len,
             Err(err) if etag.is_some() && err.kind() == ErrorKind::AlreadyExists => {
                 return Err(Error::new(

@@ -51,6 +51,10 @@ pub enum ErrorKind {
     /// Deep Archive, or an Intelligent-Tiering archive tier) and must be restored from it before
     /// it can be read. Never retried: the restore takes hours.
     Archived,
+    /// Object Lock protects the object version: its retention has not expired (in either mode:
+    /// z3 never bypasses governance retention) or a legal hold is on, so it cannot be deleted,
+    /// and its retention cannot be shortened. Never retried.
+    Locked,
     /// The input needs more than [`MAX_PARTS`](crate::MAX_PARTS) parts at the chosen part sizes.
     TooManyParts,
     /// The input is longer than S3's largest object ([`MAX_OBJECT_SIZE`](crate::MAX_OBJECT_SIZE), 5 TiB).
@@ -83,6 +87,7 @@ impl ErrorKind {
             Self::EmptyStream => "empty input stream",
             Self::Cancelled => "cancelled",
             Self::Archived => "archived",
+            Self::Locked => "locked by object lock",
             Self::AlreadyExists => "already exists",
             Self::Changed => "object changed during the download",
             Self::TooManyParts => "too many parts",
@@ -209,6 +214,7 @@ mod tests {
             ErrorKind::EmptyStream,
             ErrorKind::Cancelled,
             ErrorKind::Archived,
+            ErrorKind::Locked,
             ErrorKind::AlreadyExists,
             ErrorKind::TooManyParts,
             ErrorKind::ObjectTooLarge,

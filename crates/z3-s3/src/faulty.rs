@@ -10,8 +10,9 @@ use bytes::Bytes;
 use crate::checksum::Crc32c;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
-    CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
-    PartNumber, Precondition, PutOptions, UploadId, object_url,
+    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo,
+    ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, UploadId, VersionEntry,
+    object_url,
 };
 
 #[derive(Debug, Default)]
@@ -545,6 +546,68 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.enter(Op::ListMultipartUploads, prefix, None)?;
         let result = self.inner.list_multipart_uploads(prefix).await;
         self.leave(Op::ListMultipartUploads, prefix, result)
+    }
+
+    async fn object_lock_config(&self) -> Result<BucketLockConfig> {
+        self.enter(Op::ObjectLockConfig, "", None)?;
+        let result = self.inner.object_lock_config().await;
+        self.leave(Op::ObjectLockConfig, "", result)
+    }
+
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<VersionEntry>> {
+        self.enter(Op::ListVersions, prefix, None)?;
+        let result = self.inner.list_versions(prefix).await;
+        self.leave(Op::ListVersions, prefix, result)
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo> {
+        self.enter(Op::HeadVersion, key, None)?;
+        let result = self.inner.head_version(key, version_id).await;
+        self.leave(Op::HeadVersion, key, result)
+    }
+
+    /// Recorded in [`get_ranges`](FaultyStore::get_ranges) and cut by
+    /// [`truncate_next_get`](FaultyStore::truncate_next_get) like a read of the current object.
+    async fn read_range_version(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<u64> {
+        self.enter(Op::GetRangeVersion, key, None)?;
+        self.lock().get_ranges.push((key.to_owned(), range.clone()));
+        let mut pieces = Vec::new();
+        let result = self
+            .inner
+            .read_range_version(key, version_id, range, &mut pieces)
+            .await;
+        self.leave(Op::GetRangeVersion, key, result)?;
+        let mut bytes: Bytes = if pieces.len() == 1 {
+            pieces.swap_remove(0)
+        } else {
+            pieces.concat().into()
+        };
+        if let Some(keep) = self.lock().truncate_next_get.take() {
+            bytes.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        }
+        let len = bytes.len() as u64;
+        if len > 0 {
+            out.push(bytes);
+        }
+        Ok(len)
+    }
+
+    async fn delete_version(&self, key: &str, version_id: &str) -> Result<()> {
+        self.enter(Op::DeleteVersion, key, None)?;
+        let result = self.inner.delete_version(key, version_id).await;
+        self.leave(Op::DeleteVersion, key, result)
+    }
+
+    async fn put_retention(&self, key: &str, version_id: &str, retention: Retention) -> Result<()> {
+        self.enter(Op::PutRetention, key, None)?;
+        let result = self.inner.put_retention(key, version_id, retention).await;
+        self.leave(Op::PutRetention, key, result)
     }
 }
 

@@ -18,6 +18,12 @@
 //! - [`part_size()`] / [`parse_size`]: the original tool's part-size rule and size syntax, pure;
 //!   [`PartSizer`]: the per-part schedule built on it.
 //! - [`RetryConfig`], [`Backoff`], [`retry()`]: the single retry policy.
+//! - Versions and Object Lock (immutable backups): [`PutOptions::object_lock`] writes a
+//!   [`Retention`]; [`ObjectStore::list_versions`] shows versions and delete markers
+//!   ([`hidden_versions`]: what a delete marker hides), [`Downloader::reader_version`] reads
+//!   one, [`extend_retention`] moves a retention later (never earlier),
+//!   [`ObjectStore::object_lock_config`] says whether a bucket can do any of it, and
+//!   [`ErrorKind::Locked`] is what S3 answers when Object Lock protects a version.
 //! - `conformance` (feature `testing`): checks every store must pass, run against
 //!   [`MemoryStore`] always and against a real server when `Z3_TEST_S3_ENDPOINT` is set.
 //!
@@ -64,7 +70,7 @@
 //! `aws-config`'s credential chain (profiles, SSO, IMDS, credential processes), and the part that
 //! makes backups safe — retrying parts, aborting on every failure, bounding memory, confirming a
 //! completion whose response was lost — is exactly what z3 must own and test. A trait with only
-//! the eleven calls z3 makes keeps the fake small enough to be exact about S3's rules, and the
+//! the calls z3 makes keeps the fake small enough to be exact about S3's rules, and the
 //! stateless multipart shape (key, upload id and part number on every call) makes per-part retry
 //! and fault injection simple.
 //!
@@ -97,6 +103,7 @@ mod retry;
 mod sink;
 mod store;
 mod upload;
+mod versions;
 
 pub use aws::{AwsStore, S3Config, Sse, StaticCredentials};
 pub use checksum::{Crc32c, composite_crc32c};
@@ -116,9 +123,11 @@ pub use retry::{
 };
 pub use sink::{PIPE_SIZE, ThreadWriter, grow_pipe};
 pub use store::{
-    CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
-    PartNumber, Precondition, PutOptions, UploadId,
+    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo,
+    ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
+    RetentionPeriod, UploadId, VersionEntry, Versioning,
 };
 pub use upload::{
     BeforeComplete, MultipartUploader, PartsDone, UPLOAD_TOKEN_META, UploadConfig, UploadReport,
 };
+pub use versions::{RetentionChange, extend_retention, hidden_versions, list_versions_with_retry};

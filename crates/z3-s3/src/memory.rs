@@ -1,4 +1,5 @@
-//! [`MemoryStore`]: an in-memory [`ObjectStore`] that enforces S3's multipart rules.
+//! [`MemoryStore`]: an in-memory [`ObjectStore`] that enforces S3's multipart rules and models
+//! versioning and Object Lock.
 //!
 //! Unlike the test doubles behind the `testing` feature (`FaultyStore`, `conformance`), it is
 //! public and always built: embedders want an in-memory store for their own tests and examples.
@@ -15,11 +16,15 @@ use crate::checksum::{Crc32c, composite_crc32c};
 use crate::error::{Error, ErrorKind, Result};
 use crate::part_size::MIN_PART_SIZE;
 use crate::store::{
-    CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo, ObjectStore, Op,
-    PartNumber, Precondition, PutOptions, UploadId, object_url,
+    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo,
+    ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
+    RetentionPeriod, UploadId, VersionEntry, Versioning, object_url,
 };
 
-/// One stored object, as returned by [`MemoryStore::object_details`].
+/// The version id S3 gives what is written while versioning is off or suspended.
+const NULL_VERSION: &str = "null";
+
+/// One stored object version, as returned by [`MemoryStore::object_details`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryObject {
     /// The object's bytes.
@@ -38,6 +43,38 @@ pub struct MemoryObject {
     /// When it was stored, in seconds since the Unix epoch: the store's time
     /// ([`MemoryStore::set_time`]), or the system clock.
     pub last_modified: i64,
+    /// The version id: `"null"` unless versioning is enabled.
+    pub version_id: String,
+    /// Object Lock retention, from the write or the bucket's default, as extended since.
+    pub retention: Option<Retention>,
+    /// Object Lock legal hold ([`MemoryStore::set_legal_hold`]).
+    pub legal_hold: bool,
+}
+
+impl MemoryObject {
+    /// Why Object Lock forbids deleting this version at `now`, if it does.
+    fn lock_at(&self, now: i64) -> Option<String> {
+        let mut why = Vec::new();
+        if let Some(retention) = self.retention.filter(|r| r.retain_until > now) {
+            why.push(format!(
+                "{} retention until {}",
+                retention.mode, retention.retain_until
+            ));
+        }
+        if self.legal_hold {
+            why.push("a legal hold".to_owned());
+        }
+        (!why.is_empty()).then(|| why.join(" and "))
+    }
+}
+
+/// One entry of a key's history: an object version or a delete marker.
+#[derive(Debug, Clone)]
+struct Version {
+    id: String,
+    last_modified: i64,
+    /// `None` for a delete marker.
+    object: Option<MemoryObject>,
 }
 
 #[derive(Debug)]
@@ -55,11 +92,16 @@ struct StoredPart {
     checksum: Crc32c,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     bucket_exists: bool,
     deny_access: bool,
-    objects: BTreeMap<String, MemoryObject>,
+    /// Every key's versions and delete markers, oldest first.
+    keys: BTreeMap<String, Vec<Version>>,
+    versioning: Versioning,
+    object_lock: bool,
+    default_retention: Option<(RetentionMode, RetentionPeriod)>,
+    next_version: u64,
     uploads: BTreeMap<UploadId, Upload>,
     next_upload: u64,
     calls: BTreeMap<Op, u64>,
@@ -67,14 +109,113 @@ struct State {
     time: Option<i64>,
 }
 
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            bucket_exists: true,
+            deny_access: false,
+            keys: BTreeMap::new(),
+            versioning: Versioning::Unversioned,
+            object_lock: false,
+            default_retention: None,
+            next_version: 0,
+            uploads: BTreeMap::new(),
+            next_upload: 0,
+            calls: BTreeMap::new(),
+            time: None,
+        }
+    }
+}
+
 impl State {
-    /// Seconds since the Unix epoch for a new object.
+    /// Seconds since the Unix epoch for a new object, and the time retention is judged at.
     fn now(&self) -> i64 {
         self.time.unwrap_or_else(|| {
             SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         })
+    }
+
+    /// The current object at `key`: its newest version, unless that is a delete marker.
+    fn current(&self, key: &str) -> Option<&MemoryObject> {
+        self.keys.get(key)?.last()?.object.as_ref()
+    }
+
+    fn current_mut(&mut self, key: &str) -> Option<&mut MemoryObject> {
+        self.keys.get_mut(key)?.last_mut()?.object.as_mut()
+    }
+
+    fn version(&self, key: &str, version_id: &str) -> Option<&Version> {
+        self.keys.get(key)?.iter().find(|v| v.id == version_id)
+    }
+
+    /// The id the next write gets: a fresh one on a versioned bucket, else `"null"`.
+    fn next_id(&mut self) -> String {
+        if self.versioning == Versioning::Enabled {
+            self.next_version += 1;
+            // Fixed width, so that ids sort by age like SeaweedFS's do; S3 promises no order.
+            format!("v{:012}", self.next_version)
+        } else {
+            NULL_VERSION.to_owned()
+        }
+    }
+
+    /// Adds a version (or, with `None`, a delete marker) as the key's newest, replacing the
+    /// `"null"` version when versioning is off or suspended, as S3 does.
+    fn push(&mut self, key: &str, object: Option<MemoryObject>) -> String {
+        let id = self.next_id();
+        let last_modified = object
+            .as_ref()
+            .map_or_else(|| self.now(), |o| o.last_modified);
+        let object = object.map(|mut o| {
+            o.version_id.clone_from(&id);
+            o
+        });
+        let history = self.keys.entry(key.to_owned()).or_default();
+        if id == NULL_VERSION {
+            history.retain(|v| v.id != NULL_VERSION);
+        }
+        history.push(Version {
+            id: id.clone(),
+            last_modified,
+            object,
+        });
+        id
+    }
+
+    /// The retention a new version gets: the one asked for, or the bucket's default.
+    ///
+    /// Errors as S3 answers them: a retention on a bucket without Object Lock, or one whose
+    /// date has passed.
+    /// `check_date` is off at a multipart completion: S3 checked the date when the upload was
+    /// created.
+    fn retention_for(
+        &self,
+        asked: Option<Retention>,
+        check_date: bool,
+    ) -> std::result::Result<Option<Retention>, String> {
+        let now = self.now();
+        match asked {
+            Some(_) if !self.object_lock => {
+                Err("InvalidRequest: Bucket is missing Object Lock Configuration".to_owned())
+            }
+            Some(retention) if check_date && retention.retain_until <= now => Err(format!(
+                "InvalidArgument: the retain until date {} must be in the future (now {now})",
+                retention.retain_until
+            )),
+            Some(retention) => Ok(Some(retention)),
+            None => Ok(self.default_retention.map(|(mode, period)| {
+                let days = match period {
+                    RetentionPeriod::Days(days) => i64::from(days),
+                    RetentionPeriod::Years(years) => 365 * i64::from(years),
+                };
+                Retention {
+                    mode,
+                    retain_until: now.saturating_add(days * 86_400),
+                }
+            })),
+        }
     }
 }
 
@@ -92,6 +233,18 @@ impl State {
 ///   and the completion reports the composite CRC32C, which `head_checksum` reports too;
 /// - after an abort or a completion the upload id is gone ([`ErrorKind::NoSuchUpload`]);
 /// - ranged GETs past the end fail with `InvalidRange`, ranges reaching past the end are clipped.
+///
+/// Versioning and Object Lock ([`MemoryStore::versioned`], [`MemoryStore::with_object_lock`]),
+/// as S3 does them:
+/// - on a versioned bucket every write adds a version, and a delete without a version id adds
+///   a delete marker that hides the key from `list`, `head` and `get_range` while its versions
+///   stay listed by `list_versions` and readable by id; without versioning there is one
+///   version, `"null"`, which writes replace and deletes remove;
+/// - a retention needs an Object Lock bucket and a future date (else
+///   [`ErrorKind::InvalidRequest`]); `delete_version` of a version under retention (either
+///   mode: there is no bypass) or legal hold is [`ErrorKind::Locked`], and so is a
+///   `put_retention` that would shorten a retention or turn compliance into governance;
+///   retention is judged at the store's time ([`MemoryStore::set_time`]).
 ///
 /// It also counts calls per [`Op`] and can pretend the bucket is missing or the credentials wrong.
 #[derive(Debug, Clone)]
@@ -115,11 +268,31 @@ impl MemoryStore {
         Self {
             bucket: bucket.into(),
             min_part_size,
-            state: Arc::new(Mutex::new(State {
-                bucket_exists: true,
-                ..State::default()
-            })),
+            state: Arc::default(),
         }
+    }
+
+    /// An empty bucket with versioning enabled (and no Object Lock).
+    #[must_use]
+    pub fn versioned(bucket: impl Into<String>) -> Self {
+        let store = Self::new(bucket);
+        store.lock().versioning = Versioning::Enabled;
+        store
+    }
+
+    /// An empty bucket created with Object Lock enabled, which enables versioning too, and
+    /// with `default_retention` for writes that name none.
+    #[must_use]
+    pub fn with_object_lock(
+        bucket: impl Into<String>,
+        default_retention: Option<(RetentionMode, RetentionPeriod)>,
+    ) -> Self {
+        let store = Self::versioned(bucket);
+        let mut state = store.lock();
+        state.object_lock = true;
+        state.default_retention = default_retention;
+        drop(state);
+        store
     }
 
     /// A store whose bucket does not exist: every operation fails with [`ErrorKind::NoSuchBucket`].
@@ -135,8 +308,42 @@ impl MemoryStore {
         self.lock().deny_access = deny;
     }
 
+    /// Turns versioning on ([`Versioning::Enabled`]) or suspends it. Like S3, a bucket cannot
+    /// go back to [`Versioning::Unversioned`], and an Object Lock bucket cannot be suspended:
+    /// `false` then, and nothing changes.
+    #[must_use = "false means the change was refused"]
+    pub fn set_versioning(&self, versioning: Versioning) -> bool {
+        let mut state = self.lock();
+        let allowed = match versioning {
+            Versioning::Unversioned => state.versioning == Versioning::Unversioned,
+            Versioning::Enabled => true,
+            Versioning::Suspended => !state.object_lock,
+        };
+        if allowed {
+            state.versioning = versioning;
+        }
+        allowed
+    }
+
+    /// Puts a legal hold on (or lifts it from) one version, as `PutObjectLegalHold` would;
+    /// `false` if there is no such object version or the bucket has no Object Lock.
+    #[must_use = "false means there is no such version"]
+    pub fn set_legal_hold(&self, key: &str, version_id: &str, on: bool) -> bool {
+        let mut state = self.lock();
+        if !state.object_lock {
+            return false;
+        }
+        state
+            .keys
+            .get_mut(key)
+            .and_then(|history| history.iter_mut().find(|v| v.id == version_id))
+            .and_then(|v| v.object.as_mut())
+            .map(|o| o.legal_hold = on)
+            .is_some()
+    }
+
     /// From now on, objects stored get `secs` (since the Unix epoch) as their last-modified time
-    /// instead of the system clock's.
+    /// instead of the system clock's, and retention is judged at `secs`.
     pub fn set_time(&self, secs: i64) {
         self.lock().time = Some(secs);
     }
@@ -144,47 +351,60 @@ impl MemoryStore {
     /// Sets the last-modified time of an existing object; `false` if there is no such object.
     #[must_use = "false means there is no such object"]
     pub fn set_last_modified(&self, key: &str, secs: i64) -> bool {
-        self.lock()
-            .objects
-            .get_mut(key)
+        let mut state = self.lock();
+        let found = state
+            .current_mut(key)
             .map(|object| object.last_modified = secs)
-            .is_some()
+            .is_some();
+        if let Some(version) = state.keys.get_mut(key).and_then(|h| h.last_mut())
+            && found
+        {
+            version.last_modified = secs;
+        }
+        found
     }
 
-    /// Stores an object directly (no call is counted), for seeding tests.
+    /// Stores an object directly (no call is counted, no retention is checked), for seeding
+    /// tests; on a versioned bucket it adds a version.
     pub fn insert(&self, key: impl Into<String>, data: impl Into<Bytes>, options: &PutOptions) {
         let data = data.into();
         let etag = etag_of(&data);
         let mut state = self.lock();
         let now = state.now();
-        state
-            .objects
-            .insert(key.into(), stored(data, options, etag, None, now));
+        let object = stored(data, options, etag, None, now, options.object_lock);
+        state.push(&key.into(), Some(object));
     }
 
-    /// Every object's bytes, by key.
+    /// Every current object's bytes, by key (versions hidden behind a delete marker or
+    /// replaced are left out: see [`MemoryStore::versions`]).
     #[must_use]
     pub fn objects(&self) -> BTreeMap<String, Bytes> {
-        self.lock()
-            .objects
-            .iter()
-            .map(|(k, o)| (k.clone(), o.data.clone()))
+        let state = self.lock();
+        state
+            .keys
+            .keys()
+            .filter_map(|k| Some((k.clone(), state.current(k)?.data.clone())))
             .collect()
+    }
+
+    /// How many versions and delete markers are stored, over all keys.
+    #[must_use]
+    pub fn versions(&self) -> usize {
+        self.lock().keys.values().map(Vec::len).sum()
     }
 
     /// Bytes, metadata and storage class of `key`, if it exists.
     #[must_use]
     pub fn object(&self, key: &str) -> Option<(Bytes, BTreeMap<String, String>, Option<String>)> {
         self.lock()
-            .objects
-            .get(key)
+            .current(key)
             .map(|o| (o.data.clone(), o.metadata.clone(), o.storage_class.clone()))
     }
 
-    /// Everything stored about `key`, including ACL and ETag.
+    /// Everything stored about the current object at `key`, including ACL, ETag and retention.
     #[must_use]
     pub fn object_details(&self, key: &str) -> Option<MemoryObject> {
-        self.lock().objects.get(key).cloned()
+        self.lock().current(key).cloned()
     }
 
     /// How many multipart uploads are open (neither completed nor aborted).
@@ -233,30 +453,43 @@ impl MemoryStore {
         object_url(&self.bucket, key)
     }
 
-    fn head_op(&self, op: Op, key: &str) -> Result<ObjectInfo> {
-        let state = self.enter(op)?;
-        let object = state.objects.get(key).ok_or_else(|| {
+    fn not_found(&self, op: Op, key: &str) -> Error {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("{op} {}: not found", self.url(key)),
+        )
+    }
+
+    /// The data version `version_id` of `key`: [`ErrorKind::NotFound`] for an unknown one,
+    /// [`ErrorKind::InvalidRequest`] for a delete marker (S3: 405 `MethodNotAllowed`).
+    fn data_version<'s>(
+        &self,
+        state: &'s State,
+        op: Op,
+        key: &str,
+        version_id: &str,
+    ) -> Result<&'s MemoryObject> {
+        let version = state.version(key, version_id).ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
-                format!("{op} {}: not found", self.url(key)),
+                format!("{op} {} version {version_id}: NoSuchVersion", self.url(key)),
             )
         })?;
-        Ok(ObjectInfo {
-            key: key.to_owned(),
-            size: object.data.len() as u64,
-            etag: Some(object.etag.clone()),
-            metadata: object.metadata.clone(),
-            storage_class: object.storage_class.clone(),
-            last_modified: Some(object.last_modified),
-            retain_until: None,
-            legal_hold: false,
-            // Like S3: the checksum only in checksum mode.
-            checksum_crc32c: if op == Op::HeadChecksum {
-                object.checksum_crc32c.clone()
-            } else {
-                None
-            },
+        version.object.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "{op} {} version {version_id}: MethodNotAllowed: the version is a delete marker",
+                    self.url(key)
+                ),
+            )
         })
+    }
+
+    fn head_op(&self, op: Op, key: &str) -> Result<ObjectInfo> {
+        let state = self.enter(op)?;
+        let object = state.current(key).ok_or_else(|| self.not_found(op, key))?;
+        Ok(info_of(key, object, op == Op::HeadChecksum))
     }
 
     fn no_such_upload(&self, op: Op, key: &str, upload_id: &UploadId) -> Error {
@@ -268,6 +501,72 @@ impl MemoryStore {
             ),
         )
     }
+
+    /// The retention a write of `key` gets ([`State::retention_for`]), or S3's error.
+    fn retention(
+        &self,
+        state: &State,
+        op: Op,
+        key: &str,
+        asked: Option<Retention>,
+        check_date: bool,
+    ) -> Result<Option<Retention>> {
+        state.retention_for(asked, check_date).map_err(|what| {
+            Error::new(
+                ErrorKind::InvalidRequest,
+                format!("{op} {}: {what}", self.url(key)),
+            )
+        })
+    }
+
+    /// Stores the object `make` builds (given the time) at `key` after checking
+    /// `precondition`; the check and the write happen under one lock, atomically.
+    fn write(
+        &self,
+        state: &mut State,
+        op: Op,
+        key: &str,
+        precondition: &Precondition,
+        make: impl FnOnce(i64) -> MemoryObject,
+    ) -> Result<()> {
+        let existing = state.current(key).map(|o| o.etag.as_str());
+        check_precondition(precondition, existing)
+            .map_err(|(kind, what)| Error::new(kind, format!("{op} {}: {what}", self.url(key))))?;
+        let now = state.now();
+        state.push(key, Some(make(now)));
+        Ok(())
+    }
+
+    /// A delete without a version id: removes the key, or adds a delete marker on a versioned
+    /// bucket (even for a key that does not exist, as S3 does).
+    fn delete_current(state: &mut State, key: &str) {
+        if state.versioning == Versioning::Unversioned {
+            state.keys.remove(key);
+        } else {
+            state.push(key, None);
+        }
+    }
+}
+
+fn info_of(key: &str, object: &MemoryObject, checksum_mode: bool) -> ObjectInfo {
+    ObjectInfo {
+        key: key.to_owned(),
+        size: object.data.len() as u64,
+        etag: Some(object.etag.clone()),
+        metadata: object.metadata.clone(),
+        storage_class: object.storage_class.clone(),
+        last_modified: Some(object.last_modified),
+        retain_until: object.retention.map(|r| r.retain_until),
+        retention_mode: object.retention.map(|r| r.mode),
+        legal_hold: object.legal_hold,
+        version_id: Some(object.version_id.clone()),
+        // Like S3: the checksum only in checksum mode.
+        checksum_crc32c: if checksum_mode {
+            object.checksum_crc32c.clone()
+        } else {
+            None
+        },
+    }
 }
 
 fn stored(
@@ -276,6 +575,7 @@ fn stored(
     etag: String,
     checksum_crc32c: Option<String>,
     last_modified: i64,
+    retention: Option<Retention>,
 ) -> MemoryObject {
     MemoryObject {
         data,
@@ -285,7 +585,35 @@ fn stored(
         etag,
         checksum_crc32c,
         last_modified,
+        version_id: NULL_VERSION.to_owned(),
+        retention,
+        legal_hold: false,
     }
+}
+
+/// Bytes `range` of `object`, clipped at its end, as S3 answers a ranged GET.
+fn slice(
+    object: &MemoryObject,
+    range: &Range<u64>,
+    what: impl FnOnce() -> String,
+) -> Result<Bytes> {
+    if range.start >= range.end {
+        return Ok(Bytes::new());
+    }
+    let len = object.data.len() as u64;
+    if range.start >= len {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "{} bytes {}..{}: InvalidRange (object is {len} bytes)",
+                what(),
+                range.start,
+                range.end
+            ),
+        ));
+    }
+    let end = range.end.min(len);
+    Ok(object.data.slice(range.start as usize..end as usize))
 }
 
 /// A deterministic, quoted stand-in for S3's MD5 ETag (tests only compare ETags for equality).
@@ -316,42 +644,26 @@ impl ObjectStore for MemoryStore {
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
         let state = self.enter(Op::List)?;
         Ok(state
-            .objects
+            .keys
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, o)| ListEntry {
-                key: k.clone(),
-                size: o.data.len() as u64,
-                last_modified: Some(o.last_modified),
+            .filter_map(|(k, _)| {
+                let o = state.current(k)?;
+                Some(ListEntry {
+                    key: k.clone(),
+                    size: o.data.len() as u64,
+                    last_modified: Some(o.last_modified),
+                })
             })
             .collect())
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let state = self.enter(Op::GetRange)?;
-        let object = state.objects.get(key).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("get_range {}: not found", self.url(key)),
-            )
-        })?;
-        if range.start >= range.end {
-            return Ok(Bytes::new());
-        }
-        let len = object.data.len() as u64;
-        if range.start >= len {
-            return Err(Error::new(
-                ErrorKind::InvalidRequest,
-                format!(
-                    "get_range {} bytes {}..{}: InvalidRange (object is {len} bytes)",
-                    self.url(key),
-                    range.start,
-                    range.end
-                ),
-            ));
-        }
-        let end = range.end.min(len);
-        Ok(object.data.slice(range.start as usize..end as usize))
+        let object = state
+            .current(key)
+            .ok_or_else(|| self.not_found(Op::GetRange, key))?;
+        slice(object, &range, || format!("get_range {}", self.url(key)))
     }
 
     async fn read_range(
@@ -364,7 +676,7 @@ impl ObjectStore for MemoryStore {
         // Checked right before the read (S3 checks it atomically; nothing here awaits between).
         if let Some(wanted) = if_match {
             let state = self.lock();
-            let etag = state.objects.get(key).map(|o| o.etag.as_str());
+            let etag = state.current(key).map(|o| o.etag.as_str());
             if etag.is_some_and(|etag| etag != wanted) {
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
@@ -386,31 +698,24 @@ impl ObjectStore for MemoryStore {
     async fn put(&self, key: &str, body: Bytes, options: &PutOptions) -> Result<String> {
         let precondition = options.precondition()?;
         let mut state = self.enter(Op::Put)?;
-        let existing = state.objects.get(key).map(|o| o.etag.as_str());
-        check_precondition(&precondition, existing).map_err(|(kind, what)| {
-            Error::new(
-                kind,
-                format!("put {}: {what}", object_url(&self.bucket, key)),
-            )
-        })?;
         let etag = etag_of(&body);
-        let now = state.now();
-        state.objects.insert(
-            key.to_owned(),
-            stored(body, options, etag.clone(), None, now),
-        );
+        let tag = etag.clone();
+        let retention = self.retention(&state, Op::Put, key, options.object_lock, true)?;
+        self.write(&mut state, Op::Put, key, &precondition, |now| {
+            stored(body, options, tag, None, now, retention)
+        })?;
         Ok(etag)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         let mut state = self.enter(Op::Delete)?;
-        state.objects.remove(key);
+        Self::delete_current(&mut state, key);
         Ok(())
     }
 
     async fn delete_if_match(&self, key: &str, etag: &str) -> Result<()> {
         let mut state = self.enter(Op::Delete)?;
-        let existing = state.objects.get(key).map(|o| o.etag.as_str());
+        let existing = state.current(key).map(|o| o.etag.as_str());
         check_precondition(&Precondition::Unchanged(etag.to_owned()), existing).map_err(
             |(kind, what)| {
                 Error::new(
@@ -419,12 +724,21 @@ impl ObjectStore for MemoryStore {
                 )
             },
         )?;
-        state.objects.remove(key);
+        Self::delete_current(&mut state, key);
         Ok(())
     }
 
     async fn create_multipart(&self, key: &str, options: &PutOptions) -> Result<UploadId> {
         let mut state = self.enter(Op::CreateMultipart)?;
+        // Like S3: a retention the bucket cannot take is refused when the upload starts.
+        state
+            .retention_for(options.object_lock, true)
+            .map_err(|what| {
+                Error::new(
+                    ErrorKind::InvalidRequest,
+                    format!("create_multipart {}: {what}", self.url(key)),
+                )
+            })?;
         state.next_upload += 1;
         let id = UploadId::new(format!("memory-upload-{}", state.next_upload));
         state.uploads.insert(
@@ -438,7 +752,6 @@ impl ObjectStore for MemoryStore {
         );
         Ok(id)
     }
-
     async fn put_part(
         &self,
         key: &str,
@@ -497,7 +810,7 @@ impl ObjectStore for MemoryStore {
             .filter(|u| u.key == key)
             .ok_or_else(|| self.no_such_upload(Op::CompleteMultipart, key, upload_id))?;
         // Like S3: checked before the parts; a failed condition leaves the upload open.
-        let existing = state.objects.get(key).map(|o| o.etag.as_str());
+        let existing = state.current(key).map(|o| o.etag.as_str());
         check_precondition(precondition, existing).map_err(|(kind, what)| {
             Error::new(
                 kind,
@@ -562,17 +875,17 @@ impl ObjectStore for MemoryStore {
             .uploads
             .remove(upload_id)
             .ok_or_else(|| self.no_such_upload(Op::CompleteMultipart, key, upload_id))?;
-        let now = state.now();
-        state.objects.insert(
-            key.to_owned(),
-            stored(
-                data.freeze(),
-                &upload.options,
-                etag.clone(),
-                Some(checksum.clone()),
-                now,
-            ),
-        );
+        let (tag, crc) = (etag.clone(), checksum.clone());
+        let asked = upload.options.object_lock;
+        let retention = self.retention(&state, Op::CompleteMultipart, key, asked, false)?;
+        let options = &upload.options;
+        self.write(
+            &mut state,
+            Op::CompleteMultipart,
+            key,
+            &Precondition::None,
+            |now| stored(data.freeze(), options, tag, Some(crc), now, retention),
+        )?;
         Ok(CompletedUpload {
             etag,
             checksum_crc32c: Some(checksum),
@@ -604,6 +917,127 @@ impl ObjectStore for MemoryStore {
             .collect();
         uploads.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
         Ok(uploads)
+    }
+
+    async fn object_lock_config(&self) -> Result<BucketLockConfig> {
+        let state = self.enter(Op::ObjectLockConfig)?;
+        Ok(BucketLockConfig {
+            versioning: state.versioning,
+            object_lock: state.object_lock,
+            default_retention: state.default_retention,
+        })
+    }
+
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<VersionEntry>> {
+        let state = self.enter(Op::ListVersions)?;
+        let mut entries = Vec::new();
+        for (key, history) in state
+            .keys
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
+            let newest = history.len().saturating_sub(1);
+            for (index, version) in history.iter().enumerate().rev() {
+                entries.push(VersionEntry {
+                    key: key.clone(),
+                    version_id: version.id.clone(),
+                    is_latest: index == newest,
+                    is_delete_marker: version.object.is_none(),
+                    size: version.object.as_ref().map_or(0, |o| o.data.len() as u64),
+                    last_modified: Some(version.last_modified),
+                    etag: version.object.as_ref().map(|o| o.etag.clone()),
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo> {
+        let state = self.enter(Op::HeadVersion)?;
+        let object = self.data_version(&state, Op::HeadVersion, key, version_id)?;
+        Ok(info_of(key, object, false))
+    }
+
+    async fn read_range_version(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<u64> {
+        let state = self.enter(Op::GetRangeVersion)?;
+        let object = self.data_version(&state, Op::GetRangeVersion, key, version_id)?;
+        let bytes = slice(object, &range, || {
+            format!("read_range_version {} version {version_id}", self.url(key))
+        })?;
+        let len = bytes.len() as u64;
+        if len > 0 {
+            out.push(bytes);
+        }
+        Ok(len)
+    }
+
+    async fn delete_version(&self, key: &str, version_id: &str) -> Result<()> {
+        let mut state = self.enter(Op::DeleteVersion)?;
+        let now = state.now();
+        let Some(history) = state.keys.get_mut(key) else {
+            return Ok(());
+        };
+        let Some(index) = history.iter().position(|v| v.id == version_id) else {
+            return Ok(());
+        };
+        if let Some(why) = history[index].object.as_ref().and_then(|o| o.lock_at(now)) {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "delete_version {} version {version_id}: AccessDenied: refused by Object Lock ({why})",
+                    self.url(key)
+                ),
+            ));
+        }
+        history.remove(index);
+        if history.is_empty() {
+            state.keys.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn put_retention(&self, key: &str, version_id: &str, retention: Retention) -> Result<()> {
+        let mut state = self.enter(Op::PutRetention)?;
+        let now = state.now();
+        let what = format!("put_retention {} version {version_id}", self.url(key));
+        let invalid = |why: &str| Error::new(ErrorKind::InvalidRequest, format!("{what}: {why}"));
+        if !state.object_lock {
+            return Err(invalid(
+                "InvalidRequest: Bucket is missing Object Lock Configuration",
+            ));
+        }
+        if retention.retain_until <= now {
+            return Err(invalid(&format!(
+                "InvalidArgument: the retain until date {} must be in the future (now {now})",
+                retention.retain_until
+            )));
+        }
+        self.data_version(&state, Op::PutRetention, key, version_id)?;
+        let object = state
+            .keys
+            .get_mut(key)
+            .and_then(|h| h.iter_mut().find(|v| v.id == version_id))
+            .and_then(|v| v.object.as_mut())
+            .ok_or_else(|| invalid("the version vanished"))?;
+        if let Some(current) = object.retention.filter(|r| r.retain_until > now)
+            && !retention.extends(&current)
+        {
+            return Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "{what}: AccessDenied: refused by Object Lock ({} retention until {} cannot become {} until {})",
+                    current.mode, current.retain_until, retention.mode, retention.retain_until
+                ),
+            ));
+        }
+        object.retention = Some(retention);
+        Ok(())
     }
 }
 
@@ -806,5 +1240,167 @@ mod tests {
             ErrorKind::NotFound
         );
         assert_eq!(store.calls(Op::Head), 2);
+    }
+
+    fn retention(mode: RetentionMode, retain_until: i64) -> Retention {
+        Retention { mode, retain_until }
+    }
+
+    #[tokio::test]
+    async fn legal_hold_blocks_deletion_until_lifted() {
+        let store = MemoryStore::with_object_lock("b", None);
+        store.set_time(1_000);
+        store
+            .put("k", Bytes::from_static(b"v"), &PutOptions::default())
+            .await
+            .unwrap();
+        let id = store.head("k").await.unwrap().version_id.unwrap();
+        assert!(store.set_legal_hold("k", &id, true));
+        assert!(store.head_version("k", &id).await.unwrap().legal_hold);
+        let err = store.delete_version("k", &id).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked);
+        assert!(err.to_string().contains("legal hold"), "{err}");
+        assert!(store.set_legal_hold("k", &id, false));
+        store.delete_version("k", &id).await.unwrap();
+        assert_eq!(store.versions(), 0);
+        assert!(!MemoryStore::versioned("b").set_legal_hold("k", "null", true));
+    }
+
+    #[tokio::test]
+    async fn retention_expires_at_the_store_time_and_default_retention_applies() {
+        let store = MemoryStore::with_object_lock(
+            "b",
+            Some((RetentionMode::Compliance, RetentionPeriod::Days(2))),
+        );
+        store.set_time(1_000);
+        store
+            .put("k", Bytes::from_static(b"v"), &PutOptions::default())
+            .await
+            .unwrap();
+        let info = store.head("k").await.unwrap();
+        assert_eq!(info.retention_mode, Some(RetentionMode::Compliance));
+        assert_eq!(info.retain_until, Some(1_000 + 2 * 86_400));
+        let id = info.version_id.unwrap();
+        store.set_time(1_000 + 2 * 86_400 - 1);
+        assert_eq!(
+            store.delete_version("k", &id).await.unwrap_err().kind(),
+            ErrorKind::Locked
+        );
+        // Not a bypass: compliance can never be weakened, even by its own writer.
+        let err = store
+            .put_retention(
+                "k",
+                &id,
+                retention(RetentionMode::Governance, 1_000 + 3 * 86_400),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked);
+        store.set_time(1_000 + 2 * 86_400);
+        store.delete_version("k", &id).await.unwrap();
+        // A retention in the past, or on a bucket without Object Lock, is refused.
+        let past = PutOptions {
+            object_lock: Some(retention(RetentionMode::Governance, 5)),
+            ..PutOptions::default()
+        };
+        let err = store.put("k", Bytes::new(), &past).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+        let plain = MemoryStore::versioned("p");
+        let err = plain.create_multipart("k", &past).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+        assert!(err.to_string().contains("Object Lock"), "{err}");
+        assert_eq!(
+            plain.object_lock_config().await.unwrap(),
+            BucketLockConfig {
+                versioning: Versioning::Enabled,
+                object_lock: false,
+                default_retention: None
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn unversioned_and_suspended_buckets_keep_one_null_version() {
+        let store = MemoryStore::new("b");
+        store
+            .put("k", Bytes::from_static(b"1"), &PutOptions::default())
+            .await
+            .unwrap();
+        store
+            .put("k", Bytes::from_static(b"2"), &PutOptions::default())
+            .await
+            .unwrap();
+        let versions = store.list_versions("").await.unwrap();
+        assert_eq!(versions.len(), 1);
+        assert_eq!(versions[0].version_id, "null");
+        assert!(versions[0].is_latest);
+        store.delete("k").await.unwrap();
+        assert_eq!(store.versions(), 0, "an unversioned delete removes");
+
+        let store = MemoryStore::versioned("b");
+        store
+            .put("k", Bytes::from_static(b"1"), &PutOptions::default())
+            .await
+            .unwrap();
+        assert!(store.set_versioning(Versioning::Suspended));
+        assert!(!store.set_versioning(Versioning::Unversioned));
+        store
+            .put("k", Bytes::from_static(b"2"), &PutOptions::default())
+            .await
+            .unwrap();
+        store
+            .put("k", Bytes::from_static(b"3"), &PutOptions::default())
+            .await
+            .unwrap();
+        let ids: Vec<String> = store
+            .list_versions("k")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.version_id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["null", "v000000000001"],
+            "the null version was replaced"
+        );
+        store.delete("k").await.unwrap();
+        let versions = store.list_versions("k").await.unwrap();
+        assert!(versions[0].is_delete_marker && versions[0].version_id == "null");
+        assert_eq!(
+            versions.len(),
+            2,
+            "the suspended delete replaced the null version"
+        );
+        assert!(!MemoryStore::with_object_lock("l", None).set_versioning(Versioning::Suspended));
+    }
+
+    #[tokio::test]
+    async fn a_conditional_put_sees_through_to_the_current_version_only() {
+        let store = MemoryStore::versioned("b");
+        store
+            .put("k", Bytes::from_static(b"1"), &PutOptions::default())
+            .await
+            .unwrap();
+        store.delete("k").await.unwrap();
+        // Hidden behind a marker, the key is free for If-None-Match, as in S3.
+        let create = PutOptions {
+            if_none_match: true,
+            ..PutOptions::default()
+        };
+        store
+            .put("k", Bytes::from_static(b"2"), &create)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .put("k", Bytes::from_static(b"3"), &create)
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(store.list_versions("k").await.unwrap().len(), 3);
+        assert_eq!(store.objects()["k"], Bytes::from_static(b"2"));
     }
 }

@@ -34,6 +34,144 @@ pub struct ObjectInfo {
     pub retain_until: Option<i64>,
     /// Object Lock: a legal hold is on; it cannot be deleted until it is lifted.
     pub legal_hold: bool,
+    /// Object Lock: the retention mode that goes with [`retain_until`](Self::retain_until).
+    pub retention_mode: Option<RetentionMode>,
+    /// The version id the server reports (`x-amz-version-id`): a real id on a versioned
+    /// bucket, `"null"` or `None` on one that never had versioning.
+    pub version_id: Option<String>,
+}
+
+impl ObjectInfo {
+    /// Whether Object Lock forbids deleting this version at `now` (Unix seconds): a legal hold,
+    /// or a retain-until date still in the future (in either mode: z3 never bypasses
+    /// governance retention).
+    #[must_use]
+    pub fn is_locked_at(&self, now: i64) -> bool {
+        self.legal_hold || self.retain_until.is_some_and(|until| until > now)
+    }
+}
+
+/// An Object Lock retention mode (`x-amz-object-lock-mode`).
+///
+/// Both keep a version from being deleted or overwritten until its retain-until date; the
+/// difference is who can undo that. `Governance` can be shortened or removed by a principal
+/// with `s3:BypassGovernanceRetention` that sends `x-amz-bypass-governance-retention: true`
+/// (z3 never sends it); `Compliance` cannot be shortened by anyone, the root account included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RetentionMode {
+    /// `GOVERNANCE`.
+    Governance,
+    /// `COMPLIANCE`: strictly stronger than `Governance`.
+    Compliance,
+}
+
+impl RetentionMode {
+    /// The wire form: `GOVERNANCE` or `COMPLIANCE`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Governance => "GOVERNANCE",
+            Self::Compliance => "COMPLIANCE",
+        }
+    }
+
+    /// `governance` or `compliance`, in any case (the wire form and z3's `OBJECT_LOCK` setting).
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "governance" => Some(Self::Governance),
+            "compliance" => Some(Self::Compliance),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RetentionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An Object Lock retention: a mode and the date (Unix seconds, whole seconds as S3 stores
+/// them) before which the version cannot be deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Retention {
+    /// Who could shorten it (nobody, for `Compliance`).
+    pub mode: RetentionMode,
+    /// Retain until this time, in seconds since the Unix epoch; must be in the future when set.
+    pub retain_until: i64,
+}
+
+impl Retention {
+    /// Whether replacing `current` by `self` only ever strengthens it: not earlier, and not
+    /// from `Compliance` down to `Governance`. S3 refuses anything else without a bypass.
+    #[must_use]
+    pub fn extends(&self, current: &Self) -> bool {
+        self.retain_until >= current.retain_until && self.mode >= current.mode
+    }
+}
+
+/// One entry of [`ObjectStore::list_versions`]: a version of an object or a delete marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionEntry {
+    /// The object key.
+    pub key: String,
+    /// The version id; `"null"` for the version written while versioning was off or suspended.
+    pub version_id: String,
+    /// Whether this is the key's current version. A key whose latest entry is a delete marker
+    /// is hidden from [`ObjectStore::list`] and [`ObjectStore::head`], while its older versions
+    /// are still stored and readable by id.
+    pub is_latest: bool,
+    /// Whether this entry is a delete marker (no data: `size` is 0, `etag` is `None`).
+    pub is_delete_marker: bool,
+    /// Length in bytes.
+    pub size: u64,
+    /// `LastModified`, in seconds since the Unix epoch, when the server reports it.
+    pub last_modified: Option<i64>,
+    /// The ETag, quotes included, for data versions.
+    pub etag: Option<String>,
+}
+
+/// Whether a bucket keeps versions (`GetBucketVersioning`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Versioning {
+    /// Versioning was never enabled: a put replaces, a delete removes.
+    Unversioned,
+    /// Every put adds a version; a delete without a version id adds a delete marker.
+    Enabled,
+    /// Versioning was enabled and then suspended: older versions stay, new writes replace the
+    /// `"null"` version.
+    Suspended,
+}
+
+/// How long the bucket's default retention keeps a new version (`DefaultRetention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetentionPeriod {
+    /// `Days`.
+    Days(u32),
+    /// `Years`.
+    Years(u32),
+}
+
+/// What [`ObjectStore::object_lock_config`] reports about the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketLockConfig {
+    /// The bucket's versioning state.
+    pub versioning: Versioning,
+    /// Whether Object Lock is enabled (`ObjectLockEnabled: Enabled`). S3 allows it only on
+    /// versioned buckets, and it cannot be turned off again.
+    pub object_lock: bool,
+    /// The retention every new version gets when a write names none.
+    pub default_retention: Option<(RetentionMode, RetentionPeriod)>,
+}
+
+impl BucketLockConfig {
+    /// Whether versions can be written with a retention: Object Lock on and versioning
+    /// enabled. z3 refuses `OBJECT_LOCK=…` on any other bucket.
+    #[must_use]
+    pub fn supports_retention(&self) -> bool {
+        self.object_lock && self.versioning == Versioning::Enabled
+    }
 }
 
 /// One entry of [`ObjectStore::list`].
@@ -69,6 +207,12 @@ pub struct PutOptions {
     /// together with [`if_none_match`](Self::if_none_match) is an
     /// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest).
     pub if_match: Option<String>,
+    /// Object Lock retention for the new version (`x-amz-object-lock-mode` and
+    /// `x-amz-object-lock-retain-until-date`), on [`ObjectStore::put`] and
+    /// [`ObjectStore::create_multipart`]. Only an Object Lock bucket accepts it
+    /// ([`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) elsewhere); `None` leaves
+    /// the bucket's default retention, if it has one.
+    pub object_lock: Option<Retention>,
 }
 
 impl PutOptions {
@@ -227,6 +371,12 @@ pub enum Op {
     CompleteMultipart,
     AbortMultipart,
     ListMultipartUploads,
+    ListVersions,
+    HeadVersion,
+    GetRangeVersion,
+    DeleteVersion,
+    PutRetention,
+    ObjectLockConfig,
 }
 
 impl Op {
@@ -246,6 +396,12 @@ impl Op {
             Self::CompleteMultipart => "complete_multipart",
             Self::AbortMultipart => "abort_multipart",
             Self::ListMultipartUploads => "list_multipart_uploads",
+            Self::ListVersions => "list_versions",
+            Self::HeadVersion => "head_version",
+            Self::GetRangeVersion => "read_range_version",
+            Self::DeleteVersion => "delete_version",
+            Self::PutRetention => "put_retention",
+            Self::ObjectLockConfig => "object_lock_config",
         }
     }
 }
@@ -422,6 +578,69 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Any store error.
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>>;
+
+    // ---- Versions and Object Lock (immutable backups). On a bucket without versioning every
+    // key has exactly one version, `"null"`, and these calls work on it.
+
+    /// Whether the bucket is versioned and has Object Lock enabled, and its default retention
+    /// (`GetBucketVersioning` and `GetObjectLockConfiguration`).
+    ///
+    /// # Errors
+    /// Any store error; a missing bucket is [`ErrorKind::NoSuchBucket`](crate::ErrorKind::NoSuchBucket).
+    /// A bucket without an Object Lock configuration is not an error (`object_lock: false`).
+    async fn object_lock_config(&self) -> Result<BucketLockConfig>;
+
+    /// Every version and delete marker whose key starts with `prefix`, all pages, in S3's
+    /// order: by key, and each key's entries newest first (the first one is the latest).
+    ///
+    /// # Errors
+    /// Any store error; a missing bucket is [`ErrorKind::NoSuchBucket`](crate::ErrorKind::NoSuchBucket).
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<VersionEntry>>;
+
+    /// [`head`](Self::head) of one version, whether current or not, with its retention
+    /// ([`ObjectInfo::retention_mode`], [`ObjectInfo::retain_until`]) and legal hold.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) for an unknown version;
+    /// [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) for a delete marker
+    /// (S3 answers `405 MethodNotAllowed`).
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo>;
+
+    /// [`read_range`](Self::read_range) of one version: readable even when a delete marker
+    /// hides the key, which is how a restore gets at a backup someone "deleted" on a versioned
+    /// bucket. A version never changes, so no `If-Match` is needed.
+    ///
+    /// # Errors
+    /// As [`get_range`](Self::get_range), [`ErrorKind::NotFound`](crate::ErrorKind::NotFound)
+    /// for an unknown version.
+    async fn read_range_version(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<u64>;
+
+    /// Deletes one version (or delete marker) for good. Never bypasses governance retention.
+    /// Deleting a version that does not exist succeeds, as in S3.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Locked`](crate::ErrorKind::Locked) when Object Lock protects the version (a
+    /// retain-until date in the future, in either mode, or a legal hold); S3 answers those with
+    /// `403 AccessDenied`, which [`AwsStore`](crate::AwsStore) tells apart from a missing
+    /// permission by reading the version's retention.
+    async fn delete_version(&self, key: &str, version_id: &str) -> Result<()>;
+
+    /// Sets the retention of one version (`PutObjectRetention`), without bypass: S3 accepts
+    /// only a retention that [`extends`](Retention::extends) the current one. Callers that
+    /// want "at least until" use [`extend_retention`](crate::extend_retention), which reads
+    /// the version first and leaves a longer retention alone.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Locked`](crate::ErrorKind::Locked) when `retention` would shorten or weaken
+    /// the current one; [`ErrorKind::InvalidRequest`](crate::ErrorKind::InvalidRequest) on a
+    /// bucket without Object Lock or for a date in the past.
+    async fn put_retention(&self, key: &str, version_id: &str, retention: Retention) -> Result<()>;
 }
 
 /// Formats `s3://bucket/key` for messages.

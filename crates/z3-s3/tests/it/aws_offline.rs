@@ -762,3 +762,271 @@ fn sse_settings_parse_and_refuse_what_s3_would() {
     );
     assert!(Sse::parse("rot13", None).unwrap_err().contains("'rot13'"));
 }
+
+// ---- Versions and Object Lock: what goes on the wire.
+
+#[tokio::test]
+async fn put_with_retention_sends_lock_headers_and_our_crc32c() {
+    // S3 requires Content-MD5 or an x-amz-checksum-* header on a write that sets a retention;
+    // we send our CRC32C of the body, so the SDK adds no checksum of its own.
+    let put_ok = || ok(vec![("etag", "\"e\"".to_owned())], "");
+    let initiate = xml_ok(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<InitiateMultipartUploadResult><Bucket>bucket</Bucket><Key>k</Key><UploadId>u-1</UploadId></InitiateMultipartUploadResult>",
+    );
+    let (endpoint, requests) = serve(vec![put_ok(), initiate, put_ok()]).await;
+    let store = store(endpoint).await;
+    let retention = z3_s3::Retention {
+        mode: z3_s3::RetentionMode::Compliance,
+        retain_until: 1_900_000_000,
+    };
+    let locked = PutOptions {
+        object_lock: Some(retention),
+        ..PutOptions::default()
+    };
+    store
+        .put("seal", Bytes::from_static(b"seal body"), &locked)
+        .await
+        .unwrap();
+    store.create_multipart("k", &locked).await.unwrap();
+    store
+        .put("plain", Bytes::from_static(b"p"), &PutOptions::default())
+        .await
+        .unwrap();
+    let requests = requests.lock().unwrap();
+    for request in &requests[..2] {
+        assert_eq!(
+            request.header("x-amz-object-lock-mode").as_deref(),
+            Some("COMPLIANCE"),
+            "{}",
+            request.head
+        );
+        assert_eq!(
+            request
+                .header("x-amz-object-lock-retain-until-date")
+                .as_deref(),
+            Some("2030-03-17T17:46:40Z"),
+            "{}",
+            request.head
+        );
+        assert_eq!(request.header("x-amz-bypass-governance-retention"), None);
+    }
+    let put = &requests[0];
+    assert_eq!(
+        put.header("x-amz-checksum-crc32c"),
+        Some(Crc32c::of(b"seal body").to_base64()),
+        "{}",
+        put.head
+    );
+    for absent in ["content-md5", "x-amz-checksum-crc32", "x-amz-trailer"] {
+        assert_eq!(put.header(absent), None, "{absent}: {}", put.head);
+    }
+    assert!(put.body == b"seal body", "the body is sent plainly");
+    assert!(
+        requests[1].head.contains("?uploads"),
+        "{}",
+        requests[1].head
+    );
+    // Without a retention, no lock header.
+    assert_eq!(requests[2].header("x-amz-object-lock-mode"), None);
+    assert_eq!(
+        requests[2].header("x-amz-object-lock-retain-until-date"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn versioned_delete_names_the_version_and_never_bypasses() {
+    let (endpoint, requests) = serve(vec![Canned {
+        status: 204,
+        headers: vec![("x-amz-version-id", "v 1/2".to_owned())],
+        body: Vec::new(),
+        send_body: None,
+    }])
+    .await;
+    store(endpoint)
+        .await
+        .delete_version("pool/fs@snap", "v 1/2")
+        .await
+        .unwrap();
+    let requests = requests.lock().unwrap();
+    assert_eq!(requests.len(), 1);
+    let head = &requests[0].head;
+    assert!(
+        head.starts_with("DELETE /bucket/pool/fs%40snap?")
+            && head.lines().next().unwrap().contains("versionId=v%201%2F2"),
+        "{head}"
+    );
+    assert_eq!(
+        requests[0].header("x-amz-bypass-governance-retention"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn locked_version_delete_is_locked_not_access_denied() {
+    // S3 answers 403 AccessDenied both for a missing permission and for Object Lock; the
+    // store reads the version's retention to tell them apart.
+    let denied = || xml_error(403, "AccessDenied", "Access Denied.");
+    let head_locked = ok(
+        vec![
+            ("x-amz-version-id", "v1".to_owned()),
+            ("x-amz-object-lock-mode", "GOVERNANCE".to_owned()),
+            (
+                "x-amz-object-lock-retain-until-date",
+                "2099-01-01T00:00:00Z".to_owned(),
+            ),
+        ],
+        "",
+    );
+    let head_free = ok(vec![("x-amz-version-id", "v1".to_owned())], "");
+    let (endpoint, requests) = serve(vec![denied(), head_locked, denied(), head_free]).await;
+    let store = store(endpoint).await;
+    let err = store.delete_version("k", "v1").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("s3://bucket/k version v1"), "{text}");
+    assert!(
+        text.contains("GOVERNANCE retention until 2099-01-01"),
+        "{text}"
+    );
+    let err = store.delete_version("k", "v1").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
+    let requests = requests.lock().unwrap();
+    assert!(
+        requests[1].head.starts_with("HEAD /bucket/k?")
+            && requests[1].head.contains("versionId=v1"),
+        "{}",
+        requests[1].head
+    );
+}
+
+#[tokio::test]
+async fn version_listing_merges_markers_and_follows_its_markers() {
+    let page = |body: &str, next: Option<(&str, &str)>| {
+        let truncated = next.map_or(String::from("<IsTruncated>false</IsTruncated>"), |(k, v)| {
+            format!("<IsTruncated>true</IsTruncated><NextKeyMarker>{k}</NextKeyMarker><NextVersionIdMarker>{v}</NextVersionIdMarker>")
+        });
+        xml_ok(&format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListVersionsResult><Name>bucket</Name><Prefix>p/</Prefix>{truncated}{body}</ListVersionsResult>"
+        ))
+    };
+    let version = |key: &str, id: &str, latest: bool, at: &str| {
+        format!(
+            "<Version><Key>{key}</Key><VersionId>{id}</VersionId><IsLatest>{latest}</IsLatest><LastModified>{at}</LastModified><ETag>\"e{id}\"</ETag><Size>3</Size></Version>"
+        )
+    };
+    let marker = |key: &str, id: &str, latest: bool, at: &str| {
+        format!(
+            "<DeleteMarker><Key>{key}</Key><VersionId>{id}</VersionId><IsLatest>{latest}</IsLatest><LastModified>{at}</LastModified></DeleteMarker>"
+        )
+    };
+    let first = format!(
+        "{}{}{}",
+        marker("p/a", "m1", true, "2026-01-03T00:00:00.000Z"),
+        version("p/a", "a2", false, "2026-01-02T00:00:00.000Z"),
+        version("p/a", "a1", false, "2026-01-01T00:00:00.000Z"),
+    );
+    let second = format!(
+        "{}{}",
+        version("p/b", "b2", true, "2026-01-05T00:00:00.000Z"),
+        marker("p/b", "m0", false, "2026-01-04T00:00:00.000Z"),
+    );
+    let (endpoint, requests) = serve(vec![
+        page(&first, Some(("p/a", "a1"))),
+        page(&second, None),
+        page(&first, Some(("p/a", "a1"))),
+        page(&first, Some(("p/a", "a1"))),
+    ])
+    .await;
+    let store = store(endpoint).await;
+    let versions = store.list_versions("p/").await.unwrap();
+    let got: Vec<(&str, &str, bool, bool)> = versions
+        .iter()
+        .map(|v| {
+            (
+                v.key.as_str(),
+                v.version_id.as_str(),
+                v.is_latest,
+                v.is_delete_marker,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("p/a", "m1", true, true),
+            ("p/a", "a2", false, false),
+            ("p/a", "a1", false, false),
+            ("p/b", "b2", true, false),
+            ("p/b", "m0", false, true),
+        ]
+    );
+    assert_eq!(versions[1].etag.as_deref(), Some("\"ea2\""));
+    assert_eq!(versions[1].size, 3);
+    assert_eq!(versions[1].last_modified, Some(1_767_312_000));
+    // A marker pair that repeats is an error, not a short listing.
+    let err = store.list_versions("p/").await.unwrap_err();
+    assert!(err.to_string().contains("does not advance"), "{err}");
+
+    let requests = requests.lock().unwrap();
+    assert!(
+        requests[0].head.contains("?versions"),
+        "{}",
+        requests[0].head
+    );
+    assert!(
+        requests[1].head.contains("key-marker=p%2Fa")
+            && requests[1].head.contains("version-id-marker=a1"),
+        "{}",
+        requests[1].head
+    );
+}
+
+#[tokio::test]
+async fn put_retention_names_the_version_and_never_bypasses() {
+    let (endpoint, requests) = serve(vec![ok(Vec::new(), "")]).await;
+    store(endpoint)
+        .await
+        .put_retention(
+            "p/a",
+            "a2",
+            z3_s3::Retention {
+                mode: z3_s3::RetentionMode::Governance,
+                retain_until: 1_900_000_000,
+            },
+        )
+        .await
+        .unwrap();
+    let requests = requests.lock().unwrap();
+    let retention = &requests[0];
+    assert!(
+        retention.head.starts_with("PUT /bucket/p/a?retention"),
+        "{}",
+        retention.head
+    );
+    let body = String::from_utf8_lossy(&retention.body);
+    assert!(body.contains("<Mode>GOVERNANCE</Mode>"), "{body}");
+    assert!(
+        body.contains("<RetainUntilDate>2030-03-17T17:46:40Z</RetainUntilDate>"),
+        "{body}"
+    );
+    assert_eq!(retention.header("x-amz-bypass-governance-retention"), None);
+    // PutObjectRetention requires an integrity header; the SDK computes one for this small body.
+    assert!(
+        retention.header("content-md5").is_some()
+            || retention
+                .head
+                .to_ascii_lowercase()
+                .contains("x-amz-checksum-"),
+        "{}",
+        retention.head
+    );
+    assert!(
+        retention
+            .head
+            .lines()
+            .next()
+            .unwrap()
+            .contains("versionId=a2")
+    );
+}

@@ -24,6 +24,15 @@ async fn memory_store_conforms() {
 }
 
 #[tokio::test]
+async fn memory_store_object_lock_conforms() {
+    let lock = MemoryStore::with_object_lock("lock-bucket", None);
+    let plain = MemoryStore::new("bucket");
+    conformance::run_object_lock(&lock, &plain, "z3-conformance/").await;
+    assert_eq!(lock.versions(), 0, "checks clean up after themselves");
+    assert!(plain.objects().is_empty());
+}
+
+#[tokio::test]
 async fn memory_store_missing_bucket() {
     conformance::missing_bucket(&MemoryStore::without_bucket("no-such-bucket")).await;
 }
@@ -99,6 +108,46 @@ async fn aws_store_conforms() {
     let Some(config) = real_s3() else { return };
     let store: Arc<dyn ObjectStore> = Arc::new(real_store(config).await);
     conformance::run_all(store, &unique_prefix()).await;
+}
+
+/// Connects to `<bucket>-lock`, created with Object Lock enabled (which enables versioning)
+/// if it is missing. Objects in it are written with retentions of a few seconds only, so it
+/// never holds anything for long.
+async fn real_lock_store(config: &S3Config) -> AwsStore {
+    let bucket = format!("{}-lock", config.bucket);
+    let store = AwsStore::connect(S3Config {
+        bucket: bucket.clone(),
+        ..config.clone()
+    })
+    .await
+    .unwrap();
+    let mut attempts = 0;
+    loop {
+        match store.check_bucket().await {
+            Ok(()) => return store,
+            Err(err) if err.kind() == ErrorKind::NoSuchBucket || err.is_retryable() => {
+                let _ = store
+                    .client()
+                    .create_bucket()
+                    .bucket(&bucket)
+                    .object_lock_enabled_for_bucket(true)
+                    .send()
+                    .await;
+                attempts += 1;
+                assert!(attempts < 20, "bucket {bucket} never became usable: {err}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(err) => panic!("lock test bucket unusable: {err}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn aws_store_object_lock_conforms() {
+    let Some(config) = real_s3() else { return };
+    let plain = real_store(config.clone()).await;
+    let lock = real_lock_store(&config).await;
+    conformance::run_object_lock(&lock, &plain, &unique_prefix()).await;
 }
 
 #[tokio::test]

@@ -576,6 +576,37 @@ impl ObjectStore for GateStore {
     ) -> z3_s3::Result<Vec<MultipartUploadInfo>> {
         self.inner.list_multipart_uploads(prefix).await
     }
+    async fn object_lock_config(&self) -> z3_s3::Result<z3_s3::BucketLockConfig> {
+        self.inner.object_lock_config().await
+    }
+    async fn list_versions(&self, prefix: &str) -> z3_s3::Result<Vec<z3_s3::VersionEntry>> {
+        self.inner.list_versions(prefix).await
+    }
+    async fn head_version(&self, key: &str, version_id: &str) -> z3_s3::Result<ObjectInfo> {
+        self.inner.head_version(key, version_id).await
+    }
+    async fn read_range_version(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+        out: &mut Vec<Bytes>,
+    ) -> z3_s3::Result<u64> {
+        self.inner
+            .read_range_version(key, version_id, range, out)
+            .await
+    }
+    async fn delete_version(&self, key: &str, version_id: &str) -> z3_s3::Result<()> {
+        self.inner.delete_version(key, version_id).await
+    }
+    async fn put_retention(
+        &self,
+        key: &str,
+        version_id: &str,
+        retention: z3_s3::Retention,
+    ) -> z3_s3::Result<()> {
+        self.inner.put_retention(key, version_id, retention).await
+    }
 }
 
 /// Lets every runnable task run until all are waiting (the paused clock then jumps ahead).
