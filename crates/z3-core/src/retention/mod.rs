@@ -59,6 +59,7 @@
 //! system database or a POSIX TZ string such as `CET-1CEST,M3.5.0,M10.5.0/3`).
 
 mod calendar;
+mod keep;
 mod linear;
 mod name_time;
 mod policy;
@@ -70,6 +71,7 @@ mod tree;
 mod tests;
 
 pub use calendar::{Calendar, Interval, Timeframe, parse_week_start};
+pub use keep::keep_until;
 pub use linear::{
     ChainTip, DEFAULT_MAX_CHAIN, LinearDecision, RebaseError, RebaseRule, linear_base,
     parse_full_every, parse_max_chain,

@@ -1,0 +1,211 @@
+//! [`keep_until`]: how long a backup must stay undeletable (Object Lock's retain-until) so that
+//! neither it nor any backup the policy's tree may build on it expires first.
+
+use jiff::Timestamp;
+
+use crate::retention::calendar::{Calendar, Timeframe};
+use crate::retention::policy::{Keep, Policy};
+
+/// The latest time the policy may still need the backup of a snapshot taken at `time`, which
+/// is the first backup of its `represents` interval (`None`: a plain leaf, treated as the first
+/// of its shortest-timeframe interval). `None` when a timeframe keeps every interval (`*`):
+/// forever.
+///
+/// A backup that is the first of its interval in timeframe L stays preserved until `N_L` further
+/// intervals of L began. Its descendants in the tree all lie inside that same L interval, and a
+/// descendant of timeframe j stays until `N_j` intervals of j after its own; the latest of them
+/// is the last j interval that starts inside the L interval. So the answer is, over every
+/// timeframe j no longer than L, the start of interval `ordinal_j(last instant of the L
+/// interval) + N_j`. A base therefore never expires before a backup built on it.
+///
+/// `O(k · log)`: interval starts are found by bisection on the (monotonic) interval ordinals,
+/// so DST and month lengths need no special cases.
+#[must_use]
+pub fn keep_until(
+    policy: &Policy,
+    calendar: &Calendar,
+    time: Timestamp,
+    represents: Option<Timeframe>,
+) -> Option<Timestamp> {
+    let levels: Vec<(Timeframe, Keep)> = policy.timeframes().collect();
+    let &(shortest, _) = levels.last()?;
+    let level = represents.unwrap_or(shortest);
+    let ordinal = |tf: Timeframe, at: Timestamp| calendar.ordinals(at)[tf.index()];
+    let end = start_of(calendar, level, ordinal(level, time) + 1, time);
+    let last_instant = end.checked_sub(jiff::SignedDuration::from_secs(1)).ok()?;
+    let mut latest = time;
+    for (timeframe, keep) in levels {
+        if timeframe.index() > level.index() {
+            continue; // longer than the represented timeframe
+        }
+        let Keep::Last(n) = keep else {
+            return None;
+        };
+        let until = start_of(
+            calendar,
+            timeframe,
+            ordinal(timeframe, last_instant) + i64::from(n),
+            last_instant,
+        );
+        latest = latest.max(until);
+    }
+    Some(latest)
+}
+
+/// The first instant at or after `from` whose `timeframe` ordinal is at least `target`.
+fn start_of(calendar: &Calendar, timeframe: Timeframe, target: i64, from: Timestamp) -> Timestamp {
+    let ordinal = |at: Timestamp| calendar.ordinals(at)[timeframe.index()];
+    let mut low = from.as_second();
+    if ordinal(from) >= target {
+        return from;
+    }
+    // An upper bound: each interval is at most about a year and a day long.
+    let mut step: i64 = 3600;
+    let mut high = low + step;
+    while Timestamp::from_second(high).is_ok_and(|at| ordinal(at) < target) {
+        low = high;
+        step = step.saturating_mul(2);
+        high = low.saturating_add(step);
+    }
+    let Ok(mut high_at) = Timestamp::from_second(high) else {
+        return Timestamp::MAX;
+    };
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        let at = Timestamp::from_second(mid).unwrap_or(high_at);
+        if ordinal(at) >= target {
+            high = mid;
+            high_at = at;
+        } else {
+            low = mid;
+        }
+    }
+    high_at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_yearly_full_outlives_the_monthlies_and_dailies_it_may_carry() {
+        let calendar = Calendar::default();
+        let policy = Policy::parse("1y 12m 14d").unwrap();
+        // The first backup of 2026: its December monthly is kept 12 months, until 2027-12.
+        assert_eq!(
+            keep_until(
+                &policy,
+                &calendar,
+                at("2026-01-01T06:00:00Z"),
+                Some(Timeframe::Yearly)
+            ),
+            Some(at("2027-12-01T00:00:00Z"))
+        );
+        // A monthly of November 2026: its last daily (Nov 30) is kept 14 days, the monthly
+        // itself 12 months: until 2027-11-01.
+        assert_eq!(
+            keep_until(
+                &policy,
+                &calendar,
+                at("2026-11-01T06:00:00Z"),
+                Some(Timeframe::Monthly)
+            ),
+            Some(at("2027-11-01T00:00:00Z"))
+        );
+        // A daily: 14 days from its day, the day included.
+        assert_eq!(
+            keep_until(
+                &policy,
+                &calendar,
+                at("2026-11-05T06:00:00Z"),
+                Some(Timeframe::Daily)
+            ),
+            Some(at("2026-11-19T00:00:00Z"))
+        );
+        // A leaf counts as its day's first.
+        assert_eq!(
+            keep_until(&policy, &calendar, at("2026-11-05T18:00:00Z"), None),
+            Some(at("2026-11-19T00:00:00Z"))
+        );
+        // `*`: forever.
+        let all = Policy::parse("*y 14d").unwrap();
+        assert_eq!(
+            keep_until(
+                &all,
+                &calendar,
+                at("2026-01-01T06:00:00Z"),
+                Some(Timeframe::Yearly)
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn intervals_are_civil_in_the_calendars_zone() {
+        // Berlin: 2026-03-29 has 23 hours; the day after the 28th starts at 23:00 UTC.
+        let berlin = Calendar::new(
+            jiff::tz::TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap(),
+            jiff::civil::Weekday::Monday,
+        );
+        let policy = Policy::parse("2d").unwrap();
+        assert_eq!(
+            keep_until(
+                &policy,
+                &berlin,
+                at("2026-03-28T12:00:00Z"),
+                Some(Timeframe::Daily)
+            ),
+            Some(at("2026-03-29T22:00:00Z")),
+            "the 30th begins at 00:00 CEST"
+        );
+    }
+
+    /// The bound holds against `preserve`: at any moment before `keep_until`, the policy still
+    /// preserves the first backup of the represented interval.
+    #[test]
+    fn preserve_keeps_the_representative_until_then() {
+        use crate::retention::{Item, preserve};
+        let calendar = Calendar::default();
+        let policy = Policy::parse("1y 3m 5d").unwrap();
+        let first = at("2026-02-01T06:00:00Z");
+        let until = keep_until(&policy, &calendar, first, Some(Timeframe::Monthly)).unwrap();
+        let items = [
+            Item {
+                name: "p@first".into(),
+                time: Some(first),
+            },
+            Item {
+                name: "p@later".into(),
+                time: Some(at("2026-02-10T06:00:00Z")),
+            },
+        ];
+        let mut now = at("2026-02-11T00:00:00Z");
+        let mut kept_to = now;
+        while now < until {
+            // The newest is always kept; add a newer item so "newest" is not what keeps it.
+            let mut all = items.to_vec();
+            all.push(Item {
+                name: "p@now".into(),
+                time: Some(now),
+            });
+            let verdict = preserve(&policy, &all, now, &calendar);
+            if matches!(
+                verdict.verdict("p@first"),
+                Some(crate::retention::Verdict::Preserved(_))
+            ) {
+                kept_to = now;
+            }
+            now = now
+                .checked_add(jiff::SignedDuration::from_hours(24 * 7))
+                .unwrap();
+        }
+        // Preserved as a monthly through April 2026 (3 months); keep_until is later (its last
+        // daily descendant), never earlier.
+        assert!(kept_to >= at("2026-04-20T00:00:00Z"), "{kept_to}");
+        assert!(until >= kept_to);
+    }
+}
