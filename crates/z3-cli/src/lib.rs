@@ -159,6 +159,7 @@ pub async fn run_all(
             "--all: the config file has no [fs:<dataset>] section".into()
         ));
     }
+    let clock = clock_from(env)?;
     let mut results = Vec::with_capacity(datasets.len());
     for dataset in datasets {
         let one = async {
@@ -176,8 +177,8 @@ pub async fn run_all(
             if let Some(encoding) = encoding {
                 engine = engine.with_encoding(encoding);
             }
-            if let Some(clock) = clock_from(env)? {
-                engine = engine.with_clock(clock);
+            if let Some(clock) = &clock {
+                engine = engine.with_clock(Arc::clone(clock));
             }
             execute(&engine, &cli.command, console).await
         };

@@ -360,14 +360,15 @@ impl Engine {
             full: args.full,
             overwrite_other: args.overwrite_other_snapshot,
         })?;
-        let (plan, reasons) = self.shape(plan, &remote, &local, args.full);
+        let times = self.snapshot_times(&remote, &local);
+        let (plan, reasons) = self.shape(plan, &remote, &local, &times, args.full);
         let result = self
             .upload_plan(
                 dataset, target, &plan, &reasons, &remote, &local, args, encoding, events, cancel,
             )
             .await;
         if result.is_ok() && !args.dry_run {
-            self.update_holds(dataset, &remote, &local, &plan, events)
+            self.update_holds(dataset, &remote, &local, &plan, &times, events)
                 .await?;
         }
         result
@@ -404,7 +405,8 @@ impl Engine {
             snapshots: Vec::with_capacity(plan.steps.len()),
             dry_run: args.dry_run,
         };
-        for step in &plan.steps {
+        // `shape` gives one reason per step, in the plan's order.
+        for (step, reason) in plan.steps.iter().zip(reasons) {
             let parent = step.parent();
             self.check_interrupt(&format!("the backup of {}", step.snapshot))?;
             if cancel.is_cancelled() {
@@ -437,9 +439,7 @@ impl Engine {
                 )
                 .await?;
             let mut done = done;
-            if let Some(reason) = reasons.iter().find(|r| r.snapshot == step.snapshot) {
-                done.basis.clone_from(&reason.reason);
-            }
+            done.basis.clone_from(&reason.reason);
             events.event(Event::BackedUp(done.clone()))?;
             report.snapshots.push(done);
         }
@@ -452,12 +452,11 @@ impl Engine {
         plan: z3_core::BackupPlan,
         remote: &RemoteIndex,
         local: &LocalChain,
+        times: &std::collections::HashMap<String, jiff::Timestamp>,
         full_requested: bool,
     ) -> (z3_core::BackupPlan, Vec<z3_core::retention::StepReason>) {
         use z3_core::retention::{ShapeInput, Shaping, shape};
-        let retention = self.settings.retention.as_ref();
-        let times = self.snapshot_times(remote, local);
-        let shaping = match retention {
+        let shaping = match self.settings.retention.as_ref() {
             Some(r) => Shaping::Tree {
                 policy: &r.policy,
                 calendar: &r.calendar,
@@ -470,7 +469,7 @@ impl Engine {
                 shaping,
                 remote,
                 local,
-                times: &times,
+                times,
                 full_requested,
             },
         )

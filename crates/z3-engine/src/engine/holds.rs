@@ -61,17 +61,19 @@ impl Engine {
     }
 
     /// Holds the snapshots future backups will be based on and releases z3's other holds on
-    /// `dataset`; `remote` and `local` as the backup saw them, `plan` what it uploaded.
+    /// `dataset`; `remote` and `local` as the backup saw them, `plan` what it uploaded, `times`
+    /// from [`Engine::snapshot_times`].
     pub(super) async fn update_holds(
         &self,
         dataset: &DatasetName,
         remote: &RemoteIndex,
         local: &LocalChain,
         plan: &BackupPlan,
+        times: &HashMap<String, Timestamp>,
         events: &mut dyn Events,
     ) -> Result<()> {
         let tag = self.hold_tag();
-        let wanted = self.wanted_bases(remote, local, plan);
+        let wanted = self.wanted_bases(remote, local, plan, times);
         let held: BTreeSet<FullSnapshotName> = match self.zfs.held_snapshots(dataset, &tag).await {
             Ok(held) => held.into_iter().collect(),
             Err(err) => {
@@ -108,8 +110,14 @@ impl Engine {
         remote: &RemoteIndex,
         local: &LocalChain,
         plan: &BackupPlan,
+        times: &HashMap<String, Timestamp>,
     ) -> BTreeSet<FullSnapshotName> {
-        let times = self.snapshot_times(remote, local);
+        // Without a policy the base is the newest snapshot, which snapshot tools keep anyway;
+        // holding it would block every `zfs rollback` and `zfs destroy -r` of the dataset for
+        // nothing. Holds left from a policy are released.
+        let Some(retention) = &self.settings.retention else {
+            return BTreeSet::new();
+        };
         let mut backups: Vec<Backup> = Vec::new();
         let mut push = |name: String, parent: Option<String>| {
             if let Some(&time) = times.get(&name) {
@@ -133,13 +141,7 @@ impl Engine {
                 step.parent().map(ToString::to_string),
             );
         }
-        let names = match &self.settings.retention {
-            Some(retention) => future_bases(&retention.policy, &backups, &retention.calendar),
-            // Without a policy the base is the newest snapshot, which snapshot tools keep
-            // anyway; holding it would block every `zfs rollback` and `zfs destroy -r` of the
-            // dataset for nothing. Holds left from a policy are released.
-            None => Vec::new(),
-        };
+        let names = future_bases(&retention.policy, &backups, &retention.calendar);
         names
             .iter()
             .filter_map(|name| local.find(name).map(|e| e.name().clone()))
