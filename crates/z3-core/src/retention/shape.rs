@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use crate::names::FullSnapshotName;
 use crate::plan::{BackupPlan, StepKind};
 use crate::remote::RemoteIndex;
-use crate::retention::calendar::Calendar;
+use crate::retention::calendar::{Calendar, Timeframe};
 use crate::retention::linear::{ChainTip, RebaseRule, linear_base};
 use crate::retention::policy::Policy;
 use crate::retention::tree::{Backup, Base, choose_base};
@@ -58,23 +58,18 @@ pub struct StepReason {
     pub snapshot: FullSnapshotName,
     /// The decision, in words.
     pub reason: String,
+    /// The snapshot's time, when known.
+    pub time: Option<Timestamp>,
+    /// With a policy: the longest timeframe whose interval the backup is the first of (`None`:
+    /// a plain leaf, or no policy). What its storage class and Object Lock retention follow.
+    pub represents: Option<Timeframe>,
 }
 
 /// Rewrites the bases of `plan`'s steps, oldest first, each seeing the ones before it as
-/// backed up. A `--full` plan stays as it is. Returns the reason of every step.
+/// backed up. A `--full` plan stays as it is (its steps still learn what they represent).
+/// Returns the reason of every step.
 #[must_use]
 pub fn shape(mut plan: BackupPlan, input: &ShapeInput<'_>) -> (BackupPlan, Vec<StepReason>) {
-    if input.full_requested {
-        let reasons = plan
-            .steps
-            .iter()
-            .map(|step| StepReason {
-                snapshot: step.snapshot.clone(),
-                reason: "full, as asked".to_owned(),
-            })
-            .collect();
-        return (plan, reasons);
-    }
     // The backups a new one may build on: healthy objects whose snapshot is on this host with
     // the same guid, then the plan's own steps as they are decided.
     let mut backups: Vec<Candidate> = input
@@ -104,12 +99,19 @@ pub fn shape(mut plan: BackupPlan, input: &ShapeInput<'_>) -> (BackupPlan, Vec<S
     for step in &mut plan.steps {
         let name = step.snapshot.to_string();
         let time = input.times.get(&name).copied();
-        let (kind, reason) = match (step.kind.clone(), time) {
+        let (kind, reason, represents) = match (step.kind.clone(), time) {
             (kind, None) => (
                 kind,
                 "time unknown: on the previous snapshot, as without a policy".to_owned(),
+                None,
             ),
             (kind, Some(time)) => decide(&input.shaping, &backups, &index, &name, time, &kind),
+        };
+        // A `--full` plan stays as it is; the policy still says what the backup represents.
+        let (kind, reason) = if input.full_requested {
+            (StepKind::Full, "full, as asked".to_owned())
+        } else {
+            (kind, reason)
         };
         step.kind = kind;
         index.insert(name.clone(), backups.len());
@@ -122,6 +124,8 @@ pub fn shape(mut plan: BackupPlan, input: &ShapeInput<'_>) -> (BackupPlan, Vec<S
         reasons.push(StepReason {
             snapshot: step.snapshot.clone(),
             reason,
+            time,
+            represents,
         });
     }
     (plan, reasons)
@@ -144,7 +148,8 @@ fn decide(
     name: &str,
     time: Timestamp,
     planned: &StepKind,
-) -> (StepKind, String) {
+) -> (StepKind, String, Option<Timeframe>) {
+    let mut represents = None;
     let base = match shaping {
         Shaping::Tree { policy, calendar } => {
             let timed: Vec<Backup> = backups
@@ -158,11 +163,12 @@ fn decide(
                 })
                 .collect();
             let decision = choose_base(policy, &timed, name, time, calendar);
+            represents = decision.represents;
             (decision.base, decision.reason)
         }
         Shaping::Linear(rule) => {
             let Some(parent) = planned_parent(planned) else {
-                return (StepKind::Full, "no backup to build on: full".to_owned());
+                return (StepKind::Full, "no backup to build on: full".to_owned(), None);
             };
             let (links, full) = chain(backups, index, &parent);
             let full_time = full.and_then(|full| full.time);
@@ -175,7 +181,7 @@ fn decide(
             (decision.base, decision.reason)
         }
     };
-    match base {
+    let (kind, reason) = match base {
         (Base::Full, reason) => (StepKind::Full, reason),
         (Base::Incremental { parent }, reason) => {
             let usable = index.get(&parent).is_some_and(|&i| backups[i].here);
@@ -187,7 +193,8 @@ fn decide(
                 ),
             }
         }
-    }
+    };
+    (kind, reason, represents)
 }
 
 fn planned_parent(kind: &StepKind) -> Option<String> {
@@ -277,6 +284,20 @@ mod tests {
         times: &HashMap<String, Timestamp>,
         remote: &RemoteIndex,
     ) -> Vec<String> {
+        shaped_with(shaping, snapshots, times, remote, false)
+            .into_iter()
+            .map(|(step, _)| step)
+            .collect()
+    }
+
+    /// As [`shaped`], with what each step represents, and `--full` as asked.
+    fn shaped_with(
+        shaping: Shaping<'_>,
+        snapshots: &[LocalSnapshot],
+        times: &HashMap<String, Timestamp>,
+        remote: &RemoteIndex,
+        full: bool,
+    ) -> Vec<(String, Option<Timeframe>)> {
         let dataset = DatasetName::new("pool/fs").unwrap();
         let chain = LocalChain::new(snapshots, "");
         let plan = plan_backup(&BackupRequest {
@@ -285,7 +306,7 @@ mod tests {
             local: &chain,
             remote,
             target: None,
-            full: false,
+            full,
             overwrite_other: false,
         })
         .unwrap();
@@ -296,17 +317,66 @@ mod tests {
                 remote,
                 local: &chain,
                 times,
-                full_requested: false,
+                full_requested: full,
             },
         );
         assert_eq!(reasons.len(), plan.steps.len());
         plan.steps
             .iter()
-            .map(|s| match s.parent() {
-                Some(p) => format!("{} <- {}", s.snapshot.snapshot(), p.snapshot()),
-                None => format!("{} full", s.snapshot.snapshot()),
+            .zip(&reasons)
+            .map(|(s, reason)| {
+                assert_eq!(reason.snapshot, s.snapshot);
+                assert_eq!(reason.time, times.get(&s.snapshot.to_string()).copied());
+                let step = match s.parent() {
+                    Some(p) => format!("{} <- {}", s.snapshot.snapshot(), p.snapshot()),
+                    None => format!("{} full", s.snapshot.snapshot()),
+                };
+                (step, reason.represents)
             })
             .collect()
+    }
+
+    #[test]
+    fn each_step_learns_the_timeframe_it_represents_even_as_a_requested_full() {
+        let policy = Policy::parse("1y 1m 2d").unwrap();
+        let calendar = Calendar::default();
+        let (snapshots, times) = local(&["2026-01-01", "2026-01-02", "2026-02-01", "2026-02-02"]);
+        let tree = Shaping::Tree {
+            policy: &policy,
+            calendar: &calendar,
+        };
+        let empty = RemoteIndex::new(Vec::new());
+        let represents: Vec<Option<Timeframe>> =
+            shaped_with(tree, &snapshots, &times, &empty, false)
+                .into_iter()
+                .map(|(_, r)| r)
+                .collect();
+        assert_eq!(
+            represents,
+            [
+                Some(Timeframe::Yearly),
+                Some(Timeframe::Daily),
+                Some(Timeframe::Monthly),
+                Some(Timeframe::Daily),
+            ]
+        );
+        // `--full` of the newest, with the others backed up: still the first of its day.
+        let remote = RemoteIndex::new(vec![
+            object("2026-01-01", None, 1),
+            object("2026-01-02", Some("2026-01-01"), 2),
+            object("2026-02-01", Some("2026-01-01"), 3),
+        ]);
+        assert_eq!(
+            shaped_with(tree, &snapshots, &times, &remote, true),
+            [("2026-02-02 full".to_owned(), Some(Timeframe::Daily))]
+        );
+        // Without a policy nothing represents anything.
+        let linear = Shaping::Linear(RebaseRule::default());
+        assert!(
+            shaped_with(linear, &snapshots, &times, &empty, false)
+                .iter()
+                .all(|(_, r)| r.is_none())
+        );
     }
 
     #[test]
