@@ -86,6 +86,9 @@ pub struct Retention {
     pub name_format: Option<z3_core::retention::NameFormat>,
     /// The time zone and week start that define intervals.
     pub calendar: z3_core::retention::Calendar,
+    /// `OBJECT_LOCK`: write every object and seal with an Object Lock retention of this mode,
+    /// until the policy lets it go (the bucket must have Object Lock on); `None`: no retention.
+    pub object_lock: Option<z3_s3::RetentionMode>,
 }
 
 /// A setting that cannot be used: which, its value, and why (z3 exits 2 naming it).
@@ -179,6 +182,7 @@ impl Retention {
             policy,
             name_format: None,
             calendar: z3_core::retention::Calendar::default(),
+            object_lock: None,
         }
     }
 }
