@@ -3,8 +3,11 @@
 
 use jiff::Timestamp;
 
+use std::collections::HashSet;
+
 use crate::retention::calendar::{Calendar, Timeframe};
 use crate::retention::policy::{Keep, Policy};
+use crate::retention::preserve::Item;
 
 /// The latest time the policy may still need the backup of a snapshot taken at `time`, which
 /// is the first backup of its `represents` interval (`None`: a plain leaf, treated as the first
@@ -12,11 +15,15 @@ use crate::retention::policy::{Keep, Policy};
 /// forever.
 ///
 /// A backup that is the first of its interval in timeframe L stays preserved until `N_L` further
-/// intervals of L began. Its descendants in the tree all lie inside that same L interval, and a
-/// descendant of timeframe j stays until `N_j` intervals of j after its own; the latest of them
-/// is the last j interval that starts inside the L interval. So the answer is, over every
-/// timeframe j no longer than L, the start of interval `ordinal_j(last instant of the L
-/// interval) + N_j`. A base therefore never expires before a backup built on it.
+/// intervals of L began, and a descendant of timeframe j until `N_j` intervals of j after its
+/// own. Where is the last descendant? A child of timeframe j lies in its parent's interval of
+/// the next longer timeframe, so the subtree lies before the *span end* E: the end of the L
+/// interval, then, for each shorter timeframe j in turn, the end of the j interval holding
+/// E's last instant. Intervals nest except weeks, which cross month and year boundaries (a
+/// weekly built on June's monthly may carry dailies from July), which is why E can pass the L
+/// interval's end. The answer is, over every timeframe j no longer than L, the start of interval
+/// `ordinal_j(last instant before E) + N_j`. A base's span contains its children's spans, so a
+/// base never expires before a backup built on it.
 ///
 /// `O(k · log)`: interval starts are found by bisection on the (monotonic) interval ordinals,
 /// so DST and month lengths need no special cases.
@@ -31,8 +38,20 @@ pub fn keep_until(
     let &(shortest, _) = levels.last()?;
     let level = represents.unwrap_or(shortest);
     let ordinal = |tf: Timeframe, at: Timestamp| calendar.ordinals(at)[tf.index()];
-    let end = start_of(calendar, level, ordinal(level, time) + 1, time);
-    let last_instant = end.checked_sub(jiff::SignedDuration::from_secs(1)).ok()?;
+    let before = |at: Timestamp| at.checked_sub(jiff::SignedDuration::from_secs(1)).ok();
+    let mut end = start_of(calendar, level, ordinal(level, time) + 1, time);
+    for &(timeframe, _) in &levels {
+        if timeframe.index() < level.index() {
+            let last = before(end)?;
+            end = end.max(start_of(
+                calendar,
+                timeframe,
+                ordinal(timeframe, last) + 1,
+                last,
+            ));
+        }
+    }
+    let last_instant = before(end)?;
     let mut latest = time;
     for (timeframe, keep) in levels {
         if timeframe.index() > level.index() {
@@ -50,6 +69,56 @@ pub fn keep_until(
         latest = latest.max(until);
     }
     Some(latest)
+}
+
+/// The Object Lock retain-until each of `items` (backups of one dataset) needs as the bucket
+/// stands: [`keep_until`] of its time, as the first backup of the longest timeframe whose
+/// interval it is the first of among `items` (equal times ordered by name, as
+/// [`preserve`](crate::retention::preserve) orders them). `None`: forever, because a timeframe
+/// keeps every interval or the item's time is unknown (such a backup is never pruned). In
+/// `items`' order.
+///
+/// A backup written as a leaf may later become its interval's first (the one before it was
+/// deleted by hand, or was never written): its retention, set when it was written, is then
+/// shorter than the policy now keeps it, and this is what prune extends it to. Within one
+/// interval of any timeframe the first item's date is never earlier than any other item's, so
+/// a base (always the first of a longer interval holding its children) outlives what builds on
+/// it.
+///
+/// `O(n log n + n · k · log)`.
+#[must_use]
+pub fn lock_dates(
+    policy: &Policy,
+    items: &[Item],
+    calendar: &Calendar,
+) -> Vec<(String, Option<Timestamp>)> {
+    let mut timed: Vec<(usize, Timestamp)> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| item.time.map(|t| (i, t)))
+        .collect();
+    timed.sort_by(|a, b| (a.1, &items[a.0].name).cmp(&(b.1, &items[b.0].name)));
+    let mut represents: Vec<Option<Timeframe>> = vec![None; items.len()];
+    // Timeframes come longest first: the first one an item is the first of is its longest.
+    for (timeframe, _) in policy.timeframes() {
+        let mut seen: HashSet<i64> = HashSet::new();
+        for &(i, time) in &timed {
+            let ordinal = calendar.ordinals(time)[timeframe.index()];
+            if seen.insert(ordinal) && represents[i].is_none() {
+                represents[i] = Some(timeframe);
+            }
+        }
+    }
+    items
+        .iter()
+        .zip(represents)
+        .map(|(item, represents)| {
+            let date = item
+                .time
+                .and_then(|time| keep_until(policy, calendar, time, represents));
+            (item.name.clone(), date)
+        })
+        .collect()
 }
 
 /// The first instant at or after `from` whose `timeframe` ordinal is at least `target`.
@@ -161,6 +230,55 @@ mod tests {
             ),
             Some(at("2026-03-29T22:00:00Z")),
             "the 30th begins at 00:00 CEST"
+        );
+    }
+
+    #[test]
+    fn lock_dates_follow_what_each_backup_is_the_first_of() {
+        let calendar = Calendar::default();
+        let policy = Policy::parse("1y 12m 14d").unwrap();
+        let item = |name: &str, time: Option<&str>| Item {
+            name: name.to_owned(),
+            time: time.map(at),
+        };
+        let items = [
+            item("p@jan-2", Some("2026-01-02T06:00:00Z")),
+            item("p@jan-1", Some("2026-01-01T06:00:00Z")),
+            item("p@jan-1-late", Some("2026-01-01T18:00:00Z")),
+            item("p@feb-1", Some("2026-02-01T06:00:00Z")),
+            item("p@orig", None),
+        ];
+        let dates: Vec<(String, Option<Timestamp>)> = lock_dates(&policy, &items, &calendar);
+        let date = |name: &str| dates.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(dates.len(), items.len());
+        assert_eq!(dates[0].0, "p@jan-2", "in the order given");
+        assert_eq!(
+            date("p@jan-1"),
+            Some(at("2027-12-01T00:00:00Z")),
+            "the yearly"
+        );
+        assert_eq!(
+            date("p@feb-1"),
+            Some(at("2027-02-01T00:00:00Z")),
+            "a monthly"
+        );
+        assert_eq!(date("p@jan-2"), Some(at("2026-01-16T00:00:00Z")), "a daily");
+        assert_eq!(
+            date("p@jan-1-late"),
+            Some(at("2026-01-15T00:00:00Z")),
+            "a leaf lives as long as its day's first daily would"
+        );
+        assert_eq!(date("p@orig"), None, "time unknown: forever");
+        // The yearly deleted by hand: the late one of that day is now the year's first.
+        let without: Vec<Item> = items
+            .iter()
+            .filter(|i| i.name != "p@jan-1")
+            .cloned()
+            .collect();
+        let dates = lock_dates(&policy, &without, &calendar);
+        assert_eq!(
+            dates.iter().find(|(n, _)| n == "p@jan-1-late").unwrap().1,
+            Some(at("2027-12-01T00:00:00Z"))
         );
     }
 

@@ -168,7 +168,11 @@ fn decide(
         }
         Shaping::Linear(rule) => {
             let Some(parent) = planned_parent(planned) else {
-                return (StepKind::Full, "no backup to build on: full".to_owned(), None);
+                return (
+                    StepKind::Full,
+                    "no backup to build on: full".to_owned(),
+                    None,
+                );
             };
             let (links, full) = chain(backups, index, &parent);
             let full_time = full.and_then(|full| full.time);

@@ -1269,3 +1269,86 @@ fn future_bases_are_the_current_representatives_and_the_newest() {
     );
     assert!(future_bases(&policy, &[], &Calendar::default()).is_empty());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Object Lock dates (`lock_dates`) never end while the policy still preserves a backup
+    /// for one of its timeframes, and inside any interval of any timeframe the first backup's
+    /// date is the latest: a base never unlocks before what builds on it.
+    #[test]
+    fn lock_dates_cover_preservation_and_bases_outlive_children(
+        offsets in proptest::collection::vec(proptest::option::weighted(0.9, 0i64..(400 * 86_400)), 1..80),
+        counts in proptest::collection::vec(0u32..4, 5),
+        later in 0i64..(800 * 86_400),
+        berlin in any::<bool>(),
+    ) {
+        let mut policy = Policy::default();
+        for (tf, n) in Timeframe::LONGEST_FIRST.into_iter().zip(&counts) {
+            if *n > 0 {
+                policy = policy.with(tf, Keep::Last(*n));
+            }
+        }
+        let cal = if berlin { Calendar::new(zone(BERLIN), Weekday::Monday) } else { utc() };
+        let start = ts("2026-01-01T00:00:00Z");
+        let list: Vec<Item> = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, offset)| Item {
+                name: format!("s{i:03}"),
+                time: offset.map(|o| start + jiff::SignedDuration::from_secs(o)),
+            })
+            .collect();
+        let dates = lock_dates(&policy, &list, &cal);
+        prop_assert_eq!(dates.len(), list.len());
+        let now = start + jiff::SignedDuration::from_secs(later);
+        let preservation = preserve(&policy, &list, now, &cal);
+        for ((item, (name, date)), (_, verdict)) in list.iter().zip(&dates).zip(&preservation.verdicts) {
+            prop_assert_eq!(&item.name, name);
+            if item.time.is_none() {
+                prop_assert!(date.is_none());
+            }
+            if let (Verdict::Preserved(reasons), Some(date)) = (verdict, date) {
+                let by_policy = reasons.iter().any(|r| r != NEWEST && r != AFTER_NOW);
+                prop_assert!(!by_policy || *date > now, "{name} preserved ({reasons:?}) at {now} but unlocked at {date}");
+            }
+        }
+        // The first item of each interval, per timeframe (longest first).
+        let levels: Vec<Timeframe> = policy.timeframes().map(|(tf, _)| tf).collect();
+        if levels.is_empty() {
+            return Ok(());
+        }
+        let firsts: Vec<HashMap<i64, usize>> = levels
+            .iter()
+            .map(|tf| {
+                let mut first: HashMap<i64, usize> = HashMap::new();
+                for (i, item) in list.iter().enumerate() {
+                    let Some(time) = item.time else { continue };
+                    let slot = first.entry(cal.ordinals(time)[tf.index()]).or_insert(i);
+                    if (time, &item.name) < (list[*slot].time.unwrap(), &list[*slot].name) {
+                        *slot = i;
+                    }
+                }
+                first
+            })
+            .collect();
+        for (i, item) in list.iter().enumerate() {
+            let Some(time) = item.time else { continue };
+            let ordinal = |level: usize| cal.ordinals(time)[levels[level].index()];
+            // Its level in the tree: the longest timeframe it is the first of (a leaf: the
+            // shortest). Its possible bases are the firsts of its longer timeframes' intervals.
+            let level = (0..levels.len())
+                .find(|&l| firsts[l][&ordinal(l)] == i)
+                .unwrap_or(levels.len() - 1);
+            for longer in 0..level {
+                let base = firsts[longer][&ordinal(longer)];
+                let outlives = match (dates[base].1, dates[i].1) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(a), Some(b)) => a >= b,
+                };
+                prop_assert!(outlives, "{} unlocks before {} ({})", list[base].name, item.name, levels[longer]);
+            }
+        }
+    }
+}
