@@ -3,7 +3,9 @@
 
 use jiff::Timestamp;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crate::remote::RemoteIndex;
 
 use crate::retention::calendar::{Calendar, Timeframe};
 use crate::retention::policy::{Keep, Policy};
@@ -119,6 +121,58 @@ pub fn lock_dates(
             (item.name.clone(), date)
         })
         .collect()
+}
+
+/// Raises every backup's lock date to the latest date of the backups built on it, transitively
+/// along the `parent`s of `index`'s objects, so that no base unlocks before a backup that needs
+/// it, whatever shaped the chain (a step whose time was unknown, history from before the
+/// policy). `dates` maps names (`ds@snap`) to dates, `None` meaning forever (which wins over
+/// any date); names without an entry are left out, and objects in a loop are left as they are.
+///
+/// `O(n)`: children before parents, each link followed once.
+pub fn extend_to_children<S: std::hash::BuildHasher>(
+    index: &RemoteIndex,
+    dates: &mut HashMap<String, Option<Timestamp>, S>,
+) {
+    let parents: HashMap<String, String> = dates
+        .keys()
+        .filter_map(|name| {
+            let parent = index
+                .get(name)
+                .filter(|o| !o.meta.is_full)
+                .and_then(|o| o.meta.parent.as_ref())
+                .filter(|parent| dates.contains_key(*parent))?;
+            Some((name.clone(), parent.clone()))
+        })
+        .collect();
+    let mut children: HashMap<&str, usize> = HashMap::new();
+    for parent in parents.values() {
+        *children.entry(parent).or_default() += 1;
+    }
+    let names: Vec<String> = dates.keys().cloned().collect();
+    let mut ready: VecDeque<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !children.contains_key(n))
+        .collect();
+    while let Some(name) = ready.pop_front() {
+        let Some(parent) = parents.get(name) else {
+            continue;
+        };
+        let child = dates[name];
+        let slot = dates
+            .get_mut(parent)
+            .expect("parents only names dated objects");
+        *slot = match (*slot, child) {
+            (None, _) | (_, None) => None,
+            (Some(a), Some(b)) => Some(a.max(b)),
+        };
+        let left = children.get_mut(parent.as_str()).expect("counted above");
+        *left -= 1;
+        if *left == 0 {
+            ready.push_back(parent);
+        }
+    }
 }
 
 /// The first instant at or after `from` whose `timeframe` ordinal is at least `target`.
@@ -280,6 +334,56 @@ mod tests {
             dates.iter().find(|(n, _)| n == "p@jan-1-late").unwrap().1,
             Some(at("2027-12-01T00:00:00Z"))
         );
+    }
+
+    #[test]
+    fn bases_are_raised_to_their_latest_descendant() {
+        use crate::remote::{ObjectMeta, RemoteSnapshot};
+        let object = |name: &str, parent: Option<&str>| RemoteSnapshot {
+            key: format!("z/{name}"),
+            name: name.to_owned(),
+            object_size: 1,
+            meta: ObjectMeta {
+                is_full: parent.is_none(),
+                parent: parent.map(str::to_owned),
+                ..ObjectMeta::default()
+            },
+            etag: None,
+        };
+        let index = RemoteIndex::new(vec![
+            object("p@full", None),
+            object("p@a", Some("p@full")),
+            object("p@b", Some("p@a")),
+            object("p@c", Some("p@full")),
+            object("p@loop1", Some("p@loop2")),
+            object("p@loop2", Some("p@loop1")),
+            object("p@orphan", Some("p@gone")),
+        ]);
+        let day = |d: u32| Some(at(&format!("2026-01-{d:02}T00:00:00Z")));
+        let mut dates: HashMap<String, Option<Timestamp>> = [
+            ("p@full", day(5)),
+            ("p@a", day(3)),
+            ("p@b", day(20)),
+            ("p@c", day(9)),
+            ("p@loop1", day(1)),
+            ("p@loop2", day(2)),
+            ("p@orphan", day(4)),
+        ]
+        .into_iter()
+        .map(|(n, d)| (n.to_owned(), d))
+        .collect();
+        extend_to_children(&index, &mut dates);
+        assert_eq!(dates["p@b"], day(20));
+        assert_eq!(dates["p@a"], day(20), "raised to its child");
+        assert_eq!(dates["p@full"], day(20), "and transitively");
+        assert_eq!(dates["p@c"], day(9));
+        assert_eq!((dates["p@loop1"], dates["p@loop2"]), (day(1), day(2)));
+        assert_eq!(dates["p@orphan"], day(4));
+        // Forever wins.
+        dates.insert("p@c".into(), None);
+        extend_to_children(&index, &mut dates);
+        assert_eq!(dates["p@full"], None);
+        assert_eq!(dates["p@a"], day(20));
     }
 
     /// The bound holds against `preserve`: at any moment before `keep_until`, the policy still

@@ -71,7 +71,7 @@ mod tree;
 mod tests;
 
 pub use calendar::{Calendar, Interval, Timeframe, parse_week_start};
-pub use keep::{keep_until, lock_dates};
+pub use keep::{extend_to_children, keep_until, lock_dates};
 pub use linear::{
     ChainTip, DEFAULT_MAX_CHAIN, LinearDecision, RebaseError, RebaseRule, linear_base,
     parse_full_every, parse_max_chain,
