@@ -45,6 +45,7 @@ use crate::report::{
 use crate::seal::PendingSeal;
 
 mod holds;
+mod immutable;
 mod prune;
 mod verify;
 
@@ -349,6 +350,7 @@ impl Engine {
         events: &mut dyn Events,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<BackupReport> {
+        self.check_object_lock_bucket().await?;
         let local = self.local_chain(dataset, false).await?;
         let remote = self.remote_index(dataset).await?;
         let plan = plan_backup(&BackupRequest {
@@ -427,17 +429,21 @@ impl Engine {
                     .and_then(|object| object.etag.clone())
                     .map_or(Precondition::None, Precondition::Unchanged),
             };
+            let retention = self.write_retention(reason);
             let done = self
                 .backup_one(
                     &step.snapshot,
                     parent,
                     guids,
-                    precondition,
+                    (precondition, retention),
                     encoding,
                     args,
                     cancel,
                 )
                 .await?;
+            if let (Some(parent), Some(retention), false) = (parent, retention, args.dry_run) {
+                self.extend_bases(parent, retention.retain_until).await?;
+            }
             let mut done = done;
             done.basis.clone_from(&reason.reason);
             events.event(Event::BackedUp(done.clone()))?;
@@ -481,7 +487,7 @@ impl Engine {
         snapshot: &FullSnapshotName,
         parent: Option<&FullSnapshotName>,
         (guid, parent_guid, created): (Option<u64>, Option<u64>, Option<i64>),
-        precondition: Precondition,
+        (precondition, retention): (Precondition, Option<z3_s3::Retention>),
         encoding: &Encoding,
         args: &BackupOptions,
         cancel: &tokio_util::sync::CancellationToken,
@@ -524,6 +530,7 @@ impl Engine {
             metadata: meta.to_map(),
             storage_class: Some(self.settings.storage_class.clone()),
             acl: Some(OBJECT_ACL.to_owned()),
+            object_lock: retention,
             ..PutOptions::default()
         };
         let stream = self
@@ -549,6 +556,7 @@ impl Engine {
             encryption: meta.encryption.clone(),
             stream: stream_digest,
             object: object_digest,
+            retention,
         };
         let uploader = MultipartUploader::new(
             Arc::clone(&self.store),

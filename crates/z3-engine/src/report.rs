@@ -314,6 +314,9 @@ pub struct PruneReport {
     /// The early-deletion charge of what was deleted before its storage class's minimum
     /// duration, in GiB-days (0 without `allow_early_delete`).
     pub early_delete_gib_days: f64,
+    /// `OBJECT_LOCK`: the keys whose retention was extended (or, in a dry run, would be),
+    /// each with the new retain-until date (Unix seconds).
+    pub locks_extended: Vec<(String, i64)>,
 }
 
 /// Receives a command's [`Event`]s as they happen.

@@ -64,6 +64,8 @@ pub(crate) struct PendingSeal {
     pub(crate) stream: DigestHandle,
     /// The bytes uploaded, hashed as the uploader reads them.
     pub(crate) object: DigestHandle,
+    /// `OBJECT_LOCK`: the seal is locked as long as its object.
+    pub(crate) retention: Option<z3_s3::Retention>,
 }
 
 impl PendingSeal {
@@ -117,6 +119,7 @@ impl PendingSeal {
         let options = PutOptions {
             if_none_match: true,
             storage_class: Some(crate::config::SMALL_OBJECTS_STORAGE_CLASS.to_owned()),
+            object_lock: self.retention,
             ..PutOptions::default()
         };
         retry(retry_config, "put_seal", || {

@@ -62,6 +62,20 @@ impl Harness {
         }
     }
 
+    /// The same machine with another bucket, `store` (e.g. one with Object Lock).
+    pub(crate) fn with_memory_store(&self, store: MemoryStore) -> Self {
+        Self {
+            zfs: self.zfs.clone(),
+            engine: Engine::new(
+                Arc::new(self.zfs.clone()),
+                Arc::new(store.clone()),
+                self.settings.clone(),
+            ),
+            store,
+            settings: self.settings.clone(),
+        }
+    }
+
     /// The same machine and bucket, with the engine's time from `clock`.
     pub(crate) fn with_clock(self, clock: Arc<dyn z3_engine::Clock>) -> Self {
         Self {

@@ -5,6 +5,7 @@ mod cli;
 mod e2e;
 mod engine;
 mod fuzz;
+mod immutable;
 mod lock;
 mod many;
 mod moto;

@@ -7,20 +7,28 @@
 //! are always kept. Deletions run batch by batch; a batch that fails stops the run before the
 //! next one, whose objects are bases of the failed batch's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use jiff::Timestamp;
-use z3_core::prune::{Batch, Deletion, ObjectFacts, PruneInput, Target, plan_prune};
+use z3_core::prune::{
+    Batch, Deletion, ObjectFacts, ObjectVersion, PruneInput, PrunePlan, Target, VersionKind,
+    plan_prune,
+};
 use z3_core::retention::{Item, preserve, snapshot_time};
 use z3_core::{DatasetName, RemoteIndex, RemoteSnapshot};
 use z3_s3::ObjectInfo;
 
-use super::Engine;
+use super::{Engine, immutable};
 use crate::config::PruneOptions;
 use crate::report::{Event, Events, NoteWriter, PruneReport, Pruned};
+
+/// How far behind ours the bucket's clock may be: S3 refuses requests signed more than 15
+/// minutes off its time, so a retention z3 believes expired by more than this has expired at
+/// the server too.
+const CLOCK_SKEW_SECS: u64 = 15 * 60;
 
 /// Deletes in flight within one batch.
 const DELETE_CONCURRENCY: usize = 16;
@@ -65,6 +73,7 @@ impl Engine {
         args: &PruneOptions,
         events: &mut dyn Events,
     ) -> Result<PruneReport> {
+        self.check_object_lock_bucket().await?;
         let layout = &self.settings.layout;
         let retry = &self.settings.retry;
         // Every object of the dataset, whatever its snapshot name: links are judged on all.
@@ -77,7 +86,9 @@ impl Engine {
         let now = self.clock.unix_secs();
         let index = RemoteIndex::new(objects.iter().map(|(o, _)| o.clone()).collect());
         let mut input = PruneInput {
-            now,
+            // Retention and storage durations are judged a little in the past: the bucket's
+            // clock may be behind ours, and a delete it refuses would stop the run.
+            now: now.saturating_sub(CLOCK_SKEW_SECS),
             allow_early_delete: args.allow_early_delete,
             facts: facts(&objects, &seals),
             ..PruneInput::default()
@@ -91,6 +102,9 @@ impl Engine {
                     "outside SNAPSHOT_PREFIX: not under the policy".to_owned(),
                 );
             }
+        }
+        if self.object_lock().is_some() {
+            input.versions = self.lock_and_seal_versions(dataset).await?;
         }
         let mut plan = plan_prune(&index, &input);
         // Seals whose object is gone (an interrupted prune deleted it; a crashed backup never
@@ -125,6 +139,7 @@ impl Engine {
             deleted: Vec::new(),
             bytes_freed: 0,
             early_delete_gib_days: plan.totals.early_delete_gib_days,
+            locks_extended: Vec::new(),
         };
         for (name, why) in &report.kept {
             events.event(Event::Kept {
@@ -132,6 +147,9 @@ impl Engine {
                 reason: why.clone(),
             })?;
         }
+        report.locks_extended = self
+            .extend_kept_locks(&objects, &plan, &input, &prefix, args.dry_run, events)
+            .await?;
         let batches = plan.delete.len();
         for (i, batch) in plan.delete.iter().enumerate() {
             if !args.dry_run {
@@ -168,6 +186,144 @@ impl Engine {
             }
         }
         Ok(seals)
+    }
+
+    /// TEMPORARY until `z3_s3::delete_all_versions` lands: every version of exactly `key`,
+    /// oldest first, the current one last.
+    async fn delete_all_versions(&self, key: &str) -> Result<()> {
+        let retry = &self.settings.retry;
+        let versions = z3_s3::list_versions_with_retry(self.store.as_ref(), key, retry).await?;
+        for version in versions.iter().rev().filter(|v| v.key == key) {
+            z3_s3::retry(retry, "delete_version", || {
+                self.store.delete_version(key, &version.version_id)
+            })
+            .await
+            .with_context(|| format!("version {}", version.version_id))?;
+        }
+        Ok(())
+    }
+
+    /// The versions of the dataset's lock record and seals, each noncurrent one with its
+    /// retention (one HEAD each), classified for [`plan_prune`].
+    async fn lock_and_seal_versions(&self, dataset: &DatasetName) -> Result<Vec<ObjectVersion>> {
+        let layout = &self.settings.layout;
+        let retry = &self.settings.retry;
+        let mut versions = Vec::new();
+        for (prefix, kind) in [
+            (layout.lock_key(dataset), VersionKind::Lock),
+            (layout.seal_list_prefix(dataset, ""), VersionKind::Seal),
+        ] {
+            let listed = z3_s3::list_versions_with_retry(self.store.as_ref(), &prefix, retry)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot list the versions of s3://{}/{prefix}",
+                        self.settings.bucket
+                    )
+                })?;
+            for entry in listed {
+                // The lock's prefix also matches a dataset whose name extends this one's.
+                if kind == VersionKind::Lock && entry.key != prefix {
+                    continue;
+                }
+                let retain_until = if entry.is_latest || entry.is_delete_marker {
+                    None
+                } else {
+                    let info = z3_s3::retry(retry, "head_version", || {
+                        self.store.head_version(&entry.key, &entry.version_id)
+                    })
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot read s3://{}/{} version {}",
+                            self.settings.bucket, entry.key, entry.version_id
+                        )
+                    })?;
+                    info.retain_until.and_then(|t| u64::try_from(t).ok())
+                };
+                versions.push(ObjectVersion {
+                    key: entry.key,
+                    version_id: entry.version_id,
+                    is_latest: entry.is_latest,
+                    is_delete_marker: entry.is_delete_marker,
+                    retain_until,
+                    kind,
+                });
+            }
+        }
+        Ok(versions)
+    }
+
+    /// Extends the Object Lock retention of every kept object and its seals to what the policy
+    /// now needs (seals first: an object is never locked longer than its seal). Returns the
+    /// keys extended (in a dry run: that would be) and their new dates.
+    async fn extend_kept_locks(
+        &self,
+        objects: &[(RemoteSnapshot, ObjectInfo)],
+        plan: &PrunePlan,
+        input: &PruneInput,
+        prefix: &str,
+        dry_run: bool,
+        events: &mut dyn Events,
+    ) -> Result<Vec<(String, i64)>> {
+        if self.object_lock().is_none() {
+            return Ok(Vec::new());
+        }
+        let deleted: HashSet<&str> = plan
+            .deletions()
+            .filter(|d| matches!(d.target, Target::Object(_)))
+            .map(|d| d.key.as_str())
+            .collect();
+        let kept = objects
+            .iter()
+            .filter(|(object, _)| !deleted.contains(object.key.as_str()));
+        let empty = z3_core::LocalChain::new(&[], "");
+        let index = RemoteIndex::new(objects.iter().map(|(o, _)| o.clone()).collect());
+        let times = self.snapshot_times(&index, &empty);
+        let dates = self.needed_lock_dates(objects, &times, |o| o.name.starts_with(prefix));
+        let now = i64::try_from(input.now).unwrap_or(i64::MAX);
+        let retry = &self.settings.retry;
+        let mut extended = Vec::new();
+        for (object, info) in kept {
+            let window = immutable::lock_window(now, dates.get(&object.name).copied().flatten());
+            if info.retain_until.is_some_and(|until| until >= window.0) {
+                continue;
+            }
+            let seals = input
+                .facts
+                .get(&object.name)
+                .map(|f| f.seal_keys.clone())
+                .unwrap_or_default();
+            let mut keys: Vec<(String, Option<ObjectInfo>)> =
+                seals.into_iter().map(|key| (key, None)).collect();
+            keys.push((object.key.clone(), Some(info.clone())));
+            for (key, info) in keys {
+                let info = match info {
+                    Some(info) => info,
+                    None => z3_s3::retry(retry, "head", || self.store.head(&key))
+                        .await
+                        .with_context(|| {
+                            format!("cannot read s3://{}/{key}", self.settings.bucket)
+                        })?,
+                };
+                let wrote = if dry_run {
+                    info.retain_until.is_none_or(|until| until < window.0)
+                } else {
+                    self.extend_lock(&key, &info, window).await?
+                };
+                if wrote {
+                    events.event(Event::Note {
+                        text: format!(
+                            "{} the Object Lock of {key} until {}",
+                            if dry_run { "would extend" } else { "extended" },
+                            z3_core::humanize::utc(u64::try_from(window.1).unwrap_or(0))
+                        ),
+                    })?;
+                    extended.push((key, window.1));
+                }
+            }
+        }
+        Ok(extended)
     }
 
     /// What the policy preserves, and why; which objects' times it cannot know. Only objects
@@ -213,17 +369,26 @@ impl Engine {
         let retry = &self.settings.retry;
         let results = futures::stream::iter(deletions)
             .map(|deletion| async move {
-                if deletion.version_id.is_some() {
-                    return Err(anyhow!(
-                        "{}: deleting a version needs a versioned listing, which this run did not make",
-                        deletion.key
-                    ));
-                }
-                z3_s3::retry(retry, "delete", || self.store.delete(&deletion.key))
-                    .await
-                    .with_context(|| {
-                        format!("cannot delete s3://{}/{}", self.settings.bucket, deletion.key)
+                let key = &deletion.key;
+                let failed = || format!("cannot delete s3://{}/{key}", self.settings.bucket);
+                match (&deletion.version_id, self.object_lock().is_some()) {
+                    (Some(version), true) => z3_s3::retry(retry, "delete_version", || {
+                        self.store.delete_version(key, version)
                     })
+                    .await
+                    .with_context(|| format!("{} (version {version})", failed())),
+                    (Some(_), false) => Err(anyhow!(
+                        "{key}: deleting a version needs a versioned listing, which this run did not make"
+                    )),
+                    // A plain DELETE on a versioned bucket frees nothing and leaves the data
+                    // readable behind a marker: every version goes, the current one last.
+                    (None, true) => {
+                        self.delete_all_versions(key).await.with_context(failed)
+                    }
+                    (None, false) => z3_s3::retry(retry, "delete", || self.store.delete(key))
+                        .await
+                        .with_context(failed),
+                }
             })
             .buffer_unordered(DELETE_CONCURRENCY)
             .collect::<Vec<_>>()
