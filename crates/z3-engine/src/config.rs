@@ -137,22 +137,35 @@ pub fn encoding_from_settings(
 }
 
 impl Retention {
-    /// `PRESERVE`, `NAME_FORMAT` and `WEEK_START` as configured, with the time zone the caller
-    /// resolved (the engine reads no tz database); `None` without `PRESERVE`.
+    /// `PRESERVE`, `NAME_FORMAT`, `WEEK_START` and `OBJECT_LOCK` as configured, with the time
+    /// zone the caller resolved (the engine reads no tz database); `None` without `PRESERVE`.
     ///
     /// # Errors
-    /// [`SettingError`] naming the setting at fault.
+    /// [`SettingError`] naming the setting at fault; `OBJECT_LOCK` without `PRESERVE`.
     pub fn from_settings(
         preserve: Option<&str>,
         name_format: Option<&str>,
         time_zone: Option<jiff::tz::TimeZone>,
-        week_start: Option<&str>,
+        [week_start, lock_text]: [Option<&str>; 2],
     ) -> Result<Option<Self>, SettingError> {
         fn set(v: Option<&str>) -> Option<&str> {
             v.map(str::trim).filter(|v| !v.is_empty())
         }
+        let object_lock = match set(lock_text) {
+            Some(mode) => Some(z3_s3::RetentionMode::parse(mode).ok_or_else(|| {
+                SettingError::new("OBJECT_LOCK", mode, "expected governance or compliance")
+            })?),
+            None => None,
+        };
         let Some(preserve) = set(preserve) else {
-            return Ok(None);
+            return match object_lock {
+                Some(_) => Err(SettingError::new(
+                    "OBJECT_LOCK",
+                    set(lock_text).unwrap_or_default(),
+                    "needs PRESERVE: the policy decides how long each backup stays locked",
+                )),
+                None => Ok(None),
+            };
         };
         let policy = z3_core::retention::Policy::parse(preserve)
             .map_err(|e| SettingError::new("PRESERVE", preserve, e))?;
@@ -166,6 +179,7 @@ impl Retention {
         if let Some(zone) = time_zone {
             retention.calendar.time_zone = zone;
         }
+        retention.object_lock = object_lock;
         if let Some(day) = set(week_start) {
             retention.calendar.week_start =
                 z3_core::retention::parse_week_start(day).ok_or_else(|| {

@@ -58,6 +58,7 @@ pub const KEYS: &[&str] = &[
     "WEEK_START",
     "MAX_CHAIN",
     "FULL_EVERY",
+    "OBJECT_LOCK",
 ];
 
 /// The compressor of new backups unless configured: in-process zstd at level 3, chosen on
@@ -73,6 +74,7 @@ const SECTION_KEYS: &[&str] = &[
     "NAME_FORMAT",
     "MAX_CHAIN",
     "FULL_EVERY",
+    "OBJECT_LOCK",
 ];
 
 /// A configuration problem: always a usage error (exit code 2), naming the key or file at fault.
@@ -238,6 +240,7 @@ mod tests {
             ("TIME_ZONE", "Mars/Olympus"),
             ("WEEK_START", "funday"),
             ("NAME_FORMAT", "snap-%Q"),
+            ("OBJECT_LOCK", "forever"),
         ] {
             let mut vars = vec![("PRESERVE", "3d")];
             vars.retain(|(k, _)| *k != key);
@@ -250,6 +253,17 @@ mod tests {
                 "{err}"
             );
         }
+        // OBJECT_LOCK: per dataset, any case; without PRESERVE, refused naming it.
+        let locked = "[main]\nBUCKET=b\nFILESYSTEM=pool/fs\n[fs:pool/fs]\nPRESERVE=14d\nOBJECT_LOCK=Compliance\n";
+        let r = resolve(locked, &[]).unwrap().retention.unwrap();
+        assert_eq!(r.object_lock, Some(z3_s3::RetentionMode::Compliance));
+        let err = resolve("[main]\nBUCKET=b\nOBJECT_LOCK=governance\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid OBJECT_LOCK 'governance': needs PRESERVE"),
+            "{err}"
+        );
     }
 
     #[test]

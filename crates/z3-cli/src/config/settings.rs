@@ -284,6 +284,6 @@ fn retention(raw: &RawConfig) -> Result<Option<Retention>, ConfigError> {
         preserve.as_deref(),
         format.as_deref(),
         zone,
-        week.as_deref(),
+        [week.as_deref(), raw.object_lock.as_deref()],
     )?)
 }

@@ -81,6 +81,8 @@ pub struct RawConfig {
     pub max_chain: Option<String>,
     /// `FULL_EVERY`: a new full once a linear chain's full is this old (`30d`; default none).
     pub full_every: Option<String>,
+    /// `OBJECT_LOCK`: `governance` or `compliance` retention on every backup (needs `PRESERVE`).
+    pub object_lock: Option<String>,
 }
 
 /// Values given as flags; they win over every other source.
