@@ -278,6 +278,9 @@ impl Engine {
             )?;
             write!(console.out, "{}", render_table(&report.rows))?;
         }
+        for note in report.notes() {
+            writeln!(console.err, "z3: note: {note}")?;
+        }
         Ok(if report.healthy {
             Outcome::Done
         } else {

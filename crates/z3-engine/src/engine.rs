@@ -79,13 +79,29 @@ pub struct Engine {
     interrupt: Interrupt,
     lock_ttl: std::time::Duration,
     clock: Arc<dyn Clock>,
+    /// With `OBJECT_LOCK`, the view `store` reads through, which shows backups hidden behind a
+    /// delete marker.
+    unhidden: Option<Arc<z3_s3::Unhidden>>,
 }
 
 impl Engine {
     /// Wires an engine; production passes `ZfsCli` and `AwsStore`, tests `FakeZfs` and `MemoryStore`.
     #[must_use]
+    /// With `OBJECT_LOCK` configured, the bucket is read through [`z3_s3::Unhidden`]: a backup
+    /// hidden behind a delete marker is still listed, shown and restored.
     pub fn new(zfs: Arc<dyn Zfs>, store: Arc<dyn ObjectStore>, config: EngineConfig) -> Self {
+        let locked = config
+            .retention
+            .as_ref()
+            .is_some_and(|r| r.object_lock.is_some());
+        let (store, unhidden): (Arc<dyn ObjectStore>, _) = if locked {
+            let view = Arc::new(z3_s3::Unhidden::new(store));
+            (view.clone(), Some(view))
+        } else {
+            (store, None)
+        };
         Self {
+            unhidden,
             zfs,
             store,
             settings: config,
@@ -279,6 +295,14 @@ impl Engine {
             .await?
             .with_seals(self.sealed_names(dataset).await?);
         let rows = status_rows(&local, &remote);
+        let object_prefix = format!("{}{dataset}@", self.settings.layout.prefix());
+        let hidden = self.unhidden.as_ref().map_or_else(Vec::new, |view| {
+            view.hidden()
+                .into_iter()
+                .filter(|(key, _)| key.starts_with(&object_prefix))
+                .map(|(key, _)| key[self.settings.layout.prefix().len()..].to_owned())
+                .collect()
+        });
         let healthy = remote.iter().all(|object| {
             remote.health(&object.name).is_none_or(|h| h.is_healthy())
                 && !remote.is_unsealed(&object.name)
@@ -291,6 +315,7 @@ impl Engine {
             s3_prefix_raw: self.settings.s3_prefix_raw.clone(),
             healthy,
             rows,
+            hidden,
         })
     }
 

@@ -48,6 +48,26 @@ pub struct StatusReport {
     pub healthy: bool,
     /// One row per snapshot, local or backed up, oldest first.
     pub rows: Vec<StatusRow>,
+    /// With `OBJECT_LOCK`: backups (`dataset@snapshot`) hidden behind a delete marker, which
+    /// z3 still lists and restores (someone deleted them; the bucket kept the data).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<String>,
+}
+
+impl StatusReport {
+    /// Lines for people about what the table does not show.
+    #[must_use]
+    pub fn notes(&self) -> Vec<String> {
+        self.hidden
+            .iter()
+            .map(|name| {
+                format!(
+                    "{name} is hidden behind a delete marker (someone deleted it; Object Lock kept \
+                     it): z3 still restores it; delete the marker's version to unhide it"
+                )
+            })
+            .collect()
+    }
 }
 
 /// One snapshot backed up (or, in a dry run, planned).

@@ -102,6 +102,7 @@ mod pool;
 mod retry;
 mod sink;
 mod store;
+mod unhidden;
 mod upload;
 mod versions;
 
@@ -127,6 +128,7 @@ pub use store::{
     ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
     RetentionPeriod, UploadId, VersionEntry, Versioning,
 };
+pub use unhidden::{Unhidden, delete_all_versions};
 pub use upload::{
     BeforeComplete, MultipartUploader, PartsDone, UPLOAD_TOKEN_META, UploadConfig, UploadReport,
 };

@@ -188,21 +188,6 @@ impl Engine {
         Ok(seals)
     }
 
-    /// TEMPORARY until `z3_s3::delete_all_versions` lands: every version of exactly `key`,
-    /// oldest first, the current one last.
-    async fn delete_all_versions(&self, key: &str) -> Result<()> {
-        let retry = &self.settings.retry;
-        let versions = z3_s3::list_versions_with_retry(self.store.as_ref(), key, retry).await?;
-        for version in versions.iter().rev().filter(|v| v.key == key) {
-            z3_s3::retry(retry, "delete_version", || {
-                self.store.delete_version(key, &version.version_id)
-            })
-            .await
-            .with_context(|| format!("version {}", version.version_id))?;
-        }
-        Ok(())
-    }
-
     /// The versions of the dataset's lock record and seals, each noncurrent one with its
     /// retention (one HEAD each), classified for [`plan_prune`].
     async fn lock_and_seal_versions(&self, dataset: &DatasetName) -> Result<Vec<ObjectVersion>> {
@@ -383,7 +368,10 @@ impl Engine {
                     // A plain DELETE on a versioned bucket frees nothing and leaves the data
                     // readable behind a marker: every version goes, the current one last.
                     (None, true) => {
-                        self.delete_all_versions(key).await.with_context(failed)
+                        z3_s3::delete_all_versions(self.store.as_ref(), key, retry)
+                            .await
+                            .map(drop)
+                            .with_context(failed)
                     }
                     (None, false) => z3_s3::retry(retry, "delete", || self.store.delete(key))
                         .await
