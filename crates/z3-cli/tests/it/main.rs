@@ -9,6 +9,7 @@ mod immutable;
 mod lock;
 mod many;
 mod moto;
+mod object_lock;
 mod overwrite;
 mod promises;
 mod prune;
