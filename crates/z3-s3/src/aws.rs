@@ -169,7 +169,103 @@ impl Default for S3Config {
     }
 }
 
+/// The longest `S3_TIMEOUT`: one day, in seconds.
+pub const MAX_S3_TIMEOUT_SECS: u64 = 86_400;
+
+/// How to reach S3, as the configuration spells it (z3's and the original's keys); see
+/// [`S3Config::from_settings`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct S3Settings<'a> {
+    /// `S3_ENDPOINT`: a URL.
+    pub endpoint: Option<&'a str>,
+    /// `HOST`: the original's endpoint, a bare host name (`https://` is assumed) or a URL.
+    pub host: Option<&'a str>,
+    /// `AWS_ENDPOINT_URL`, used when neither of the above is set.
+    pub aws_endpoint_url: Option<&'a str>,
+    /// `S3_REGION`, `AWS_REGION`, `AWS_DEFAULT_REGION`: the first set wins.
+    pub regions: [Option<&'a str>; 3],
+    /// `S3_PATH_STYLE`: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+    pub path_style: Option<&'a str>,
+    /// `S3_TIMEOUT`: whole seconds for one attempt of a small request.
+    pub timeout: Option<&'a str>,
+    /// `SSE` and `SSE_KMS_KEY_ID` ([`Sse::from_settings`]).
+    pub sse: [Option<&'a str>; 2],
+}
+
 impl S3Config {
+    /// The connection `settings` describe for `bucket`:
+    ///
+    /// - the endpoint is `S3_ENDPOINT`, else `HOST` (`https://` added to a bare host), else
+    ///   `AWS_ENDPOINT_URL` (the first set, even when empty: an empty one means AWS);
+    /// - path-style addressing is on by default with a custom endpoint (S3-compatible servers
+    ///   reached by IP or custom host name rarely do virtual-host buckets);
+    /// - with a custom endpoint and no region the region is `us-east-1`, only a signing scope:
+    ///   the instance metadata service (a network call outside the endpoint) is never asked;
+    /// - `S3_TIMEOUT` is 1 to [`MAX_S3_TIMEOUT_SECS`] seconds; unset keeps the default.
+    ///
+    /// # Errors
+    /// The setting at fault, its value and why.
+    pub fn from_settings(
+        bucket: String,
+        credentials: Option<StaticCredentials>,
+        settings: &S3Settings<'_>,
+    ) -> std::result::Result<Self, (&'static str, String, String)> {
+        let endpoint = settings
+            .endpoint
+            .map(str::to_owned)
+            .or_else(|| {
+                settings.host.map(|host| {
+                    if host.contains("://") {
+                        host.to_owned()
+                    } else {
+                        format!("https://{host}")
+                    }
+                })
+            })
+            .or_else(|| settings.aws_endpoint_url.map(str::to_owned))
+            .filter(|e| !e.is_empty());
+        let force_path_style = match settings.path_style {
+            Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    let why = "expected true or false".to_owned();
+                    return Err(("S3_PATH_STYLE", value.to_owned(), why));
+                }
+            },
+            None => endpoint.is_some(),
+        };
+        let region = settings
+            .regions
+            .into_iter()
+            .flatten()
+            .find(|r| !r.is_empty())
+            .map(str::to_owned)
+            .or_else(|| endpoint.is_some().then(|| "us-east-1".to_owned()));
+        let operation_timeout = match settings.timeout {
+            None => Self::default().operation_timeout,
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(secs @ 1..=MAX_S3_TIMEOUT_SECS) => Some(Duration::from_secs(secs)),
+                Ok(_) => {
+                    let why = format!("must be between 1 and {MAX_S3_TIMEOUT_SECS} (seconds)");
+                    return Err(("S3_TIMEOUT", text.to_owned(), why));
+                }
+                Err(e) => return Err(("S3_TIMEOUT", text.to_owned(), e.to_string())),
+            },
+        };
+        let [sse, kms_key_id] = settings.sse;
+        Ok(Self {
+            bucket,
+            region,
+            endpoint,
+            force_path_style,
+            credentials,
+            operation_timeout,
+            sse: Sse::from_settings(sse, kms_key_id)?,
+            ..Self::default()
+        })
+    }
+
     /// Defaults for `bucket`: AWS endpoint, default region and credential chains.
     #[must_use]
     pub fn new(bucket: impl Into<String>) -> Self {
@@ -1393,6 +1489,81 @@ mod tests {
         }
     }
     use super::*;
+
+    #[test]
+    fn connection_settings_follow_the_originals_keys_and_name_the_one_at_fault() {
+        let config = |s: &S3Settings<'_>| S3Config::from_settings("b".into(), None, s);
+        let plain = config(&S3Settings::default()).unwrap();
+        assert_eq!(
+            (plain.endpoint, plain.region, plain.force_path_style),
+            (None, None, false)
+        );
+        let host = config(&S3Settings {
+            host: Some("s3.wasabisys.com"),
+            aws_endpoint_url: Some("http://ignored"),
+            ..S3Settings::default()
+        })
+        .unwrap();
+        assert_eq!(host.endpoint.as_deref(), Some("https://s3.wasabisys.com"));
+        assert_eq!(
+            host.region.as_deref(),
+            Some("us-east-1"),
+            "a signing scope only"
+        );
+        assert!(host.force_path_style);
+        let explicit = config(&S3Settings {
+            endpoint: Some("http://127.0.0.1:9000"),
+            host: Some("other"),
+            regions: [None, Some(""), Some("eu-west-1")],
+            path_style: Some("off"),
+            timeout: Some("5"),
+            ..S3Settings::default()
+        })
+        .unwrap();
+        assert_eq!(explicit.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(explicit.region.as_deref(), Some("eu-west-1"));
+        assert!(!explicit.force_path_style);
+        assert_eq!(explicit.operation_timeout, Some(Duration::from_secs(5)));
+        for (bad, key) in [
+            (
+                S3Settings {
+                    path_style: Some("maybe"),
+                    ..S3Settings::default()
+                },
+                "S3_PATH_STYLE",
+            ),
+            (
+                S3Settings {
+                    timeout: Some("0"),
+                    ..S3Settings::default()
+                },
+                "S3_TIMEOUT",
+            ),
+            (
+                S3Settings {
+                    timeout: Some("90000"),
+                    ..S3Settings::default()
+                },
+                "S3_TIMEOUT",
+            ),
+            (
+                S3Settings {
+                    timeout: Some("1m"),
+                    ..S3Settings::default()
+                },
+                "S3_TIMEOUT",
+            ),
+            (
+                S3Settings {
+                    sse: [None, Some("k")],
+                    ..S3Settings::default()
+                },
+                "SSE_KMS_KEY_ID",
+            ),
+        ] {
+            assert_eq!(config(&bad).unwrap_err().0, key);
+        }
+    }
 
     #[test]
     fn classify_codes_and_statuses() {

@@ -106,7 +106,7 @@ mod unhidden;
 mod upload;
 mod versions;
 
-pub use aws::{AwsStore, S3Config, Sse, StaticCredentials};
+pub use aws::{AwsStore, MAX_S3_TIMEOUT_SECS, S3Config, S3Settings, Sse, StaticCredentials};
 pub use checksum::{Crc32c, composite_crc32c};
 pub use download::{DownloadChunks, DownloadConfig, DownloadReader, Downloader};
 pub use error::{Error, ErrorKind, Result};

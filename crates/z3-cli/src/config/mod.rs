@@ -17,8 +17,9 @@ mod sources;
 use std::path::PathBuf;
 
 pub use keys::AgeSettings;
-pub use settings::{MAX_CONCURRENCY, MAX_S3_TIMEOUT_SECS, Settings};
+pub use settings::{MAX_CONCURRENCY, Settings};
 pub use sources::{FlagOverrides, IniFile, RawConfig, layer};
+pub use z3_s3::MAX_S3_TIMEOUT_SECS;
 
 /// The system-wide configuration file of the original z3.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/z3_backup/z3.conf";

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use z3_codec::Compressors;
 use z3_core::{DatasetName, KeyLayout};
-use z3_s3::{RetryConfig, S3Config, Sse, StaticCredentials};
+use z3_s3::{RetryConfig, S3Config, S3Settings, StaticCredentials};
 
 use z3_core::retention::RebaseRule;
 use z3_engine::Retention;
@@ -72,8 +72,6 @@ impl fmt::Debug for Settings {
 
 /// The most parts or ranges in flight: `CONCURRENCY`, `pput --concurrency`, `z3_get --concurrency`.
 pub const MAX_CONCURRENCY: usize = 1024;
-/// The longest `S3_TIMEOUT`: one day, in seconds.
-pub const MAX_S3_TIMEOUT_SECS: u64 = 86_400;
 
 fn parse_number<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
 where
@@ -101,43 +99,6 @@ fn parse_chunk_size(text: &str) -> Result<u64, ConfigError> {
         return Err(invalid("must be at most 5G (S3's largest part)".into()));
     }
     Ok(size)
-}
-
-/// `S3_TIMEOUT`: whole seconds, at least 1; unset keeps [`S3Config`]'s default.
-fn parse_timeout(value: Option<&str>) -> Result<Option<std::time::Duration>, ConfigError> {
-    let Some(text) = value else {
-        return Ok(S3Config::default().operation_timeout);
-    };
-    let seconds: u64 = parse_number("S3_TIMEOUT", text)?;
-    if seconds == 0 || seconds > MAX_S3_TIMEOUT_SECS {
-        return Err(ConfigError::Invalid {
-            key: "S3_TIMEOUT",
-            value: text.to_owned(),
-            reason: format!("must be between 1 and {MAX_S3_TIMEOUT_SECS} (seconds)"),
-        });
-    }
-    Ok(Some(std::time::Duration::from_secs(seconds)))
-}
-
-fn parse_bool(key: &'static str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Invalid {
-            key,
-            value: value.to_owned(),
-            reason: "expected true or false".into(),
-        }),
-    }
-}
-
-/// Turns the original's `HOST` (a bare host name, maybe with a port) or a URL into an endpoint URL.
-fn endpoint_from_host(host: &str) -> String {
-    if host.contains("://") {
-        host.to_owned()
-    } else {
-        format!("https://{host}")
-    }
 }
 
 impl Settings {
@@ -191,36 +152,21 @@ impl Settings {
                 reason: "must be at least 1 (it counts attempts)".into(),
             });
         }
-        let operation_timeout = parse_timeout(raw.s3_timeout.as_deref())?;
-        let endpoint = raw
-            .s3_endpoint
-            .or_else(|| raw.host.as_deref().map(endpoint_from_host))
-            .or(raw.aws_endpoint_url)
-            .filter(|e| !e.is_empty());
-        let path_style = match raw.s3_path_style {
-            Some(value) => parse_bool("S3_PATH_STYLE", &value)?,
-            // S3-compatible servers reached by IP or custom host name rarely do virtual-host buckets.
-            None => endpoint.is_some(),
-        };
-        // With a custom endpoint the region is only a signing scope: never ask the instance
-        // metadata service (a network call outside the endpoint) for it.
-        let region = [raw.s3_region, raw.aws_region, raw.aws_default_region]
-            .into_iter()
-            .flatten()
-            .find(|r| !r.is_empty())
-            .or_else(|| endpoint.is_some().then(|| "us-east-1".to_owned()));
-        let sse = Sse::from_settings(raw.sse.as_deref(), raw.sse_kms_key_id.as_deref())
-            .map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;
-        let s3 = S3Config {
-            bucket: bucket.clone(),
-            region,
-            endpoint,
-            force_path_style: path_style,
+        let s3 = S3Config::from_settings(
+            bucket.clone(),
             credentials,
-            operation_timeout,
-            sse,
-            ..S3Config::default()
-        };
+            &S3Settings {
+                endpoint: raw.s3_endpoint.as_deref(),
+                host: raw.host.as_deref(),
+                aws_endpoint_url: raw.aws_endpoint_url.as_deref(),
+                regions: [&raw.s3_region, &raw.aws_region, &raw.aws_default_region]
+                    .map(Option::as_deref),
+                path_style: raw.s3_path_style.as_deref(),
+                timeout: raw.s3_timeout.as_deref(),
+                sse: [raw.sse.as_deref(), raw.sse_kms_key_id.as_deref()],
+            },
+        )
+        .map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;
         Ok(Self {
             bucket,
             layout: KeyLayout::new(&s3_prefix_raw),
