@@ -58,12 +58,13 @@ impl Render for Lines<'_, '_> {
             Event::Note { text } => return writeln!(self.console.err, "{text}"),
             Event::BackedUp(b) if b.dry_run => writeln!(
                 out,
-                "would back up {} ({}, estimated {}): {} -> {}",
+                "would back up {} ({}, estimated {}): {} -> {} ({})",
                 b.snapshot,
                 b.kind.as_str(),
                 humanize(b.estimated_bytes),
                 b.pipeline,
-                b.url
+                b.url,
+                b.storage_class
             )?,
             Event::BackedUp(b) if self.parseable => {
                 writeln!(out, "{}\0{}", b.snapshot, b.estimated_bytes)?;

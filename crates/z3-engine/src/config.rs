@@ -86,10 +86,23 @@ pub struct Retention {
     pub name_format: Option<z3_core::retention::NameFormat>,
     /// The time zone and week start that define intervals.
     pub calendar: z3_core::retention::Calendar,
+    /// `STORAGE_CLASS_YEARLY` … `STORAGE_CLASS_HOURLY`: the storage class of a backup that is
+    /// the first of its interval in that timeframe (the longest it is the first of); others
+    /// get `S3_STORAGE_CLASS`.
+    pub storage_classes: Vec<(z3_core::retention::Timeframe, String)>,
     /// `OBJECT_LOCK`: write every object and seal with an Object Lock retention of this mode,
     /// until the policy lets it go (the bucket must have Object Lock on); `None`: no retention.
     pub object_lock: Option<z3_s3::RetentionMode>,
 }
+
+/// The per-timeframe storage class settings, longest timeframe first.
+pub const STORAGE_CLASS_KEYS: [&str; 5] = [
+    "STORAGE_CLASS_YEARLY",
+    "STORAGE_CLASS_MONTHLY",
+    "STORAGE_CLASS_WEEKLY",
+    "STORAGE_CLASS_DAILY",
+    "STORAGE_CLASS_HOURLY",
+];
 
 /// A setting that cannot be used: which, its value, and why (z3 exits 2 naming it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,9 +160,34 @@ impl Retention {
         name_format: Option<&str>,
         time_zone: Option<jiff::tz::TimeZone>,
         [week_start, lock_text]: [Option<&str>; 2],
+        classes: [Option<&str>; 5],
     ) -> Result<Option<Self>, SettingError> {
         fn set(v: Option<&str>) -> Option<&str> {
             v.map(str::trim).filter(|v| !v.is_empty())
+        }
+        let mut storage_classes = Vec::new();
+        let timeframes = z3_core::retention::Timeframe::LONGEST_FIRST;
+        for ((timeframe, key), class) in timeframes.into_iter().zip(STORAGE_CLASS_KEYS).zip(classes)
+        {
+            let Some(class) = set(class) else { continue };
+            if set(preserve).is_none() {
+                return Err(SettingError::new(
+                    key,
+                    class,
+                    "needs PRESERVE: only a policy says which backups are yearly, monthly, …",
+                ));
+            }
+            if !class
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(SettingError::new(
+                    key,
+                    class,
+                    "not a storage class name, e.g. DEEP_ARCHIVE",
+                ));
+            }
+            storage_classes.push((timeframe, class.to_ascii_uppercase()));
         }
         let object_lock = match set(lock_text) {
             Some(mode) => Some(z3_s3::RetentionMode::parse(mode).ok_or_else(|| {
@@ -180,6 +218,7 @@ impl Retention {
             retention.calendar.time_zone = zone;
         }
         retention.object_lock = object_lock;
+        retention.storage_classes = storage_classes;
         if let Some(day) = set(week_start) {
             retention.calendar.week_start =
                 z3_core::retention::parse_week_start(day).ok_or_else(|| {
@@ -197,6 +236,7 @@ impl Retention {
             name_format: None,
             calendar: z3_core::retention::Calendar::default(),
             object_lock: None,
+            storage_classes: Vec::new(),
         }
     }
 }

@@ -455,12 +455,13 @@ impl Engine {
                     .map_or(Precondition::None, Precondition::Unchanged),
             };
             let retention = self.write_retention(reason);
+            let class = self.storage_class_for(reason);
             let done = self
                 .backup_one(
                     &step.snapshot,
                     parent,
                     guids,
-                    (precondition, retention),
+                    (precondition, retention, class),
                     encoding,
                     args,
                     cancel,
@@ -475,6 +476,19 @@ impl Engine {
             report.snapshots.push(done);
         }
         Ok(report)
+    }
+
+    /// The storage class of a step's object: its represented timeframe's `STORAGE_CLASS_…`
+    /// when set, else `S3_STORAGE_CLASS`.
+    fn storage_class_for(&self, reason: &z3_core::retention::StepReason) -> &str {
+        let per_timeframe = self.settings.retention.as_ref().and_then(|r| {
+            let represents = reason.represents?;
+            r.storage_classes
+                .iter()
+                .find(|(timeframe, _)| *timeframe == represents)
+                .map(|(_, class)| class.as_str())
+        });
+        per_timeframe.unwrap_or(&self.settings.storage_class)
     }
 
     /// The plan's bases as the retention policy's tree or the rebase rule decide them.
@@ -512,7 +526,7 @@ impl Engine {
         snapshot: &FullSnapshotName,
         parent: Option<&FullSnapshotName>,
         (guid, parent_guid, created): (Option<u64>, Option<u64>, Option<i64>),
-        (precondition, retention): (Precondition, Option<z3_s3::Retention>),
+        (precondition, retention, class): (Precondition, Option<z3_s3::Retention>, &str),
         encoding: &Encoding,
         args: &BackupOptions,
         cancel: &tokio_util::sync::CancellationToken,
@@ -538,6 +552,7 @@ impl Engine {
         };
         let stages = encoding.stages();
         let mut done = self.planned(snapshot, &key, &meta, estimate.bytes, args.dry_run);
+        class.clone_into(&mut done.storage_class);
         if args.dry_run {
             let send = match parent {
                 Some(p) => format!("zfs send -i {p} {snapshot}"),
@@ -553,7 +568,7 @@ impl Engine {
         }
         let options = PutOptions {
             metadata: meta.to_map(),
-            storage_class: Some(self.settings.storage_class.clone()),
+            storage_class: Some(class.to_owned()),
             acl: Some(OBJECT_ACL.to_owned()),
             object_lock: retention,
             ..PutOptions::default()
@@ -637,6 +652,7 @@ impl Engine {
             pipeline: String::new(),
             dry_run,
             basis: String::new(),
+            storage_class: String::new(),
         }
     }
 

@@ -105,6 +105,8 @@ pub struct SnapshotBackup {
     pub dry_run: bool,
     /// Why it is sent full or on its parent: the policy's tree, the rebase rule, or the chain.
     pub basis: String,
+    /// The storage class the object is written in.
+    pub storage_class: String,
 }
 
 /// `backup`: every snapshot backed up, oldest first.

@@ -60,6 +60,11 @@ pub const KEYS: &[&str] = &[
     "MAX_CHAIN",
     "FULL_EVERY",
     "OBJECT_LOCK",
+    "STORAGE_CLASS_YEARLY",
+    "STORAGE_CLASS_MONTHLY",
+    "STORAGE_CLASS_WEEKLY",
+    "STORAGE_CLASS_DAILY",
+    "STORAGE_CLASS_HOURLY",
 ];
 
 /// The compressor of new backups unless configured: in-process zstd at level 3, chosen on
@@ -76,6 +81,11 @@ const SECTION_KEYS: &[&str] = &[
     "MAX_CHAIN",
     "FULL_EVERY",
     "OBJECT_LOCK",
+    "STORAGE_CLASS_YEARLY",
+    "STORAGE_CLASS_MONTHLY",
+    "STORAGE_CLASS_WEEKLY",
+    "STORAGE_CLASS_DAILY",
+    "STORAGE_CLASS_HOURLY",
 ];
 
 /// A configuration problem: always a usage error (exit code 2), naming the key or file at fault.

@@ -231,5 +231,13 @@ fn retention(raw: &RawConfig) -> Result<Option<Retention>, ConfigError> {
         format.as_deref(),
         zone,
         [week.as_deref(), raw.object_lock.as_deref()],
+        [
+            &raw.storage_class_yearly,
+            &raw.storage_class_monthly,
+            &raw.storage_class_weekly,
+            &raw.storage_class_daily,
+            &raw.storage_class_hourly,
+        ]
+        .map(Option::as_deref),
     )?)
 }

@@ -83,6 +83,16 @@ pub struct RawConfig {
     pub full_every: Option<String>,
     /// `OBJECT_LOCK`: `governance` or `compliance` retention on every backup (needs `PRESERVE`).
     pub object_lock: Option<String>,
+    /// `STORAGE_CLASS_YEARLY`: the class of a year's first backup (needs `PRESERVE`).
+    pub storage_class_yearly: Option<String>,
+    /// `STORAGE_CLASS_MONTHLY`.
+    pub storage_class_monthly: Option<String>,
+    /// `STORAGE_CLASS_WEEKLY`.
+    pub storage_class_weekly: Option<String>,
+    /// `STORAGE_CLASS_DAILY`.
+    pub storage_class_daily: Option<String>,
+    /// `STORAGE_CLASS_HOURLY`.
+    pub storage_class_hourly: Option<String>,
 }
 
 /// Values given as flags; they win over every other source.

@@ -169,3 +169,81 @@ async fn the_bases_of_future_backups_are_held_and_released_when_no_longer_needed
         .unwrap_err();
     assert_eq!(err.kind(), z3_zfs::ErrorKind::Busy);
 }
+
+/// `STORAGE_CLASS_YEARLY`/`_MONTHLY`: the year's full and the months' first backups go to
+/// their classes, other backups to `S3_STORAGE_CLASS`, seals to STANDARD; a dry run says which.
+#[tokio::test]
+async fn each_timeframe_writes_its_storage_class() {
+    let h = Harness::new(|raw| {
+        raw.preserve = Some("1y 12m 30d".into());
+        raw.storage_class_yearly = Some("deep_archive".into());
+        raw.storage_class_monthly = Some("GLACIER_IR".into());
+    });
+    for (i, day) in ["2026-01-01", "2026-01-02", "2026-02-01", "2026-02-02"]
+        .iter()
+        .enumerate()
+    {
+        h.zfs.write("pool/fs", format!("content {i}")).unwrap();
+        h.zfs
+            .snapshot_at(&format!("pool/fs@snap-{day}"), secs(day))
+            .unwrap();
+    }
+    let run = h
+        .run(Command::Backup(z3_cli::args::BackupArgs {
+            dry_run: true,
+            ..backup()
+        }))
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert!(
+        run.out.lines().next().unwrap().ends_with("(DEEP_ARCHIVE)"),
+        "{}",
+        run.out
+    );
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    let class = |snap: &str| {
+        h.store
+            .object(&format!("z3-backup/pool/fs@snap-{snap}"))
+            .unwrap()
+            .2
+    };
+    assert_eq!(
+        class("2026-01-01").as_deref(),
+        Some("DEEP_ARCHIVE"),
+        "the yearly"
+    );
+    assert_eq!(
+        class("2026-02-01").as_deref(),
+        Some("GLACIER_IR"),
+        "a monthly"
+    );
+    assert_eq!(
+        class("2026-01-02").as_deref(),
+        Some("STANDARD_IA"),
+        "a daily"
+    );
+    assert_eq!(class("2026-02-02").as_deref(), Some("STANDARD_IA"));
+    let seals = z3_s3::ObjectStore::list(&h.store, "z3-backup/.z3-seals/")
+        .await
+        .unwrap();
+    assert_eq!(seals.len(), 4);
+    for seal in seals {
+        let class = h.store.object(&seal.key).unwrap().2;
+        assert_eq!(class.as_deref(), Some("STANDARD"), "{}", seal.key);
+    }
+
+    // Without PRESERVE, a per-timeframe class is refused naming its key.
+    let raw = z3_cli::config::RawConfig {
+        bucket: Some("b".into()),
+        storage_class_daily: Some("GLACIER".into()),
+        ..z3_cli::config::RawConfig::default()
+    };
+    let err = z3_cli::config::Settings::resolve(raw)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("invalid STORAGE_CLASS_DAILY 'GLACIER': needs PRESERVE"),
+        "{err}"
+    );
+}
