@@ -1168,6 +1168,7 @@ fn command_lines() -> Vec<String> {
             secret: String::new(),
             bucket: "BUCKET".into(),
             moto_endpoint: None,
+            original_z3: None,
         },
         dir: PathBuf::new(),
         data: PathBuf::new(),

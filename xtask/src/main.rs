@@ -96,8 +96,10 @@ fn ci() -> Result<()> {
     step("install and start zfs-fuse, SeaweedFS and moto");
     let weed = ensure_tools(&root)?;
     let moto = services::ensure_moto(&root)?;
+    let original = services::ensure_original_z3(&root)?;
     let mut services = Services::start(&root, &weed)?;
     services.start_moto(&moto)?;
+    services.env.original_z3 = Some(original);
     step("cargo test (with the real services)");
     let mut test = cargo();
     test.args(["test", "--workspace"])
@@ -138,8 +140,10 @@ fn services_shell() -> Result<()> {
     let root = project_root();
     let weed = ensure_tools(&root)?;
     let moto = services::ensure_moto(&root)?;
+    let original = services::ensure_original_z3(&root)?;
     let mut services = Services::start(&root, &weed)?;
     services.start_moto(&moto)?;
+    services.env.original_z3 = Some(original);
     for (key, value) in services.env.test_vars() {
         println!("export {key}={value}");
     }

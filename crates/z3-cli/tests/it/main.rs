@@ -10,6 +10,7 @@ mod lock;
 mod many;
 mod moto;
 mod object_lock;
+mod original;
 mod overwrite;
 mod promises;
 mod prune;

@@ -26,7 +26,9 @@ pub(crate) fn with_closed_stdout(cmd: &mut Command, input: &[u8]) -> Output {
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     eprintln!(
-        "$ {cmd:?} (stdout closed) -> {:?}\n{}",
+        "$ {} {:?} (stdout closed) -> {:?}\n{}",
+        cmd.get_program().display(),
+        cmd.get_args().collect::<Vec<_>>(),
         out.status.code(),
         stderr(&out)
     );

@@ -219,7 +219,41 @@ impl Drop for TestDataset {
     }
 }
 
+/// Releases the holds z3 put on snapshots under `name` (a policy holds the bases of future
+/// backups), found by the `z3:hold:<tag>` user property z3 marks them with; errors are ignored.
+pub(crate) fn release_z3_holds(name: &str) {
+    let Ok(listing) = Command::new("zfs")
+        .args([
+            "get",
+            "-H",
+            "-o",
+            "name,property",
+            "-s",
+            "local",
+            "-r",
+            "all",
+            name,
+        ])
+        .env("LC_ALL", "C")
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&listing.stdout).lines() {
+        if let Some((snapshot, property)) = line.split_once('\t')
+            && let Some(tag) = property.strip_prefix("z3:hold:")
+        {
+            let _ = Command::new("zfs")
+                .args(["release", tag, snapshot])
+                .env("LC_ALL", "C")
+                .output();
+        }
+    }
+}
+
+/// `zfs destroy -r name` after releasing z3's holds, retried while zfs-fuse says busy.
 pub(crate) fn destroy_retrying(name: &str) -> Result<(), String> {
+    release_z3_holds(name);
     let mut last = String::new();
     for _ in 0..50 {
         let output = Command::new("zfs")
@@ -279,7 +313,7 @@ pub(crate) fn output_within(cmd: &mut Command) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|err| panic!("cannot start {cmd:?}: {err}"));
+        .unwrap_or_else(|err| panic!("cannot start {}: {err}", cmd.get_program().display()));
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -302,7 +336,11 @@ pub(crate) fn output_within(cmd: &mut Command) -> Output {
                 .unwrap_or_default();
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{cmd:?} still ran after {HANG_LIMIT:?}; killed. Processes then:\n{listing}");
+            panic!(
+                "{} {:?} still ran after {HANG_LIMIT:?}; killed. Processes then:\n{listing}",
+                cmd.get_program().display(),
+                cmd.get_args().collect::<Vec<_>>()
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };

@@ -150,23 +150,5 @@ async fn a_year_of_snapshots_backed_up_by_policy_and_pruned_restores_every_kept_
     assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
     assert_no_open_uploads(&store, &ds.prefix).await;
 
-    // Release z3's holds so the dataset can be destroyed when the test ends.
-    let holds = zfs(&[
-        "get",
-        "-H",
-        "-o",
-        "name,property",
-        "-s",
-        "local",
-        "-r",
-        "all",
-        &ds.name,
-    ]);
-    for line in holds.lines() {
-        if let Some((snapshot, property)) = line.split_once('\t')
-            && let Some(tag) = property.strip_prefix("z3:hold:")
-        {
-            zfs(&["release", tag, snapshot]);
-        }
-    }
+    // The holds are released when the dataset is dropped (support::destroy_retrying).
 }
