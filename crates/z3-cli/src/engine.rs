@@ -292,9 +292,13 @@ impl Engine {
     /// `z3 status --all`: a row per dataset in the bucket, or the report as JSON.
     async fn status_all(&self, json: bool, console: &mut Console<'_>) -> Result<Outcome> {
         let s = &self.settings;
+        let locked = s
+            .retention
+            .as_ref()
+            .is_some_and(|r| r.object_lock.is_some());
+        let store = z3_engine::fleet::read_view(Arc::clone(&self.store), locked);
         let report =
-            z3_engine::fleet::status_all(&self.store, &s.layout, &s.retry, SystemTime::now())
-                .await?;
+            z3_engine::fleet::status_all(&store, &s.layout, &s.retry, SystemTime::now()).await?;
         if json {
             serde_json::to_writer_pretty(&mut *console.out, &report)?;
             writeln!(console.out)?;

@@ -94,6 +94,7 @@ impl Engine {
             .retention
             .as_ref()
             .is_some_and(|r| r.object_lock.is_some());
+        // Kept typed as well, for the hidden keys status reports (`fleet::read_view` erases it).
         let (store, unhidden): (Arc<dyn ObjectStore>, _) = if locked {
             let view = Arc::new(z3_s3::Unhidden::new(store));
             (view.clone(), Some(view))

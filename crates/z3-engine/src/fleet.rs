@@ -30,6 +30,17 @@ pub struct FleetReport {
     pub healthy: bool,
 }
 
+/// The bucket as z3 reads it: with `OBJECT_LOCK` (`object_lock`), through
+/// [`z3_s3::Unhidden`], so backups hidden behind a delete marker still count.
+#[must_use]
+pub fn read_view(store: Arc<dyn ObjectStore>, object_lock: bool) -> Arc<dyn ObjectStore> {
+    if object_lock {
+        Arc::new(z3_s3::Unhidden::new(store))
+    } else {
+        store
+    }
+}
+
 /// Lists every backup object under `layout`'s prefix (not seals, not locks), reads their
 /// metadata and summarises them per dataset, with ages measured from `now`.
 ///

@@ -318,7 +318,7 @@ async fn dry_run_only_reads() {
     assert_eq!(lines.len(), 2, "{}", run.out);
     assert!(lines[0].starts_with("would back up pool/fs@snap1 (full, estimated "));
     assert!(lines[0].ends_with(
-        "zfs send pool/fs@snap1 | pigz -4 --blocksize 4096 -> s3://bkt/z3-backup/pool/fs@snap1"
+        "zfs send pool/fs@snap1 | pigz -4 --blocksize 4096 -> s3://bkt/z3-backup/pool/fs@snap1 (STANDARD_IA)"
     ));
     assert!(lines[1].contains("zfs send -i pool/fs@snap1 pool/fs@snap2"));
     assert!(!run.out.contains("Successfuly"));

@@ -255,6 +255,14 @@ async fn a_backup_hidden_behind_a_delete_marker_is_shown_and_restored() {
         "{}",
         run.err
     );
+    // The bucket-wide summary counts it too.
+    let run = h
+        .run(Command::Status(z3_cli::args::StatusArgs {
+            all: true,
+            ..z3_cli::args::StatusArgs::default()
+        }))
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
     let other = h.other_machine();
     let run = other
         .run(Command::Restore(crate::engine::restore("snap-2026-03-02")))
