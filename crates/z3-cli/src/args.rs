@@ -121,6 +121,20 @@ pub struct StatusArgs {
     /// health, objects, size) instead of the snapshots of one dataset
     #[arg(long)]
     pub all: bool,
+
+    /// Monitoring-plugin check of the dataset: one line with perfdata; exit 0 OK, 1 WARNING
+    /// (newest backup older than --warn-age), 2 CRITICAL (older than --crit-age, no backup, or
+    /// a broken chain), 3 UNKNOWN (any error, usage errors included)
+    #[arg(long, conflicts_with_all = ["json", "all"])]
+    pub check: bool,
+
+    /// With --check: the age of the newest backup (its upload) that is a warning (s, m, h, d, w)
+    #[arg(long, value_name = "AGE", default_value = "26h", value_parser = z3_core::check::parse_age)]
+    pub warn_age: std::time::Duration,
+
+    /// With --check: the age of the newest backup that is critical
+    #[arg(long, value_name = "AGE", default_value = "50h", value_parser = z3_core::check::parse_age)]
+    pub crit_age: std::time::Duration,
 }
 
 /// `z3 backup`.

@@ -289,6 +289,17 @@ impl Engine {
         })
     }
 
+    /// `z3 status --check`: the verdict on the dataset's backups at the system clock's now.
+    ///
+    /// # Errors
+    /// Anything `status` fails on.
+    pub async fn check(&self, args: &StatusArgs) -> Result<z3_core::check::Check> {
+        let report = self.engine()?.status(&StatusOptions::default()).await?;
+        let (warn, crit) = (args.warn_age, args.crit_age);
+        let now = z3_engine::Clock::unix_secs(&z3_engine::SystemClock);
+        Ok(report.check(now, z3_core::check::Thresholds { warn, crit }))
+    }
+
     /// `z3 status --all`: a row per dataset in the bucket, or the report as JSON.
     async fn status_all(&self, json: bool, console: &mut Console<'_>) -> Result<Outcome> {
         let s = &self.settings;

@@ -137,7 +137,7 @@ where
             ));
             ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
         }
-        (Ok(value), _) => value.into().0.into(),
+        (Ok(value), _) => ExitCode::from(value.into().0),
         (Err(err), None) if is_broken_stdout(&err) => {
             // The command could not report what it did (or did not finish it): never success.
             // Only `z3 status` treats a closed stdout as done, before it gets here
@@ -169,17 +169,24 @@ pub fn closed_stdout_is_success(result: anyhow::Result<ExitStatus>) -> anyhow::R
 
 /// A command's success value: an explicit status, or `()` for plain success.
 #[derive(Debug)]
-pub struct ExitStatusOrUnit(ExitStatus);
+pub struct ExitStatusOrUnit(u8);
 
 impl From<ExitStatus> for ExitStatusOrUnit {
     fn from(status: ExitStatus) -> Self {
-        Self(status)
+        Self(status as u8)
     }
 }
 
 impl From<()> for ExitStatusOrUnit {
     fn from((): ()) -> Self {
-        Self(ExitStatus::Success)
+        Self(ExitStatus::Success as u8)
+    }
+}
+
+/// `status --check` exits with the monitoring-plugin state (0 OK … 3 UNKNOWN).
+impl From<z3_core::check::State> for ExitStatusOrUnit {
+    fn from(state: z3_core::check::State) -> Self {
+        Self(state.code())
     }
 }
 

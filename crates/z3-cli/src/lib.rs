@@ -103,10 +103,7 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
     };
     check_names(&cli.command)?;
     let clock = clock_from(&env)?;
-    let zfs: Arc<dyn Zfs> = Arc::new(match &settings.zfs_command {
-        Some(program) => ZfsCli::with_program(program.clone()),
-        None => ZfsCli::new(),
-    });
+    let zfs = zfs_of(&settings);
     let store = setup::connect(&settings).await?;
     store.check_bucket().await?;
     let store: Arc<dyn ObjectStore> = Arc::new(store);
@@ -125,6 +122,38 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
         engine = engine.with_clock(clock);
     }
     execute(&engine, &cli.command, console).await
+}
+
+/// The `zfs` program the settings name.
+fn zfs_of(settings: &Settings) -> Arc<dyn Zfs> {
+    Arc::new(match &settings.zfs_command {
+        Some(program) => ZfsCli::with_program(program.clone()),
+        None => ZfsCli::new(),
+    })
+}
+
+/// `z3 status --check`: the monitoring-plugin line on stdout (any error is the UNKNOWN line)
+/// and its state, which is the exit code.
+///
+/// # Errors
+/// Only a failed write to stdout.
+pub async fn check(cli: &Cli, console: &mut Console<'_>) -> std::io::Result<z3_core::check::State> {
+    let check =
+        (check_status(cli).await).unwrap_or_else(|e| z3_core::check::unknown(&format!("{e:#}")));
+    writeln!(console.out, "{}", check.line)?;
+    Ok(check.state)
+}
+
+async fn check_status(cli: &Cli) -> Result<z3_core::check::Check> {
+    let Command::Status(args) = &cli.command else {
+        bail!("--check is a flag of status");
+    };
+    let settings = load_settings(cli, std::env::vars())?;
+    let store = setup::connect(&settings).await?;
+    store.check_bucket().await?;
+    Engine::new(zfs_of(&settings), Arc::new(store), settings)
+        .check(args)
+        .await
 }
 
 /// `z3 backup --all` and `z3 prune --all`: runs the command for each dataset with an

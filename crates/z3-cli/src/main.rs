@@ -7,11 +7,30 @@ use z3_cli::args::{Cli, Command};
 use z3_cli::engine::Console;
 
 fn main() -> ExitCode {
+    let check = std::env::args().skip(1).any(|arg| arg == "--check");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        // `status --check` answers bad flags as a monitoring plugin does: UNKNOWN, exit 3.
+        Err(err) if check && err.use_stderr() => {
+            let text = err.to_string();
+            println!(
+                "{}",
+                z3_core::check::unknown(text.trim_start_matches("error: ")).line
+            );
+            return ExitCode::from(z3_core::check::State::Unknown.code());
+        }
         Err(err) => return z3_cli::exit::clap_exit(&err),
     };
     let verbose = cli.verbose;
+    if matches!(&cli.command, Command::Status(args) if args.check) {
+        return z3_cli::exit::run_main("z3", verbose, async move {
+            let mut console = Console {
+                out: &mut std::io::stdout(),
+                err: &mut std::io::stderr(),
+            };
+            Ok(z3_cli::check(&cli, &mut console).await?)
+        });
+    }
     let status = matches!(cli.command, Command::Status(_));
     z3_cli::exit::run_main("z3", verbose, async move {
         let mut stdout = std::io::stdout();

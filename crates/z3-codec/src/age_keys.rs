@@ -22,6 +22,33 @@ pub struct AgeKeys {
     pub passphrase_file: Option<PathBuf>,
 }
 
+impl AgeKeys {
+    /// The settings as configured: public keys split at commas and whitespace; empty paths
+    /// unset.
+    #[must_use]
+    pub fn from_settings(
+        recipients: Option<&str>,
+        recipients_file: Option<&str>,
+        identity_file: Option<&str>,
+        passphrase_file: Option<&str>,
+    ) -> Self {
+        let path = |value: Option<&str>| value.filter(|v| !v.trim().is_empty()).map(PathBuf::from);
+        Self {
+            recipients: recipients
+                .map(|list| {
+                    list.split(|c: char| c == ',' || c.is_whitespace())
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            recipients_file: path(recipients_file),
+            identity_file: path(identity_file),
+            passphrase_file: path(passphrase_file),
+        }
+    }
+}
+
 /// An unusable age setting: which one, its value (a path, or the public keys with anything
 /// that looks like a secret key replaced), and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -127,6 +127,34 @@ impl CustomCompressor {
         })
     }
 
+    /// A `[compressor:NAME]` section of the config file, its keys upper-cased: `COMPRESS` and
+    /// `DECOMPRESS`, each a command line split into words the way a POSIX shell splits them
+    /// (quotes, escapes; no expansion, and no shell ever runs it).
+    ///
+    /// # Errors
+    /// Why the section is unusable: another key, an unsplittable line, or [`Self::new`]'s
+    /// reasons.
+    pub fn from_section<'a>(
+        name: &str,
+        keys: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
+        let (mut compress, mut decompress) = (Vec::new(), Vec::new());
+        for (key, text) in keys {
+            let words = shell_words::split(text)
+                .map_err(|e| format!("cannot split {key} = {text}: {e}"))?;
+            match key {
+                "COMPRESS" => compress = words,
+                "DECOMPRESS" => decompress = words,
+                _ => {
+                    return Err(format!(
+                        "unknown key {key} (expected COMPRESS and DECOMPRESS)"
+                    ));
+                }
+            }
+        }
+        Self::new(name, compress, decompress).map_err(|e| e.to_string())
+    }
+
     /// The name, in lower case.
     #[must_use]
     pub fn name(&self) -> &str {

@@ -95,6 +95,7 @@
 #![deny(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod check;
 pub mod fleet;
 pub mod health;
 pub mod humanize;

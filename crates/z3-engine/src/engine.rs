@@ -69,6 +69,19 @@ pub struct KeyChanged {
     pub key: String,
 }
 
+/// How many objects a restore of `name` receives, following parents in `remote`; `None` when
+/// the chain leaves the listing or loops.
+fn restore_depth(remote: &RemoteIndex, name: &str) -> Option<usize> {
+    let mut current = remote.get(name)?;
+    for depth in 1..=remote.len() {
+        match (&current.meta.parent, current.meta.is_full) {
+            (_, true) | (None, _) => return current.meta.is_full.then_some(depth),
+            (Some(parent), false) => current = remote.get(parent)?,
+        }
+    }
+    None
+}
+
 /// One dataset's backups: the two IO edges (`zfs` and the bucket) plus the configuration.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -257,6 +270,15 @@ impl Engine {
 
     /// Every backup object of the dataset under the prefix, with its metadata (one HEAD each).
     async fn remote_index(&self, dataset: &DatasetName) -> Result<RemoteIndex> {
+        Ok(self.remote_index_with_infos(dataset).await?.0)
+    }
+
+    /// [`Engine::remote_index`], and the newest object by upload time (`Last-Modified`) with
+    /// that time.
+    async fn remote_index_with_infos(
+        &self,
+        dataset: &DatasetName,
+    ) -> Result<(RemoteIndex, Option<(String, i64)>)> {
         let layout = &self.settings.layout;
         let list_prefix = layout.list_prefix(dataset, &self.settings.snapshot_prefix);
         let retry_config = &self.settings.retry;
@@ -265,9 +287,13 @@ impl Engine {
             .with_context(|| format!("cannot list s3://{}/{list_prefix}", self.settings.bucket))?;
         let objects =
             crate::fleet::read_objects(&self.store, layout, entries, retry_config).await?;
-        Ok(RemoteIndex::new(
-            objects.into_iter().map(|(object, _)| object).collect(),
-        ))
+        let newest = objects
+            .iter()
+            .filter_map(|(object, info)| Some((info.last_modified?, &object.name)))
+            .max()
+            .map(|(at, name)| (name.clone(), at));
+        let index = RemoteIndex::new(objects.into_iter().map(|(object, _)| object).collect());
+        Ok((index, newest))
     }
 
     /// The names (`ds@snap`) that have a seal: one LIST, for `status` (restore and verify read
@@ -291,10 +317,13 @@ impl Engine {
     async fn status_inner(&self) -> Result<StatusReport> {
         let dataset = self.dataset()?;
         let local = self.local_chain(dataset, true).await?;
-        let remote = self
-            .remote_index(dataset)
-            .await?
-            .with_seals(self.sealed_names(dataset).await?);
+        let (remote, newest) = self.remote_index_with_infos(dataset).await?;
+        let remote = remote.with_seals(self.sealed_names(dataset).await?);
+        let newest = newest.map(|(name, uploaded)| crate::report::NewestBackup {
+            depth: restore_depth(&remote, &name),
+            name,
+            uploaded,
+        });
         let rows = status_rows(&local, &remote);
         let object_prefix = format!("{}{dataset}@", self.settings.layout.prefix());
         let hidden = self.unhidden.as_ref().map_or_else(Vec::new, |view| {
@@ -317,6 +346,7 @@ impl Engine {
             healthy,
             rows,
             hidden,
+            newest,
         })
     }
 

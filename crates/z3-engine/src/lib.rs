@@ -67,8 +67,8 @@ pub use engine::{Engine, KeyChanged};
 pub use error::{Detail, Diverged, Error};
 pub use progress::{NoProgress, Progress, ProgressReader, RecordingProgress, Transfer};
 pub use report::{
-    BackupReport, Event, Events, Kind, NoEvents, ObjectVerification, PruneReport, Pruned,
-    RecordedEvents, RestoreReport, SnapshotBackup, SnapshotRestore, StatusReport, Verdict,
+    BackupReport, Event, Events, Kind, NewestBackup, NoEvents, ObjectVerification, PruneReport,
+    Pruned, RecordedEvents, RestoreReport, SnapshotBackup, SnapshotRestore, StatusReport, Verdict,
     VerifyReport,
 };
 

@@ -52,9 +52,51 @@ pub struct StatusReport {
     /// z3 still lists and restores (someone deleted them; the bucket kept the data).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hidden: Vec<String>,
+    /// The most recently uploaded backup, if any.
+    pub newest: Option<NewestBackup>,
+}
+
+/// The most recently uploaded backup of a dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewestBackup {
+    /// `dataset@snapshot`.
+    pub name: String,
+    /// When it was uploaded (`Last-Modified`, Unix seconds).
+    pub uploaded: i64,
+    /// How many objects a restore of it receives; `None` when its chain is broken.
+    pub depth: Option<usize>,
 }
 
 impl StatusReport {
+    /// `status --check`: the monitoring-plugin verdict at `now` (Unix seconds); a backup
+    /// uploaded "in the future" counts as just now.
+    #[must_use]
+    pub fn check(&self, now: u64, thresholds: z3_core::check::Thresholds) -> z3_core::check::Check {
+        use z3_core::status::RowKind;
+        let objects = self.rows.iter().filter(|r| r.kind != RowKind::Missing);
+        let broken = objects
+            .clone()
+            .filter(|r| r.health.as_deref().is_some_and(|h| h != "ok"))
+            .count();
+        let age = |uploaded: i64| {
+            let uploaded = u64::try_from(uploaded).unwrap_or(0);
+            std::time::Duration::from_secs(now.saturating_sub(uploaded))
+        };
+        z3_core::check::check(
+            &z3_core::check::CheckInput {
+                dataset: &self.dataset,
+                newest: self
+                    .newest
+                    .as_ref()
+                    .map(|n| (n.name.as_str(), age(n.uploaded))),
+                objects: objects.count(),
+                broken,
+                depth: self.newest.as_ref().and_then(|n| n.depth),
+            },
+            thresholds,
+        )
+    }
+
     /// Lines for people about what the table does not show.
     #[must_use]
     pub fn notes(&self) -> Vec<String> {

@@ -1,8 +1,6 @@
 //! The age keys, as configured: [`z3_codec::AgeKeys`] (recipients for backups, identities and
 //! passphrases for restores, each read only by the command that needs it) from the raw values.
 
-use std::path::PathBuf;
-
 use super::ConfigError;
 use super::sources::RawConfig;
 
@@ -10,23 +8,14 @@ use super::sources::RawConfig;
 /// `AGE_PASSPHRASE_FILE`); z3-engine reads its identities as a `KeySource`.
 pub type AgeSettings = z3_codec::AgeKeys;
 
-/// The age settings of `raw`: public keys split at commas and whitespace, empty paths unset.
+/// The age settings of `raw` ([`z3_codec::AgeKeys::from_settings`]).
 pub(super) fn from_raw(raw: &RawConfig) -> AgeSettings {
-    AgeSettings {
-        recipients: raw
-            .age_recipients
-            .as_deref()
-            .map(|list| {
-                list.split(|c: char| c == ',' || c.is_whitespace())
-                    .filter(|k| !k.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default(),
-        recipients_file: non_empty_path(raw.age_recipients_file.as_deref()),
-        identity_file: non_empty_path(raw.age_identity_file.as_deref()),
-        passphrase_file: non_empty_path(raw.age_passphrase_file.as_deref()),
-    }
+    AgeSettings::from_settings(
+        raw.age_recipients.as_deref(),
+        raw.age_recipients_file.as_deref(),
+        raw.age_identity_file.as_deref(),
+        raw.age_passphrase_file.as_deref(),
+    )
 }
 
 impl From<z3_codec::AgeKeyError> for ConfigError {
@@ -47,8 +36,4 @@ impl From<z3_engine::SettingError> for ConfigError {
             reason: err.reason,
         }
     }
-}
-
-fn non_empty_path(value: Option<&str>) -> Option<PathBuf> {
-    value.filter(|v| !v.trim().is_empty()).map(PathBuf::from)
 }

@@ -14,8 +14,9 @@ use super::keys::AgeSettings;
 use super::sources::RawConfig;
 use super::{ConfigError, DEFAULT_COMPRESSOR};
 
-/// Resolved, typed settings shared by every command.
-#[derive(Clone)]
+/// Resolved, typed settings shared by every command. `Debug` shows no secret: `S3Config`'s
+/// redacts the S3 secret, and the age settings are public keys and paths.
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// The bucket.
     pub bucket: String,
@@ -51,23 +52,6 @@ pub struct Settings {
     pub retention: Option<Retention>,
     /// `MAX_CHAIN` and `FULL_EVERY`: when a linear chain (no `PRESERVE`) starts over.
     pub rebase: RebaseRule,
-}
-
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // S3Config's own Debug redacts the secret.
-        f.debug_struct("Settings")
-            .field("bucket", &self.bucket)
-            .field("s3_prefix_raw", &self.s3_prefix_raw)
-            .field("dataset", &self.dataset)
-            .field("snapshot_prefix", &self.snapshot_prefix)
-            .field("compressor", &self.compressor)
-            .field("concurrency", &self.concurrency)
-            .field("chunk_size", &self.chunk_size)
-            .field("storage_class", &self.storage_class)
-            .field("s3", &self.s3)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The most parts or ranges in flight: `CONCURRENCY`, `pput --concurrency`, `z3_get --concurrency`.

@@ -227,25 +227,14 @@ impl IniFile {
             else {
                 continue;
             };
-            let invalid = |reason: String| ConfigError::Invalid {
-                key: "[compressor:NAME]",
-                value: section.clone(),
-                reason,
-            };
-            let command = |key: &str| -> Result<Vec<String>, ConfigError> {
-                let text = props.get(key).map(String::as_str).unwrap_or_default();
-                shell_words::split(text)
-                    .map_err(|e| invalid(format!("cannot split {key} = {text}: {e}")))
-            };
-            for key in props.keys() {
-                if key != "COMPRESS" && key != "DECOMPRESS" {
-                    return Err(invalid(format!(
-                        "unknown key {key} (expected COMPRESS and DECOMPRESS)"
-                    )));
+            let keys = props.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            let custom = CustomCompressor::from_section(name, keys).map_err(|reason| {
+                ConfigError::Invalid {
+                    key: "[compressor:NAME]",
+                    value: section.clone(),
+                    reason,
                 }
-            }
-            let custom = CustomCompressor::new(name, command("COMPRESS")?, command("DECOMPRESS")?)
-                .map_err(|e| invalid(e.to_string()))?;
+            })?;
             compressors.add(custom);
         }
         Ok(compressors)

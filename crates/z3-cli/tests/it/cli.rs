@@ -245,3 +245,28 @@ fn ssh_sync_refuses_bad_input_before_running_ssh() {
         .success()
         .stdout(predicates::str::contains("Exit codes: 0 success"));
 }
+
+/// `status --check` answers every failure the monitoring-plugin way: the UNKNOWN line on
+/// stdout and exit 3, for bad flags and a missing configuration alike.
+#[test]
+fn status_check_turns_every_error_into_unknown() {
+    for args in [
+        &["status", "--check", "--warn-age", "5x"][..],
+        &["status", "--check", "--json"],
+        &["status", "--check", "--no-such-flag"],
+        &["status", "--check"], // no BUCKET
+    ] {
+        z3().args(args)
+            .assert()
+            .code(3)
+            .stdout(predicate::str::starts_with("Z3 UNKNOWN - "))
+            .stdout(predicate::function(|out: &str| out.lines().count() == 1));
+    }
+    z3().args(["status", "--check"])
+        .assert()
+        .stdout(predicate::str::contains("BUCKET is not set"));
+    z3().args(["status", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--warn-age <AGE>"));
+}

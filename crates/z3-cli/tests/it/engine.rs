@@ -147,6 +147,17 @@ impl Harness {
         }
     }
 
+    /// `z3 status --check` with the default thresholds (26h, 50h).
+    pub(crate) async fn check(&self) -> z3_core::check::Check {
+        let args = z3_cli::args::StatusArgs {
+            check: true,
+            warn_age: std::time::Duration::from_hours(26),
+            crit_age: std::time::Duration::from_hours(50),
+            ..StatusArgs::default()
+        };
+        self.engine.check(&args).await.unwrap()
+    }
+
     pub(crate) fn put(&self, name: &str, meta: &[(&str, &str)]) {
         let metadata: BTreeMap<String, String> = meta
             .iter()
@@ -1136,6 +1147,7 @@ async fn status_all_summarises_every_dataset_in_the_bucket() {
     let json = StatusArgs {
         all: true,
         json: true,
+        ..StatusArgs::default()
     };
     let run = h.run(Command::Status(json)).await;
     assert_eq!(run.status, ExitStatus::Integrity, "{}", run.err);
@@ -1359,4 +1371,61 @@ async fn backup_all_recursive_includes_the_datasets_below() {
     assert!(!store.objects().keys().any(|k| k.contains("pool/other")));
     // --recursive needs --all.
     assert!(z3_cli::args::Cli::try_parse_from(["z3", "backup", "--recursive"]).is_err());
+}
+
+/// `status --check`: no backup and a broken chain are CRITICAL; the newest upload's age makes
+/// OK, WARNING (past 26h) or CRITICAL (past 50h); perfdata carries age, objects and depth.
+#[tokio::test]
+async fn status_check_judges_fresh_stale_and_broken_chains() {
+    use z3_core::check::State;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .cast_signed();
+    let h = Harness::new(|_| {});
+    let none = h.check().await;
+    assert_eq!(none.state, State::Critical, "{}", none.line);
+    assert!(none.line.contains("no backup"), "{}", none.line);
+
+    h.store.set_time(now - 60 * 3600);
+    h.snap("snap1", "one");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    let stale = h.check().await;
+    assert_eq!(stale.state, State::Critical, "{}", stale.line);
+
+    h.store.set_time(now - 30 * 3600);
+    h.snap("snap2", "two");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    assert_eq!(h.check().await.state, State::Warning);
+
+    h.store.set_time(now - 3600);
+    h.snap("snap3", "three");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    let fresh = h.check().await;
+    assert_eq!(fresh.state, State::Ok, "{}", fresh.line);
+    assert!(
+        fresh.line.starts_with("Z3 OK - pool/fs: newest backup pool/fs@snap3 1h 0m ago, 3 objects | age=3600s;93600;180000;0 objects=3;;;0 broken=0;;;0 depth=3;;;0"),
+        "{}",
+        fresh.line
+    );
+
+    // An incremental whose parent is gone: CRITICAL however fresh.
+    h.put("pool/fs@snap9", &[("parent", "pool/fs@gone")]);
+    let broken = h.check().await;
+    assert_eq!(broken.state, State::Critical, "{}", broken.line);
+    assert!(
+        broken.line.contains("1 broken or unsealed"),
+        "{}",
+        broken.line
+    );
 }
