@@ -199,6 +199,12 @@ pub struct BackupArgs {
     /// Print results as "<dataset@snapshot>\0<estimated bytes>\n" lines
     #[arg(long)]
     pub parseable: bool,
+
+    /// After the run, success or not, write z3_<dataset>.prom (Prometheus textfile-collector
+    /// format: last success and attempt, exit code, bytes, duration, objects, chain depth,
+    /// newest backup's age) into this directory
+    #[arg(long, value_name = "DIR")]
+    pub metrics_dir: Option<std::path::PathBuf>,
 }
 
 /// `z3 restore`.

@@ -138,15 +138,9 @@ impl Render for Lines<'_, '_> {
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] naming `COMPRESSOR` or the age setting at fault (a usage error).
-pub fn encoding(settings: &Settings) -> Result<Encoding, ConfigError> {
-    let s = settings;
-    let age = &s.age;
-    Ok(z3_engine::encoding_from_settings(
-        &s.compressors,
-        &s.compressor,
-        &s.gpg_recipient,
-        age,
-    )?)
+pub fn encoding(s: &Settings) -> Result<Encoding, ConfigError> {
+    let (all, name, gpg, age) = (&s.compressors, &s.compressor, &s.gpg_recipient, &s.age);
+    Ok(z3_engine::encoding_from_settings(all, name, gpg, age)?)
 }
 
 /// The IO edges and the settings of one `z3` invocation.
@@ -349,6 +343,7 @@ impl Engine {
             dry_run: args.dry_run,
             break_lock: args.break_lock,
             encoding,
+            metrics_dir: args.metrics_dir.clone(),
         };
         let mut lines = Lines::new(console, args.parseable);
         engine

@@ -286,6 +286,9 @@ pub struct BackupOptions {
     pub break_lock: bool,
     /// Compressor and encryption of new objects.
     pub encoding: Encoding,
+    /// Write the run's Prometheus metrics into this directory after it ([`crate::metrics`]);
+    /// not in a dry run.
+    pub metrics_dir: Option<std::path::PathBuf>,
 }
 
 impl BackupOptions {
@@ -299,6 +302,7 @@ impl BackupOptions {
             dry_run: false,
             break_lock: false,
             encoding,
+            metrics_dir: None,
         }
     }
 }

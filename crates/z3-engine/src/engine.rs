@@ -185,7 +185,52 @@ impl Engine {
         options: &BackupOptions,
         events: &mut dyn Events,
     ) -> std::result::Result<BackupReport, Error> {
-        self.public(self.backup_inner(options, events).await)
+        let started = std::time::Instant::now();
+        let attempt = self.clock.unix_secs();
+        let result = self.public(self.backup_inner(options, events).await);
+        if let (Some(dir), false) = (&options.metrics_dir, options.dry_run) {
+            let metrics = self.backup_metrics(attempt, started, &result).await;
+            if let Err(err) = crate::metrics::write(dir, &metrics) {
+                let text = format!("cannot write metrics into {}: {err}", dir.display());
+                let _ = events.event(Event::Note { text });
+            }
+        }
+        result
+    }
+
+    /// The metrics of a backup run that started at `attempt`, with the bucket as it is after it
+    /// (left out when it cannot be read).
+    async fn backup_metrics(
+        &self,
+        attempt: u64,
+        started: Instant,
+        result: &std::result::Result<BackupReport, Error>,
+    ) -> crate::metrics::BackupMetrics {
+        let now = self.clock.unix_secs();
+        let (bytes_read, bytes_stored) = result.as_ref().map_or((0, 0), |report| {
+            let sum = |f: fn(&SnapshotBackup) -> u64| report.snapshots.iter().map(f).sum();
+            (sum(|s| s.bytes_read), sum(|s| s.bytes_stored))
+        });
+        let status = self.status_inner().await.ok();
+        let newest = status.as_ref().and_then(|s| s.newest.as_ref());
+        crate::metrics::BackupMetrics {
+            dataset: self.settings.dataset.to_string(),
+            attempt,
+            last_success: result.is_ok().then_some(now),
+            exit_code: result.as_ref().err().map_or(0, Error::exit_code),
+            bytes_read,
+            bytes_stored,
+            duration_secs: started.elapsed().as_secs_f64(),
+            objects: status.as_ref().map(|s| {
+                s.rows
+                    .iter()
+                    .filter(|r| r.kind != z3_core::status::RowKind::Missing)
+                    .count()
+            }),
+            chain_depth: newest.and_then(|n| n.depth),
+            newest_age_secs: newest
+                .map(|n| now.saturating_sub(u64::try_from(n.uploaded).unwrap_or(0))),
+        }
     }
 
     /// `z3 restore SNAPSHOT`: receives the chain from the newest local base (or a full) to the

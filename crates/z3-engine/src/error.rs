@@ -29,6 +29,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// The exit code the z3 binaries give this error: 2 invalid input, 3 integrity, 4 locked,
+    /// 128 + signal when cancelled, 1 otherwise.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::InvalidInput(_) => 2,
+            Self::Integrity(_) => 3,
+            Self::Locked(_) => 4,
+            Self::Cancelled { signal, .. } => u8::try_from(128 + signal).unwrap_or(1),
+            Self::Failed(_) => 1,
+        }
+    }
+
     /// What happened, whatever the kind.
     #[must_use]
     pub fn detail(&self) -> &Detail {

@@ -50,6 +50,7 @@ mod engine;
 mod error;
 pub mod fleet;
 pub mod lock;
+pub mod metrics;
 pub mod progress;
 pub mod receive;
 pub mod report;

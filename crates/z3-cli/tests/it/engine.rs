@@ -1429,3 +1429,59 @@ async fn status_check_judges_fresh_stale_and_broken_chains() {
         broken.line
     );
 }
+
+/// `backup --metrics-dir`: a Prometheus text file per dataset after every run, parsed as such;
+/// a failed run records its exit code and keeps the last success time.
+#[tokio::test]
+async fn backup_writes_prometheus_metrics_after_success_and_failure() {
+    let h = Harness::new(|_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let args = || BackupArgs {
+        metrics_dir: Some(dir.path().to_owned()),
+        ..backup()
+    };
+    h.snap("snap1", "one");
+    h.snap("snap2", "two");
+    assert_eq!(
+        h.run(Command::Backup(args())).await.status,
+        ExitStatus::Success
+    );
+    let path = dir.path().join("z3_pool_fs.prom");
+    let parse = || {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+        scrape
+            .samples
+            .into_iter()
+            .map(|s| {
+                assert_eq!(s.labels.get("dataset"), Some("pool/fs"));
+                let prometheus_parse::Value::Gauge(v) = s.value else {
+                    panic!("{}: not a gauge", s.metric)
+                };
+                (s.metric, v)
+            })
+            .collect::<BTreeMap<String, f64>>()
+    };
+    let ok = parse();
+    assert!((ok["z3_backup_last_exit_code"]).abs() < f64::EPSILON);
+    assert!((ok["z3_backup_objects"] - 2.0).abs() < f64::EPSILON);
+    assert!((ok["z3_backup_chain_depth"] - 2.0).abs() < f64::EPSILON);
+    assert!(ok["z3_backup_last_read_bytes"] > 0.0);
+    let success = ok["z3_backup_last_success_timestamp_seconds"];
+    assert!(success >= ok["z3_backup_last_attempt_timestamp_seconds"]);
+
+    // A run that fails (no such snapshot) says so, and keeps the last success.
+    let failing = BackupArgs {
+        snapshot: Some("nope".into()),
+        ..args()
+    };
+    assert_eq!(
+        h.run(Command::Backup(failing)).await.status,
+        ExitStatus::Error
+    );
+    let failed = parse();
+    assert!((failed["z3_backup_last_exit_code"] - 1.0).abs() < f64::EPSILON);
+    assert!((failed["z3_backup_last_success_timestamp_seconds"] - success).abs() < f64::EPSILON);
+    assert!((failed["z3_backup_last_read_bytes"]).abs() < f64::EPSILON);
+}
