@@ -41,7 +41,7 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(
     name = "z3",
-    version,
+    version = z3_engine::VERSION,
     about = "Back up ZFS snapshots to S3-compatible object storage, and restore them",
     after_help = AFTER_HELP,
     max_term_width = 100

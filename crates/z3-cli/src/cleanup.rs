@@ -39,7 +39,7 @@ Exit codes: 0 success, 1 error (some upload could not be aborted, S3 failures), 
 
 /// Abort unfinished multipart uploads older than a number of days.
 #[derive(Debug, Parser)]
-#[command(name = "z3_mp_cleanup", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "z3_mp_cleanup", version = z3_engine::VERSION, after_help = AFTER_HELP, max_term_width = 100)]
 pub struct CleanupArgs {
     /// Abort uploads started at least this many days ago (fractions allowed); uploads of a
     /// backup that still holds its lock are kept whatever their age

@@ -44,7 +44,7 @@ snapshots on the source), 2 usage error, 3 the destination diverged from the sou
 /// Push snapshots of a dataset to another host over SSH, or pull them from it.
 #[derive(Debug, Parser)]
 #[allow(clippy::struct_excessive_bools)] // command-line switches
-#[command(name = "z3_ssh_sync", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "z3_ssh_sync", version = z3_engine::VERSION, after_help = AFTER_HELP, max_term_width = 100)]
 pub struct SyncArgs {
     /// [user@]host to sync with
     #[arg(value_name = "REMOTE")]

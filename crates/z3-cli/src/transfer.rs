@@ -35,7 +35,7 @@ Exit codes: 0 success, 1 error, 2 usage error.";
 
 /// Upload standard input to S3 as one multipart object, with bounded memory.
 #[derive(Debug, Parser)]
-#[command(name = "pput", version, after_help = PPUT_AFTER_HELP, max_term_width = 100, infer_long_args = true)]
+#[command(name = "pput", version = z3_engine::VERSION, after_help = PPUT_AFTER_HELP, max_term_width = 100, infer_long_args = true)]
 pub struct PputArgs {
     /// Key of the object, including any prefix (the bucket comes from BUCKET)
     #[arg(value_name = "NAME")]
@@ -83,7 +83,7 @@ pub struct PputArgs {
 #[derive(Debug, Parser)]
 #[command(
     name = "z3_get",
-    version,
+    version = z3_engine::VERSION,
     max_term_width = 100,
     after_help = "Exit codes: 0 success, 1 error (nothing is written for a missing object), 2 usage error."
 )]

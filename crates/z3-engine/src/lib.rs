@@ -42,6 +42,10 @@
 //! and a restore hands `zfs receive` the end of a stream only after its digest matched; no
 //! command replaces a backup that others depend on.
 
+/// The version of z3 and the commit it was built from: `0.1.0 (1a2b3c4d5e6f)`, `-dirty` when the
+/// checkout had uncommitted changes, `unknown` outside a checkout (see `build.rs`).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("Z3_COMMIT"), ")");
+
 pub mod cancel;
 pub mod cleanup;
 pub mod clock;

@@ -270,3 +270,33 @@ fn status_check_turns_every_error_into_unknown() {
         .success()
         .stdout(predicate::str::contains("--warn-age <AGE>"));
 }
+
+/// `--version` of every binary names the version and the commit it was built from.
+#[test]
+fn every_binary_names_its_version_and_commit() {
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    for binary in ["z3", "pput", "z3_get", "z3_ssh_sync", "z3_mp_cleanup"] {
+        let out = Command::cargo_bin(binary)
+            .unwrap()
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{binary}");
+        let line = String::from_utf8(out.stdout).unwrap();
+        let rest = line
+            .trim_end()
+            .strip_prefix(&format!("{binary} {} (", env!("CARGO_PKG_VERSION")))
+            .unwrap_or_else(|| panic!("{line}"));
+        let commit = rest.strip_suffix(')').unwrap().trim_end_matches("-dirty");
+        match &head {
+            Some(head) => assert_eq!(commit, head, "{line}"),
+            None => assert_eq!(commit, "unknown", "{line}"),
+        }
+    }
+}
