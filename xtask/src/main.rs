@@ -4,11 +4,14 @@
 //!   program installs (if missing), starts on 127.0.0.1 and stops again, then the docs.
 //! - `demo`: a real backup/restore cycle for a newcomer, printing each step.
 //! - `services`: starts the services and prints the environment for running tests by hand, until Enter.
+//! - `dist [--install-check]`: the Debian package (`target/dist/z3_<version>_<arch>.deb`); with
+//!   `--install-check`, installs it, checks man pages, completion and units, and purges it.
 //! - `bench [transfer|codecs]`: measures `pput` and `z3_get` against aws-cli and rclone on a local SeaweedFS and
 //!   writes the results to `docs/benchmarks.md`.
 
 mod bench;
 mod demo;
+mod dist;
 mod services;
 mod tidy;
 
@@ -27,8 +30,17 @@ fn main() -> ExitCode {
         Some("services") => services_shell(),
         Some("tidy") => tidy::check(&project_root()),
         Some("bench") => bench::run_bench(&project_root(), &args[1..]),
+        Some("dist") => dist::dist(&project_root()).and_then(|deb| {
+            if args.get(1).map(String::as_str) == Some("--install-check") {
+                dist::install_check(&deb)
+            } else {
+                Ok(())
+            }
+        }),
         _ => {
-            eprintln!("usage: cargo xtask <ci|demo|services|tidy|bench [transfer|codecs]>");
+            eprintln!(
+                "usage: cargo xtask <ci|demo|services|tidy|bench [transfer|codecs]|dist [--install-check]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -48,7 +60,7 @@ fn project_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(project_root());
     cmd
@@ -118,6 +130,8 @@ fn ci() -> Result<()> {
     run(cargo()
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
+    step("Debian package: build, install, check man pages, completion and units, purge");
+    dist::install_check(&dist::dist(&root)?)?;
     step("ci passed");
     Ok(())
 }

@@ -32,6 +32,10 @@ const APT_PACKAGES: &[&str] = &[
     "age",
     "openssh-server",
     "sudo",
+    // The package check of `cargo xtask dist --install-check`.
+    "man-db",
+    "binutils",
+    "systemd",
 ];
 
 /// Environment for tests and the demo: how to reach the services.
@@ -93,6 +97,9 @@ pub(crate) fn ensure_tools(root: &Path) -> Result<PathBuf> {
             "gnupg" => which("gpg").is_none(),
             // sbin is not on every PATH.
             "openssh-server" => !Path::new("/usr/sbin/sshd").exists(),
+            "man-db" => which("man").is_none(),
+            "binutils" => which("strip").is_none(),
+            "systemd" => which("systemd-analyze").is_none(),
             other => which(other).is_none(),
         })
         .collect();

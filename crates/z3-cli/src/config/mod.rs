@@ -277,6 +277,36 @@ mod tests {
         );
     }
 
+    /// The packaged /etc/z3_backup/z3.conf names every key (commented out, with its default)
+    /// and parses as it ships.
+    #[test]
+    fn the_packaged_config_file_lists_every_key_and_parses() {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../packaging/z3.conf"
+        ));
+        for key in KEYS {
+            assert!(text.contains(&format!("\n#{key} =")), "{key} is missing");
+        }
+        let file = IniFile::parse(text, None).unwrap();
+        let raw = layer(&file, env(&[]), &FlagOverrides::default()).unwrap();
+        assert!(raw.bucket.is_none(), "everything is commented out");
+        // Uncommented, the listed values are the built-in defaults.
+        let live: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix('#')
+                    .filter(|l| l.contains(" = ") || l.starts_with('['))
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let file = IniFile::parse(&live.replace("#BUCKET =", "BUCKET = b"), None).unwrap();
+        let raw = layer(&file, env(&[("BUCKET", "b")]), &FlagOverrides::default()).unwrap();
+        assert_eq!(raw.snapshot_prefix.as_deref(), Some("zfs-auto-snap:daily"));
+        assert_eq!(raw.concurrency.as_deref(), Some("32"));
+    }
+
     #[test]
     fn environment_names_are_case_sensitive() {
         let raw = layer(
