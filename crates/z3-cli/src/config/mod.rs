@@ -73,7 +73,7 @@ pub const KEYS: &[&str] = &[
 pub const DEFAULT_COMPRESSOR: &str = "zstd";
 
 /// Keys a `[fs:<dataset>]` section may override (docs/compatibility.md, "Configuration and precedence").
-const SECTION_KEYS: &[&str] = &[
+pub const SECTION_KEYS: &[&str] = &[
     "SNAPSHOT_PREFIX",
     "COMPRESSOR",
     "PRESERVE",
@@ -277,7 +277,7 @@ mod tests {
         );
     }
 
-    /// The packaged /etc/z3_backup/z3.conf names every key (commented out, with its default)
+    /// The packaged `/etc/z3_backup/z3.conf` names every key (commented out, with its default)
     /// and parses as it ships.
     #[test]
     fn the_packaged_config_file_lists_every_key_and_parses() {
@@ -299,12 +299,40 @@ mod tests {
                     .filter(|l| l.contains(" = ") || l.starts_with('['))
                     .unwrap_or(l)
             })
-            .map(|l| format!("{l}\n"))
-            .collect();
+            .collect::<Vec<_>>()
+            .join("\n");
         let file = IniFile::parse(&live.replace("#BUCKET =", "BUCKET = b"), None).unwrap();
         let raw = layer(&file, env(&[("BUCKET", "b")]), &FlagOverrides::default()).unwrap();
         assert_eq!(raw.snapshot_prefix.as_deref(), Some("zfs-auto-snap:daily"));
         assert_eq!(raw.concurrency.as_deref(), Some("32"));
+    }
+
+    /// The reference table (keys.tsv, from which docs/configuration.md is generated) names
+    /// exactly the keys z3 reads, in their order, and the built-in defaults it states are the
+    /// code's.
+    #[test]
+    fn the_reference_table_matches_the_keys_and_defaults() {
+        let table: Vec<(&str, &str)> = include_str!("keys.tsv")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let mut cells = l.split('\t');
+                (cells.next().unwrap(), cells.next().unwrap())
+            })
+            .collect();
+        let keys: Vec<&str> = table.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, KEYS);
+        for (key, value) in defaults() {
+            let key = key.to_ascii_uppercase();
+            let Some((_, stated)) = table.iter().find(|(k, _)| *k == key) else {
+                panic!("{key} has a default but no row");
+            };
+            let value = value.as_str().unwrap();
+            assert!(
+                stated.contains(&format!("`{value}`")),
+                "{key}: {stated} is not `{value}`"
+            );
+        }
     }
 
     #[test]

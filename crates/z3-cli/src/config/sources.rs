@@ -132,7 +132,7 @@ pub struct FlagOverrides {
 
 /// The built-in defaults: the original's `z3/z3.conf` plus its argparse fallbacks (docs/compatibility.md,
 /// "Configuration and precedence", items 5 and 6).
-fn defaults() -> Dict {
+pub(super) fn defaults() -> Dict {
     [
         ("concurrency", "32"),
         ("chunk_size", "256M"),

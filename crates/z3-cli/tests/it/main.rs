@@ -14,6 +14,7 @@ mod original;
 mod overwrite;
 mod promises;
 mod prune;
+mod reference;
 mod restore_to;
 mod retention;
 mod rollback;
