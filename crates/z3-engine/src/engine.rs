@@ -95,6 +95,9 @@ pub struct Engine {
     /// With `OBJECT_LOCK`, the view `store` reads through, which shows backups hidden behind a
     /// delete marker.
     unhidden: Option<Arc<z3_s3::Unhidden>>,
+    /// The bucket as it is, without the view: the lock is read and written here, because a
+    /// released lock record behind its delete marker is gone, not held.
+    raw: Arc<dyn ObjectStore>,
 }
 
 impl Engine {
@@ -108,6 +111,7 @@ impl Engine {
             .as_ref()
             .is_some_and(|r| r.object_lock.is_some());
         // Kept typed as well, for the hidden keys status reports (`fleet::read_view` erases it).
+        let raw = Arc::clone(&store);
         let (store, unhidden): (Arc<dyn ObjectStore>, _) = if locked {
             let view = Arc::new(z3_s3::Unhidden::new(store));
             (view.clone(), Some(view))
@@ -116,6 +120,7 @@ impl Engine {
         };
         Self {
             unhidden,
+            raw,
             zfs,
             store,
             settings: config,
@@ -428,9 +433,10 @@ impl Engine {
             ttl: self.lock_ttl,
             break_lock: args.break_lock,
         };
-        let lock = crate::lock::acquire(
-            &self.store,
+        let lock = crate::lock::acquire_with_clock(
+            &self.raw,
             &request,
+            Arc::clone(&self.clock),
             cancel.clone(),
             &mut NoteWriter::new(events),
         )

@@ -279,3 +279,38 @@ async fn a_backup_hidden_behind_a_delete_marker_is_shown_and_restored() {
         .await;
     assert_ne!(run.status, ExitStatus::Success, "{}", run.out);
 }
+
+/// Under `OBJECT_LOCK` the bucket is read through a view that shows objects hidden behind a
+/// delete marker; the lock must not be. Another run holds the lock when ours tries to create
+/// it and releases it (on a versioned bucket: a delete marker) before ours reads it: the lock
+/// is free, and the backup takes it instead of failing with "another run holds the lock".
+#[tokio::test]
+async fn a_lock_released_between_our_create_and_our_read_is_free_not_held_behind_its_marker() {
+    let now = "2026-03-02T18:00:00Z";
+    let (h, clock) = locked(now);
+    h.snap("snap-2026-03-02", "data 2026-03-02");
+    let lock_key = "z3-backup/.z3-locks/pool/fs";
+    let at = secs(now).unsigned_abs();
+    let holder = z3_core::LockRecord {
+        owner: "another-run".into(),
+        host: "elsewhere".into(),
+        pid: 4242,
+        acquired: at,
+        expires: at + 900,
+    };
+    h.store
+        .insert(lock_key, holder.to_text(), &z3_s3::PutOptions::default());
+    let faults = z3_s3::FaultyStore::new(h.store.clone());
+    // The holder releases just before our first read of the lock.
+    faults.write_before(z3_s3::Op::Head, 1, lock_key, None);
+    let racing = h.with_store(Arc::new(faults.clone())).with_clock(clock);
+    let run = racing.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert!(faults.calls(z3_s3::Op::Head) >= 1, "the lock was read");
+    assert!(
+        h.store.head(&key("2026-03-02")).await.is_ok(),
+        "the backup was written"
+    );
+    // Our own lock was released too: only delete markers and old records remain.
+    assert!(h.store.head(lock_key).await.is_err());
+}

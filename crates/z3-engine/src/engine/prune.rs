@@ -55,7 +55,7 @@ impl Engine {
             break_lock: args.break_lock,
         };
         let lock = crate::lock::acquire_with_clock(
-            &self.store,
+            &self.raw,
             &request,
             Arc::clone(&self.clock),
             cancel.clone(),
