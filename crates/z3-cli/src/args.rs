@@ -205,6 +205,11 @@ pub struct BackupArgs {
     /// newest backup's age) into this directory
     #[arg(long, value_name = "DIR")]
     pub metrics_dir: Option<std::path::PathBuf>,
+
+    /// Print JSON lines on stdout instead of text: one per event, then a "finished" line with
+    /// the exit code and the report or the error (schema 1, see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `z3 restore`.
@@ -241,6 +246,11 @@ pub struct RestoreArgs {
     /// order) instead of receiving it; a stream that fails its check is removed (exit 3)
     #[arg(long, value_name = "DIR")]
     pub to_dir: Option<std::path::PathBuf>,
+
+    /// Print JSON lines on stdout instead of text: one per event, then a "finished" line with
+    /// the exit code and the report or the error (schema 1, see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `z3 verify`.
@@ -264,6 +274,11 @@ pub struct VerifyArgs {
     /// checked (config AGE_IDENTITY_FILE)
     #[arg(long = "age-identity", value_name = "PATH")]
     pub age_identity_file: Option<String>,
+
+    /// Print JSON lines on stdout instead of text: one per event, then a "finished" line with
+    /// the exit code and the report or the error (schema 1, see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `z3 prune`.
@@ -290,6 +305,11 @@ pub struct PruneArgs {
     /// Remove another run's lock first (only when that run is known to be dead)
     #[arg(long)]
     pub break_lock: bool,
+
+    /// Print JSON lines on stdout instead of text: one per event, then a "finished" line with
+    /// the exit code and the report or the error (schema 1, see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {

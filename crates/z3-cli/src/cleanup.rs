@@ -57,6 +57,11 @@ pub struct CleanupArgs {
     /// Config file (default /etc/z3_backup/z3.conf; also Z3_CONFIG)
     #[arg(long, value_name = "PATH", env = "Z3_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
+
+    /// Print JSON lines instead of the table: one per upload, then a "finished" line with the
+    /// exit code and the counts (schema 1, see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The largest `--max-age`: 100 years (a larger one would overflow the age computation).
@@ -161,39 +166,35 @@ pub async fn main(args: CleanupArgs, out: &mut (dyn Write + Send)) -> Result<()>
     let settings = crate::setup::settings(args.config.as_deref())?;
     let store = crate::setup::connect(&settings).await?;
     let max_age = Duration::from_secs_f64(args.max_age * 86_400.0);
-    let report = cleanup(
-        &store,
-        &args.prefix,
-        max_age,
-        args.dry_run,
-        SystemTime::now(),
-        &settings.retry,
-        out,
-    )
-    .await?;
-    let verb = if args.dry_run {
-        "would abort"
-    } else {
-        "aborted"
-    };
-    let count = if args.dry_run {
-        report.stale
-    } else {
-        report.aborted
-    };
-    let kept = if report.locked > 0 {
-        format!(
-            "; kept {} old upload(s) covered by a live backup lock",
-            report.locked
+    let (now, retry) = (SystemTime::now(), &settings.retry);
+    let report = if args.json {
+        let mut lines = z3_engine::json::JsonLines(&mut *out);
+        let result = z3_engine::cleanup::cleanup(
+            &store,
+            &args.prefix,
+            max_age,
+            args.dry_run,
+            now,
+            retry,
+            &mut lines,
         )
+        .await;
+        let (code, error) = match &result {
+            Ok(report) => (u8::from(report.failed > 0), String::new()),
+            Err(err) => (err.exit_code(), err.to_string()),
+        };
+        let reported = result.as_ref().map_err(|_| error.as_str());
+        z3_engine::json::finished(out, "cleanup", None, code, reported)?;
+        result?
     } else {
-        String::new()
+        let report = cleanup(&store, &args.prefix, max_age, args.dry_run, now, retry, out).await?;
+        writeln!(
+            out,
+            "{}",
+            report.summary(args.dry_run, &settings.bucket, args.max_age)
+        )?;
+        report
     };
-    writeln!(
-        out,
-        "{verb} {count} of {} unfinished uploads in {} started at least {} day(s) ago{kept}",
-        report.open, settings.bucket, args.max_age
-    )?;
     if report.failed > 0 {
         bail!("{} uploads could not be aborted", report.failed);
     }

@@ -27,7 +27,7 @@ pub(crate) trait Render: Send {
 /// ([`crate::exit::run_main`]).
 pub(crate) struct Rendered<R> {
     pub(crate) inner: R,
-    failed: Option<std::io::Error>,
+    pub(crate) failed: Option<std::io::Error>,
 }
 
 impl<R> Rendered<R> {
@@ -44,6 +44,12 @@ impl<R> Rendered<R> {
             Some(write) => write.into(),
             None => err.into(),
         }
+    }
+}
+
+impl<R: Render + ?Sized> Render for Box<R> {
+    fn render(&mut self, event: z3_engine::Event) -> std::io::Result<()> {
+        (**self).render(event)
     }
 }
 

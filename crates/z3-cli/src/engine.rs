@@ -12,8 +12,7 @@ use z3_core::fleet::render_fleet;
 use z3_core::humanize::humanize;
 use z3_core::status::{header_line, render_table};
 use z3_engine::{
-    BackupOptions, EngineConfig, Event, PruneOptions, RestoreOptions, StatusOptions, Verdict,
-    VerifyOptions,
+    BackupOptions, EngineConfig, Event, PruneOptions, RestoreOptions, StatusOptions, VerifyOptions,
 };
 use z3_s3::ObjectStore;
 use z3_zfs::Zfs;
@@ -25,6 +24,7 @@ use crate::console::{Render, Rendered};
 
 use crate::args::{BackupArgs, PruneArgs, RestoreArgs, StatusArgs, VerifyArgs};
 use crate::config::{ConfigError, Settings};
+use crate::exit::ExitStatus;
 use crate::interrupt::Interrupt;
 use crate::progress::{Bars, ProgressMode};
 
@@ -37,6 +37,35 @@ pub enum Outcome {
     HealthProblems,
 }
 
+/// A command's report, and what it says beyond success.
+trait Reported: serde::Serialize {
+    fn outcome(&self) -> Outcome {
+        Outcome::Done
+    }
+}
+
+impl Reported for z3_engine::BackupReport {}
+impl Reported for z3_engine::RestoreReport {}
+impl Reported for z3_engine::PruneReport {}
+impl Reported for z3_engine::VerifyReport {
+    fn outcome(&self) -> Outcome {
+        if self.passed() {
+            Outcome::Done
+        } else {
+            Outcome::HealthProblems
+        }
+    }
+}
+
+impl From<Outcome> for ExitStatus {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Done => Self::Success,
+            Outcome::HealthProblems => Self::Integrity,
+        }
+    }
+}
+
 /// The engine's events as the original z3's lines: results on stdout (flushed one by one, so
 /// a long backup reports each snapshot as it is done), notes on stderr.
 struct Lines<'c, 'w> {
@@ -45,27 +74,12 @@ struct Lines<'c, 'w> {
     parseable: bool,
 }
 
-impl<'c, 'w> Lines<'c, 'w> {
-    fn new(console: &'c mut Console<'w>, parseable: bool) -> Rendered<Self> {
-        Rendered::new(Self { console, parseable })
-    }
-}
-
 impl Render for Lines<'_, '_> {
     fn render(&mut self, event: Event) -> std::io::Result<()> {
         let out = &mut *self.console.out;
         match event {
             Event::Note { text } => return writeln!(self.console.err, "{text}"),
-            Event::BackedUp(b) if b.dry_run => writeln!(
-                out,
-                "would back up {} ({}, estimated {}): {} -> {} ({})",
-                b.snapshot,
-                b.kind.as_str(),
-                humanize(b.estimated_bytes),
-                b.pipeline,
-                b.url,
-                b.storage_class
-            )?,
+            Event::BackedUp(b) if b.dry_run => writeln!(out, "{}", b.plan_line())?,
             Event::BackedUp(b) if self.parseable => {
                 writeln!(out, "{}\0{}", b.snapshot, b.estimated_bytes)?;
             }
@@ -76,60 +90,27 @@ impl Render for Lines<'_, '_> {
                 b.snapshot,
                 humanize(b.estimated_bytes)
             )?,
-            Event::Restored(r) if r.dry_run => {
-                let stage = if r.decoding.is_empty() {
-                    String::new()
-                } else {
-                    format!(" | {}", r.decoding)
-                };
-                let into = match &r.file {
-                    Some(file) => format!(" > {}", file.display()),
-                    None => format!(
-                        " | zfs receive{} {}",
-                        if r.force { " -F" } else { "" },
-                        r.snapshot
-                    ),
-                };
-                writeln!(
-                    out,
-                    "would restore {} ({}, {}): {}{stage}{into}",
-                    r.snapshot,
-                    r.kind.as_str(),
-                    humanize(r.object_bytes),
-                    r.url,
-                )?;
-            }
+            Event::Restored(r) if r.dry_run => writeln!(out, "{}", r.plan_line())?,
             Event::Restored(r) => match &r.file {
                 Some(file) => writeln!(out, "Wrote {} to {}.", r.snapshot, file.display())?,
                 None => writeln!(out, "Restored {}.", r.snapshot)?,
             },
-            Event::Verified(v) => {
-                let word = match v.verdict {
-                    Verdict::Ok => "ok",
-                    Verdict::Chain => "chain",
-                    Verdict::Failed => "FAILED",
-                };
-                writeln!(
-                    out,
-                    "{word:<8} {}  {}  {}",
-                    v.name,
-                    v.kind.as_str(),
-                    v.detail
-                )?;
-            }
-            Event::Pruned(p) => writeln!(
-                out,
-                "{} {} {}: {}",
-                if p.dry_run { "would delete" } else { "deleted" },
-                p.what,
-                p.name,
-                p.reason
-            )?,
+            Event::Verified(v) => writeln!(out, "{}", v.line())?,
+            Event::Pruned(p) => writeln!(out, "{}", p.line())?,
             Event::Kept { name, reason } => writeln!(out, "keep {name}: {reason}")?,
             // Events added later are for embedders; z3 shows nothing for them.
             _ => return Ok(()),
         }
         out.flush()
+    }
+}
+
+/// `--json`: each event as a JSON line on stdout, notes included (docs/json.md).
+struct Json<'c, 'w>(&'c mut Console<'w>);
+
+impl Render for Json<'_, '_> {
+    fn render(&mut self, event: Event) -> std::io::Result<()> {
+        z3_engine::json::write_line(&mut *self.0.out, &event)
     }
 }
 
@@ -257,9 +238,8 @@ impl Engine {
         let options = StatusOptions::default();
         let report = self.engine()?.status(&options).await?;
         if args.json {
-            // The report as it is: today's keys, plus `s3_prefix_raw`.
-            serde_json::to_writer_pretty(&mut *console.out, &report)?;
-            writeln!(console.out)?;
+            // The report as it is: today's keys, plus `s3_prefix_raw` and `schema`.
+            z3_engine::json::write_document(&mut *console.out, &report)?;
         } else {
             writeln!(
                 console.out,
@@ -305,8 +285,7 @@ impl Engine {
         let report =
             z3_engine::fleet::status_all(&store, &s.layout, &s.retry, SystemTime::now()).await?;
         if json {
-            serde_json::to_writer_pretty(&mut *console.out, &report)?;
-            writeln!(console.out)?;
+            z3_engine::json::write_document(&mut *console.out, &report)?;
         } else {
             writeln!(
                 console.out,
@@ -345,11 +324,11 @@ impl Engine {
             encoding,
             metrics_dir: args.metrics_dir.clone(),
         };
-        let mut lines = Lines::new(console, args.parseable);
-        engine
-            .backup(&options, &mut lines)
-            .await
-            .map_err(|err| lines.error(err))?;
+        let json = (args.json, args.parseable);
+        self.reported(console, json, "backup", async |events| {
+            engine.backup(&options, events).await
+        })
+        .await?;
         Ok(Outcome::Done)
     }
 
@@ -371,11 +350,10 @@ impl Engine {
                 .transpose()?,
             to_dir: args.to_dir.clone(),
         };
-        let mut lines = Lines::new(console, false);
-        engine
-            .restore(&options, &mut lines)
-            .await
-            .map_err(|err| lines.error(err))?;
+        self.reported(console, (args.json, false), "restore", async |events| {
+            engine.restore(&options, events).await
+        })
+        .await?;
         Ok(Outcome::Done)
     }
 
@@ -389,31 +367,14 @@ impl Engine {
             .dry_run(args.dry_run)
             .allow_early_delete(args.allow_early_delete)
             .break_lock(args.break_lock);
-        let mut lines = Lines::new(console, false);
-        let report = engine
-            .prune(&options, &mut lines)
-            .await
-            .map_err(|err| lines.error(err))?;
-        let objects = report.deleted.iter().filter(|p| p.what == "object").count();
-        let cost = if report.early_delete_gib_days > 0.0 {
-            format!(
-                "; deleted before their minimum storage duration: {:.1} GiB-days charged",
-                report.early_delete_gib_days
-            )
-        } else {
-            String::new()
-        };
-        writeln!(
-            console.out,
-            "{} {objects} backups ({}), kept {}{cost}",
-            if report.dry_run {
-                "would prune"
-            } else {
-                "pruned"
-            },
-            humanize(report.bytes_freed),
-            report.kept.len()
-        )?;
+        let report = self
+            .reported(console, (args.json, false), "prune", async |events| {
+                engine.prune(&options, events).await
+            })
+            .await?;
+        if !args.json {
+            writeln!(console.out, "{}", report.summary())?;
+        }
         Ok(Outcome::Done)
     }
 
@@ -431,30 +392,55 @@ impl Engine {
                 .transpose()?,
             sample: args.sample,
         };
-        let mut lines = Lines::new(console, false);
-        let report = engine
-            .verify(&options, &mut lines)
-            .await
-            .map_err(|err| lines.error(err))?;
-        if !report.objects.is_empty() {
-            let sample_note = report
-                .sample
-                .map(|p| format!(" (sample {p}%)"))
-                .unwrap_or_default();
-            writeln!(
-                console.out,
-                "verified {} objects of {}: {} ok, {} failed, {} not downloaded{sample_note}",
-                report.objects.len(),
-                report.dataset,
-                report.count(Verdict::Ok),
-                report.count(Verdict::Failed),
-                report.count(Verdict::Chain),
-            )?;
+        let report = self
+            .reported(console, (args.json, false), "verify", async |events| {
+                engine.verify(&options, events).await
+            })
+            .await?;
+        if let Some(summary) = report.summary().filter(|_| !args.json) {
+            writeln!(console.out, "{summary}")?;
         }
-        Ok(if report.passed() {
-            Outcome::Done
+        Ok(report.outcome())
+    }
+
+    /// Runs one command with its events as lines, or with `--json` (`json.0`) as JSON lines
+    /// closed by the `finished` line, which carries the exit code and the report or the error;
+    /// `json.1` is `backup --parseable`.
+    async fn reported<R: Reported>(
+        &self,
+        console: &mut Console<'_>,
+        json: (bool, bool),
+        command: &str,
+        run: impl AsyncFnOnce(&mut dyn z3_engine::Events) -> Result<R, z3_engine::Error>,
+    ) -> Result<R> {
+        let render: Box<dyn Render + '_> = if json.0 {
+            Box::new(Json(&mut *console))
         } else {
-            Outcome::HealthProblems
-        })
+            Box::new(Lines {
+                console,
+                parseable: json.1,
+            })
+        };
+        let mut sink = Rendered::new(render);
+        let result = run(&mut sink).await;
+        let failed = sink.failed.take();
+        drop(sink);
+        let dataset = self.settings.dataset.as_ref().map(AsRef::as_ref);
+        let out = &mut *console.out;
+        match (result, failed) {
+            (Err(_), Some(write)) => Err(write.into()),
+            (Ok(report), _) if json.0 => {
+                let code = ExitStatus::from(report.outcome()) as u8;
+                z3_engine::json::finished(out, command, dataset, code, Ok(&report))?;
+                Ok(report)
+            }
+            (Err(err), _) if json.0 => {
+                let message = err.to_string();
+                let code = err.exit_code();
+                z3_engine::json::finished::<R>(out, command, dataset, code, Err(&message))?;
+                Err(err.into())
+            }
+            (result, _) => Ok(result?),
+        }
     }
 }

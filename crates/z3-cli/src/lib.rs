@@ -32,7 +32,7 @@ use z3_zfs::{Zfs, ZfsCli};
 
 use crate::args::{Cli, Command};
 use crate::config::{IniFile, Settings, layer};
-use crate::engine::{Console, Engine, Outcome};
+use crate::engine::{Console, Engine};
 use crate::exit::ExitStatus;
 
 /// Reads the configuration for `cli` from the config file and `env`.
@@ -221,15 +221,26 @@ pub async fn run_all(
         };
         results.push((dataset, status));
     }
-    let mut worst = ExitStatus::Success;
-    for (dataset, status) in results {
-        let code = status as u8;
+    let worst = results
+        .iter()
+        .fold(ExitStatus::Success, |w, r| w.worst(r.1));
+    let json = matches!(&cli.command, Command::Backup(a) if a.json)
+        || matches!(&cli.command, Command::Prune(a) if a.json);
+    if json {
+        // After each dataset's own lines, one line for the whole run (docs/json.md).
+        let datasets: Vec<_> = (results.iter())
+            .map(|(d, s)| serde_json::json!({"dataset": d, "exit_code": *s as u8}))
+            .collect();
+        let all = serde_json::json!({"event": "all_finished", "exit_code": worst as u8, "datasets": datasets});
+        z3_engine::json::write_line(&mut *console.out, &all)?;
+    }
+    for (dataset, status) in results.iter().filter(|_| !json) {
+        let code = *status as u8;
         writeln!(
             console.out,
             "{dataset}: {} (exit {code})",
             status.describe()
         )?;
-        worst = worst.worst(status);
     }
     Ok(worst)
 }
@@ -263,10 +274,7 @@ pub async fn execute(
         Command::Verify(args) => engine.verify(args, console).await?,
         Command::Prune(args) => engine.prune(args, console).await?,
     };
-    Ok(match outcome {
-        Outcome::Done => ExitStatus::Success,
-        Outcome::HealthProblems => ExitStatus::Integrity,
-    })
+    Ok(outcome.into())
 }
 
 #[cfg(test)]

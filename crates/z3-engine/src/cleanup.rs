@@ -37,6 +37,32 @@ pub struct CleanupReport {
     pub failed: usize,
 }
 
+impl CleanupReport {
+    /// The closing line: `aborted 2 of 5 unfinished uploads in BUCKET started at least 7
+    /// day(s) ago`, and the uploads kept for a live lock.
+    #[must_use]
+    pub fn summary(&self, dry_run: bool, bucket: &str, max_age_days: f64) -> String {
+        let (verb, count) = if dry_run {
+            ("would abort", self.stale)
+        } else {
+            ("aborted", self.aborted)
+        };
+        let kept = if self.locked > 0 {
+            format!(
+                "; kept {} old upload(s) covered by a live backup lock",
+                self.locked
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{verb} {count} of {} unfinished uploads in {bucket} started at least {max_age_days} \
+             day(s) ago{kept}",
+            self.open
+        )
+    }
+}
+
 /// Lists the open uploads under `prefix` and aborts those started at least `max_age` before
 /// `now` (the caller's clock) unless `dry_run`; one [`Event::Upload`] per upload, in listing
 /// order, and an [`Event::AbortFailed`] after one whose abort failed.

@@ -53,6 +53,7 @@ pub mod config;
 mod engine;
 mod error;
 pub mod fleet;
+pub mod json;
 pub mod lock;
 pub mod metrics;
 pub mod progress;

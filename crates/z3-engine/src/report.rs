@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use z3_core::StatusRow;
+use z3_core::humanize::humanize;
 
 /// A backup object's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -151,6 +152,23 @@ pub struct SnapshotBackup {
     pub storage_class: String,
 }
 
+impl SnapshotBackup {
+    /// A dry run's line: `would back up pool/fs@s (full, estimated 1.2M): zfs send … -> s3://…
+    /// (STANDARD)`.
+    #[must_use]
+    pub fn plan_line(&self) -> String {
+        format!(
+            "would back up {} ({}, estimated {}): {} -> {} ({})",
+            self.snapshot,
+            self.kind.as_str(),
+            humanize(self.estimated_bytes),
+            self.pipeline,
+            self.url,
+            self.storage_class
+        )
+    }
+}
+
 /// `backup`: every snapshot backed up, oldest first.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BackupReport {
@@ -189,6 +207,34 @@ pub struct SnapshotRestore {
     pub file: Option<std::path::PathBuf>,
 }
 
+impl SnapshotRestore {
+    /// A dry run's line: `would restore pool/fs@s (full, 1.2M): s3://… | zstd -d | zfs receive
+    /// pool/fs@s`, or `> FILE` with a target directory.
+    #[must_use]
+    pub fn plan_line(&self) -> String {
+        let stage = if self.decoding.is_empty() {
+            String::new()
+        } else {
+            format!(" | {}", self.decoding)
+        };
+        let into = match &self.file {
+            Some(file) => format!(" > {}", file.display()),
+            None => format!(
+                " | zfs receive{} {}",
+                if self.force { " -F" } else { "" },
+                self.snapshot
+            ),
+        };
+        format!(
+            "would restore {} ({}, {}): {}{stage}{into}",
+            self.snapshot,
+            self.kind.as_str(),
+            humanize(self.object_bytes),
+            self.url,
+        )
+    }
+}
+
 /// `restore`: every snapshot received, oldest first.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreReport {
@@ -223,6 +269,24 @@ pub struct ObjectVerification {
     pub detail: String,
 }
 
+impl ObjectVerification {
+    /// Its line: verdict (`ok`, `chain`, `FAILED`), name, kind and detail.
+    #[must_use]
+    pub fn line(&self) -> String {
+        let word = match self.verdict {
+            Verdict::Ok => "ok",
+            Verdict::Chain => "chain",
+            Verdict::Failed => "FAILED",
+        };
+        format!(
+            "{word:<8} {}  {}  {}",
+            self.name,
+            self.kind.as_str(),
+            self.detail
+        )
+    }
+}
+
 /// `verify`: every object checked.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VerifyReport {
@@ -245,6 +309,27 @@ impl VerifyReport {
     #[must_use]
     pub fn passed(&self) -> bool {
         self.count(Verdict::Failed) == 0
+    }
+
+    /// The closing line (`verified 3 objects of pool/fs: 3 ok, 0 failed, 0 not downloaded`),
+    /// or `None` when there was nothing to verify.
+    #[must_use]
+    pub fn summary(&self) -> Option<String> {
+        if self.objects.is_empty() {
+            return None;
+        }
+        let sample = self
+            .sample
+            .map(|p| format!(" (sample {p}%)"))
+            .unwrap_or_default();
+        Some(format!(
+            "verified {} objects of {}: {} ok, {} failed, {} not downloaded{sample}",
+            self.objects.len(),
+            self.dataset,
+            self.count(Verdict::Ok),
+            self.count(Verdict::Failed),
+            self.count(Verdict::Chain),
+        ))
     }
 }
 
@@ -299,7 +384,8 @@ pub struct UploadSeen {
     pub key: String,
     /// Its upload id.
     pub upload_id: String,
-    /// When it was started, if the server says.
+    /// When it was started, if the server says (JSON: Unix seconds, or null).
+    #[serde(serialize_with = "unix_seconds")]
     pub initiated: Option<SystemTime>,
     /// What happens to it.
     pub action: UploadAction,
@@ -363,6 +449,24 @@ pub struct Pruned {
     pub dry_run: bool,
 }
 
+impl Pruned {
+    /// Its line: `deleted seal pool/fs@s: expired` (`would delete …` in a dry run).
+    #[must_use]
+    pub fn line(&self) -> String {
+        format!(
+            "{} {} {}: {}",
+            if self.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            },
+            self.what,
+            self.name,
+            self.reason
+        )
+    }
+}
+
 /// What `prune` did.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -381,6 +485,33 @@ pub struct PruneReport {
     /// `OBJECT_LOCK`: the keys whose retention was extended (or, in a dry run, would be),
     /// each with the new retain-until date (Unix seconds).
     pub locks_extended: Vec<(String, i64)>,
+}
+
+impl PruneReport {
+    /// The closing line: `pruned 2 backups (1.5G), kept 9`, with the early-deletion charge
+    /// when there is one.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let objects = self.deleted.iter().filter(|p| p.what == "object").count();
+        let cost = if self.early_delete_gib_days > 0.0 {
+            format!(
+                "; deleted before their minimum storage duration: {:.1} GiB-days charged",
+                self.early_delete_gib_days
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{} {objects} backups ({}), kept {}{cost}",
+            if self.dry_run {
+                "would prune"
+            } else {
+                "pruned"
+            },
+            humanize(self.bytes_freed),
+            self.kept.len()
+        )
+    }
 }
 
 /// Receives a command's [`Event`]s as they happen.
@@ -449,4 +580,12 @@ impl std::io::Write for NoteWriter<'_> {
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
 fn seconds<S: serde::Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(duration.as_secs_f64())
+}
+
+#[allow(clippy::ref_option)] // serde's signature
+fn unix_seconds<S: serde::Serializer>(at: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
+        Some(since) => s.serialize_some(&since.as_secs()),
+        None => s.serialize_none(),
+    }
 }

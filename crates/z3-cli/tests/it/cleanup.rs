@@ -164,6 +164,21 @@ async fn the_command_aborts_a_stale_upload_on_seaweedfs() {
         store.list_multipart_uploads(&prefix).await.unwrap().len(),
         1
     );
+    // The same as JSON lines: the upload, then the finished line with the counts.
+    let out = run(&["--max-age", "0", "--dry", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = crate::json::lines(&stdout(&out));
+    assert_eq!(lines.len(), 2, "{}", stdout(&out));
+    assert_eq!(lines[0]["event"], "upload");
+    assert_eq!(lines[0]["key"], format!("{prefix}pool/fs@left-open"));
+    assert_eq!(lines[0]["action"]["action"], "abort");
+    let started = lines[0]["initiated"].as_u64().expect("Unix seconds");
+    assert!(started > 1_700_000_000, "{started}");
+    assert_eq!(lines[1]["event"], "finished");
+    assert_eq!(lines[1]["command"], "cleanup");
+    assert_eq!(lines[1]["exit_code"], 0);
+    assert_eq!(lines[1]["report"]["stale"], 1);
+    assert_eq!(lines[1]["report"]["aborted"], 0);
     let out = run(&["--max-age", "0"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

@@ -6,6 +6,7 @@ mod e2e;
 mod engine;
 mod fuzz;
 mod immutable;
+mod json;
 mod lock;
 mod many;
 mod moto;
