@@ -76,7 +76,7 @@ fn summarize_one(dataset: String, items: Vec<FleetObject>, now: i64) -> DatasetS
     let broken = index.health_map().broken().count();
     let depth = newest
         .as_ref()
-        .and_then(|(name, _)| chain_depth(&index, name));
+        .and_then(|(name, _)| index.restore_depth(name));
     DatasetSummary {
         dataset,
         objects: count,
@@ -94,25 +94,6 @@ fn summarize_one(dataset: String, items: Vec<FleetObject>, now: i64) -> DatasetS
         healthy: broken == 0,
         broken,
     }
-}
-
-/// Objects a restore of `name` receives: itself and its parents down to a full; `None` when
-/// the chain is broken.
-fn chain_depth(index: &RemoteIndex, name: &str) -> Option<usize> {
-    if !index.health(name)?.is_healthy() {
-        return None;
-    }
-    let mut depth = 1;
-    let mut current = index.get(name)?;
-    while !current.meta.is_full {
-        current = index.get(current.meta.parent.as_deref()?)?;
-        depth += 1;
-        // A healthy chain has no cycle; the bound only guards against a disagreement.
-        if depth > index.len() {
-            return None;
-        }
-    }
-    Some(depth)
 }
 
 /// A duration for a table cell: `45s`, `12m`, `5h 3m`, `3d 4h`.

@@ -281,6 +281,26 @@ impl RemoteIndex {
     pub fn health_map(&self) -> &HealthMap {
         &self.health
     }
+
+    /// How many objects a restore of `name` receives: itself and its parents down to a full;
+    /// `None` when `name` is not listed or its chain is not healthy.
+    #[must_use]
+    pub fn restore_depth(&self, name: &str) -> Option<usize> {
+        if !self.health(name)?.is_healthy() {
+            return None;
+        }
+        let mut depth = 1;
+        let mut current = self.get(name)?;
+        while !current.meta.is_full {
+            current = self.get(current.meta.parent.as_deref()?)?;
+            depth += 1;
+            // A healthy chain has no cycle; the bound only guards against a disagreement.
+            if depth > self.len() {
+                return None;
+            }
+        }
+        Some(depth)
+    }
 }
 
 #[cfg(test)]

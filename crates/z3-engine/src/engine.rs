@@ -69,19 +69,6 @@ pub struct KeyChanged {
     pub key: String,
 }
 
-/// How many objects a restore of `name` receives, following parents in `remote`; `None` when
-/// the chain leaves the listing or loops.
-fn restore_depth(remote: &RemoteIndex, name: &str) -> Option<usize> {
-    let mut current = remote.get(name)?;
-    for depth in 1..=remote.len() {
-        match (&current.meta.parent, current.meta.is_full) {
-            (_, true) | (None, _) => return current.meta.is_full.then_some(depth),
-            (Some(parent), false) => current = remote.get(parent)?,
-        }
-    }
-    None
-}
-
 /// One dataset's backups: the two IO edges (`zfs` and the bucket) plus the configuration.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -370,7 +357,7 @@ impl Engine {
         let (remote, newest) = self.remote_index_with_infos(dataset).await?;
         let remote = remote.with_seals(self.sealed_names(dataset).await?);
         let newest = newest.map(|(name, uploaded)| crate::report::NewestBackup {
-            depth: restore_depth(&remote, &name),
+            depth: remote.restore_depth(&name),
             name,
             uploaded,
         });
