@@ -96,22 +96,21 @@ impl Engine {
         Some(Retention { mode, retain_until })
     }
 
-    /// The lock date every object of `objects` needs now (names `ds@snap`): the policy's for
+    /// The lock date every object of `index` needs now (names `ds@snap`): the policy's for
     /// objects of the snapshot prefix with a time, forever for the others, each raised to its
     /// latest descendant.
     pub(super) fn needed_lock_dates(
         &self,
-        objects: &[(RemoteSnapshot, ObjectInfo)],
+        index: &z3_core::RemoteIndex,
         times: &HashMap<String, Timestamp>,
         in_policy: impl Fn(&RemoteSnapshot) -> bool,
     ) -> HashMap<String, Option<Timestamp>> {
         let Some(retention) = self.settings.retention.as_ref() else {
             return HashMap::new();
         };
-        let items: Vec<z3_core::retention::Item> = objects
-            .iter()
-            .filter(|(object, _)| in_policy(object))
-            .map(|(object, _)| z3_core::retention::Item {
+        let items: Vec<z3_core::retention::Item> = (index.as_slice().iter())
+            .filter(|object| in_policy(object))
+            .map(|object| z3_core::retention::Item {
                 name: object.name.clone(),
                 time: times.get(&object.name).copied(),
             })
@@ -120,11 +119,10 @@ impl Engine {
             lock_dates(&retention.policy, &items, &retention.calendar)
                 .into_iter()
                 .collect();
-        for (object, _) in objects {
+        for object in index.as_slice() {
             dates.entry(object.name.clone()).or_insert(None);
         }
-        let index = z3_core::RemoteIndex::new(objects.iter().map(|(o, _)| o.clone()).collect());
-        extend_to_children(&index, &mut dates);
+        extend_to_children(index, &mut dates);
         dates
     }
 

@@ -265,7 +265,7 @@ impl Engine {
         let empty = z3_core::LocalChain::new(&[], "");
         let index = RemoteIndex::new(objects.iter().map(|(o, _)| o.clone()).collect());
         let times = self.snapshot_times(&index, &empty);
-        let dates = self.needed_lock_dates(objects, &times, |o| o.name.starts_with(prefix));
+        let dates = self.needed_lock_dates(&index, &times, |o| o.name.starts_with(prefix));
         let now = i64::try_from(input.now).unwrap_or(i64::MAX);
         let retry = &self.settings.retry;
         let mut extended = Vec::new();
