@@ -1,4 +1,5 @@
-//! `cargo xtask bench [transfer|codecs]`: z3's tools measured against the peers people would use instead.
+//! `cargo xtask bench [transfer|codecs|bwlimit]`: z3's tools measured against the peers people would use
+//! instead, and `BWLIMIT` checked (`bench/bwlimit.rs`).
 //!
 //! The `transfer` suite (the default) starts SeaweedFS on 127.0.0.1, makes incompressible data, and streams
 //! it **from a pipe** through `pput`, `aws s3 cp -` and `rclone rcat` with the same part size and
@@ -23,6 +24,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::services::{self, ServiceEnv, Services, run};
 
+mod bwlimit;
 mod codecs;
 
 /// Part size of every client, in MiB (pput `-s`, aws `multipart_chunksize`, rclone `--s3-chunk-size`).
@@ -74,6 +76,8 @@ enum Suite {
     Transfer,
     /// In-process compressors against the `zstd` and `pigz` programs.
     Codecs,
+    /// `BWLIMIT` held by `pput` and `z3_get`.
+    Bwlimit,
 }
 
 impl Suite {
@@ -81,6 +85,7 @@ impl Suite {
         match self {
             Suite::Transfer => "transfer",
             Suite::Codecs => "codecs",
+            Suite::Bwlimit => "bwlimit",
         }
     }
 }
@@ -96,8 +101,7 @@ struct Options {
     bin_dir: Option<PathBuf>,
 }
 
-const USAGE: &str =
-    "usage: cargo xtask bench [transfer|codecs] [--rounds N] [--mib N] [--no-doc] [--bin-dir DIR]";
+const USAGE: &str = "usage: cargo xtask bench [transfer|codecs|bwlimit] [--rounds N] [--mib N] [--no-doc] [--bin-dir DIR]";
 
 fn parse_options(args: &[String]) -> Result<Options> {
     let mut options = Options {
@@ -112,6 +116,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         match arg.as_str() {
             "transfer" => options.suite = Suite::Transfer,
             "codecs" => options.suite = Suite::Codecs,
+            "bwlimit" => options.suite = Suite::Bwlimit,
             "--no-doc" => options.write_doc = false,
             "--bin-dir" => {
                 let dir = args
@@ -146,6 +151,7 @@ pub(crate) fn run_bench(root: &Path, args: &[String]) -> Result<()> {
     match options.suite {
         Suite::Transfer => transfer(root, &options),
         Suite::Codecs => codecs::codecs(root, &options),
+        Suite::Bwlimit => bwlimit::bwlimit(root, &options),
     }
 }
 

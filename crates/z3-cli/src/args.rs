@@ -82,6 +82,10 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub progress: bool,
 
+    /// At most RATE bytes per second to and from S3 (K, M, G suffixes; "10M"); overrides BWLIMIT
+    #[arg(long, global = true, value_name = "RATE", help_heading = GLOBAL)]
+    pub bwlimit: Option<String>,
+
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides
     #[arg(short, long, global = true, action = ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
@@ -355,6 +359,7 @@ impl Cli {
             age_recipients_file,
             age_identity_file,
             age_passphrase_file: self.age_passphrase_file.clone(),
+            bwlimit: self.bwlimit.clone(),
         }
     }
 }

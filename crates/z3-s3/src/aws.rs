@@ -23,7 +23,9 @@ use aws_sdk_s3::types::{
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::DateTime;
+use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
+use std::sync::Arc;
 
 use crate::checksum::Crc32c;
 use crate::error::{Error, ErrorKind, Result};
@@ -79,6 +81,9 @@ pub struct S3Config {
     /// Server-side encryption asked for on every object this store creates (puts and multipart
     /// uploads: backups, seals, locks); `None` leaves it to the bucket's default.
     pub sse: Option<Sse>,
+    /// `BWLIMIT`: at most this many bytes per second to and from S3, over all of this store's
+    /// connections together ([`crate::Bandwidth`]); `None` for no limit.
+    pub bandwidth_limit: Option<u64>,
 }
 
 /// Server-side encryption at rest (`x-amz-server-side-encryption`), for buckets whose policy
@@ -165,6 +170,7 @@ impl Default for S3Config {
             connect_timeout: Duration::from_secs(10),
             operation_timeout: Some(Duration::from_mins(1)),
             sse: None,
+            bandwidth_limit: None,
         }
     }
 }
@@ -190,6 +196,9 @@ pub struct S3Settings<'a> {
     pub timeout: Option<&'a str>,
     /// `SSE` and `SSE_KMS_KEY_ID` ([`Sse::from_settings`]).
     pub sse: [Option<&'a str>; 2],
+    /// `BWLIMIT`: bytes per second with `K`, `M`, `G` suffixes; `0`/`off` for none
+    /// ([`crate::Bandwidth::parse`]).
+    pub bwlimit: Option<&'a str>,
 }
 
 impl S3Config {
@@ -254,7 +263,14 @@ impl S3Config {
             },
         };
         let [sse, kms_key_id] = settings.sse;
+        let bandwidth = match settings.bwlimit {
+            Some(text) => crate::Bandwidth::parse(text)
+                .map_err(|why| ("BWLIMIT", text.to_owned(), why))?
+                .map(|b| b.rate()),
+            None => None,
+        };
         Ok(Self {
+            bandwidth_limit: bandwidth,
             bucket,
             region,
             endpoint,
@@ -327,6 +343,8 @@ pub struct AwsStore {
     unsigned_payload: bool,
     /// Server-side encryption for every object created.
     sse: Option<Sse>,
+    /// `BWLIMIT`, shared by every transfer of this store (and its clones).
+    bandwidth: Option<Arc<crate::Bandwidth>>,
 }
 
 impl fmt::Debug for AwsStore {
@@ -407,6 +425,12 @@ impl AwsStore {
             client,
             bulk,
             sse: config.sse,
+            bandwidth: match config.bandwidth_limit {
+                Some(rate) => Some(Arc::new(crate::Bandwidth::new(rate).map_err(|why| {
+                    Error::new(ErrorKind::InvalidRequest, format!("BWLIMIT {rate}: {why}"))
+                })?)),
+                None => None,
+            },
         })
     }
 
@@ -450,6 +474,28 @@ impl AwsStore {
                 .and_then(|m| RetentionMode::parse(m.as_str())),
             version_id: out.version_id().map(str::to_owned),
         })
+    }
+
+    /// A part body under `BWLIMIT`: paced frame by frame where the payload goes unsigned (SigV4
+    /// signs a streaming body as `UNSIGNED-PAYLOAD`); where it must be signed, the whole part
+    /// waits for its slot and then goes at line speed (the limit holds on average).
+    async fn paced(&self, body: Bytes) -> ByteStream {
+        match &self.bandwidth {
+            Some(limit) if self.unsigned_payload => {
+                let limit = Arc::clone(limit);
+                ByteStream::new(SdkBody::retryable(move || {
+                    SdkBody::from_body_1_x(crate::bandwidth::ThrottledBody::new(
+                        body.clone(),
+                        Arc::clone(&limit),
+                    ))
+                }))
+            }
+            Some(limit) => {
+                limit.take(body.len() as u64).await;
+                ByteStream::from(body)
+            }
+            None => ByteStream::from(body),
+        }
     }
 
     /// A ranged `GetObject` of the current object (pinned to `if_match`) or of one version;
@@ -503,6 +549,10 @@ impl AwsStore {
                     let room = usize::try_from(wanted - got).unwrap_or(usize::MAX);
                     chunk.truncate(room);
                     got += chunk.len() as u64;
+                    if let Some(limit) = &self.bandwidth {
+                        // Not reading on holds the server back (TCP flow control).
+                        limit.take(chunk.len() as u64).await;
+                    }
                     if !chunk.is_empty() {
                         pieces.push(chunk);
                     }
@@ -924,6 +974,10 @@ impl ObjectStore for AwsStore {
             .object_lock
             .is_some()
             .then(|| Crc32c::of(&body).to_base64());
+        if let Some(limit) = &self.bandwidth {
+            // Small objects (seals, locks, short streams) wait for their slot whole.
+            limit.take(body.len() as u64).await;
+        }
         let out = self
             .bulk
             .put_object()
@@ -1027,7 +1081,7 @@ impl ObjectStore for AwsStore {
             .key(key)
             .upload_id(upload_id.as_str())
             .part_number(i32::from(part.get()))
-            .body(ByteStream::from(body))
+            .body(self.paced(body).await)
             .checksum_crc32_c(sent.clone())
             .customize();
         let request = if self.unsigned_payload {

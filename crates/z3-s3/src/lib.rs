@@ -89,6 +89,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod aws;
+pub mod bandwidth;
 mod checksum;
 #[cfg(feature = "testing")]
 pub mod conformance;
@@ -107,6 +108,7 @@ mod upload;
 mod versions;
 
 pub use aws::{AwsStore, MAX_S3_TIMEOUT_SECS, S3Config, S3Settings, Sse, StaticCredentials};
+pub use bandwidth::Bandwidth;
 pub use checksum::{Crc32c, composite_crc32c};
 pub use download::{DownloadChunks, DownloadConfig, DownloadReader, Downloader};
 pub use error::{Error, ErrorKind, Result};

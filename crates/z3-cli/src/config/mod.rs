@@ -38,6 +38,7 @@ pub const KEYS: &[&str] = &[
     "CHUNK_SIZE",
     "MAX_RETRIES",
     "S3_TIMEOUT",
+    "BWLIMIT",
     "S3_STORAGE_CLASS",
     "HOST",
     "S3_ENDPOINT",
@@ -463,6 +464,39 @@ mod tests {
             assert!(
                 err.to_string()
                     .starts_with(&format!("invalid S3_TIMEOUT '{bad}'")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn bwlimit_comes_from_the_flag_then_the_environment_then_the_file() {
+        assert_eq!(
+            resolve(&[("BUCKET", "b")]).unwrap().s3.bandwidth_limit,
+            None
+        );
+        let s = resolve(&[("BUCKET", "b"), ("BWLIMIT", "10M")]).unwrap();
+        assert_eq!(s.s3.bandwidth_limit, Some(10 << 20));
+        let s = resolve(&[("BUCKET", "b"), ("BWLIMIT", "off")]).unwrap();
+        assert_eq!(s.s3.bandwidth_limit, None);
+        let file = IniFile::parse("[main]\nBUCKET=b\nbwlimit=512K\n", None).unwrap();
+        let raw = layer(&file, env(&[]), &FlagOverrides::default()).unwrap();
+        assert_eq!(
+            Settings::resolve(raw).unwrap().s3.bandwidth_limit,
+            Some(512 << 10)
+        );
+        let cli =
+            <crate::args::Cli as clap::Parser>::parse_from(["z3", "status", "--bwlimit", "2M"]);
+        let raw = layer(&file, env(&[("BWLIMIT", "1G")]), &cli.overrides()).unwrap();
+        assert_eq!(
+            Settings::resolve(raw).unwrap().s3.bandwidth_limit,
+            Some(2 << 20)
+        );
+        for bad in ["fast", "100", "-1M"] {
+            let err = resolve(&[("BUCKET", "b"), ("BWLIMIT", bad)]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid BWLIMIT '{bad}'")),
                 "{err}"
             );
         }

@@ -148,6 +148,7 @@ impl Settings {
                 path_style: raw.s3_path_style.as_deref(),
                 timeout: raw.s3_timeout.as_deref(),
                 sse: [raw.sse.as_deref(), raw.sse_kms_key_id.as_deref()],
+                bwlimit: raw.bwlimit.as_deref(),
             },
         )
         .map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;

@@ -39,6 +39,8 @@ pub struct RawConfig {
     pub max_retries: Option<String>,
     /// `S3_TIMEOUT`: seconds allowed for one attempt of a small S3 request.
     pub s3_timeout: Option<String>,
+    /// `BWLIMIT`: bytes per second to and from S3.
+    pub bwlimit: Option<String>,
     /// `S3_STORAGE_CLASS`.
     pub s3_storage_class: Option<String>,
     /// `HOST`.
@@ -128,6 +130,9 @@ pub struct FlagOverrides {
     /// `--age-passphrase-file`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub age_passphrase_file: Option<String>,
+    /// `--bwlimit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<String>,
 }
 
 /// The built-in defaults: the original's `z3/z3.conf` plus its argparse fallbacks (docs/compatibility.md,

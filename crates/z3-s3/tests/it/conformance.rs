@@ -103,6 +103,20 @@ async fn real_store(config: S3Config) -> AwsStore {
     }
 }
 
+/// The same contract with `BWLIMIT` set: part bodies go out as paced streams (SigV4
+/// `UNSIGNED-PAYLOAD`, known length, our CRC32C), downloads are read paced, small objects wait
+/// for their slot; the strict server must accept all of it and every byte must read back.
+#[tokio::test]
+async fn aws_store_conforms_under_a_bandwidth_limit() {
+    let Some(config) = real_s3() else { return };
+    let config = S3Config {
+        bandwidth_limit: Some(64 << 20),
+        ..config
+    };
+    let store: Arc<dyn ObjectStore> = Arc::new(real_store(config).await);
+    conformance::run_all(store, &unique_prefix()).await;
+}
+
 #[tokio::test]
 async fn aws_store_conforms() {
     let Some(config) = real_s3() else { return };
