@@ -242,9 +242,9 @@ mod tests {
         let start = Instant::now();
         let got = body.collect().await.unwrap().to_bytes();
         assert_eq!(got, data);
-        // Five frames (4 of 64 KiB, one of 37,856 bytes); the last starts when the first four
-        // have had their time at 100,000 bytes/s.
+        // 24 frames of 12,500 bytes (an eighth of a second each at 100,000 bytes/s); the last
+        // starts when the first 23 have had their time.
         let took = start.elapsed().as_secs_f64();
-        assert!((took - 4.0 * 65_536.0 / 100_000.0).abs() < 0.01, "{took}");
+        assert!((took - 23.0 * 0.125).abs() < 0.01, "{took}");
     }
 }
