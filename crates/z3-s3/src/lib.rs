@@ -103,6 +103,7 @@ mod pool;
 mod retry;
 mod sink;
 mod store;
+mod transfer;
 mod unhidden;
 mod upload;
 mod versions;
@@ -130,6 +131,7 @@ pub use store::{
     ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
     RetentionPeriod, UploadId, VersionEntry, Versioning,
 };
+pub use transfer::{MAX_CONCURRENCY, Transfer, TransferSettings};
 pub use unhidden::{Unhidden, delete_all_versions};
 pub use upload::{
     BeforeComplete, MultipartUploader, PartsDone, UPLOAD_TOKEN_META, UploadConfig, UploadReport,

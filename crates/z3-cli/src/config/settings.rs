@@ -1,6 +1,5 @@
 //! Raw values resolved into typed [`Settings`], with errors that name the key.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use z3_codec::Compressors;
@@ -55,35 +54,7 @@ pub struct Settings {
 }
 
 /// The most parts or ranges in flight: `CONCURRENCY`, `pput --concurrency`, `z3_get --concurrency`.
-pub const MAX_CONCURRENCY: usize = 1024;
-
-fn parse_number<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    value
-        .trim()
-        .parse()
-        .map_err(|e: T::Err| ConfigError::Invalid {
-            key,
-            value: value.to_owned(),
-            reason: e.to_string(),
-        })
-}
-
-/// `CHUNK_SIZE`: a size of at most 5G (S3's largest part).
-fn parse_chunk_size(text: &str) -> Result<u64, ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid {
-        key: "CHUNK_SIZE",
-        value: text.to_owned(),
-        reason,
-    };
-    let size = z3_s3::parse_size(text).map_err(|e| invalid(e.to_string()))?;
-    if size > z3_s3::MAX_PART_SIZE {
-        return Err(invalid("must be at most 5G (S3's largest part)".into()));
-    }
-    Ok(size)
-}
+pub use z3_s3::MAX_CONCURRENCY;
 
 impl Settings {
     /// Validates raw values into settings.
@@ -116,26 +87,12 @@ impl Settings {
             })?),
             None => None,
         };
-        let concurrency: usize =
-            parse_number("CONCURRENCY", raw.concurrency.as_deref().unwrap_or("32"))?;
-        if concurrency == 0 || concurrency > MAX_CONCURRENCY {
-            return Err(ConfigError::Invalid {
-                key: "CONCURRENCY",
-                value: concurrency.to_string(),
-                reason: format!("must be between 1 and {MAX_CONCURRENCY}"),
-            });
-        }
-        let chunk_text = raw.chunk_size.unwrap_or_else(|| "256M".into());
-        let chunk_size = parse_chunk_size(&chunk_text)?;
-        let max_attempts: u32 =
-            parse_number("MAX_RETRIES", raw.max_retries.as_deref().unwrap_or("3"))?;
-        if max_attempts == 0 {
-            return Err(ConfigError::Invalid {
-                key: "MAX_RETRIES",
-                value: "0".into(),
-                reason: "must be at least 1 (it counts attempts)".into(),
-            });
-        }
+        let transfer = z3_s3::Transfer::from_settings(&z3_s3::TransferSettings {
+            concurrency: raw.concurrency.as_deref(),
+            chunk_size: raw.chunk_size.as_deref(),
+            max_retries: raw.max_retries.as_deref(),
+        })
+        .map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;
         let s3 = S3Config::from_settings(
             bucket.clone(),
             credentials,
@@ -164,12 +121,9 @@ impl Settings {
             compressors: Compressors::builtin(),
             age,
             gpg_recipient: raw.gpg_recipient.unwrap_or_else(|| "z3_backup".into()),
-            concurrency,
-            chunk_size,
-            retry: RetryConfig {
-                max_attempts,
-                ..RetryConfig::default()
-            },
+            concurrency: transfer.concurrency,
+            chunk_size: transfer.chunk_size,
+            retry: transfer.retry,
             storage_class: raw.s3_storage_class.unwrap_or_else(|| "STANDARD_IA".into()),
             s3,
             zfs_command: raw.zfs_command.filter(|z| !z.is_empty()).map(PathBuf::from),
