@@ -36,11 +36,7 @@ impl ExitStatus {
             Self::Locked => 3,
             Self::Integrity => 4,
         };
-        if rank(other) > rank(self) {
-            other
-        } else {
-            self
-        }
+        std::cmp::max_by_key(self, other, |status| rank(*status))
     }
 
     /// A few words for a summary line.

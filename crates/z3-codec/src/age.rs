@@ -120,7 +120,10 @@ impl AgeRecipients {
     /// [`ErrorKind::KeyFile`] if the file cannot be read, [`ErrorKind::InvalidKey`] naming the file
     /// and line of a bad key, or for a file without keys.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|err| key_file(path, &err))?;
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            let fix = "fix the path, or write the public keys into it (`age-keygen -y KEY_FILE`)";
+            key_file(path, &err, fix)
+        })?;
         let keys: Vec<(usize, &str)> = text
             .lines()
             .enumerate()
@@ -311,14 +314,15 @@ impl AgeIdentities {
         let mut identities = Vec::new();
         for path in paths {
             let file = age::IdentityFile::from_file(path.to_string_lossy().into_owned())
-                .map_err(|err| key_file(path, &err))?;
+                .map_err(|err| key_file(path, &err, &make_key_pair(path)))?;
             let mut found = file
                 .into_identities()
-                .map_err(|err| key_file(path, &io::Error::other(err.to_string())))?;
+                .map_err(|err| key_file(path, &io::Error::other(err.to_string()), ""))?;
             if found.is_empty() {
                 return Err(key_file(
                     path,
                     &io::Error::other("no age identities (AGE-SECRET-KEY-1…) in it"),
+                    "",
                 ));
             }
             identities.extend(found.drain(..).map(Arc::from));
@@ -778,10 +782,24 @@ fn invalid_key(reason: String) -> Error {
     Error::new(ErrorKind::InvalidKey { reason })
 }
 
-fn key_file(path: &Path, err: &io::Error) -> Error {
+/// What to do about a missing identity file.
+fn make_key_pair(path: &Path) -> String {
+    format!(
+        "fix the path, or make a key pair with `age-keygen -o {}`",
+        path.display()
+    )
+}
+
+/// An unreadable key file; a missing one says `fix`, what to do about it.
+fn key_file(path: &Path, err: &io::Error, fix: &str) -> Error {
+    let reason = if err.kind() == io::ErrorKind::NotFound {
+        format!("no such file: {fix}")
+    } else {
+        err.to_string()
+    };
     Error::new(ErrorKind::KeyFile {
         path: path.to_owned(),
-        reason: err.to_string(),
+        reason,
     })
 }
 
@@ -792,6 +810,19 @@ fn encrypt_error(err: io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15, point 5: a missing key file says so and how to make one, on one line.
+    #[test]
+    fn a_missing_key_file_names_the_fix() {
+        let path = std::path::PathBuf::from("/nonexistent/z3/age-key.txt");
+        let err = AgeIdentities::from_files(std::slice::from_ref(&path)).unwrap_err();
+        let line = err.to_string();
+        assert_eq!(
+            line,
+            "cannot use age key file /nonexistent/z3/age-key.txt: no such file: fix the path, or \
+             make a key pair with `age-keygen -o /nonexistent/z3/age-key.txt`"
+        );
+    }
 
     #[test]
     fn a_secret_key_is_refused_as_a_recipient_and_never_echoed() {

@@ -143,7 +143,12 @@ impl fmt::Display for Error {
                 write!(f, "unknown compressor \"{name}\" (known: {KNOWN})")
             }
             ErrorKind::ProgramNotFound { program } => {
-                write!(f, "program `{program}` not found on PATH")
+                write!(
+                    f,
+                    "program `{program}` not found on PATH: install it (restoring needs the \
+                     program a backup was made with), or for new backups set COMPRESSOR to a \
+                     built-in one such as zstd"
+                )
             }
             ErrorKind::Spawn => write!(f, "cannot start `{command}`"),
             ErrorKind::Failed {

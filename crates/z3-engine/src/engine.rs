@@ -297,7 +297,9 @@ impl Engine {
         let snapshots = match self.zfs.list_snapshots(dataset).await {
             Ok(list) => list,
             Err(err) if missing_ok && err.is_not_found() => Vec::new(),
-            Err(err) if err.is_not_found() => bail!("dataset {dataset} does not exist"),
+            Err(err) if err.is_not_found() => bail!(
+                "dataset {dataset} does not exist: check FILESYSTEM (or --dataset) against `zfs list`"
+            ),
             Err(err) => {
                 return Err(anyhow!(err)).context(format!("cannot list snapshots of {dataset}"));
             }

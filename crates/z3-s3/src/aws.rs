@@ -605,11 +605,13 @@ impl AwsStore {
                 if info.legal_hold {
                     why.push("a legal hold".to_owned());
                 }
-                let message = err.message().replace(
-                    "access denied, check the credentials and bucket policy",
-                    &format!("refused by Object Lock ({})", why.join(" and ")),
+                // Not the credentials, whatever S3's code says: the denial's hint does not apply.
+                let request = err.message().split(": access denied").next().unwrap_or("");
+                let message = format!(
+                    "{request}: AccessDenied: refused by Object Lock ({})",
+                    why.join(" and ")
                 );
-                Error::new(ErrorKind::Locked, message).with_source(err)
+                Error::new(ErrorKind::Locked, message)
             }
             _ => err,
         }
@@ -743,27 +745,46 @@ pub(crate) fn classify(code: Option<&str>, status: u16, bucket_level: bool) -> E
     }
 }
 
-/// Whether the error chain shows that no connection could be made at all.
-fn is_connect_failure(err: &(dyn StdError + 'static)) -> bool {
+/// Why no connection could be made at all, in a few words, when the error chain shows that.
+fn connect_failure(err: &(dyn StdError + 'static)) -> Option<&'static str> {
     let mut current = Some(err);
     while let Some(err) = current {
-        if let Some(io) = err.downcast_ref::<io::Error>()
-            && matches!(
-                io.kind(),
-                io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::AddrNotAvailable
-                    | io::ErrorKind::HostUnreachable
-                    | io::ErrorKind::NetworkUnreachable
-            )
-        {
-            return true;
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            match io.kind() {
+                io::ErrorKind::ConnectionRefused => return Some("connection refused"),
+                io::ErrorKind::AddrNotAvailable => return Some("address not available"),
+                io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+                    return Some("host unreachable");
+                }
+                _ => {}
+            }
         }
         // hyper-util and the SDK's DNS resolver do not expose these as types we can name.
         let text = err.to_string();
-        if text.contains("dns error")
-            || text.contains("failed to lookup address")
-            || text.contains("client error (Connect)")
-        {
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return Some("DNS lookup failed");
+        }
+        if text.contains("Connection refused") {
+            return Some("connection refused");
+        }
+        if text.contains("client error (Connect)") {
+            current = err.source();
+            if current.is_none() {
+                return Some("cannot connect");
+            }
+            continue;
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// Whether the chain shows that the SDK found no credentials at all (no `S3_KEY_ID`, no
+/// `AWS_*` variables, no profile, no instance role): the request was never sent.
+fn no_credentials(err: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if err.to_string().contains("loading credentials") {
             return true;
         }
         current = err.source();
@@ -795,12 +816,21 @@ where
         }
         SdkError::TimeoutError(_) => (ErrorKind::Transient, "request timed out".to_owned()),
         SdkError::DispatchFailure(failure) => {
-            if is_connect_failure(&err) {
-                let target = ctx.endpoint.unwrap_or("the S3 endpoint");
-                (
-                    ErrorKind::Unreachable,
-                    format!("cannot connect to {target}"),
-                )
+            if let Some(cause) = connect_failure(&err) {
+                // The message says all that helps (endpoint, cause, fix); the SDK's chain of
+                // five wrappers would only push the fix off the line, so it goes to the debug log.
+                tracing::debug!(error = ?err, "{ctx}: cannot connect");
+                let endpoint = ctx.endpoint.unwrap_or("(AWS's default)");
+                return Error::unreachable(ctx, endpoint, cause);
+            } else if no_credentials(&err) {
+                tracing::debug!(error = ?err, "{ctx}: no credentials");
+                return Error::new(
+                    ErrorKind::AccessDenied,
+                    format!(
+                        "{ctx}: no S3 credentials found: set S3_KEY_ID and S3_SECRET (or \
+                         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, an instance role)"
+                    ),
+                );
             } else if failure.is_timeout() {
                 (ErrorKind::Transient, "request timed out".to_owned())
             } else if failure.is_user() {
@@ -822,12 +852,11 @@ where
         _ => (ErrorKind::Other, "unexpected SDK error".to_owned()),
     };
     let message = match kind {
+        // S3's code and message are in `detail`; the SDK's wrappers add nothing to them.
         ErrorKind::NoSuchBucket => {
-            format!("{ctx}: bucket {} does not exist ({detail})", ctx.bucket)
+            return Error::no_such_bucket(ctx, ctx.bucket, ctx.endpoint, &detail);
         }
-        ErrorKind::AccessDenied => {
-            format!("{ctx}: access denied, check the credentials and bucket policy ({detail})")
-        }
+        ErrorKind::AccessDenied => return Error::access_denied(ctx, &detail),
         ErrorKind::Archived => format!(
             "{ctx}: the object is in an archive storage class and must be restored from it first \
              ({detail}); e.g. `aws s3api restore-object --bucket {} --key {} --restore-request \

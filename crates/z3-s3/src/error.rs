@@ -100,6 +100,25 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// What the operator should do about an error of this kind, for the kinds a first run
+    /// meets (a wrong endpoint, bucket or credentials); `None` for the others. Names z3's
+    /// settings, never their values.
+    #[must_use]
+    pub fn hint(self) -> Option<&'static str> {
+        match self {
+            Self::Unreachable => {
+                Some("check S3_ENDPOINT (or --endpoint) and that the S3 server is running")
+            }
+            Self::NoSuchBucket => Some("create the bucket, or fix BUCKET"),
+            Self::AccessDenied => Some(
+                "check S3_KEY_ID and S3_SECRET (not printed) and that they may use this bucket",
+            ),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -136,6 +155,50 @@ impl Error {
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(source.into());
         self
+    }
+
+    /// The endpoint could not be reached: `{context}: cannot reach the S3 endpoint {endpoint}
+    /// ({cause}): ` and the [hint](ErrorKind::hint). `cause` is short: "connection refused".
+    #[must_use]
+    pub fn unreachable(context: impl fmt::Display, endpoint: &str, cause: &str) -> Self {
+        Self::with_hint(
+            ErrorKind::Unreachable,
+            format!("{context}: cannot reach the S3 endpoint {endpoint} ({cause})"),
+        )
+    }
+
+    /// The bucket does not exist: names it, the endpoint (`None`: AWS's) and what S3 said.
+    #[must_use]
+    pub fn no_such_bucket(
+        context: impl fmt::Display,
+        bucket: &str,
+        endpoint: Option<&str>,
+        detail: &str,
+    ) -> Self {
+        let at = endpoint.unwrap_or("AWS S3");
+        Self::with_hint(
+            ErrorKind::NoSuchBucket,
+            format!("{context}: the bucket '{bucket}' does not exist at {at} ({detail})"),
+        )
+    }
+
+    /// S3 refused the request's credentials or permissions; `detail` is S3's code and message
+    /// (`InvalidAccessKeyId`, `SignatureDoesNotMatch`, `AccessDenied`), never a credential.
+    #[must_use]
+    pub fn access_denied(context: impl fmt::Display, detail: &str) -> Self {
+        Self::with_hint(
+            ErrorKind::AccessDenied,
+            format!("{context}: access denied, S3 refused the credentials ({detail})"),
+        )
+    }
+
+    /// `message` followed by the kind's [hint](ErrorKind::hint), so that the one line names
+    /// the cause and the fix.
+    fn with_hint(kind: ErrorKind, message: String) -> Self {
+        match kind.hint() {
+            Some(hint) => Self::new(kind, format!("{message}: {hint}")),
+            None => Self::new(kind, message),
+        }
     }
 
     /// Wraps a failure of the input stream as [`ErrorKind::Source`].
@@ -252,6 +315,49 @@ mod tests {
         assert_eq!(io.kind(), io::ErrorKind::Other);
         assert_eq!(Error::from_io(&io).unwrap().kind(), ErrorKind::NotFound);
         assert!(Error::from_io(&io::Error::other("plain")).is_none());
+    }
+
+    /// Issue 15, point 5: the errors of a first run name the cause and the fix on one line.
+    #[test]
+    fn first_run_errors_name_the_cause_and_the_fix() {
+        let err = Error::unreachable(
+            "check_bucket bucket b",
+            "http://127.0.0.1:9",
+            "connection refused",
+        );
+        assert_eq!(err.kind(), ErrorKind::Unreachable);
+        assert_eq!(
+            err.to_string(),
+            "check_bucket bucket b: cannot reach the S3 endpoint http://127.0.0.1:9 \
+             (connection refused): check S3_ENDPOINT (or --endpoint) and that the S3 server is running"
+        );
+        let err = Error::no_such_bucket(
+            "list bucket x",
+            "x",
+            Some("http://s3:8333"),
+            "NoSuchBucket, HTTP 404",
+        );
+        assert_eq!(err.kind(), ErrorKind::NoSuchBucket);
+        assert_eq!(
+            err.to_string(),
+            "list bucket x: the bucket 'x' does not exist at http://s3:8333 (NoSuchBucket, HTTP 404): \
+             create the bucket, or fix BUCKET"
+        );
+        let err = Error::access_denied("head s3://b/k", "InvalidAccessKeyId, HTTP 403");
+        assert_eq!(err.kind(), ErrorKind::AccessDenied);
+        let text = err.to_string();
+        assert!(
+            text.contains("access denied, S3 refused the credentials (InvalidAccessKeyId"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "check S3_KEY_ID and S3_SECRET (not printed) and that they may use this bucket"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains('\n'), "{text}");
+        assert_eq!(ErrorKind::Transient.hint(), None);
     }
 
     #[test]

@@ -435,15 +435,17 @@ impl MemoryStore {
         let mut state = self.lock();
         *state.calls.entry(op).or_default() += 1;
         if state.deny_access {
-            return Err(Error::new(
-                ErrorKind::AccessDenied,
-                format!("{op} on bucket {}: access denied", self.bucket),
+            return Err(Error::access_denied(
+                format_args!("{op} bucket {}", self.bucket),
+                "InvalidAccessKeyId",
             ));
         }
         if !state.bucket_exists {
-            return Err(Error::new(
-                ErrorKind::NoSuchBucket,
-                format!("{op}: bucket {} does not exist", self.bucket),
+            return Err(Error::no_such_bucket(
+                op,
+                &self.bucket,
+                Some("memory"),
+                "NoSuchBucket",
             ));
         }
         Ok(state)

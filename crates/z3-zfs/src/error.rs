@@ -32,6 +32,9 @@ pub enum ErrorKind {
     /// The snapshot is in use and cannot be destroyed: it carries a hold (`zfs hold`), so
     /// `zfs destroy` says `dataset is busy`.
     Busy,
+    /// `zfs` refused to work for this user: not root and no `zfs allow` delegation, or no
+    /// access to `/dev/zfs`.
+    PermissionDenied,
     /// This `zfs` lacks the feature: bookmarks on zfs-fuse 0.7 (`unrecognized command
     /// 'bookmark'`, `invalid type 'bookmark'`). Use holds instead.
     Unsupported,
@@ -58,6 +61,7 @@ impl fmt::Display for ErrorKind {
             Self::InvalidStream => "invalid stream",
             Self::InvalidName => "invalid name",
             Self::Busy => "dataset is busy",
+            Self::PermissionDenied => "permission denied",
             Self::Unsupported => "not supported by this zfs",
         })
     }
@@ -127,7 +131,7 @@ impl Error {
     #[must_use]
     pub fn from_failure(failure: CommandFailure, subject: Subject) -> Self {
         let kind = crate::parse::error_kind_for(&failure.stderr, subject);
-        let message = if failure.stderr.is_empty() {
+        let mut message = if failure.stderr.is_empty() {
             format!("`{}` failed ({})", failure.command, failure.status)
         } else {
             format!(
@@ -135,6 +139,9 @@ impl Error {
                 failure.command, failure.status, failure.stderr
             )
         };
+        if kind == ErrorKind::PermissionDenied {
+            message.push_str(": run z3 as root, or delegate with `zfs allow`");
+        }
         Self::new(kind, message).with_command(failure)
     }
 

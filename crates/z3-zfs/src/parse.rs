@@ -379,6 +379,9 @@ pub enum StderrClass {
     Busy,
     /// A subcommand this `zfs` does not know (`unrecognized command 'bookmark'`, zfs-fuse).
     UnknownCommand,
+    /// Not root and not delegated: `Permission denied the ZFS utilities must be run as root.`,
+    /// `cannot open '/dev/zfs': Permission denied`, `cannot hold: permission denied`.
+    PermissionDenied,
     /// Anything else.
     Other,
 }
@@ -432,6 +435,10 @@ pub fn classify_stderr(stderr: &str) -> StderrClass {
     if stderr.contains("dataset is busy") {
         return StderrClass::Busy;
     }
+    let lower = stderr.to_ascii_lowercase();
+    if lower.contains("permission denied") || lower.contains("must be run as root") {
+        return StderrClass::PermissionDenied;
+    }
     if let Some(line) = stderr
         .lines()
         .find(|l| l.contains("does not exist") || l.contains("no such pool or dataset"))
@@ -472,6 +479,7 @@ pub fn error_kind_for(stderr: &str, subject: Subject) -> ErrorKind {
         StderrClass::InvalidStream => ErrorKind::InvalidStream,
         StderrClass::Busy => ErrorKind::Busy,
         StderrClass::UnknownCommand => ErrorKind::Unsupported,
+        StderrClass::PermissionDenied => ErrorKind::PermissionDenied,
         StderrClass::HoldExists
         | StderrClass::NoSuchHold
         | StderrClass::InvalidOption
@@ -1005,6 +1013,40 @@ mod tests {
         }
     }
 
+    /// Issue 15, point 5: `zfs` run by a user who is not root says so in several wordings.
+    #[test]
+    fn not_root_is_permission_denied() {
+        for text in [
+            "Permission denied the ZFS utilities must be run as root.",
+            "cannot open '/dev/zfs': Permission denied",
+            "cannot hold snapshot 'pool/fs@s1': permission denied",
+            // zfs-fuse, whose daemon's socket only root may use.
+            "connect: Permission denied\ninternal error: failed to initialize ZFS library",
+        ] {
+            assert_eq!(
+                classify_stderr(text),
+                StderrClass::PermissionDenied,
+                "{text}"
+            );
+            let err = crate::Error::from_failure(
+                crate::CommandFailure {
+                    command: "zfs list -t snapshot pool/fs".into(),
+                    code: Some(1),
+                    status: "exit status: 1".into(),
+                    stderr: text.into(),
+                },
+                Subject::Dataset,
+            );
+            assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+            let line = err.to_string();
+            assert!(line.contains(text), "{line}");
+            assert!(
+                line.ends_with("run z3 as root, or delegate with `zfs allow`"),
+                "{line}"
+            );
+        }
+    }
+
     #[test]
     fn classify_other_errors() {
         for text in [
@@ -1012,7 +1054,6 @@ mod tests {
             "cannot receive incremental stream: most recent snapshot of fxpool/dst does not\nmatch incremental source",
             "cannot restore to fxpool/dst3@b: destination already exists",
             "warning: cannot send 'pool/fs@b': Broken pipe",
-            "connect: Permission denied\ninternal error: failed to initialize ZFS library",
             "",
         ] {
             assert_eq!(classify_stderr(text), StderrClass::Other, "{text}");

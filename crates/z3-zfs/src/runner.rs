@@ -114,7 +114,12 @@ impl Invocation {
 
     fn spawn(&self, mut cmd: Command) -> Result<Child, Error> {
         cmd.spawn().map_err(|e| {
-            Error::new(ErrorKind::Spawn, format!("cannot run `{}`", self.display())).with_source(e)
+            let message = match &self.via {
+                // ssh or sudo did not start: the zfs hints do not apply.
+                Some(_) => format!("cannot run `{}`", self.display()),
+                None => spawn_message(&self.display(), &self.program.to_string_lossy(), &e),
+            };
+            Error::new(ErrorKind::Spawn, message).with_source(e)
         })
     }
 
@@ -280,6 +285,21 @@ fn grow_pipe(fd: &impl std::os::fd::AsFd) {
     }
 }
 
+/// Why `program` could not be started, and what to do: the message of [`ErrorKind::Spawn`].
+fn spawn_message(command: &str, program: &str, err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "cannot run `{command}`: `{program}` not found: install ZFS (e.g. zfsutils-linux), \
+             or set ZFS_COMMAND to the zfs program's path"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "cannot run `{command}`: `{program}` is not executable by this user: run z3 as root, \
+             or fix ZFS_COMMAND"
+        ),
+        _ => format!("cannot run `{command}`"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,6 +418,13 @@ mod tests {
         assert_eq!(inv.run().await.unwrap_err().kind(), ErrorKind::Spawn);
         assert_eq!(inv.stream_from().unwrap_err().kind(), ErrorKind::Spawn);
         assert_eq!(inv.stream_into().unwrap_err().kind(), ErrorKind::Spawn);
+        // Issue 15, point 5: the one line names the missing program and the fix.
+        let line = inv.run().await.unwrap_err().to_string();
+        assert_eq!(
+            line,
+            "cannot run `/nonexistent/z3-no-such-zfs list`: `/nonexistent/z3-no-such-zfs` not \
+             found: install ZFS (e.g. zfsutils-linux), or set ZFS_COMMAND to the zfs program's path"
+        );
     }
 
     #[tokio::test]

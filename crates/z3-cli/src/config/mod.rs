@@ -102,7 +102,7 @@ pub enum ConfigError {
     },
     /// A required key is unset.
     #[error(
-        "{key} is not set (set it in the environment or in the [main] section of {DEFAULT_CONFIG_PATH})"
+        "{key} is not set: add `{key} = <name>` to the [main] section of {DEFAULT_CONFIG_PATH} (or of the file --config or Z3_CONFIG names), or set {key} in the environment"
     )]
     Missing {
         /// The key.

@@ -10,7 +10,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 use z3_codec::{Compressors, CustomCompressor};
 
-use super::{ConfigError, DEFAULT_COMPRESSOR, KEYS, SECTION_KEYS};
+use super::{ConfigError, DEFAULT_COMPRESSOR, DEFAULT_CONFIG_PATH, KEYS, SECTION_KEYS};
 
 /// Raw, unvalidated values by lower-case key, after layering.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -172,10 +172,14 @@ impl IniFile {
                 return Ok(Self::default());
             }
             Err(err) => {
-                return Err(ConfigError::File {
-                    path: path.to_owned(),
-                    message: err.to_string(),
-                });
+                let message = match err.kind() {
+                    std::io::ErrorKind::NotFound => format!(
+                        "no such file: fix the path given with --config or Z3_CONFIG, or unset both to use {DEFAULT_CONFIG_PATH}"
+                    ),
+                    _ => err.to_string(),
+                };
+                let path = path.to_owned();
+                return Err(ConfigError::File { path, message });
             }
         };
         Self::parse(&text, Some(path))

@@ -68,7 +68,7 @@ fn missing_bucket_is_a_one_line_usage_error() {
         .assert()
         .code(2)
         .stderr(
-            "z3: error: BUCKET is not set (set it in the environment or in the [main] section of /etc/z3_backup/z3.conf)\n",
+            "z3: error: BUCKET is not set: add `BUCKET = <name>` to the [main] section of /etc/z3_backup/z3.conf (or of the file --config or Z3_CONFIG names), or set BUCKET in the environment\n",
         );
 }
 

@@ -334,6 +334,7 @@ async fn missing_bucket_and_wrong_credentials_are_one_line_errors() {
     assert!(err.starts_with("z3: error: "), "{err}");
     assert!(err.contains("z3-no-such-bucket"), "{err}");
     assert!(err.contains("does not exist"), "{err}");
+    assert!(err.contains("create the bucket, or fix BUCKET"), "{err}");
 
     let out = env.z3_with(
         &ds,
@@ -344,6 +345,7 @@ async fn missing_bucket_and_wrong_credentials_are_one_line_errors() {
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.to_lowercase().contains("access denied"), "{err}");
+    assert!(err.contains("check S3_KEY_ID and S3_SECRET"), "{err}");
     assert!(!err.contains("wrong-secret-do-not-print"), "{err}");
     assert!(!err.contains(&env.secret), "{err}");
 }

@@ -76,6 +76,17 @@ impl Harness {
         }
     }
 
+    /// The same bucket and settings on a machine whose `zfs` is `zfs` (e.g. a `ZfsCli` of a
+    /// missing program); `zfs` of the result stays the fake, unused.
+    pub(crate) fn with_zfs(&self, zfs: Arc<dyn z3_zfs::Zfs>) -> Self {
+        Self {
+            zfs: self.zfs.clone(),
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+            engine: Engine::new(zfs, Arc::new(self.store.clone()), self.settings.clone()),
+        }
+    }
+
     /// The same machine and bucket, with the engine's time from `clock`.
     pub(crate) fn with_clock(self, clock: Arc<dyn z3_engine::Clock>) -> Self {
         Self {
@@ -686,7 +697,7 @@ async fn an_interrupt_before_restore_receives_nothing() {
 
 const LOCK_KEY: &str = "z3-backup/.z3-locks/pool/fs";
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -709,7 +720,7 @@ async fn until_send_stalls(
 
 impl Harness {
     /// Puts a lock record as another run would have written it.
-    fn foreign_lock(&self, expires: u64) {
+    pub(crate) fn foreign_lock(&self, expires: u64) {
         let record = z3_core::LockRecord {
             owner: "someone-else".into(),
             host: "other-host".into(),

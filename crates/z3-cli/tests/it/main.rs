@@ -4,6 +4,7 @@ mod cleanup;
 mod cli;
 mod e2e;
 mod engine;
+mod first_errors;
 mod fuzz;
 mod immutable;
 mod json;

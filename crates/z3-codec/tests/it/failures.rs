@@ -170,10 +170,15 @@ async fn missing_program_is_program_not_found() {
             program: "z3-codec-test-no-such-program".into()
         }
     );
+    // Issue 15, point 5: the one line names the program and the fix.
+    let line = err.to_string();
     assert!(
-        err.to_string().contains("z3-codec-test-no-such-program"),
-        "{err}"
+        line.contains("`z3-codec-test-no-such-program` not found on PATH"),
+        "{line}"
     );
+    assert!(line.contains("install it"), "{line}");
+    assert!(line.contains("set COMPRESSOR to a built-in one"), "{line}");
+    assert!(!line.contains('\n'), "{line}");
 
     let by_path = ExternalCodec::new("nope", "/nonexistent/z3/pigz", vec![]);
     let err = by_path

@@ -231,6 +231,19 @@ async fn bad_signature_is_access_denied_without_the_secret() {
     .await;
     let err = store(endpoint).await.list("p/").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
+    // Issue 15, point 5: the cause (S3's code) and the settings to check, never their values.
+    let line = err.to_string();
+    assert!(
+        line.contains("access denied, S3 refused the credentials (SignatureDoesNotMatch"),
+        "{line}"
+    );
+    assert!(line.contains("HTTP 403"), "{line}");
+    assert!(
+        line.ends_with(
+            "check S3_KEY_ID and S3_SECRET (not printed) and that they may use this bucket"
+        ),
+        "{line}"
+    );
     assert!(!format!("{err} {err:?}").contains(SECRET));
     let mut source = std::error::Error::source(&err);
     while let Some(inner) = source {
@@ -273,7 +286,13 @@ async fn head_bucket_404_is_no_such_bucket() {
     let err = store(endpoint).await.check_bucket().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NoSuchBucket, "{err}");
     assert!(
-        err.to_string().contains("bucket bucket does not exist"),
+        err.to_string()
+            .contains("the bucket 'bucket' does not exist at http://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with(": create the bucket, or fix BUCKET"),
         "{err}"
     );
 }
@@ -289,9 +308,13 @@ async fn refused_connection_is_unreachable() {
     let err = store.check_bucket().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unreachable, "{err}");
     assert!(err.is_retryable());
-    assert!(
-        err.to_string().contains(&format!("127.0.0.1:{port}")),
-        "{err}"
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "check_bucket bucket bucket: cannot reach the S3 endpoint http://127.0.0.1:{port} \
+             (connection refused): check S3_ENDPOINT (or --endpoint) and that the S3 server is \
+             running"
+        )
     );
 }
 
