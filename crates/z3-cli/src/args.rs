@@ -212,7 +212,7 @@ pub struct BackupArgs {
 
     /// Print JSON lines on stdout instead of text: one per event, then a "finished" line with
     /// the exit code and the report or the error (schema 1, see docs/json.md).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "parseable")]
     pub json: bool,
 }
 
@@ -397,6 +397,12 @@ mod tests {
         assert_eq!(cli.dataset.as_deref(), Some("pool/fs"));
         let cli = Cli::try_parse_from(["z3", "status", "--dataset", "tank/x"]).unwrap();
         assert_eq!(cli.dataset.as_deref(), Some("tank/x"));
+    }
+
+    #[test]
+    fn json_and_parseable_conflict() {
+        assert!(Cli::try_parse_from(["z3", "backup", "--json", "--parseable"]).is_err());
+        assert!(Cli::try_parse_from(["z3", "backup", "--json"]).is_ok());
     }
 
     #[test]

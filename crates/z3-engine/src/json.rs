@@ -4,7 +4,7 @@
 //! - `status --json` (and `status --all --json`) write one pretty-printed document: the report,
 //!   with `"schema": 1` added.
 //! - `backup`, `restore`, `verify`, `prune` and `z3_mp_cleanup` stream: one JSON object per
-//!   line, each [`Event`](crate::Event) as it happens (tagged by `"event"`, notes included),
+//!   line, each [`Event`] as it happens (tagged by `"event"`, notes included),
 //!   and last a [`finished`] line with the exit code and either the command's report or its
 //!   error. A consumer reads lines until `"event": "finished"`.
 //!
