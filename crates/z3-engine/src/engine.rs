@@ -318,14 +318,7 @@ impl Engine {
         &self,
         dataset: &DatasetName,
     ) -> Result<(RemoteIndex, Option<(String, i64)>)> {
-        let layout = &self.settings.layout;
-        let list_prefix = layout.list_prefix(dataset, &self.settings.snapshot_prefix);
-        let retry_config = &self.settings.retry;
-        let entries = z3_s3::list_with_retry(self.store.as_ref(), &list_prefix, retry_config)
-            .await
-            .with_context(|| format!("cannot list s3://{}/{list_prefix}", self.settings.bucket))?;
-        let objects =
-            crate::fleet::read_objects(&self.store, layout, entries, retry_config).await?;
+        let objects = self.remote_objects(dataset).await?;
         let newest = objects
             .iter()
             .filter_map(|(object, info)| Some((info.last_modified?, &object.name)))
@@ -333,6 +326,20 @@ impl Engine {
             .map(|(at, name)| (name.clone(), at));
         let index = RemoteIndex::new(objects.into_iter().map(|(object, _)| object).collect());
         Ok((index, newest))
+    }
+
+    /// The backup objects of `dataset` under the snapshot prefix, each with its `HEAD`.
+    pub(crate) async fn remote_objects(
+        &self,
+        dataset: &DatasetName,
+    ) -> Result<Vec<(z3_core::RemoteSnapshot, z3_s3::ObjectInfo)>> {
+        let layout = &self.settings.layout;
+        let list_prefix = layout.list_prefix(dataset, &self.settings.snapshot_prefix);
+        let retry_config = &self.settings.retry;
+        let entries = z3_s3::list_with_retry(self.store.as_ref(), &list_prefix, retry_config)
+            .await
+            .with_context(|| format!("cannot list s3://{}/{list_prefix}", self.settings.bucket))?;
+        crate::fleet::read_objects(&self.store, layout, entries, retry_config).await
     }
 
     /// The names (`ds@snap`) that have a seal: one LIST, for `status` (restore and verify read

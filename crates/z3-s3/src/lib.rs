@@ -129,7 +129,7 @@ pub use sink::{PIPE_SIZE, ThreadWriter, grow_pipe};
 pub use store::{
     BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo,
     ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
-    RetentionPeriod, UploadId, VersionEntry, Versioning,
+    RetentionPeriod, UploadId, VersionEntry, Versioning, is_archive_class,
 };
 pub use transfer::{MAX_CONCURRENCY, Transfer, TransferSettings};
 pub use unhidden::{Unhidden, delete_all_versions};

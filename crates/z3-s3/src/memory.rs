@@ -602,6 +602,17 @@ fn slice(
     if range.start >= range.end {
         return Ok(Bytes::new());
     }
+    // As S3: an object in an archive class is not readable until restored.
+    if let Some(class) = object
+        .storage_class
+        .as_deref()
+        .filter(|c| crate::store::is_archive_class(c))
+    {
+        return Err(Error::new(
+            ErrorKind::Archived,
+            format!("{}: InvalidObjectState (the object is in {class})", what()),
+        ));
+    }
     let len = object.data.len() as u64;
     if range.start >= len {
         return Err(Error::new(

@@ -11,6 +11,14 @@ use bytes::Bytes;
 use crate::checksum::Crc32c;
 use crate::error::Result;
 
+/// Whether objects of `storage_class` must be restored from an archive before they can be
+/// read (S3 answers `GetObject` with `InvalidObjectState`): `GLACIER` (Flexible Retrieval) and
+/// `DEEP_ARCHIVE`. `GLACIER_IR` is read like any other class.
+#[must_use]
+pub fn is_archive_class(storage_class: &str) -> bool {
+    matches!(storage_class, "GLACIER" | "DEEP_ARCHIVE")
+}
+
 /// What [`ObjectStore::head`] reports about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {

@@ -649,3 +649,102 @@ async fn a_crash_after_any_request_of_a_backup_leaves_object_and_seal_in_agreeme
         }
     }
 }
+
+/// Moves an object to another storage class, as a lifecycle rule does (same bytes, metadata
+/// and ETag).
+fn move_to_class(h: &Harness, key: &str, class: &str) {
+    let (data, metadata, _) = h.store.object(key).unwrap();
+    h.store.insert(
+        key,
+        data,
+        &PutOptions {
+            metadata,
+            storage_class: Some(class.to_owned()),
+            ..PutOptions::default()
+        },
+    );
+}
+
+/// The packaged daily `verify --all --sample 5` must not cry corruption over backups that a
+/// policy put into an archive class: S3 refuses to read them (`InvalidObjectState`), which
+/// says nothing about their bytes. Their chain and seal are checked; the sample is drawn from
+/// the readable ones; real damage elsewhere still fails.
+#[tokio::test]
+async fn verify_checks_archived_objects_without_downloading_them() {
+    let h = backed_up_pair().await;
+    move_to_class(&h, OBJ1, "DEEP_ARCHIVE");
+    assert_eq!(
+        h.store.get_range(OBJ1, 0..1).await.unwrap_err().kind(),
+        ErrorKind::Archived,
+        "the fake refuses reads in an archive class, as S3 does"
+    );
+    let sampled = |percent| {
+        Command::Verify(VerifyArgs {
+            all: true,
+            sample: Some(percent),
+            ..VerifyArgs::default()
+        })
+    };
+    for command in [verify_all(), sampled(100.0), sampled(5.0)] {
+        let run = h.run(command).await;
+        assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
+        let full = line(&run.out, "pool/fs@snap1");
+        assert!(
+            full.starts_with("chain ") && full.contains("in DEEP_ARCHIVE: not downloaded"),
+            "{full}"
+        );
+        // The one readable object is always the one downloaded, even at 5%.
+        assert!(
+            line(&run.out, "pool/fs@snap2").starts_with("ok "),
+            "{}",
+            run.out
+        );
+        assert!(
+            run.err
+                .contains("1 of 2 objects are in an archive storage class"),
+            "{}",
+            run.err
+        );
+    }
+    // Naming the incremental verifies its chain, the archived full included, the same way.
+    let run = h
+        .run(Command::Verify(VerifyArgs {
+            snapshot: Some("snap2".into()),
+            ..VerifyArgs::default()
+        }))
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
+    // Damage to a readable object is still found.
+    tamper(&h, OBJ2, |data| data[0] ^= 1);
+    let run = h.run(verify_all()).await;
+    assert_eq!(run.status, ExitStatus::Integrity, "{}", run.out);
+    assert!(
+        line(&run.out, "pool/fs@snap2").starts_with("FAILED "),
+        "{}",
+        run.out
+    );
+}
+
+/// A class the listing did not show (an Intelligent-Tiering archive tier): the read itself is
+/// refused with `InvalidObjectState`; that is no corruption either.
+#[tokio::test]
+async fn a_read_refused_as_archived_is_not_a_failed_object() {
+    let h = backed_up_pair().await;
+    let faulty = FaultyStore::new(h.store.clone());
+    faulty.fail_key(OBJ1, Some(Op::GetRange), 1, ErrorKind::Archived);
+    let run = h
+        .with_store(std::sync::Arc::new(faulty))
+        .run(verify_all())
+        .await;
+    assert_eq!(run.status, ExitStatus::Success, "{}{}", run.out, run.err);
+    let full = line(&run.out, "pool/fs@snap1");
+    assert!(
+        full.starts_with("chain ") && full.contains("InvalidObjectState"),
+        "{full}"
+    );
+    assert!(
+        line(&run.out, "pool/fs@snap2").starts_with("ok "),
+        "{}",
+        run.out
+    );
+}

@@ -1,6 +1,6 @@
 //! `z3 verify`: downloads backups and checks them against their seals and chains, without ZFS.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result, anyhow};
 use z3_codec::{Decoding, DigestReader, apply_all, is_encrypted};
@@ -21,9 +21,85 @@ enum Verdict {
     ChainOnly,
     /// Something is wrong: every reason found.
     Failed(Vec<String>),
+    /// Chain checks out; S3 refused to read the bytes: the object sits in an archive tier.
+    Archived,
+}
+
+/// Whether `err` is S3's refusal to read an object in an archive tier (`InvalidObjectState`).
+/// The download reaches here through `std::io::Read`, so the S3 error may sit inside an
+/// `io::Error` (whose `source()` skips it).
+fn is_archived(err: &anyhow::Error) -> bool {
+    let archived = |e: &(dyn std::error::Error + 'static)| {
+        e.downcast_ref::<z3_s3::Error>()
+            .is_some_and(|e| e.kind() == z3_s3::ErrorKind::Archived)
+    };
+    err.chain().any(|cause| {
+        archived(cause)
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| archived(inner))
+    })
+}
+
+/// The note when `total - readable` of the objects are in an archive class.
+fn archived_note(readable: usize, total: usize) -> Option<String> {
+    (readable < total).then(|| {
+        format!(
+            "{} of {total} objects are in an archive storage class (GLACIER, DEEP_ARCHIVE): \
+             their chains and seals are checked, their bytes are not downloaded",
+            total - readable
+        )
+    })
+}
+
+impl Verdict {
+    /// The report's verdict and detail; `class` is the object's archive class, if it has one.
+    fn reported(self, class: Option<&String>) -> (crate::report::Verdict, String) {
+        use crate::report::Verdict as V;
+        match self {
+            Self::Ok(what) => (V::Ok, what),
+            Self::ChainOnly => (
+                V::Chain,
+                match class {
+                    Some(class) => format!(
+                        "chain ok; in {class}: not downloaded (restore it from the archive \
+                         class to read it)"
+                    ),
+                    None => "chain ok; bytes not in this sample".to_owned(),
+                },
+            ),
+            Self::Failed(problems) => (V::Failed, problems.join("; ")),
+            Self::Archived => (
+                V::Chain,
+                "chain ok; in an archive tier (S3 said InvalidObjectState): not downloaded \
+                 (restore it from the archive to read it)"
+                    .to_owned(),
+            ),
+        }
+    }
 }
 
 impl Engine {
+    /// The dataset's backups, and the storage class of those in an archive class: they cannot
+    /// be read until restored from it, so their chain and seal are checked, their bytes are not
+    /// downloaded (a refused GET there is no sign of corruption), and the sample is drawn from
+    /// the others.
+    async fn remote_and_archived(
+        &self,
+        dataset: &z3_core::DatasetName,
+    ) -> Result<(z3_core::RemoteIndex, BTreeMap<String, String>)> {
+        let objects = self.remote_objects(dataset).await?;
+        let archived = (objects.iter())
+            .filter_map(|(object, info)| {
+                let class = info.storage_class.as_deref()?;
+                z3_s3::is_archive_class(class).then(|| (object.name.clone(), class.to_owned()))
+            })
+            .collect();
+        let remote = z3_core::RemoteIndex::new(objects.into_iter().map(|(o, _)| o).collect());
+        Ok((remote, archived))
+    }
+
     /// [`Engine::verify`], with the internal error.
     pub(super) async fn verify_inner(
         &self,
@@ -31,7 +107,7 @@ impl Engine {
         events: &mut dyn Events,
     ) -> Result<VerifyReport> {
         let dataset = self.dataset()?;
-        let remote = self.remote_index(dataset).await?;
+        let (remote, archived) = self.remote_and_archived(dataset).await?;
         let where_ = format!(
             "s3://{}/{}",
             self.settings.bucket,
@@ -55,7 +131,13 @@ impl Engine {
                 sample: args.sample,
             });
         }
-        let names: Vec<&str> = selected.iter().map(|o| o.name.as_str()).collect();
+        let names: Vec<&str> = (selected.iter())
+            .map(|o| o.name.as_str())
+            .filter(|name| !archived.contains_key(*name))
+            .collect();
+        if let Some(text) = archived_note(names.len(), selected.len()) {
+            events.event(Event::Note { text })?;
+        }
         let sampled: BTreeSet<&str> = match args.sample {
             Some(percent) => sample(&names, percent, random_seed()),
             None => names.iter().copied().collect(),
@@ -102,14 +184,7 @@ impl Engine {
                     sampled.contains(object.name.as_str()),
                 )
                 .await;
-            let (verdict, detail) = match verdict {
-                Verdict::Ok(what) => (crate::report::Verdict::Ok, what),
-                Verdict::ChainOnly => (
-                    crate::report::Verdict::Chain,
-                    "chain ok; bytes not in this sample".to_owned(),
-                ),
-                Verdict::Failed(problems) => (crate::report::Verdict::Failed, problems.join("; ")),
-            };
+            let (verdict, detail) = verdict.reported(archived.get(&object.name));
             let entry = ObjectVerification {
                 name: object.name.clone(),
                 kind: if object.meta.is_full {
@@ -150,6 +225,11 @@ impl Engine {
         }
         let checked = match self.read_digests(object, decoding).await {
             Ok(digests) => compare(check, &digests, &mut problems),
+            // The listing did not say (an Intelligent-Tiering archive tier, or a class
+            // changed by a lifecycle rule since): not readable now, which is no corruption.
+            Err(err) if problems.is_empty() && is_archived(&err) => {
+                return Verdict::Archived;
+            }
             Err(err) => {
                 problems.push(format!("cannot read it back: {err:#}"));
                 String::new()
