@@ -272,3 +272,42 @@ proptest! {
         prop_assert!(decoded == data);
     }
 }
+
+/// Resuming a backup (ADR 4) needs the encoder to give the same bytes when the same stream is
+/// encoded again. The pump never flushes mid-stream, so zstd's output must not depend on how
+/// the input arrives (read sizes, pending reads) nor, in multi-threaded mode, on the number of
+/// workers (zstd documents this for nbWorkers ≥ 1); single-threaded mode (0 workers) is a
+/// different, equally deterministic encoding. A 24 MiB input spans several multi-threaded jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_output_depends_only_on_the_input_level_and_threaded_mode() {
+    let data = sample(24 << 20, 11);
+    let encode = |threads: u32, sizes: Vec<usize>, pending: Vec<bool>| {
+        let data = data.clone();
+        async move {
+            let codec = InProcessCodec::ZstdEncode { level: 3, threads };
+            let input = ChunkedReader::new(data, sizes, pending);
+            crate::support::read_all(codec.apply(Box::new(input)).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let chunkings = [
+        (vec![1 << 20], vec![false]),
+        (vec![4096, 70_001, 13], vec![false, true]),
+        (vec![8 << 20], vec![true, false, false]),
+    ];
+    for threads in [0, 1] {
+        let first = encode(threads, vec![65_536], vec![false]).await;
+        for (sizes, pending) in chunkings.clone() {
+            let again = encode(threads, sizes.clone(), pending).await;
+            assert!(again == first, "threads {threads}, chunks {sizes:?}");
+        }
+    }
+    let one = encode(1, vec![65_536], vec![false]).await;
+    for threads in [2, 4] {
+        assert!(
+            encode(threads, vec![65_536], vec![false]).await == one,
+            "{threads} workers"
+        );
+    }
+}
