@@ -115,7 +115,7 @@ pub mod verify;
 pub use health::{Health, HealthMap, Reason};
 pub use humanize::humanize;
 pub use layout::KeyLayout;
-pub use lock::{LockParseError, LockRecord};
+pub use lock::{Holder, LockParseError, LockRecord};
 pub use names::{DatasetName, FullSnapshotName, NameError, SnapshotName};
 pub use plan::{
     BackupPlan, BackupRequest, BackupStep, PlanError, RestorePlan, RestoreRequest, RestoreStep,

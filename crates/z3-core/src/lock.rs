@@ -5,7 +5,7 @@
 //! (the server lets one creator win), holding this record; its holder renews `expires` while it
 //! works, so a lock whose holder died goes stale and can be taken over.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// The content of a lock object, as `key=value` lines (readable with any S3 browser).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,21 @@ pub struct LockRecord {
     pub acquired: u64,
     /// Until when it holds unless renewed, seconds since the Unix epoch.
     pub expires: u64,
+    /// Which process on which machine holds it, when the holder could tell (records written
+    /// before z3 recorded this, or on a machine without a machine id, have none).
+    pub process: Option<Holder>,
+}
+
+/// The holding process, precisely enough to tell that it is gone: a pid alone can be reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The machine's id (`/etc/machine-id`).
+    pub machine: String,
+    /// The boot's id (`/proc/sys/kernel/random/boot_id`): after a reboot every process of the
+    /// previous boot is gone.
+    pub boot: String,
+    /// When the process started, in clock ticks after boot (`/proc/<pid>/stat`, field 22).
+    pub start: u64,
 }
 
 /// A lock object whose content is not a [`LockRecord`].
@@ -34,13 +49,36 @@ impl LockRecord {
         now > self.expires
     }
 
+    /// Whether the holder is known to be gone, so that its lock may be taken over before it
+    /// expires: it ran on `here`'s machine, and either that machine has rebooted since or
+    /// `alive(pid, start)` says no process with its pid and start time exists (a reused pid
+    /// has another start time). A record from another machine, or without a [`Holder`], is
+    /// never abandoned: only its expiry frees it.
+    #[must_use]
+    pub fn is_abandoned(&self, here: &Holder, alive: impl FnOnce(u32, u64) -> bool) -> bool {
+        match &self.process {
+            Some(holder) if holder.machine == here.machine => {
+                holder.boot != here.boot || !alive(self.pid, holder.start)
+            }
+            _ => false,
+        }
+    }
+
     /// The object body.
     #[must_use]
     pub fn to_text(&self) -> String {
-        format!(
+        let mut text = format!(
             "owner={}\nhost={}\npid={}\nacquired={}\nexpires={}\n",
             self.owner, self.host, self.pid, self.acquired, self.expires
-        )
+        );
+        if let Some(holder) = &self.process {
+            let _ = write!(
+                text,
+                "machine={}\nboot={}\npid_start={}\n",
+                holder.machine, holder.boot, holder.start
+            );
+        }
+        text
     }
 
     /// Parses an object body.
@@ -66,6 +104,17 @@ impl LockRecord {
                 .map_err(|_| LockParseError("pid out of range".into()))?,
             acquired: number("acquired")?,
             expires: number("expires")?,
+            // All three or none; a record with a torn or partial holder has none.
+            process: match (field("machine"), field("boot"), number("pid_start")) {
+                (Ok(machine), Ok(boot), Ok(start)) if !machine.is_empty() && !boot.is_empty() => {
+                    Some(Holder {
+                        machine: machine.to_owned(),
+                        boot: boot.to_owned(),
+                        start,
+                    })
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -91,7 +140,63 @@ mod tests {
             pid: 4242,
             acquired: 1_700_000_000,
             expires: 1_700_000_900,
+            process: None,
         }
+    }
+
+    fn here() -> Holder {
+        Holder {
+            machine: "m1".into(),
+            boot: "b1".into(),
+            start: 500,
+        }
+    }
+
+    #[test]
+    fn a_holder_round_trips_and_old_records_parse_without_one() {
+        let r = LockRecord {
+            process: Some(here()),
+            ..record()
+        };
+        assert_eq!(LockRecord::parse(&r.to_text()).unwrap(), r);
+        assert_eq!(
+            LockRecord::parse(&record().to_text()).unwrap().process,
+            None
+        );
+        let partial = format!("{}machine=m1\npid_start=5\n", record().to_text());
+        assert_eq!(LockRecord::parse(&partial).unwrap().process, None);
+    }
+
+    #[test]
+    fn only_a_gone_holder_on_this_machine_is_abandoned() {
+        let on = |holder: Holder| LockRecord {
+            process: Some(holder),
+            ..record()
+        };
+        let alive = |pid: u32, start: u64| pid == 4242 && start == 500;
+        // Alive, same pid and start time: held.
+        assert!(!on(here()).is_abandoned(&here(), alive));
+        // The pid was reused by a process started later: the holder is gone.
+        let reused = Holder {
+            start: 400,
+            ..here()
+        };
+        assert!(on(reused).is_abandoned(&here(), alive));
+        // No such process.
+        assert!(on(here()).is_abandoned(&here(), |_, _| false));
+        // The machine rebooted since: gone, whatever runs under that pid now.
+        let before_reboot = Holder {
+            boot: "b0".into(),
+            ..here()
+        };
+        assert!(on(before_reboot).is_abandoned(&here(), |_, _| true));
+        // Another machine, or no holder recorded: only expiry frees it.
+        let elsewhere = Holder {
+            machine: "m2".into(),
+            ..here()
+        };
+        assert!(!on(elsewhere).is_abandoned(&here(), |_, _| false));
+        assert!(!record().is_abandoned(&here(), |_, _| false));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use std::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use z3_core::LockRecord;
+use z3_core::{Holder, LockRecord};
 
 use crate::clock::{Clock, SystemClock};
 
@@ -204,6 +204,7 @@ pub async fn acquire_with_clock(
             .with_context(|| format!("cannot delete the lock {url}"))?;
     }
     let owner = new_owner();
+    let here = this_process();
     for attempt in 0..3 {
         let now = clock.unix_secs();
         let record = LockRecord {
@@ -212,6 +213,7 @@ pub async fn acquire_with_clock(
             pid: std::process::id(),
             acquired: now,
             expires: now + ttl.as_secs(),
+            process: here.clone(),
         };
         let create = PutOptions {
             if_none_match: true,
@@ -228,10 +230,14 @@ pub async fn acquire_with_clock(
         match read(store.as_ref(), key).await {
             // Released between our attempt and the read: try again.
             Ok(None) => {}
-            Ok(Some(holder)) if holder.record.is_stale(clock.unix_secs()) && attempt < 2 => {
+            Ok(Some(holder))
+                if attempt < 2
+                    && let Some(why) =
+                        takeover_reason(&holder.record, clock.unix_secs(), here.as_ref()) =>
+            {
                 writeln!(
                     err_out,
-                    "taking over the stale lock {url} of {}",
+                    "taking over the {why} lock {url} of {}",
                     holder.record
                 )?;
                 if let Some(etag) = take_over(store.as_ref(), key, &holder, &record, url).await? {
@@ -253,6 +259,52 @@ pub async fn acquire_with_clock(
     bail!(LockedError(format!(
         "cannot take the lock {url}: it keeps changing hands"
     )))
+}
+
+/// Why the lock `record` may be taken over, if it may: it is stale (its holder stopped
+/// renewing it), or its holder ran on this machine and is gone (a crash, `kill -9`, a reboot),
+/// so a rerun need not wait for the expiry.
+fn takeover_reason(record: &LockRecord, now: u64, here: Option<&Holder>) -> Option<&'static str> {
+    if record.is_stale(now) {
+        return Some("stale");
+    }
+    let gone = here.is_some_and(|here| {
+        record.is_abandoned(here, |pid, start| process_start(pid) == Some(start))
+    });
+    gone.then_some("abandoned")
+}
+
+/// This process as a lock record names it: the machine's and the boot's id and the process's
+/// start time; `None` on a machine without a machine id (then only expiry frees a lock this run
+/// leaves behind).
+#[must_use]
+pub fn this_process() -> Option<Holder> {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|text| text.trim().to_owned())
+            .filter(|text| !text.is_empty())
+    };
+    Some(Holder {
+        machine: read("/etc/machine-id").or_else(|| read("/var/lib/dbus/machine-id"))?,
+        boot: read("/proc/sys/kernel/random/boot_id")?,
+        start: process_start(std::process::id())?,
+    })
+}
+
+/// When process `pid` started, in clock ticks after boot (`/proc/<pid>/stat`, field 22), if
+/// such a process exists.
+#[must_use]
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces and ')': count the
+    // fields after the last ')', where field 3 comes first.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 /// Replaces the stale record `holder` with ours, only if the key still holds exactly that
@@ -474,6 +526,7 @@ mod tests {
             pid: 1,
             acquired: 1_000,
             expires: 1_100,
+            process: None,
         };
         store
             .put("l", Bytes::from(other.to_text()), &PutOptions::default())

@@ -203,6 +203,7 @@ fn lock_text(expires: SystemTime) -> Vec<u8> {
         pid: 4242,
         acquired: secs(expires) - 900,
         expires: secs(expires),
+        process: None,
     }
     .to_text()
     .into_bytes()

@@ -727,6 +727,7 @@ impl Harness {
             pid: 7,
             acquired: now() - 60,
             expires,
+            process: None,
         };
         self.store.insert(
             LOCK_KEY.to_owned(),

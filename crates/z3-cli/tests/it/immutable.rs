@@ -297,6 +297,7 @@ async fn a_lock_released_between_our_create_and_our_read_is_free_not_held_behind
         pid: 4242,
         acquired: at,
         expires: at + 900,
+        process: None,
     };
     h.store
         .insert(lock_key, holder.to_text(), &z3_s3::PutOptions::default());

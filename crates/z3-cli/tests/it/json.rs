@@ -112,6 +112,7 @@ async fn a_failed_run_ends_with_its_error_and_exit_code() {
         pid: 1,
         acquired: now,
         expires: now + 3600,
+        process: None,
     };
     h.store.insert(
         "z3-backup/.z3-locks/pool/fs",

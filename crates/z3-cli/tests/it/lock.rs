@@ -26,6 +26,7 @@ fn record(owner: &str, expires: u64) -> Bytes {
         pid: 7,
         acquired: now() - 60,
         expires,
+        process: None,
     }
     .to_text()
     .into()
@@ -186,6 +187,7 @@ async fn a_record_replaced_while_it_is_read_counts_as_held() {
         pid: 7,
         acquired: now() * 100,
         expires: now() + 3600,
+        process: None,
     };
     store.write_before(Op::GetRange, 1, KEY, Some(Bytes::from(live.to_text())));
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
@@ -307,4 +309,83 @@ async fn on_seaweedfs_racing_takeover_and_renewal_after_a_break_keep_one_holder(
             .contains("owner=next-run")
     );
     store.delete(&key).await.unwrap();
+}
+
+/// A rerun right after a crash (`kill -9`, OOM, reboot) takes the dead run's lock at once
+/// instead of waiting up to 15 minutes for it to expire: the record names the machine, the
+/// boot and the holder's start time, so a pid reused by another process does not keep it
+/// held, and a live holder (or one on another machine) still does.
+#[tokio::test]
+async fn a_lock_whose_holder_on_this_machine_is_gone_is_taken_at_once() {
+    let here = z3_engine::lock::this_process().expect("this machine has a machine id");
+    assert_eq!(
+        z3_engine::lock::process_start(std::process::id()),
+        Some(here.start)
+    );
+    let fresh = |holder: Option<z3_core::Holder>| -> Bytes {
+        LockRecord {
+            owner: "crashed".into(),
+            host: "here".into(),
+            pid: std::process::id(),
+            acquired: now() - 60,
+            expires: now() + 3600,
+            process: holder,
+        }
+        .to_text()
+        .into()
+    };
+    let machine = here.machine.clone();
+    let take = |body: Bytes| {
+        let machine = machine.clone();
+        async move {
+            let store = store();
+            store.inner().insert(KEY, body, &PutOptions::default());
+            let dyn_store: Arc<dyn ObjectStore> = store.clone();
+            let mut err_out = Vec::new();
+            let result = acquire(
+                &dyn_store,
+                &request(Duration::from_mins(15)),
+                CancellationToken::new(),
+                &mut err_out,
+            )
+            .await;
+            let taken = match result {
+                Ok(lock) => {
+                    let ours = holder(&store).unwrap();
+                    assert!(ours.contains(&format!("machine={machine}")), "{ours}");
+                    lock.release().await;
+                    true
+                }
+                Err(err) => {
+                    assert!(err.is::<LockedError>(), "{err:#}");
+                    false
+                }
+            };
+            (taken, String::from_utf8(err_out).unwrap())
+        }
+    };
+    let reused = z3_core::Holder {
+        start: here.start + 1,
+        ..here.clone()
+    };
+    let (taken, notes) = take(fresh(Some(reused))).await;
+    assert!(taken, "the pid now belongs to another process: {notes}");
+    assert!(notes.contains("taking over the abandoned lock"), "{notes}");
+    let rebooted = z3_core::Holder {
+        boot: "another-boot".into(),
+        ..here.clone()
+    };
+    assert!(
+        take(fresh(Some(rebooted))).await.0,
+        "written before a reboot"
+    );
+    // This very process holds it: alive.
+    assert!(!take(fresh(Some(here.clone()))).await.0);
+    // Another machine, or a record without a holder: only expiry frees it.
+    let elsewhere = z3_core::Holder {
+        machine: "another-machine".into(),
+        ..here.clone()
+    };
+    assert!(!take(fresh(Some(elsewhere))).await.0);
+    assert!(!take(fresh(None)).await.0);
 }

@@ -324,6 +324,7 @@ async fn the_original_z3_restores_a_yearly_monthly_daily_hourly_tree_byte_exact(
         pid: 7,
         acquired: started,
         expires: started + 3600,
+        process: None,
     };
     z3_s3::ObjectStore::put(
         &store,
