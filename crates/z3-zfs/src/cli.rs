@@ -11,7 +11,9 @@ use crate::hold::{HOLD_PROPERTY_VALUE, hold_property, validate_hold_tag};
 use crate::parse::{self, RawSnapshot, StderrClass};
 use crate::runner::{Captured, Invocation};
 use crate::ssh::SshTarget;
-use crate::{EstimateMethod, ReceiveOptions, ReceiveSink, SendEstimate, SendStream, Zfs};
+use crate::{
+    EstimateMethod, ReceiveOptions, ReceiveSink, SendEstimate, SendFlags, SendStream, Zfs,
+};
 
 const UNKNOWN: u8 = 0;
 /// `zfs list -p` works (OpenZFS) / `zfs send -nvP` works.
@@ -521,6 +523,46 @@ impl Zfs for ZfsCli {
                 }
             })
             .collect())
+    }
+
+    async fn supported_send_flags(
+        &self,
+        to: &FullSnapshotName,
+        wanted: SendFlags,
+    ) -> Result<SendFlags, Error> {
+        let to_text = to.to_string();
+        let mut supported = SendFlags::NONE;
+        for arg in wanted.args() {
+            let inv = self.invocation(
+                &Self::send_args(&["-n", "-P", arg], None, &to_text),
+                Subject::Snapshot,
+            );
+            let captured = inv.capture().await?;
+            if captured.status.success() {
+                let one = SendFlags::from_metadata(arg.trim_start_matches('-'))
+                    .map_err(|why| Error::new(ErrorKind::Parse, why))?;
+                supported = supported.with(one);
+            } else if !(captured.code() == Some(2)
+                && parse::classify_stderr(&captured.stderr) == StderrClass::InvalidOption)
+            {
+                return Err(inv.failure(captured.status, captured.stderr));
+            }
+        }
+        Ok(supported)
+    }
+
+    async fn send_with_flags(
+        &self,
+        from: Option<&FullSnapshotName>,
+        to: &FullSnapshotName,
+        flags: SendFlags,
+    ) -> Result<SendStream, Error> {
+        let (from_text, to_text) = (from.map(ToString::to_string), to.to_string());
+        self.invocation(
+            &Self::send_args(&flags.args(), from_text.as_deref(), &to_text),
+            Subject::Snapshot,
+        )
+        .stream_from()
     }
 
     async fn send_from_bookmark(

@@ -68,6 +68,8 @@ struct State {
     fail_next_send: Option<usize>,
     stall_next_send: Option<usize>,
     fail_next_receive: Option<String>,
+    /// The optional `zfs send` flags this fake accepts (default: none, like zfs-fuse).
+    send_flags: crate::SendFlags,
     calls: Vec<String>,
     /// Stalled send streams not dropped yet (a `zfs send` still running).
     stalled_alive: Arc<std::sync::atomic::AtomicUsize>,
@@ -83,6 +85,7 @@ impl Default for State {
             fail_next_send: None,
             stall_next_send: None,
             fail_next_receive: None,
+            send_flags: crate::SendFlags::NONE,
             calls: Vec::new(),
             stalled_alive: Arc::default(),
         }
@@ -523,8 +526,14 @@ impl FakeZfs {
         self.lock().fail_next_receive = Some(message.to_owned());
     }
 
+    /// Which optional `zfs send` flags this fake accepts, like an OpenZFS of some version
+    /// (default: none, like zfs-fuse).
+    pub fn set_send_flags(&self, flags: crate::SendFlags) {
+        self.lock().send_flags = flags;
+    }
+
     /// The trait operations performed so far, in order: `list pool/fs`, `exists pool/fs`,
-    /// `estimate [-i from] to`, `send [-i from] to`, `receive [-F] target`.
+    /// `estimate [-i from] to`, `send [flags] [-i from] to`, `receive [-F] target`.
     #[must_use]
     pub fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
@@ -712,9 +721,39 @@ impl Zfs for FakeZfs {
         from: Option<&FullSnapshotName>,
         to: &FullSnapshotName,
     ) -> Result<SendStream, Error> {
+        self.send_with_flags(from, to, crate::SendFlags::NONE).await
+    }
+
+    async fn supported_send_flags(
+        &self,
+        to: &FullSnapshotName,
+        wanted: crate::SendFlags,
+    ) -> Result<crate::SendFlags, Error> {
+        let state = self.lock();
+        Self::check_send(&state, "send -n -P", None, to)?;
+        Ok(wanted.both(state.send_flags))
+    }
+
+    /// As [`Zfs::send`], the flags recorded in [`FakeZfs::calls`] (`send -w -i p/fs@a p/fs@b`);
+    /// the stream's bytes do not depend on them. Flags not allowed by
+    /// [`FakeZfs::set_send_flags`] fail like zfs's usage error.
+    async fn send_with_flags(
+        &self,
+        from: Option<&FullSnapshotName>,
+        to: &FullSnapshotName,
+        flags: crate::SendFlags,
+    ) -> Result<SendStream, Error> {
         let mut state = self.lock();
+        let unsupported = flags.without(state.send_flags);
+        if !unsupported.is_empty() {
+            return Err(Error::new(
+                ErrorKind::CommandFailed,
+                format!("zfs send {unsupported}: invalid option (this zfs lacks it)"),
+            ));
+        }
         let args = display_send(from, to);
-        state.calls.push(format!("send {args}"));
+        let flag_args: String = flags.args().iter().flat_map(|a| [*a, " "]).collect();
+        state.calls.push(format!("send {flag_args}{args}"));
         let stream = Self::check_send(&state, "send", from, to)?;
         let description = format!("zfs send {args}");
         let fail = state.fail_next_send.take();
@@ -1416,6 +1455,50 @@ mod tests {
         let other = FakeZfs::new();
         other.create_dataset("q").unwrap();
         assert_eq!(other.snapshot("q@x").unwrap(), g1);
+    }
+
+    #[tokio::test]
+    async fn send_flags_are_those_allowed_and_recorded_in_the_calls() {
+        use crate::SendFlags;
+        let zfs = source();
+        let plain = send(&zfs, Some("p/src@a"), "p/src@b").await;
+        // Like zfs-fuse by default: no flag.
+        let all = zfs
+            .supported_send_flags(&full("p/src@b"), SendFlags::ALL)
+            .await
+            .unwrap();
+        assert!(all.is_empty());
+        let cle = SendFlags::from_metadata("cLe").unwrap();
+        let refused = zfs.send_with_flags(None, &full("p/src@b"), cle).await;
+        assert_eq!(
+            refused.err().map(|e| e.kind()),
+            Some(ErrorKind::CommandFailed)
+        );
+        // Like OpenZFS 0.7.
+        zfs.set_send_flags(cle);
+        let supported = zfs
+            .supported_send_flags(&full("p/src@b"), SendFlags::ALL)
+            .await
+            .unwrap();
+        assert_eq!(supported, cle);
+        let missing = zfs
+            .supported_send_flags(&full("p/src@zz"), SendFlags::ALL)
+            .await;
+        assert_eq!(
+            missing.err().map(|e| e.kind()),
+            Some(ErrorKind::SnapshotNotFound)
+        );
+        let flagged = zfs
+            .send_with_flags(Some(&full("p/src@a")), &full("p/src@b"), cle)
+            .await
+            .unwrap();
+        assert_eq!(read_all(flagged).await.unwrap(), plain, "same bytes");
+        assert!(
+            zfs.calls()
+                .contains(&"send -c -L -e -i p/src@a p/src@b".to_owned()),
+            "{:?}",
+            zfs.calls()
+        );
     }
 
     #[tokio::test]

@@ -91,6 +91,7 @@ pub mod fake;
 mod hold;
 pub mod parse;
 mod runner;
+mod send_flags;
 mod ssh;
 mod stream;
 
@@ -103,6 +104,7 @@ pub use cli::ZfsCli;
 pub use error::{CommandFailure, Error, ErrorKind, STDERR_LIMIT, Subject};
 pub use hold::{MAX_HOLD_TAG_LEN, hold_property, validate_hold_tag};
 pub use runner::CHILD_ENV_REMOVED;
+pub use send_flags::SendFlags;
 pub use ssh::{SshTarget, shell_quote};
 pub use stream::{ReceiveSink, SendStream};
 
@@ -244,6 +246,40 @@ pub trait Zfs: Send + Sync + std::fmt::Debug {
         from: &FullBookmarkName,
         to: &FullSnapshotName,
     ) -> Result<SendStream, Error>;
+
+    /// Which of `wanted` this `zfs send` accepts, found by trying each with a dry run of `to`
+    /// (`zfs send -n -P <flag> <to>`): a usage error (exit 2, `invalid option`) means it lacks
+    /// the flag. The default answers none, like zfs-fuse.
+    ///
+    /// # Errors
+    /// A failure of the dry run other than a usage error (a missing snapshot, say).
+    async fn supported_send_flags(
+        &self,
+        to: &FullSnapshotName,
+        wanted: SendFlags,
+    ) -> Result<SendFlags, Error> {
+        let _ = (to, wanted);
+        Ok(SendFlags::NONE)
+    }
+
+    /// Starts `zfs send <flags> [-i from] to`; [`SendFlags::NONE`] is [`Zfs::send`].
+    ///
+    /// # Errors
+    /// As [`Zfs::send`]; [`ErrorKind::Unsupported`] from the default, which sends no flags.
+    async fn send_with_flags(
+        &self,
+        from: Option<&FullSnapshotName>,
+        to: &FullSnapshotName,
+        flags: SendFlags,
+    ) -> Result<SendStream, Error> {
+        if flags.is_empty() {
+            return self.send(from, to).await;
+        }
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("this zfs cannot send with {flags}"),
+        ))
+    }
 }
 
 /// A size estimate for a send stream.
@@ -348,5 +384,22 @@ impl<T: Zfs + ?Sized> Zfs for Arc<T> {
         to: &FullSnapshotName,
     ) -> Result<SendStream, Error> {
         (**self).send_from_bookmark(from, to).await
+    }
+
+    async fn supported_send_flags(
+        &self,
+        to: &FullSnapshotName,
+        wanted: SendFlags,
+    ) -> Result<SendFlags, Error> {
+        (**self).supported_send_flags(to, wanted).await
+    }
+
+    async fn send_with_flags(
+        &self,
+        from: Option<&FullSnapshotName>,
+        to: &FullSnapshotName,
+        flags: SendFlags,
+    ) -> Result<SendStream, Error> {
+        (**self).send_with_flags(from, to, flags).await
     }
 }

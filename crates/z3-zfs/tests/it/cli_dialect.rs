@@ -70,10 +70,16 @@ get)
   esac
   ;;
 send)
-  if [ "$2" = "-nvP" ]; then
+  case "$2" in
+  -nvP|-n)
     printf "invalid option 'n'\nusage:\n\tsend [-RDp] [-[iI] snapshot] <snapshot>\n" >&2
     exit 2
-  fi
+    ;;
+  -w|-c|-L|-e)
+    printf "invalid option '%s'\nusage:\n\tsend [-RDp] [-[iI] snapshot] <snapshot>\n" "${2#-}" >&2
+    exit 2
+    ;;
+  esac
   printf 'STREAM'
   printf 'warning: cannot send %s: Broken pipe\n' "$last" >&2
   exit 1
@@ -109,6 +115,31 @@ bookmark)
   fi
   ;;
 receive) cat >/dev/null ;;
+esac
+"#;
+
+/// OpenZFS 0.7: `send -c -L -e` exist, `-w` (0.8) does not; a missing snapshot fails the
+/// dry run like OpenZFS 2.x.
+const OPENZFS_07: &str = r#"#!/bin/sh
+printf '%s\n' "$*" >> "$0.log"
+for a in "$@"; do last=$a; done
+case "$1" in
+send)
+  for a in "$@"; do
+    if [ "$a" = "-w" ]; then
+      printf "invalid option 'w'\nusage:\n\tsend [-DnPpRvLec] [-[iI] snapshot] <snapshot>\n" >&2
+      exit 2
+    fi
+  done
+  if [ "$last" = "pool/fs@missing" ]; then
+    printf "cannot open 'pool/fs@missing': dataset does not exist\n" >&2
+    exit 1
+  fi
+  case "$2" in
+  -n) printf 'full\t%s\t4096\nsize\t4096\n' "$last" ;;
+  *) printf 'STREAM' ;;
+  esac
+  ;;
 esac
 "#;
 
@@ -484,4 +515,74 @@ async fn zfs_over_ssh_keeps_every_argument_whole_through_the_remote_shell() {
         zfs_calls.iter().all(|c| c.ends_with("[pool/my fs]")),
         "{zfs_calls:?}"
     );
+}
+
+#[tokio::test]
+async fn send_flags_are_probed_one_by_one_and_passed_as_arguments() {
+    use z3_zfs::SendFlags;
+    let script = Script::new("zfs-openzfs-07", OPENZFS_07);
+    let zfs = ZfsCli::with_program(&script.path);
+    let supported = zfs
+        .supported_send_flags(&snap("pool/fs@b"), SendFlags::ALL)
+        .await
+        .unwrap();
+    assert_eq!(supported.to_metadata(), "cLe", "0.7 has no -w");
+    assert_eq!(
+        script.calls(),
+        [
+            "send -n -P -w pool/fs@b",
+            "send -n -P -c pool/fs@b",
+            "send -n -P -L pool/fs@b",
+            "send -n -P -e pool/fs@b"
+        ]
+    );
+    // Only what was asked is probed.
+    let large = SendFlags {
+        large_blocks: true,
+        ..SendFlags::NONE
+    };
+    assert_eq!(
+        zfs.supported_send_flags(&snap("pool/fs@b"), large)
+            .await
+            .unwrap(),
+        large
+    );
+    // A dry run that fails for another reason is that error, not "unsupported".
+    let err = zfs
+        .supported_send_flags(
+            &snap("pool/fs@missing"),
+            SendFlags::ALL.without(SendFlags {
+                raw: true,
+                ..SendFlags::NONE
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SnapshotNotFound, "{err}");
+
+    let flags = SendFlags::from_metadata("cL").unwrap();
+    let mut stream = zfs
+        .send_with_flags(Some(&snap("pool/fs@a")), &snap("pool/fs@b"), flags)
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
+        .await
+        .unwrap();
+    assert_eq!(bytes, b"STREAM");
+    assert_eq!(
+        script.calls().last().map(String::as_str),
+        Some("send -c -L -i pool/fs@a pool/fs@b")
+    );
+}
+
+#[tokio::test]
+async fn zfs_fuse_supports_no_send_flag() {
+    let script = Script::new("zfs-legacy-flags", LEGACY);
+    let zfs = ZfsCli::with_program(&script.path);
+    let supported = zfs
+        .supported_send_flags(&snap("pool/fs@b"), z3_zfs::SendFlags::ALL)
+        .await
+        .unwrap();
+    assert!(supported.is_empty(), "{supported}");
 }

@@ -138,3 +138,42 @@ async fn real_errors_carry_zfs_stderr() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Spawn);
 }
+
+/// The send flags this `zfs` accepts, probed on a real snapshot: none on zfs-fuse (it has no
+/// `send -n`, nor any of the flags), at least `-c -L -e` on an OpenZFS with a dry run (0.7+).
+#[tokio::test]
+async fn send_flags_are_probed_on_real_zfs() {
+    let Some((_cleanup, root)) = scratch_root("flags").await else {
+        return;
+    };
+    let scratch = CliScratch::new();
+    let ds = DatasetName::new(&format!("{root}/src")).unwrap();
+    scratch.create_dataset(&ds).await.unwrap();
+    let a = FullSnapshotName::parse(&format!("{ds}@a")).unwrap();
+    scratch.snapshot(&a).await.unwrap();
+    let zfs = ZfsCli::new();
+    let supported = zfs
+        .supported_send_flags(&a, z3_zfs::SendFlags::ALL)
+        .await
+        .unwrap();
+    if has_dry_run(&a).await {
+        assert!(
+            supported.compressed && supported.large_blocks && supported.embedded,
+            "{supported}"
+        );
+    } else {
+        assert!(supported.is_empty(), "zfs-fuse: {supported}");
+        // And a send with a flag fails as zfs's usage error, before any byte.
+        let flags = z3_zfs::SendFlags::from_metadata("c").unwrap();
+        let failed = match zfs.send_with_flags(None, &a, flags).await {
+            Err(_) => true,
+            Ok(mut stream) => {
+                let mut bytes = Vec::new();
+                tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
+                    .await
+                    .is_err()
+            }
+        };
+        assert!(failed, "zfs-fuse sent with -c");
+    }
+}
