@@ -171,6 +171,11 @@ pub struct BackupArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// A new chain is sent raw (zfs send -w, OpenZFS 0.8+): a natively encrypted dataset
+    /// stays encrypted with its own key, and restores encrypted (adds w to SEND_FLAGS)
+    #[arg(long)]
+    pub raw: bool,
+
     /// Compressor: zstd (level 3) or zstd1..zstd19, gzip (in-process); pigz1, pigz4, gpg (programs); none;
     /// or a [compressor:NAME] of the config file (config COMPRESSOR, default zstd; pigz1 writes what the
     /// original z3 can restore)

@@ -322,6 +322,11 @@ impl Engine {
             dry_run: args.dry_run,
             break_lock: args.break_lock,
             encoding,
+            send_flags: if args.raw {
+                self.settings.send_flags.with_raw()
+            } else {
+                self.settings.send_flags
+            },
             metrics_dir: args.metrics_dir.clone(),
         };
         let json = (args.json, args.parseable);

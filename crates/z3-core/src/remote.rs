@@ -35,6 +35,10 @@ pub const META_CREATED: &str = "created";
 /// by the uploader itself): it names the object's seal, and tells z3 whether an object is the
 /// one its own completion made when the completion's answer was lost.
 pub const META_UPLOAD: &str = "z3-upload";
+/// Metadata key holding the optional `zfs send` flags the stream was made with, as letters
+/// (`w`, `c`, `L`, `e`; z3 only, written only when there are some): a chain's incrementals
+/// are sent with its full's flags, and restore refuses flags the local zfs cannot receive.
+pub const META_SEND_FLAGS: &str = "send-flags";
 
 /// The z3 user metadata of one object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -58,6 +62,9 @@ pub struct ObjectMeta {
     pub upload: Option<String>,
     /// The snapshot's `creation` time (Unix seconds) when z3 wrote the object and knew it.
     pub created: Option<i64>,
+    /// The `zfs send` flags as letters ([`META_SEND_FLAGS`]), as written (parsed by whoever
+    /// sends or receives); `None` for a plain send and for the original's objects.
+    pub send_flags: Option<String>,
 }
 
 impl ObjectMeta {
@@ -83,6 +90,7 @@ impl ObjectMeta {
                 META_PARENT_GUID => meta.parent_guid = value.trim().parse().ok(),
                 META_UPLOAD => meta.upload = Some(value.clone()),
                 META_CREATED => meta.created = value.trim().parse().ok(),
+                META_SEND_FLAGS => meta.send_flags = Some(value.clone()),
                 _ => {}
             }
         }
@@ -121,6 +129,9 @@ impl ObjectMeta {
         }
         if let Some(created) = self.created {
             map.insert(META_CREATED.to_owned(), created.to_string());
+        }
+        if let Some(flags) = self.send_flags.as_ref().filter(|f| !f.is_empty()) {
+            map.insert(META_SEND_FLAGS.to_owned(), flags.clone());
         }
         map
     }
@@ -398,6 +409,7 @@ mod tests {
             parent_guid: None,
             upload: None,
             created: Some(1_795_735_040),
+            send_flags: None,
         };
         assert_eq!(
             sealed.to_map(),

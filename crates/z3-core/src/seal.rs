@@ -352,6 +352,7 @@ mod tests {
                 parent_guid: Some(11),
                 upload: None,
                 created: None,
+                send_flags: None,
             },
             etag: None,
         }

@@ -264,6 +264,80 @@ impl EngineConfig {
     }
 }
 
+/// Which optional `zfs send` flags ([`z3_zfs::SendFlags`]) a new chain is sent with
+/// (`SEND_FLAGS`, `backup --raw`). Only a full adopts them: an incremental is always sent with
+/// the flags recorded in its chain's objects, since `zfs receive` refuses some changes along a
+/// chain (`-L`, `-w`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SendFlagChoice {
+    /// A plain `zfs send`, as the original z3 did (the default: it restores on any zfs).
+    #[default]
+    Plain,
+    /// `-c -L -e`, each where the local zfs has it (OpenZFS 0.7 and later have all three).
+    Auto,
+    /// Exactly these; a zfs that lacks one of them is an error, never silently a plain send
+    /// (for `-w`, that would send a natively encrypted dataset decrypted).
+    Exactly(z3_zfs::SendFlags),
+}
+
+impl SendFlagChoice {
+    /// Parses `SEND_FLAGS`: `none` (or empty), `auto`, or letters of `w c L e` (`cLe`, also
+    /// written `-c -L -e`).
+    ///
+    /// # Errors
+    /// [`SettingError`] naming `SEND_FLAGS` and the letter at fault.
+    pub fn from_setting(text: &str) -> Result<Self, SettingError> {
+        let trimmed = text.trim();
+        match trimmed.to_ascii_lowercase().as_str() {
+            "" | "none" | "off" => return Ok(Self::Plain),
+            "auto" => return Ok(Self::Auto),
+            _ => {}
+        }
+        let letters: String = trimmed
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-' && *c != ',')
+            .collect();
+        let flags = z3_zfs::SendFlags::from_metadata(&letters).map_err(|why| {
+            SettingError::new(
+                "SEND_FLAGS",
+                text,
+                format!("{why}; expected none, auto, or letters of w, c, L, e (e.g. cLe)"),
+            )
+        })?;
+        Ok(if flags.is_empty() {
+            Self::Plain
+        } else {
+            Self::Exactly(flags)
+        })
+    }
+
+    /// This choice with `-w` added (`backup --raw`).
+    #[must_use]
+    pub fn with_raw(self) -> Self {
+        let raw = z3_zfs::SendFlags {
+            raw: true,
+            ..z3_zfs::SendFlags::NONE
+        };
+        match self {
+            Self::Plain | Self::Auto => Self::Exactly(raw),
+            Self::Exactly(flags) => Self::Exactly(flags.with(raw)),
+        }
+    }
+
+    /// The flags to ask the local zfs about.
+    #[must_use]
+    pub fn wanted(self) -> z3_zfs::SendFlags {
+        match self {
+            Self::Plain => z3_zfs::SendFlags::NONE,
+            Self::Auto => z3_zfs::SendFlags {
+                raw: false,
+                ..z3_zfs::SendFlags::ALL
+            },
+            Self::Exactly(flags) => flags,
+        }
+    }
+}
+
 /// `status`: no options yet (the report is rendered by the caller).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -286,6 +360,8 @@ pub struct BackupOptions {
     pub break_lock: bool,
     /// Compressor and encryption of new objects.
     pub encoding: Encoding,
+    /// The `zfs send` flags of new chains (incrementals keep their chain's).
+    pub send_flags: SendFlagChoice,
     /// Write the run's Prometheus metrics into this directory after it ([`crate::metrics`]);
     /// not in a dry run.
     pub metrics_dir: Option<std::path::PathBuf>,
@@ -302,6 +378,7 @@ impl BackupOptions {
             dry_run: false,
             break_lock: false,
             encoding,
+            send_flags: SendFlagChoice::Plain,
             metrics_dir: None,
         }
     }

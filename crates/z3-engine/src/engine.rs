@@ -27,13 +27,14 @@ use z3_s3::{
     BeforeComplete, DownloadConfig, Downloader, MultipartUploader, ObjectStore, PartsDone,
     Precondition, PutOptions, UploadConfig, part_size,
 };
-use z3_zfs::{ReceiveOptions, Zfs};
+use z3_zfs::{ReceiveOptions, SendFlags, Zfs};
 
 use crate::UsageError;
 use crate::cancel::Interrupt;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
-    BackupOptions, EngineConfig, PruneOptions, RestoreOptions, StatusOptions, VerifyOptions,
+    BackupOptions, EngineConfig, PruneOptions, RestoreOptions, SendFlagChoice, StatusOptions,
+    VerifyOptions,
 };
 use crate::error::Error;
 use crate::progress::{NoProgress, Progress, ProgressReader};
@@ -510,6 +511,8 @@ impl Engine {
             snapshots: Vec::with_capacity(plan.steps.len()),
             dry_run: args.dry_run,
         };
+        // The flags each snapshot of this run was sent with, for the incrementals on top.
+        let mut sent = std::collections::HashMap::new();
         // `shape` gives one reason per step, in the plan's order.
         for (step, reason) in plan.steps.iter().zip(reasons) {
             let parent = step.parent();
@@ -534,12 +537,16 @@ impl Engine {
             };
             let retention = self.write_retention(reason);
             let class = self.storage_class_for(reason);
+            let flags = self
+                .send_flags_for(&step.snapshot, parent, remote, &sent, args.send_flags)
+                .await?;
+            sent.insert(step.snapshot.to_string(), flags);
             let done = self
                 .backup_one(
                     &step.snapshot,
                     parent,
                     guids,
-                    (precondition, retention, class),
+                    (precondition, retention, class, flags),
                     encoding,
                     args,
                     cancel,
@@ -598,13 +605,71 @@ impl Engine {
         )
     }
 
+    /// The `zfs send` flags of one snapshot: a full's from `choice` and what the local zfs
+    /// has; an incremental's from its chain (its parent's object, or the parent `sent` earlier
+    /// in this run), which the local zfs must still have.
+    async fn send_flags_for(
+        &self,
+        snapshot: &FullSnapshotName,
+        parent: Option<&FullSnapshotName>,
+        remote: &RemoteIndex,
+        sent: &std::collections::HashMap<String, SendFlags>,
+        choice: SendFlagChoice,
+    ) -> Result<SendFlags> {
+        let wanted = match parent {
+            None => choice.wanted(),
+            Some(parent) => {
+                let name = parent.to_string();
+                if let Some(flags) = sent.get(&name) {
+                    *flags
+                } else {
+                    let object = remote
+                        .get(&name)
+                        .with_context(|| format!("the base {name} vanished from the listing"))?;
+                    object_send_flags(object)?
+                }
+            }
+        };
+        if wanted.is_empty() {
+            return Ok(wanted);
+        }
+        let have = self
+            .zfs
+            .supported_send_flags(snapshot, wanted)
+            .await
+            .with_context(|| format!("cannot find which zfs send flags {snapshot} can use"))?;
+        if parent.is_none() && choice == SendFlagChoice::Auto {
+            return Ok(have);
+        }
+        let missing = wanted.without(have);
+        if missing.is_empty() {
+            return Ok(wanted);
+        }
+        Err(match parent {
+            None => UsageError(format!(
+                "cannot back up {snapshot} with SEND_FLAGS {wanted}: this zfs has no `zfs send {missing}`; \
+                 set SEND_FLAGS to what it has (or auto)"
+            )),
+            Some(parent) => UsageError(format!(
+                "cannot back up {snapshot} on top of {parent}: its chain is sent with {wanted} \
+                 and this zfs has no `zfs send {missing}`; start a new chain with `z3 backup --full`"
+            )),
+        }
+        .into())
+    }
+
     #[allow(clippy::too_many_arguments)] // each is a distinct input; a struct would only rename them
     async fn backup_one(
         &self,
         snapshot: &FullSnapshotName,
         parent: Option<&FullSnapshotName>,
         (guid, parent_guid, created): (Option<u64>, Option<u64>, Option<i64>),
-        (precondition, retention, class): (Precondition, Option<z3_s3::Retention>, &str),
+        (precondition, retention, class, flags): (
+            Precondition,
+            Option<z3_s3::Retention>,
+            &str,
+            SendFlags,
+        ),
         encoding: &Encoding,
         args: &BackupOptions,
         cancel: &tokio_util::sync::CancellationToken,
@@ -627,14 +692,16 @@ impl Engine {
             // The uploader records its own token (z3_s3::UPLOAD_TOKEN_META).
             upload: None,
             created,
+            send_flags: Some(flags.to_metadata()).filter(|f| !f.is_empty()),
         };
         let stages = encoding.stages();
         let mut done = self.planned(snapshot, &key, &meta, estimate.bytes, args.dry_run);
         class.clone_into(&mut done.storage_class);
         if args.dry_run {
+            let options: String = flags.args().iter().flat_map(|a| [*a, " "]).collect();
             let send = match parent {
-                Some(p) => format!("zfs send -i {p} {snapshot}"),
-                None => format!("zfs send {snapshot}"),
+                Some(p) => format!("zfs send {options}-i {p} {snapshot}"),
+                None => format!("zfs send {options}{snapshot}"),
             };
             done.pipeline = if stages.is_empty() {
                 send
@@ -653,7 +720,7 @@ impl Engine {
         };
         let stream = self
             .zfs
-            .send(parent, snapshot)
+            .send_with_flags(parent, snapshot, flags)
             .await
             .with_context(|| format!("cannot start zfs send of {snapshot}"))?;
         let (stream, stream_digest) = DigestReader::new(stream);
@@ -731,6 +798,7 @@ impl Engine {
             dry_run,
             basis: String::new(),
             storage_class: String::new(),
+            send_flags: meta.send_flags.clone().unwrap_or_default(),
         }
     }
 
@@ -819,6 +887,8 @@ impl Engine {
             None => None,
         };
         let decoders = self.restore_stages(&plan.steps)?;
+        self.check_receivable(&plan.steps, &remote, args, destination, events)
+            .await?;
         let expected = self
             .restore_digests(&plan.steps, &remote, args.allow_unsealed, events)
             .await?;
@@ -890,6 +960,60 @@ impl Engine {
             report.snapshots.push(done);
         }
         Ok(report)
+    }
+
+    /// Refuses, before anything is downloaded, a chain sent with `zfs send` flags the local
+    /// zfs cannot receive (nothing to check when the streams go to files, `--to-dir`) ([`Zfs::receivable_send_flags`]); notes what a raw chain restores as.
+    /// `zfs receive` itself needs no option for them: it reads them from the stream.
+    async fn check_receivable(
+        &self,
+        steps: &[RestoreStep],
+        remote: &RemoteIndex,
+        args: &RestoreOptions,
+        destination: &DatasetName,
+        events: &mut dyn Events,
+    ) -> Result<()> {
+        if args.to_dir.is_some() {
+            return Ok(());
+        }
+        let mut chain = Vec::with_capacity(steps.len());
+        for step in steps {
+            let name = step.snapshot.to_string();
+            let object = remote
+                .get(&name)
+                .with_context(|| format!("{name} vanished from the listing"))?;
+            chain.push((name, object_send_flags(object)?));
+        }
+        let needed = chain
+            .iter()
+            .fold(SendFlags::NONE, |all, (_, flags)| all.with(*flags));
+        let Some(first) = steps.first().filter(|_| !needed.is_empty()) else {
+            return Ok(());
+        };
+        let probe = FullSnapshotName::new(destination.clone(), first.snapshot.snapshot().clone())?;
+        let have = self
+            .zfs
+            .receivable_send_flags(&probe, needed)
+            .await
+            .context("cannot find which zfs send streams this zfs can receive")?;
+        let missing = needed.without(have);
+        if let Some((name, flags)) = chain.iter().find(|(_, f)| !f.both(missing).is_empty()) {
+            bail!(UsageError(format!(
+                "cannot restore {name}: it was sent with `zfs send {flags}` and this zfs cannot \
+                 receive such a stream (it has no `zfs send {}`); restore on a host with a newer \
+                 OpenZFS, or fetch the streams with --to-dir",
+                flags.both(missing)
+            )));
+        }
+        if needed.raw {
+            events.event(Event::Note {
+                text: format!(
+                    "the chain was sent raw (zfs send -w): {destination} is received encrypted \
+                     with its own key; `zfs load-key {destination}` before mounting it"
+                ),
+            })?;
+        }
+        Ok(())
     }
 
     /// Every snapshot of `dataset`, whatever its name; none when it does not exist.
@@ -1116,6 +1240,23 @@ fn partial(file: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// A receive sink that writes the stream to `file`'s partial name (created new).
+/// The `zfs send` flags an object records ([`z3_core::remote::META_SEND_FLAGS`]); none for
+/// a plain send and for the original's objects.
+///
+/// # Errors
+/// Letters this z3 does not know (a newer z3 wrote them): sending on top of such an object, or
+/// receiving it, could break the chain.
+fn object_send_flags(object: &z3_core::RemoteSnapshot) -> Result<SendFlags> {
+    let text = object.meta.send_flags.as_deref().unwrap_or_default();
+    SendFlags::from_metadata(text).map_err(|why| {
+        UsageError(format!(
+            "{} records zfs send flags '{text}' this z3 does not know ({why}): use a newer z3",
+            object.name
+        ))
+        .into()
+    })
+}
+
 async fn file_sink(file: &std::path::Path) -> Result<z3_zfs::ReceiveSink> {
     let path = partial(file);
     let out = tokio::fs::OpenOptions::new()

@@ -66,8 +66,8 @@ pub use cancel::Interrupt;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     BackupOptions, BoxError, EngineConfig, KeySource, NoKeys, PruneOptions, RestoreOptions,
-    Retention, SMALL_OBJECTS_STORAGE_CLASS, SettingError, StatusOptions, VerifyOptions,
-    encoding_from_settings,
+    Retention, SMALL_OBJECTS_STORAGE_CLASS, SendFlagChoice, SettingError, StatusOptions,
+    VerifyOptions, encoding_from_settings,
 };
 pub use engine::{Engine, KeyChanged};
 pub use error::{Detail, Diverged, Error};

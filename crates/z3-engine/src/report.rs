@@ -150,6 +150,8 @@ pub struct SnapshotBackup {
     pub basis: String,
     /// The storage class the object is written in.
     pub storage_class: String,
+    /// The optional `zfs send` flags as letters (`cLe`, `w`); empty for a plain send.
+    pub send_flags: String,
 }
 
 impl SnapshotBackup {

@@ -104,6 +104,45 @@ impl ZfsCli {
         args
     }
 
+    /// `zfs send -n -P <flag> <to>` for each of `wanted`: success means the flag is there, a
+    /// usage error (exit 2, `invalid option`) that it is not; with `missing_ok`, a missing `to`
+    /// counts as success (the options were parsed before the name was looked up).
+    async fn probe_send_flags(
+        &self,
+        to: &FullSnapshotName,
+        wanted: SendFlags,
+        missing_ok: bool,
+    ) -> Result<SendFlags, Error> {
+        let to_text = to.to_string();
+        let mut supported = SendFlags::NONE;
+        for arg in wanted.args() {
+            let inv = self.invocation(
+                &Self::send_args(&["-n", "-P", arg], None, &to_text),
+                Subject::Snapshot,
+            );
+            let captured = inv.capture().await?;
+            let understood = if captured.status.success() {
+                true
+            } else if captured.code() == Some(2)
+                && parse::classify_stderr(&captured.stderr) == StderrClass::InvalidOption
+            {
+                false
+            } else {
+                let failure = inv.failure(captured.status, captured.stderr);
+                if !(missing_ok && failure.is_not_found()) {
+                    return Err(failure);
+                }
+                true
+            };
+            if understood {
+                let one = SendFlags::from_metadata(arg.trim_start_matches('-'))
+                    .map_err(|why| Error::new(ErrorKind::Parse, why))?;
+                supported = supported.with(one);
+            }
+        }
+        Ok(supported)
+    }
+
     async fn list_modern(
         &self,
         dataset: &str,
@@ -530,25 +569,15 @@ impl Zfs for ZfsCli {
         to: &FullSnapshotName,
         wanted: SendFlags,
     ) -> Result<SendFlags, Error> {
-        let to_text = to.to_string();
-        let mut supported = SendFlags::NONE;
-        for arg in wanted.args() {
-            let inv = self.invocation(
-                &Self::send_args(&["-n", "-P", arg], None, &to_text),
-                Subject::Snapshot,
-            );
-            let captured = inv.capture().await?;
-            if captured.status.success() {
-                let one = SendFlags::from_metadata(arg.trim_start_matches('-'))
-                    .map_err(|why| Error::new(ErrorKind::Parse, why))?;
-                supported = supported.with(one);
-            } else if !(captured.code() == Some(2)
-                && parse::classify_stderr(&captured.stderr) == StderrClass::InvalidOption)
-            {
-                return Err(inv.failure(captured.status, captured.stderr));
-            }
-        }
-        Ok(supported)
+        self.probe_send_flags(to, wanted, false).await
+    }
+
+    async fn receivable_send_flags(
+        &self,
+        probe: &FullSnapshotName,
+        wanted: SendFlags,
+    ) -> Result<SendFlags, Error> {
+        self.probe_send_flags(probe, wanted, true).await
     }
 
     async fn send_with_flags(

@@ -734,6 +734,16 @@ impl Zfs for FakeZfs {
         Ok(wanted.both(state.send_flags))
     }
 
+    /// The flags allowed by [`FakeZfs::set_send_flags`]; `probe` need not exist.
+    async fn receivable_send_flags(
+        &self,
+        probe: &FullSnapshotName,
+        wanted: crate::SendFlags,
+    ) -> Result<crate::SendFlags, Error> {
+        let _ = probe;
+        Ok(wanted.both(self.lock().send_flags))
+    }
+
     /// As [`Zfs::send`], the flags recorded in [`FakeZfs::calls`] (`send -w -i p/fs@a p/fs@b`);
     /// the stream's bytes do not depend on them. Flags not allowed by
     /// [`FakeZfs::set_send_flags`] fail like zfs's usage error.

@@ -262,6 +262,22 @@ pub trait Zfs: Send + Sync + std::fmt::Debug {
         Ok(SendFlags::NONE)
     }
 
+    /// Which of `wanted` this `zfs` can receive, judged by its `zfs send` options (each of the
+    /// four came to `zfs send` and `zfs receive` in the same OpenZFS release): each is tried
+    /// with a dry run of `probe`, which need not exist (a missing snapshot means the option
+    /// was understood). The default answers none, like zfs-fuse.
+    ///
+    /// # Errors
+    /// A failure of the dry run other than a usage error or a missing snapshot.
+    async fn receivable_send_flags(
+        &self,
+        probe: &FullSnapshotName,
+        wanted: SendFlags,
+    ) -> Result<SendFlags, Error> {
+        let _ = (probe, wanted);
+        Ok(SendFlags::NONE)
+    }
+
     /// Starts `zfs send <flags> [-i from] to`; [`SendFlags::NONE`] is [`Zfs::send`].
     ///
     /// # Errors
@@ -392,6 +408,14 @@ impl<T: Zfs + ?Sized> Zfs for Arc<T> {
         wanted: SendFlags,
     ) -> Result<SendFlags, Error> {
         (**self).supported_send_flags(to, wanted).await
+    }
+
+    async fn receivable_send_flags(
+        &self,
+        probe: &FullSnapshotName,
+        wanted: SendFlags,
+    ) -> Result<SendFlags, Error> {
+        (**self).receivable_send_flags(probe, wanted).await
     }
 
     async fn send_with_flags(

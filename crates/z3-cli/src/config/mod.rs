@@ -48,6 +48,7 @@ pub const KEYS: &[&str] = &[
     "AWS_DEFAULT_REGION",
     "S3_PATH_STYLE",
     "ZFS_COMMAND",
+    "SEND_FLAGS",
     "AGE_RECIPIENTS",
     "AGE_RECIPIENTS_FILE",
     "AGE_IDENTITY_FILE",
@@ -77,6 +78,7 @@ pub const DEFAULT_COMPRESSOR: &str = "zstd";
 pub const SECTION_KEYS: &[&str] = &[
     "SNAPSHOT_PREFIX",
     "COMPRESSOR",
+    "SEND_FLAGS",
     "PRESERVE",
     "NAME_FORMAT",
     "MAX_CHAIN",
@@ -467,6 +469,34 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn send_flags_are_set_per_dataset_and_checked() {
+        use z3_engine::SendFlagChoice;
+        let conf = "[main]\nBUCKET=b\nSEND_FLAGS=auto\n\n[fs:tank/secret]\nSEND_FLAGS=w\n";
+        let file = IniFile::parse(conf, None).unwrap();
+        let resolved = |fs: &str| {
+            let flags = FlagOverrides {
+                filesystem: Some(fs.into()),
+                ..FlagOverrides::default()
+            };
+            Settings::resolve(layer(&file, env(&[]), &flags).unwrap()).unwrap()
+        };
+        assert_eq!(resolved("tank/data").send_flags, SendFlagChoice::Auto);
+        assert_eq!(
+            resolved("tank/secret").send_flags,
+            SendFlagChoice::Exactly(z3_zfs::SendFlags::from_metadata("w").unwrap())
+        );
+        assert_eq!(
+            resolve(&[("BUCKET", "b")]).unwrap().send_flags,
+            SendFlagChoice::Plain
+        );
+        let err = resolve(&[("BUCKET", "b"), ("SEND_FLAGS", "-R")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid SEND_FLAGS '-R'"),
+            "{err}"
+        );
     }
 
     #[test]

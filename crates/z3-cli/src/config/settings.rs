@@ -51,6 +51,8 @@ pub struct Settings {
     pub retention: Option<Retention>,
     /// `MAX_CHAIN` and `FULL_EVERY`: when a linear chain (no `PRESERVE`) starts over.
     pub rebase: RebaseRule,
+    /// `SEND_FLAGS`: the `zfs send` flags of new chains.
+    pub send_flags: z3_engine::SendFlagChoice,
 }
 
 /// The most parts or ranges in flight: `CONCURRENCY`, `pput --concurrency`, `z3_get --concurrency`.
@@ -130,6 +132,9 @@ impl Settings {
             retention,
             rebase: RebaseRule::from_settings(raw.max_chain.as_deref(), raw.full_every.as_deref())
                 .map_err(|e| ConfigError::Rule(e.to_string()))?,
+            send_flags: z3_engine::SendFlagChoice::from_setting(
+                raw.send_flags.as_deref().unwrap_or_default(),
+            )?,
         })
     }
 

@@ -59,6 +59,8 @@ pub struct RawConfig {
     pub s3_path_style: Option<String>,
     /// `ZFS_COMMAND`: the zfs program (default `zfs` on PATH).
     pub zfs_command: Option<String>,
+    /// `SEND_FLAGS`: `none`, `auto` or letters of `w c L e` (new chains only).
+    pub send_flags: Option<String>,
     /// `AGE_RECIPIENTS`: age public keys new backups are encrypted to.
     pub age_recipients: Option<String>,
     /// `AGE_RECIPIENTS_FILE`: a file of age public keys, one per line.

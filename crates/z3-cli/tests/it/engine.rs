@@ -353,6 +353,42 @@ async fn dry_run_only_reads() {
 }
 
 #[tokio::test]
+async fn send_flags_come_from_the_config_and_raw_and_show_in_a_dry_run() {
+    let h = Harness::new(|raw| raw.send_flags = Some("cL".into()));
+    h.zfs
+        .set_send_flags(z3_zfs::SendFlags::from_metadata("wcLe").unwrap());
+    h.snap("snap1", "one");
+    let dry_raw = BackupArgs {
+        dry_run: true,
+        raw: true,
+        ..backup()
+    };
+    let run = h.run(Command::Backup(dry_raw)).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    assert!(
+        run.out.contains("zfs send -w -c -L pool/fs@snap1 -> s3://"),
+        "{}",
+        run.out
+    );
+    // A zfs without -w: --raw is a usage error naming the flag, and nothing is written.
+    h.zfs
+        .set_send_flags(z3_zfs::SendFlags::from_metadata("cLe").unwrap());
+    let raw = BackupArgs {
+        raw: true,
+        ..backup()
+    };
+    let run = h.run(Command::Backup(raw)).await;
+    assert_eq!(run.status, ExitStatus::Usage, "{}", run.err);
+    assert!(run.err.contains("zfs send -w"), "{}", run.err);
+    assert!(h.store.object("z3-backup/pool/fs@snap1").is_none());
+    // Without --raw the configured flags are used and recorded.
+    let run = h.run(Command::Backup(backup())).await;
+    assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
+    let (_, meta, _) = h.store.object("z3-backup/pool/fs@snap1").unwrap();
+    assert_eq!(meta.get("send-flags").map(String::as_str), Some("cL"));
+}
+
+#[tokio::test]
 async fn parseable_output_uses_nul_separators() {
     let h = Harness::new(|_| {});
     h.snap("snap1", "one");

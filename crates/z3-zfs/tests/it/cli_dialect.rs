@@ -577,6 +577,33 @@ async fn send_flags_are_probed_one_by_one_and_passed_as_arguments() {
 }
 
 #[tokio::test]
+async fn receivable_flags_are_probed_on_a_snapshot_that_need_not_exist() {
+    use z3_zfs::SendFlags;
+    // OpenZFS 0.7 parses its options before it opens the snapshot: a missing one means the
+    // option was understood (it can receive -c, -L and -e streams), not an error.
+    let script = Script::new("zfs-openzfs-07-recv", OPENZFS_07);
+    let zfs = ZfsCli::with_program(&script.path);
+    let receivable = zfs
+        .receivable_send_flags(&snap("pool/fs@missing"), SendFlags::ALL)
+        .await
+        .unwrap();
+    assert_eq!(
+        receivable.to_metadata(),
+        "cLe",
+        "0.7 cannot receive raw streams"
+    );
+    assert_eq!(script.calls().len(), 4, "{:?}", script.calls());
+    // zfs-fuse rejects the dry run itself: nothing is receivable.
+    let script = Script::new("zfs-legacy-recv", LEGACY);
+    let zfs = ZfsCli::with_program(&script.path);
+    let receivable = zfs
+        .receivable_send_flags(&snap("pool/fs@missing"), SendFlags::ALL)
+        .await
+        .unwrap();
+    assert!(receivable.is_empty(), "{receivable}");
+}
+
+#[tokio::test]
 async fn zfs_fuse_supports_no_send_flag() {
     let script = Script::new("zfs-legacy-flags", LEGACY);
     let zfs = ZfsCli::with_program(&script.path);

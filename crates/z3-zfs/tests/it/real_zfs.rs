@@ -176,4 +176,11 @@ async fn send_flags_are_probed_on_real_zfs() {
         };
         assert!(failed, "zfs-fuse sent with -c");
     }
+    // What it can receive is probed on a name that does not exist, and agrees.
+    let missing = FullSnapshotName::parse(&format!("{ds}@never-made")).unwrap();
+    let receivable = zfs
+        .receivable_send_flags(&missing, z3_zfs::SendFlags::ALL)
+        .await
+        .unwrap();
+    assert_eq!(receivable, supported);
 }
