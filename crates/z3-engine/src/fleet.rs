@@ -127,7 +127,8 @@ pub async fn with_descendants(zfs: &dyn z3_zfs::Zfs, roots: &[String]) -> Vec<St
 ///
 /// With a `cache` (only `status` passes one), an object whose listing matches its entry
 /// ([`CachedObject::matches`]) is not read again, and after all were read the scope's entries
-/// are replaced by this listing's objects. A failed read saves nothing.
+/// are replaced by this listing's objects (unless they are the same already). A failed read
+/// saves nothing.
 pub(crate) async fn read_objects(
     store: &Arc<dyn ObjectStore>,
     layout: &KeyLayout,
@@ -187,7 +188,10 @@ pub(crate) async fn read_objects(
             }
         }
     }
-    if let Some((cache, scope)) = cache {
+    // A run that found nothing new leaves the cache as it is (no rewrite of a large file).
+    if let Some((cache, scope)) = cache
+        && seen != cached
+    {
         cache.save(scope, &seen);
     }
     Ok(objects)

@@ -70,9 +70,11 @@ async fn status_all_heads_only_new_and_replaced_objects() {
     let scope = CacheScope::new("b", "z3/");
     assert_eq!(cache.scope(&scope).unwrap().len(), 3, "seals are not kept");
 
+    let saves = cache.calls().1;
     let (heads, warm) = heads_of_all(&store, Some(&cache)).await;
     assert_eq!(heads, 0, "a warm run reads none");
     assert_eq!(warm, cold);
+    assert_eq!(cache.calls().1, saves, "and rewrites nothing");
 
     // A new object: only it is read.
     store.set_time(1_800_000_050);
