@@ -311,6 +311,7 @@ impl ObjectStore for DirStore {
                     key,
                     size,
                     last_modified: None,
+                    etag: None,
                 });
             }
         }

@@ -1,5 +1,6 @@
-//! `cargo xtask bench [transfer|codecs|bwlimit]`: z3's tools measured against the peers people would use
-//! instead, and `BWLIMIT` checked (`bench/bwlimit.rs`).
+//! `cargo xtask bench [transfer|codecs|bwlimit|status]`: z3's tools measured against the peers people would use
+//! instead, `BWLIMIT` checked (`bench/bwlimit.rs`), and the status cache on a fleet-sized bucket
+//! (`bench/status.rs`).
 //!
 //! The `transfer` suite (the default) starts SeaweedFS on 127.0.0.1, makes incompressible data, and streams
 //! it **from a pipe** through `pput`, `aws s3 cp -` and `rclone rcat` with the same part size and
@@ -26,6 +27,7 @@ use crate::services::{self, ServiceEnv, Services, run};
 
 mod bwlimit;
 mod codecs;
+mod status;
 
 /// Part size of every client, in MiB (pput `-s`, aws `multipart_chunksize`, rclone `--s3-chunk-size`).
 const PART_MIB: u32 = 16;
@@ -35,6 +37,8 @@ const CONCURRENCY: u32 = 4;
 const DEFAULT_ROUNDS: usize = 3;
 /// Data size in MiB unless `--mib` says otherwise; the targets are stated for 1 GiB.
 const DEFAULT_MIB: u32 = 1024;
+/// Objects the `status` suite seeds unless `--objects` says otherwise.
+const DEFAULT_OBJECTS: usize = 100_000;
 
 /// Debian's aws-cli: the `aws` on PATH may be a pyenv shim with another version.
 const AWS: &str = "/usr/bin/aws";
@@ -78,6 +82,8 @@ enum Suite {
     Codecs,
     /// `BWLIMIT` held by `pput` and `z3_get`.
     Bwlimit,
+    /// `z3 status` with and without the status cache.
+    Status,
 }
 
 impl Suite {
@@ -86,6 +92,7 @@ impl Suite {
             Suite::Transfer => "transfer",
             Suite::Codecs => "codecs",
             Suite::Bwlimit => "bwlimit",
+            Suite::Status => "status",
         }
     }
 }
@@ -96,18 +103,21 @@ struct Options {
     suite: Suite,
     rounds: usize,
     mib: u32,
+    /// Objects the `status` suite seeds.
+    objects: usize,
     write_doc: bool,
     /// Use `pput` and `z3_get` from here instead of building them (e.g. to measure another build).
     bin_dir: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: cargo xtask bench [transfer|codecs|bwlimit] [--rounds N] [--mib N] [--no-doc] [--bin-dir DIR]";
+const USAGE: &str = "usage: cargo xtask bench [transfer|codecs|bwlimit|status] [--rounds N] [--mib N] [--objects N] [--no-doc] [--bin-dir DIR]";
 
 fn parse_options(args: &[String]) -> Result<Options> {
     let mut options = Options {
         suite: Suite::Transfer,
         rounds: DEFAULT_ROUNDS,
         mib: DEFAULT_MIB,
+        objects: DEFAULT_OBJECTS,
         write_doc: true,
         bin_dir: None,
     };
@@ -117,6 +127,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "transfer" => options.suite = Suite::Transfer,
             "codecs" => options.suite = Suite::Codecs,
             "bwlimit" => options.suite = Suite::Bwlimit,
+            "status" => options.suite = Suite::Status,
             "--no-doc" => options.write_doc = false,
             "--bin-dir" => {
                 let dir = args
@@ -124,7 +135,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
                     .with_context(|| format!("{arg} needs a value; {USAGE}"))?;
                 options.bin_dir = Some(PathBuf::from(dir));
             }
-            "--rounds" | "--mib" => {
+            "--rounds" | "--mib" | "--objects" => {
                 let value = args
                     .next()
                     .with_context(|| format!("{arg} needs a value; {USAGE}"))?;
@@ -133,10 +144,10 @@ fn parse_options(args: &[String]) -> Result<Options> {
                     .ok()
                     .filter(|n| *n > 0)
                     .with_context(|| format!("{arg} {value}: not a positive number"))?;
-                if arg == "--rounds" {
-                    options.rounds = number as usize;
-                } else {
-                    options.mib = number;
+                match arg.as_str() {
+                    "--rounds" => options.rounds = number as usize,
+                    "--objects" => options.objects = number as usize,
+                    _ => options.mib = number,
                 }
             }
             other => bail!("unknown argument {other:?}; {USAGE}"),
@@ -152,6 +163,7 @@ pub(crate) fn run_bench(root: &Path, args: &[String]) -> Result<()> {
         Suite::Transfer => transfer(root, &options),
         Suite::Codecs => codecs::codecs(root, &options),
         Suite::Bwlimit => bwlimit::bwlimit(root, &options),
+        Suite::Status => status::status(root, &options),
     }
 }
 
@@ -1318,6 +1330,8 @@ mod tests {
             "5",
             "--mib",
             "64",
+            "--objects",
+            "500",
             "--no-doc",
             "--bin-dir",
             "/b",
@@ -1329,6 +1343,7 @@ mod tests {
                 suite: Suite::Codecs,
                 rounds: 5,
                 mib: 64,
+                objects: 500,
                 write_doc: false,
                 bin_dir: Some(PathBuf::from("/b")),
             }

@@ -6,8 +6,9 @@
 //! - `services`: starts the services and prints the environment for running tests by hand, until Enter.
 //! - `dist [--install-check]`: the Debian package (`target/dist/z3_<version>_<arch>.deb`); with
 //!   `--install-check`, installs it, checks man pages, completion and units, and purges it.
-//! - `bench [transfer|codecs]`: measures `pput` and `z3_get` against aws-cli and rclone on a local SeaweedFS and
-//!   writes the results to `docs/benchmarks.md`.
+//! - `bench [transfer|codecs|bwlimit|status]`: measures `pput` and `z3_get` against aws-cli and rclone on a local
+//!   SeaweedFS (and the codecs, `BWLIMIT`, and `z3 status` with its cache) and writes the results to
+//!   `docs/benchmarks.md`.
 
 mod bench;
 mod demo;
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
         }),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|demo|services|tidy|bench [transfer|codecs]|dist [--install-check]>"
+                "usage: cargo xtask <ci|demo|services|tidy|bench [transfer|codecs|bwlimit|status]|dist [--install-check]>"
             );
             return ExitCode::from(2);
         }

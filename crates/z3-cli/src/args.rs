@@ -139,6 +139,11 @@ pub struct StatusArgs {
     /// With --check: the age of the newest backup that is critical
     #[arg(long, value_name = "AGE", default_value = "50h", value_parser = z3_core::check::parse_age)]
     pub crit_age: std::time::Duration,
+
+    /// HEAD every backup object instead of only the new and changed ones: neither read nor
+    /// update the status cache (docs/operations.md, "Status cache")
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// `z3 backup`.

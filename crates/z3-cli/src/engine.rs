@@ -135,6 +135,7 @@ pub struct Engine {
     lock_ttl: Option<Duration>,
     encoding: Option<Encoding>,
     clock: Option<Arc<dyn z3_engine::Clock>>,
+    meta_cache: Option<Arc<dyn z3_engine::MetaCache>>,
 }
 
 impl Engine {
@@ -150,7 +151,21 @@ impl Engine {
             lock_ttl: None,
             encoding: None,
             clock: None,
+            meta_cache: None,
         }
+    }
+
+    /// The status cache `status` reads and updates unless `--no-cache` (default: none).
+    #[must_use]
+    pub fn with_meta_cache(mut self, cache: Option<Arc<dyn z3_engine::MetaCache>>) -> Self {
+        self.meta_cache = cache;
+        self
+    }
+
+    /// [`Engine::engine`] for `status`: with the status cache unless `--no-cache`.
+    fn status_engine(&self, args: &StatusArgs) -> Result<z3_engine::Engine> {
+        let cache = self.meta_cache.clone().filter(|_| !args.no_cache);
+        Ok((cache.into_iter()).fold(self.engine()?, z3_engine::Engine::with_meta_cache))
     }
 
     /// The clock for the lock, retention and prune (default: the system's; tests fix it).
@@ -233,10 +248,10 @@ impl Engine {
     /// See [`z3_engine::Engine::status`].
     pub async fn status(&self, args: &StatusArgs, console: &mut Console<'_>) -> Result<Outcome> {
         if args.all {
-            return self.status_all(args.json, console).await;
+            return self.status_all(args, console).await;
         }
         let options = StatusOptions::default();
-        let report = self.engine()?.status(&options).await?;
+        let report = self.status_engine(args)?.status(&options).await?;
         if args.json {
             // The report as it is: today's keys, plus `s3_prefix_raw` and `schema`.
             z3_engine::json::write_document(&mut *console.out, &report)?;
@@ -268,23 +283,27 @@ impl Engine {
     /// # Errors
     /// Anything `status` fails on.
     pub async fn check(&self, args: &StatusArgs) -> Result<z3_core::check::Check> {
-        let report = self.engine()?.status(&StatusOptions::default()).await?;
+        let report = self
+            .status_engine(args)?
+            .status(&StatusOptions::default())
+            .await?;
         let (warn, crit) = (args.warn_age, args.crit_age);
         let now = z3_engine::Clock::unix_secs(&z3_engine::SystemClock);
         Ok(report.check(now, z3_core::check::Thresholds { warn, crit }))
     }
 
     /// `z3 status --all`: a row per dataset in the bucket, or the report as JSON.
-    async fn status_all(&self, json: bool, console: &mut Console<'_>) -> Result<Outcome> {
+    async fn status_all(&self, args: &StatusArgs, console: &mut Console<'_>) -> Result<Outcome> {
         let s = &self.settings;
         let locked = s
             .retention
             .as_ref()
             .is_some_and(|r| r.object_lock.is_some());
         let store = z3_engine::fleet::read_view(Arc::clone(&self.store), locked);
-        let report =
-            z3_engine::fleet::status_all(&store, &s.layout, &s.retry, SystemTime::now()).await?;
-        if json {
+        let (now, cache) = (SystemTime::now(), self.meta_cache.as_deref());
+        let cache = cache.filter(|_| !args.no_cache);
+        let report = z3_engine::fleet::status_all(&store, &s.layout, &s.retry, now, cache).await?;
+        if args.json {
             z3_engine::json::write_document(&mut *console.out, &report)?;
         } else {
             writeln!(

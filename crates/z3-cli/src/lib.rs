@@ -112,7 +112,9 @@ pub async fn run(cli: Cli, console: &mut Console<'_>) -> Result<ExitStatus> {
         return run_all(&cli, &file, &env, zfs, store, console).await;
     }
     let progress = crate::progress::ProgressMode::from_flags(cli.progress, false);
+    let cache = setup::meta_cache(&settings);
     let mut engine = Engine::new(zfs, store, settings)
+        .with_meta_cache(cache)
         .with_progress(progress)
         .with_interrupt(interrupt::global().clone());
     if let Some(encoding) = encoding {
@@ -151,7 +153,9 @@ async fn check_status(cli: &Cli) -> Result<z3_core::check::Check> {
     let settings = load_settings(cli, std::env::vars())?;
     let store = setup::connect(&settings).await?;
     store.check_bucket().await?;
+    let cache = setup::meta_cache(&settings);
     Engine::new(zfs_of(&settings), Arc::new(store), settings)
+        .with_meta_cache(cache)
         .check(args)
         .await
 }

@@ -50,3 +50,11 @@ pub async fn connect(settings: &Settings) -> Result<AwsStore> {
         .await
         .context("cannot set up the S3 client")
 }
+
+/// The status cache's files for `settings`' endpoint, in `$XDG_CACHE_HOME/z3`, `/var/cache/z3`
+/// (root) or `~/.cache/z3` ([`z3_engine::meta_cache::default_dir`]); none without a place.
+#[must_use]
+pub fn meta_cache(settings: &Settings) -> Option<std::sync::Arc<dyn z3_engine::MetaCache>> {
+    let (xdg, home) = (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"));
+    z3_engine::meta_cache::user_cache(xdg, home, settings.s3.endpoint.as_deref())
+}

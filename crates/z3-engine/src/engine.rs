@@ -37,6 +37,7 @@ use crate::config::{
     VerifyOptions,
 };
 use crate::error::Error;
+use crate::meta_cache::{CacheScope, MetaCache};
 use crate::progress::{NoProgress, Progress, ProgressReader};
 use crate::receive::Receive;
 use crate::report::{
@@ -86,6 +87,8 @@ pub struct Engine {
     /// The bucket as it is, without the view: the lock is read and written here, because a
     /// released lock record behind its delete marker is gone, not held.
     raw: Arc<dyn ObjectStore>,
+    /// Where `status` keeps what it read between runs (none: every object is read each time).
+    meta_cache: Option<Arc<dyn MetaCache>>,
 }
 
 impl Engine {
@@ -116,7 +119,17 @@ impl Engine {
             interrupt: Interrupt::new(),
             lock_ttl: crate::lock::DEFAULT_LOCK_TTL,
             clock: Arc::new(SystemClock),
+            meta_cache: None,
         }
+    }
+
+    /// Lets [`Engine::status`] keep what it read in `cache` and read only the objects that are
+    /// new or changed since ([`crate::meta_cache`]). No other command uses it: backup, restore,
+    /// verify and prune read every object's metadata from the bucket.
+    #[must_use]
+    pub fn with_meta_cache(mut self, cache: Arc<dyn MetaCache>) -> Self {
+        self.meta_cache = Some(cache);
+        self
     }
 
     /// The clock the lock's decisions use (default: the system's).
@@ -162,7 +175,7 @@ impl Engine {
         &self,
         _options: &StatusOptions,
     ) -> std::result::Result<StatusReport, Error> {
-        self.public(self.status_inner().await)
+        self.public(self.status_inner(self.meta_cache.as_deref()).await)
     }
 
     /// `z3 backup`: uploads what the plan says, oldest first, one object per snapshot, each
@@ -204,7 +217,7 @@ impl Engine {
             let sum = |f: fn(&SnapshotBackup) -> u64| report.snapshots.iter().map(f).sum();
             (sum(|s| s.bytes_read), sum(|s| s.bytes_stored))
         });
-        let status = self.status_inner().await.ok();
+        let status = self.status_inner(None).await.ok();
         let newest = status.as_ref().and_then(|s| s.newest.as_ref());
         crate::metrics::BackupMetrics {
             dataset: self.settings.dataset.to_string(),
@@ -310,16 +323,17 @@ impl Engine {
 
     /// Every backup object of the dataset under the prefix, with its metadata (one HEAD each).
     async fn remote_index(&self, dataset: &DatasetName) -> Result<RemoteIndex> {
-        Ok(self.remote_index_with_infos(dataset).await?.0)
+        Ok(self.remote_index_with_infos(dataset, None).await?.0)
     }
 
     /// [`Engine::remote_index`], and the newest object by upload time (`Last-Modified`) with
-    /// that time.
+    /// that time; through `cache` for `status`.
     async fn remote_index_with_infos(
         &self,
         dataset: &DatasetName,
+        cache: Option<&dyn MetaCache>,
     ) -> Result<(RemoteIndex, Option<(String, i64)>)> {
-        let objects = self.remote_objects(dataset).await?;
+        let objects = self.remote_objects(dataset, cache).await?;
         let newest = objects
             .iter()
             .filter_map(|(object, info)| Some((info.last_modified?, &object.name)))
@@ -329,10 +343,12 @@ impl Engine {
         Ok((index, newest))
     }
 
-    /// The backup objects of `dataset` under the snapshot prefix, each with its `HEAD`.
+    /// The backup objects of `dataset` under the snapshot prefix, each with its `HEAD` (or what
+    /// `cache` kept of it, when the object did not change since).
     pub(crate) async fn remote_objects(
         &self,
         dataset: &DatasetName,
+        cache: Option<&dyn MetaCache>,
     ) -> Result<Vec<(z3_core::RemoteSnapshot, z3_s3::ObjectInfo)>> {
         let layout = &self.settings.layout;
         let list_prefix = layout.list_prefix(dataset, &self.settings.snapshot_prefix);
@@ -340,7 +356,9 @@ impl Engine {
         let entries = z3_s3::list_with_retry(self.store.as_ref(), &list_prefix, retry_config)
             .await
             .with_context(|| format!("cannot list s3://{}/{list_prefix}", self.settings.bucket))?;
-        crate::fleet::read_objects(&self.store, layout, entries, retry_config).await
+        let scope = CacheScope::new(self.settings.bucket.clone(), list_prefix);
+        let cache = cache.map(|c| (c, &scope));
+        crate::fleet::read_objects(&self.store, layout, entries, retry_config, cache).await
     }
 
     /// The names (`ds@snap`) that have a seal: one LIST, for `status` (restore and verify read
@@ -360,11 +378,11 @@ impl Engine {
             .collect())
     }
 
-    /// [`Engine::status`], with the internal error.
-    async fn status_inner(&self) -> Result<StatusReport> {
+    /// [`Engine::status`], with the internal error; through `cache` when given.
+    async fn status_inner(&self, cache: Option<&dyn MetaCache>) -> Result<StatusReport> {
         let dataset = self.dataset()?;
         let local = self.local_chain(dataset, true).await?;
-        let (remote, newest) = self.remote_index_with_infos(dataset).await?;
+        let (remote, newest) = self.remote_index_with_infos(dataset, cache).await?;
         let remote = remote.with_seals(self.sealed_names(dataset).await?);
         let newest = newest.map(|(name, uploaded)| crate::report::NewestBackup {
             depth: remote.restore_depth(&name),

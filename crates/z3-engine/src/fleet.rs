@@ -1,5 +1,6 @@
 //! `z3 status --all`: every dataset backed up under one key prefix, one summary each
-//! ([`z3_core::fleet`]), from one listing and one HEAD per object.
+//! ([`z3_core::fleet`]), from one listing and one HEAD per object (per new or changed object,
+//! with the status cache of [`crate::meta_cache`]).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,6 +13,7 @@ use z3_core::{KeyLayout, ObjectMeta, RemoteSnapshot};
 use z3_s3::{ListEntry, ObjectInfo, ObjectStore, RetryConfig};
 
 use crate::error::Error;
+use crate::meta_cache::{CacheScope, CachedObject, CachedObjects, MetaCache};
 
 /// HEAD requests in flight while reading objects' metadata.
 const HEAD_CONCURRENCY: usize = 16;
@@ -44,6 +46,9 @@ pub fn read_view(store: Arc<dyn ObjectStore>, object_lock: bool) -> Arc<dyn Obje
 /// Lists every backup object under `layout`'s prefix (not seals, not locks), reads their
 /// metadata and summarises them per dataset, with ages measured from `now`.
 ///
+/// With a `cache` ([`crate::meta_cache`]), only objects that are new or changed since its last
+/// run are read (one HEAD each); the others cost nothing beyond the listing.
+///
 /// # Errors
 /// Listing or HEAD failures after retries ([`Error::Failed`]).
 pub async fn status_all(
@@ -51,8 +56,9 @@ pub async fn status_all(
     layout: &KeyLayout,
     retry: &RetryConfig,
     now: SystemTime,
+    cache: Option<&dyn MetaCache>,
 ) -> std::result::Result<FleetReport, Error> {
-    status_all_inner(store, layout, retry, now)
+    status_all_inner(store, layout, retry, now, cache)
         .await
         .map_err(|err| Error::classify(err, None))
 }
@@ -62,6 +68,7 @@ async fn status_all_inner(
     layout: &KeyLayout,
     retry: &RetryConfig,
     now: SystemTime,
+    cache: Option<&dyn MetaCache>,
 ) -> Result<FleetReport> {
     let prefix = layout.prefix();
     let entries = z3_s3::list_with_retry(store.as_ref(), prefix, retry)
@@ -76,7 +83,8 @@ async fn status_all_inner(
                 .is_some_and(|name| !name.starts_with('.') && name.contains('@'))
         })
         .collect();
-    let objects = read_objects(store, layout, entries, retry)
+    let scope = CacheScope::new(store.bucket(), prefix);
+    let objects = read_objects(store, layout, entries, retry, cache.map(|c| (c, &scope)))
         .await?
         .into_iter()
         .map(|(object, info)| FleetObject {
@@ -116,17 +124,32 @@ pub async fn with_descendants(zfs: &dyn z3_zfs::Zfs, roots: &[String]) -> Vec<St
 /// The listed objects with their metadata and what their HEAD said, one HEAD each (a bounded
 /// number at once); an object deleted between the listing and its HEAD (e.g. by a lifecycle
 /// rule) is left out.
+///
+/// With a `cache` (only `status` passes one), an object whose listing matches its entry
+/// ([`CachedObject::matches`]) is not read again, and after all were read the scope's entries
+/// are replaced by this listing's objects (unless they are the same already). A failed read
+/// saves nothing.
 pub(crate) async fn read_objects(
     store: &Arc<dyn ObjectStore>,
     layout: &KeyLayout,
     entries: Vec<ListEntry>,
     retry: &RetryConfig,
+    cache: Option<(&dyn MetaCache, &CacheScope)>,
 ) -> Result<Vec<(RemoteSnapshot, ObjectInfo)>> {
+    let cached = cache
+        .map(|(cache, scope)| cache.load(scope))
+        .unwrap_or_default();
     let heads = futures::stream::iter(entries)
         .map(|entry| {
             let store = Arc::clone(store);
+            let hit = (cached.get(&entry.key))
+                .filter(|c| c.matches(&entry))
+                .map(|c| c.info(&entry.key));
             async move {
-                let info = z3_s3::head_with_retry(store.as_ref(), &entry.key, retry).await;
+                let info = match hit {
+                    Some(info) => Ok(info),
+                    None => z3_s3::head_with_retry(store.as_ref(), &entry.key, retry).await,
+                };
                 (entry, info)
             }
         })
@@ -134,10 +157,16 @@ pub(crate) async fn read_objects(
         .collect::<Vec<_>>()
         .await;
     let mut objects = Vec::with_capacity(heads.len());
+    let mut seen = CachedObjects::new();
     for (entry, info) in heads {
         match info {
             Ok(mut info) => {
                 info.last_modified = info.last_modified.or(entry.last_modified);
+                if cache.is_some()
+                    && let Some(keep) = CachedObject::new(&entry, &info)
+                {
+                    seen.insert(entry.key.clone(), keep);
+                }
                 objects.push((
                     RemoteSnapshot {
                         name: layout.name_of(&entry.key).unwrap_or(&entry.key).to_owned(),
@@ -158,6 +187,12 @@ pub(crate) async fn read_objects(
                 ));
             }
         }
+    }
+    // A run that found nothing new leaves the cache as it is (no rewrite of a large file).
+    if let Some((cache, scope)) = cache
+        && seen != cached
+    {
+        cache.save(scope, &seen);
     }
     Ok(objects)
 }

@@ -10,7 +10,9 @@
 //! [`Error`] whose kind says what went wrong. Progress goes to a [`Progress`] you implement (or
 //! [`NoProgress`]); a stop request is an [`Interrupt`] you trigger; the time comes from a
 //! [`Clock`] ([`SystemClock`] unless you set one). [`sync::Sync`] pushes or pulls snapshots
-//! between two `Zfs` sides; [`cleanup::cleanup`] aborts stale multipart uploads. The engine reads
+//! between two `Zfs` sides; [`cleanup::cleanup`] aborts stale multipart uploads. With a
+//! [`MetaCache`] ([`Engine::with_meta_cache`]), `status` HEADs only the objects that are new or
+//! changed since its last run ([`meta_cache`]). The engine reads
 //! no environment and no configuration file, installs no signal handler and sets no allocator.
 //!
 //! Needs a multi-threaded Tokio runtime. Stable so far: the types named here; 0.x versions may
@@ -55,6 +57,7 @@ mod error;
 pub mod fleet;
 pub mod json;
 pub mod lock;
+pub mod meta_cache;
 pub mod metrics;
 pub mod progress;
 pub mod receive;
@@ -71,6 +74,7 @@ pub use config::{
 };
 pub use engine::{Engine, KeyChanged};
 pub use error::{Detail, Diverged, Error};
+pub use meta_cache::{FileMetaCache, MemoryMetaCache, MetaCache};
 pub use progress::{NoProgress, Progress, ProgressReader, RecordingProgress, Transfer};
 pub use report::{
     BackupReport, Event, Events, Kind, NewestBackup, NoEvents, ObjectVerification, PruneReport,

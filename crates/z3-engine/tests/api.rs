@@ -12,6 +12,9 @@ use z3_engine::{
 use z3_s3::MemoryStore;
 use z3_zfs::fake::FakeZfs;
 
+#[path = "api/status_cache.rs"]
+mod status_cache;
+
 fn setup() -> (FakeZfs, MemoryStore, Engine) {
     let zfs = FakeZfs::new();
     zfs.create_dataset("tank/data").unwrap();

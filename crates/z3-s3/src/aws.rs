@@ -951,6 +951,7 @@ impl ObjectStore for AwsStore {
                     key: object.key()?.to_owned(),
                     size: to_u64(object.size()),
                     last_modified: object.last_modified().map(aws_smithy_types::DateTime::secs),
+                    etag: object.e_tag().map(str::to_owned),
                 })
             }));
             if page.is_truncated() != Some(true) {

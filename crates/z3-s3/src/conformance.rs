@@ -121,6 +121,15 @@ pub async fn put_head_list_round_trip(store: &dyn ObjectStore, prefix: &str) {
         );
     }
 
+    // The status cache trusts an object it read before only while key, ETag and
+    // Last-Modified of the listing are unchanged: the listing must report the ETag HEAD does,
+    // and new content must change it.
+    let head_0 = store.head(&keys[0]).await.expect("head");
+    assert!(listed[1].etag.is_some(), "list reports the etag");
+    assert_eq!(
+        listed[1].etag, head_0.etag,
+        "list and head agree on the etag"
+    );
     store
         .put(&keys[0], Bytes::from_static(b"new"), &PutOptions::default())
         .await
@@ -128,6 +137,13 @@ pub async fn put_head_list_round_trip(store: &dyn ObjectStore, prefix: &str) {
     let info = store.head(&keys[0]).await.expect("head after overwrite");
     assert_eq!(info.size, 3);
     assert!(info.metadata.is_empty(), "overwrite replaces metadata");
+    let relisted = store.list(&keys[0]).await.expect("list after overwrite");
+    assert_eq!(relisted.len(), 1, "{relisted:?}");
+    assert_eq!(
+        relisted[0].etag, info.etag,
+        "the listing shows the new etag"
+    );
+    assert_ne!(relisted[0].etag, listed[1].etag, "new content, new etag");
 
     for key in &keys {
         store.delete(key).await.expect("delete");

@@ -666,6 +666,7 @@ impl ObjectStore for MemoryStore {
                     key: k.clone(),
                     size: o.data.len() as u64,
                     last_modified: Some(o.last_modified),
+                    etag: Some(o.etag.clone()),
                 })
             })
             .collect())

@@ -191,6 +191,10 @@ pub struct ListEntry {
     pub size: u64,
     /// `LastModified`, in seconds since the Unix epoch, when the server reports it.
     pub last_modified: Option<i64>,
+    /// The ETag as the listing reports it, quotes included, when the server sends one. Together
+    /// with the key and `last_modified` it tells whether an object changed since it was last
+    /// read (a replaced object gets a new `LastModified`, and new content a new ETag).
+    pub etag: Option<String>,
 }
 
 /// Headers set when an object is created, by [`ObjectStore::put`] or [`ObjectStore::create_multipart`].

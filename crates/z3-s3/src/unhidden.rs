@@ -166,6 +166,7 @@ impl ObjectStore for Unhidden {
                     key: (*key).to_owned(),
                     size: version.size,
                     last_modified: version.last_modified,
+                    etag: version.etag.clone(),
                 });
             }
         }

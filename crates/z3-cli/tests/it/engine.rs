@@ -1533,3 +1533,48 @@ async fn backup_writes_prometheus_metrics_after_success_and_failure() {
     assert!((failed["z3_backup_last_success_timestamp_seconds"] - success).abs() < f64::EPSILON);
     assert!((failed["z3_backup_last_read_bytes"]).abs() < f64::EPSILON);
 }
+
+/// Issue 16, point 4: `status`, `status --all` and `status --check` read only new or changed
+/// objects through the status cache; `--no-cache` reads every one and leaves the cache alone.
+#[tokio::test]
+async fn status_uses_the_cache_unless_no_cache() {
+    let h = Harness::new(|_| {});
+    h.snap("snap1", "monday");
+    h.snap("snap2", "tuesday");
+    assert_eq!(
+        h.run(Command::Backup(backup())).await.status,
+        ExitStatus::Success
+    );
+    let cache = Arc::new(z3_engine::MemoryMetaCache::new());
+    let h = Harness {
+        engine: (h.engine.clone()).with_meta_cache(Some(cache.clone())),
+        ..h
+    };
+    let heads = |h: &Harness| h.store.calls(z3_s3::Op::Head);
+    let status = |all, no_cache| {
+        Command::Status(StatusArgs {
+            all,
+            no_cache,
+            ..StatusArgs::default()
+        })
+    };
+    for all in [false, true] {
+        let before = heads(&h);
+        let cold = h.run(status(all, false)).await;
+        assert_eq!(cold.status, ExitStatus::Success, "{}", cold.err);
+        assert_eq!(heads(&h) - before, 2, "cold, --all {all}");
+        let before = heads(&h);
+        let warm = h.run(status(all, false)).await;
+        assert_eq!(heads(&h) - before, 0, "warm, --all {all}");
+        assert_eq!(warm.out, cold.out);
+        let calls = cache.calls();
+        let before = heads(&h);
+        let uncached = h.run(status(all, true)).await;
+        assert_eq!(heads(&h) - before, 2, "--no-cache, --all {all}");
+        assert_eq!(uncached.out, cold.out);
+        assert_eq!(cache.calls(), calls, "--no-cache leaves the cache alone");
+    }
+    let before = heads(&h);
+    assert_eq!(h.check().await.state, z3_core::check::State::Ok);
+    assert_eq!(heads(&h) - before, 0, "--check is warm too");
+}

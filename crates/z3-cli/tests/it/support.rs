@@ -10,6 +10,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use z3_s3::{AwsStore, ObjectStore, S3Config, StaticCredentials};
 
+/// The `XDG_CACHE_HOME` of the binaries this test process runs: their status cache files stay
+/// out of the real cache directories.
+pub(crate) fn test_cache_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("z3-it-cache-{}", std::process::id()))
+}
+
 /// The services under test.
 #[derive(Debug, Clone)]
 pub(crate) struct RealEnv {
@@ -134,6 +140,8 @@ impl RealEnv {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("Z3_CONFIG", "/dev/null")
+            // The status cache in a directory of this test run, not /var/cache/z3 or ~/.cache.
+            .env("XDG_CACHE_HOME", test_cache_dir())
             .env("BUCKET", &self.bucket)
             .env("S3_KEY_ID", &self.key_id)
             .env("S3_SECRET", &self.secret)

@@ -81,7 +81,7 @@ impl Engine {
         let entries = z3_s3::list_with_retry(self.store.as_ref(), &list_prefix, retry)
             .await
             .with_context(|| format!("cannot list s3://{}/{list_prefix}", self.settings.bucket))?;
-        let objects = crate::fleet::read_objects(&self.store, layout, entries, retry).await?;
+        let objects = crate::fleet::read_objects(&self.store, layout, entries, retry, None).await?;
         let seals = self.seal_keys(dataset).await?;
         let now = self.clock.unix_secs();
         let index = RemoteIndex::new(objects.iter().map(|(o, _)| o.clone()).collect());

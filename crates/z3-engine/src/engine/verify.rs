@@ -89,7 +89,7 @@ impl Engine {
         &self,
         dataset: &z3_core::DatasetName,
     ) -> Result<(z3_core::RemoteIndex, BTreeMap<String, String>)> {
-        let objects = self.remote_objects(dataset).await?;
+        let objects = self.remote_objects(dataset, None).await?;
         let archived = (objects.iter())
             .filter_map(|(object, info)| {
                 let class = info.storage_class.as_deref()?;
