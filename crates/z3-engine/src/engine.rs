@@ -51,7 +51,6 @@ mod immutable;
 mod prune;
 mod verify;
 
-/// How many HEAD requests run at once while reading object metadata.
 /// The ACL the original sets on every object (docs/compatibility.md, "Object metadata").
 const OBJECT_ACL: &str = "bucket-owner-full-control";
 /// Ranged GET size for restores: small enough that (concurrency × part) stays at 64 MiB.
