@@ -229,16 +229,24 @@ struct Transfer {
     clock_ticks: f64,
 }
 
+/// The directory of the release binaries a bench runs: `--bin-dir` as given, else the
+/// workspace's `target/release` (or `$CARGO_TARGET_DIR/release`) after building z3-cli's
+/// `bins` (`--bins`, or `--bin z3`) there.
+fn release_dir(root: &Path, options: &Options, bins: &[&str]) -> Result<PathBuf> {
+    if let Some(dir) = &options.bin_dir {
+        return Ok(dir.clone());
+    }
+    step(&format!("building z3-cli {} (release)", bins.join(" ")));
+    run(crate::cargo()
+        .args(["build", "--release", "--quiet", "-p", "z3-cli"])
+        .args(bins))?;
+    Ok(std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), PathBuf::from)
+        .join("release"))
+}
+
 fn transfer(root: &Path, options: &Options) -> Result<()> {
-    let release = if let Some(dir) = &options.bin_dir {
-        dir.clone()
-    } else {
-        step("building pput and z3_get (release)");
-        run(crate::cargo().args(["build", "--release", "--quiet", "-p", "z3-cli", "--bins"]))?;
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| root.join("target"), PathBuf::from)
-            .join("release")
-    };
+    let release = release_dir(root, options, &["--bins"])?;
 
     step("installing missing tools");
     let missing: Vec<&str> = BENCH_PACKAGES

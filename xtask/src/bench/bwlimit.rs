@@ -8,14 +8,14 @@
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
 use super::{Machine, Options, Suite, first_line, git_commit, step, write_doc_section};
-use crate::services::{self, Services, run};
+use crate::services::{self, Services};
 
 /// The limits measured, in MiB/s.
 const LIMITS_MIB: &[u64] = &[2, 8, 32];
@@ -44,15 +44,7 @@ impl Measured {
 
 /// Runs the suite.
 pub(crate) fn bwlimit(root: &Path, options: &Options) -> Result<()> {
-    let release = if let Some(dir) = &options.bin_dir {
-        dir.clone()
-    } else {
-        step("building pput and z3_get (release)");
-        run(crate::cargo().args(["build", "--release", "--quiet", "-p", "z3-cli", "--bins"]))?;
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| root.join("target"), PathBuf::from)
-            .join("release")
-    };
+    let release = super::release_dir(root, options, &["--bins"])?;
     let weed = services::ensure_weed(root)?;
     let mut machine = Machine::probe()?;
     machine.versions = vec![

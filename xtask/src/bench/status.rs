@@ -59,23 +59,7 @@ struct Measured {
 
 /// Runs the suite.
 pub(crate) fn status(root: &Path, options: &Options) -> Result<()> {
-    let release = if let Some(dir) = &options.bin_dir {
-        dir.clone()
-    } else {
-        step("building z3 (release)");
-        services::run(crate::cargo().args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "z3-cli",
-            "--bin",
-            "z3",
-        ]))?;
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| root.join("target"), PathBuf::from)
-            .join("release")
-    };
+    let release = super::release_dir(root, options, &["--bin", "z3"])?;
     let z3 = release.join("z3");
     let weed = services::ensure_weed(root)?;
     let mut machine = Machine::probe()?;
