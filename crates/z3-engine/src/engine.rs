@@ -993,14 +993,10 @@ impl Engine {
         if args.to_dir.is_some() {
             return Ok(());
         }
-        let mut chain = Vec::with_capacity(steps.len());
-        for step in steps {
-            let name = step.snapshot.to_string();
-            let object = remote
-                .get(&name)
-                .with_context(|| format!("{name} vanished from the listing"))?;
-            chain.push((name, object_send_flags(object)?));
-        }
+        let chain = step_objects(steps, remote)?
+            .into_iter()
+            .map(|object| Ok((object.name.clone(), object_send_flags(object)?)))
+            .collect::<Result<Vec<_>>>()?;
         let needed = chain
             .iter()
             .fold(SendFlags::NONE, |all, (_, flags)| all.with(*flags));
@@ -1128,14 +1124,10 @@ impl Engine {
         allow_unsealed: bool,
         events: &mut dyn Events,
     ) -> Result<Vec<Option<Digest>>> {
-        let mut wanted = Vec::with_capacity(steps.len());
-        for step in steps {
-            let name = step.snapshot.to_string();
-            let object = remote
-                .get(&name)
-                .with_context(|| format!("{name} vanished from the listing"))?;
-            wanted.push((self.settings.layout.seal_key_of(object), object.clone()));
-        }
+        let wanted = step_objects(steps, remote)?
+            .into_iter()
+            .map(|object| (self.settings.layout.seal_key_of(object), object.clone()))
+            .collect();
         let checks = crate::seal::check_all(
             &self.store,
             wanted,
@@ -1257,6 +1249,22 @@ fn partial(file: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// A receive sink that writes the stream to `file`'s partial name (created new).
+/// The listed object of each restore step, in order.
+fn step_objects<'a>(
+    steps: &[RestoreStep],
+    remote: &'a RemoteIndex,
+) -> Result<Vec<&'a z3_core::RemoteSnapshot>> {
+    steps
+        .iter()
+        .map(|step| {
+            let name = step.snapshot.to_string();
+            remote
+                .get(&name)
+                .with_context(|| format!("{name} vanished from the listing"))
+        })
+        .collect()
+}
+
 /// The `zfs send` flags an object records ([`z3_core::remote::META_SEND_FLAGS`]); none for
 /// a plain send and for the original's objects.
 ///
