@@ -374,20 +374,11 @@ impl Cli {
     }
 }
 
-/// Accepts the names [`z3_codec::Compressor::parse`] knows and anything that could name a
-/// `[compressor:NAME]` section (checked against the config file when the backup starts), so a
-/// value that can be neither is a usage error naming it.
+/// A name [`z3_codec::Compressor::check_name`] accepts: a built-in one or one that could
+/// name a `[compressor:NAME]` section.
 fn compressor_name(name: &str) -> Result<String, String> {
-    match z3_codec::Compressor::parse(name, "") {
-        Ok(_) => Ok(name.to_owned()),
-        Err(_)
-            if z3_codec::CustomCompressor::new(name, vec!["x".into()], vec!["x".into()])
-                .is_ok() =>
-        {
-            Ok(name.to_owned())
-        }
-        Err(err) => Err(err.to_string()),
-    }
+    z3_codec::Compressor::check_name(name).map_err(|err| err.to_string())?;
+    Ok(name.to_owned())
 }
 
 #[cfg(test)]

@@ -166,7 +166,7 @@ pub async fn main(args: CleanupArgs, out: &mut (dyn Write + Send)) -> Result<()>
     let settings = crate::setup::settings(args.config.as_deref())?;
     let store = crate::setup::connect(&settings).await?;
     let max_age = Duration::from_secs_f64(args.max_age * 86_400.0);
-    let (now, retry) = (SystemTime::now(), &settings.retry);
+    let (now, retry) = (SystemTime::now(), &settings.transfer.retry);
     let report = if args.json {
         let mut lines = z3_engine::json::JsonLines(&mut *out);
         let result = z3_engine::cleanup::cleanup(

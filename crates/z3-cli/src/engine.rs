@@ -222,9 +222,7 @@ impl Engine {
             snapshot_prefix: s.snapshot_prefix.clone(),
             compressors: s.compressors.clone(),
             keys: Arc::new(s.age.clone()),
-            concurrency: s.concurrency,
-            chunk_size: s.chunk_size,
-            retry: s.retry.clone(),
+            transfer: s.transfer.clone(),
             storage_class: s.storage_class.clone(),
             retention: s.retention.clone(),
             rebase: s.rebase,
@@ -295,14 +293,12 @@ impl Engine {
     /// `z3 status --all`: a row per dataset in the bucket, or the report as JSON.
     async fn status_all(&self, args: &StatusArgs, console: &mut Console<'_>) -> Result<Outcome> {
         let s = &self.settings;
-        let locked = s
-            .retention
-            .as_ref()
-            .is_some_and(|r| r.object_lock.is_some());
+        let locked = z3_engine::Retention::locks(s.retention.as_ref());
         let store = z3_engine::fleet::read_view(Arc::clone(&self.store), locked);
         let (now, cache) = (SystemTime::now(), self.meta_cache.as_deref());
         let cache = cache.filter(|_| !args.no_cache);
-        let report = z3_engine::fleet::status_all(&store, &s.layout, &s.retry, now, cache).await?;
+        let report =
+            z3_engine::fleet::status_all(&store, &s.layout, &s.transfer.retry, now, cache).await?;
         if args.json {
             z3_engine::json::write_document(&mut *console.out, &report)?;
         } else {

@@ -115,22 +115,11 @@ pub struct SyncArgs {
 /// A resolved sync, as `z3_ssh_sync` runs it: the engine's [`z3_engine::sync::Sync`] with the
 /// command line's output.
 #[derive(Debug, Clone)]
-#[allow(clippy::struct_excessive_bools)] // the switches of the command line
 pub struct Sync {
-    /// Where snapshots come from.
-    pub source: Side,
-    /// Where they go.
-    pub destination: Side,
-    /// Only snapshots starting with this.
-    pub prefix: String,
-    /// Print the plan only.
-    pub dry_run: bool,
+    /// What to send where.
+    pub plan: z3_engine::sync::Sync,
     /// No "Nothing to do here.".
     pub quiet: bool,
-    /// `zfs receive -F` on the destination.
-    pub force: bool,
-    /// Progress bars.
-    pub progress: ProgressMode,
 }
 
 /// Prints each snapshot sent as the original did.
@@ -164,16 +153,8 @@ impl Sync {
     /// # Errors
     /// See [`z3_engine::sync::Sync::run`].
     pub async fn run(&self, console: &mut Console<'_>, interrupt: &Interrupt) -> Result<()> {
-        let sync = z3_engine::sync::Sync {
-            source: self.source.clone(),
-            destination: self.destination.clone(),
-            prefix: self.prefix.clone(),
-            dry_run: self.dry_run,
-            force: self.force,
-            progress: Arc::new(Bars(self.progress)),
-        };
         let mut lines = Rendered::new(SentLines(console));
-        let report = sync
+        let report = (self.plan)
             .run(&mut lines, interrupt)
             .await
             .map_err(|err| lines.error(err))?;
@@ -227,16 +208,20 @@ pub async fn main(args: SyncArgs, console: &mut Console<'_>) -> Result<()> {
     } else {
         (here, there)
     };
-    let sync = Sync {
+    let progress = ProgressMode::from_flags(args.progress, args.quiet);
+    let plan = z3_engine::sync::Sync {
         source,
         destination,
         prefix: raw
             .snapshot_prefix
             .unwrap_or_else(|| DEFAULT_SYNC_PREFIX.to_owned()),
         dry_run: args.dry_run,
-        quiet: args.quiet,
         force: args.force,
-        progress: ProgressMode::from_flags(args.progress, args.quiet),
+        progress: Arc::new(Bars(progress)),
+    };
+    let sync = Sync {
+        plan,
+        quiet: args.quiet,
     };
     sync.run(console, crate::interrupt::global()).await
 }

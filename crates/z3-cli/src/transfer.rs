@@ -15,8 +15,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use z3_s3::{
-    DownloadConfig, Downloader, MAX_OBJECT_SIZE, MAX_PART_SIZE, MultipartUploader, PutOptions,
-    UploadConfig, parse_size, part_size,
+    DownloadConfig, Downloader, MAX_OBJECT_SIZE, MAX_PART_SIZE, MultipartUploader, PartGrowth,
+    PutOptions, UploadConfig, parse_size, part_size,
 };
 
 use crate::config::MAX_CONCURRENCY;
@@ -170,12 +170,19 @@ pub struct PputLimits {
 }
 
 impl PputArgs {
-    /// Checks the numeric flags against their maxima (`-s` 5G, `--estimated` 5T, `--concurrency`
-    /// [`MAX_CONCURRENCY`]); `chunk_size` and `concurrency` are the configured defaults.
+    /// Checks the numeric flags against their maxima (`-s` 5G and half of `memory_limit`,
+    /// `--estimated` 5T, `--concurrency` [`MAX_CONCURRENCY`]); `chunk_size` and `concurrency`
+    /// are the configured defaults. With an estimate, the part size is the budget's
+    /// ([`z3_s3::PartSizer::with_budget`]).
     ///
     /// # Errors
     /// [`UsageError`] naming the flag and its value.
-    pub fn limits(&self, chunk_size: u64, concurrency: usize) -> Result<PputLimits, UsageError> {
+    pub fn limits(
+        &self,
+        chunk_size: u64,
+        concurrency: usize,
+        memory_limit: u64,
+    ) -> Result<PputLimits, UsageError> {
         let estimate = self
             .estimated
             .as_deref()
@@ -189,16 +196,21 @@ impl PputArgs {
             })
             .transpose()?;
         let part_size = match (estimate, &self.chunk_size) {
-            (Some(estimate), _) => part_size(Some(estimate), 0),
-            (None, Some(chunk)) => part_size(
-                None,
-                bounded_size(
+            (Some(_), _) => {
+                z3_s3::PartSizer::with_budget(0, estimate, PartGrowth::S3, Some(memory_limit))
+                    .start()
+            }
+            (None, Some(chunk)) => {
+                let size = bounded_size(
                     "--chunk-size",
                     chunk,
                     MAX_PART_SIZE,
                     "5G (S3's largest part)",
-                )?,
-            ),
+                )?;
+                z3_s3::check_part_budget(size, memory_limit)
+                    .map_err(|why| UsageError(format!("invalid --chunk-size '{chunk}': {why}")))?;
+                part_size(None, size)
+            }
             (None, None) => part_size(None, chunk_size),
         };
         let concurrency = concurrency_arg(self.concurrency.unwrap_or(concurrency))?;
@@ -211,20 +223,32 @@ impl PputArgs {
 }
 
 impl GetArgs {
-    /// Checks the numeric flags: the range size (`-s`, 1 byte to [`MAX_GET_CHUNK`], default
-    /// 8M) and the concurrency (1 to [`MAX_CONCURRENCY`], default 8).
+    /// Checks the numeric flags: the range size (`-s`, 1 byte to [`MAX_GET_CHUNK`] and half of
+    /// `memory_limit`, default 8M) and the concurrency (1 to [`MAX_CONCURRENCY`], default 8,
+    /// fewer when `(concurrency + 2)` ranges would not fit `memory_limit`).
     ///
     /// # Errors
     /// [`UsageError`] naming the flag and its value.
-    pub fn limits(&self) -> Result<(u64, usize), UsageError> {
+    pub fn limits(&self, memory_limit: u64) -> Result<(u64, usize), UsageError> {
         let part = match &self.chunk_size {
-            Some(chunk) => bounded_size("--chunk-size", chunk, MAX_GET_CHUNK, "1G")?,
+            Some(chunk) => {
+                let size = bounded_size("--chunk-size", chunk, MAX_GET_CHUNK, "1G")?;
+                z3_s3::check_part_budget(size, memory_limit)
+                    .map_err(|why| UsageError(format!("invalid --chunk-size '{chunk}': {why}")))?;
+                size
+            }
             None => 8 << 20,
         };
         if part == 0 {
             return Err(UsageError("--chunk-size must be positive".into()));
         }
-        Ok((part, concurrency_arg(self.concurrency.unwrap_or(8))?))
+        let concurrency = concurrency_arg(self.concurrency.unwrap_or(8))?;
+        let config = DownloadConfig {
+            part_size: part,
+            concurrency,
+            ..DownloadConfig::default()
+        };
+        Ok((part, config.within(Some(memory_limit)).concurrency))
     }
 }
 
@@ -239,7 +263,11 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         part_size: part,
         concurrency,
         estimate,
-    } = args.limits(settings.chunk_size, settings.concurrency)?;
+    } = args.limits(
+        settings.transfer.chunk_size,
+        settings.transfer.concurrency,
+        settings.transfer.memory_limit,
+    )?;
     let store = Arc::new(crate::setup::connect(&settings).await?);
     let options = PutOptions {
         metadata,
@@ -279,8 +307,9 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
         UploadConfig {
             part_size: part,
             concurrency,
-            retry: settings.retry.clone(),
+            retry: settings.transfer.retry.clone(),
             estimate,
+            memory_limit: Some(settings.transfer.memory_limit),
             ..UploadConfig::default()
         },
     )
@@ -311,23 +340,24 @@ pub async fn pput(args: PputArgs, out: &mut (dyn Write + Send)) -> Result<()> {
 /// # Errors
 /// A missing object (nothing is written then), S3 failures, a closed output.
 pub async fn get(args: GetArgs) -> Result<()> {
-    let (part, concurrency) = args.limits()?;
     let settings = crate::setup::settings(args.config.as_deref())?;
+    let (part, concurrency) = args.limits(settings.transfer.memory_limit)?;
     let store = Arc::new(crate::setup::connect(&settings).await?);
     // Retried like every other request: one slow or dropped HEAD must not fail the download.
-    let info = match z3_s3::head_with_retry(store.as_ref(), &args.name, &settings.retry).await {
-        Ok(info) => info,
-        Err(err) if err.kind() == z3_s3::ErrorKind::NotFound => {
-            bail!("s3://{}/{} does not exist", settings.bucket, args.name)
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let info =
+        match z3_s3::head_with_retry(store.as_ref(), &args.name, &settings.transfer.retry).await {
+            Ok(info) => info,
+            Err(err) if err.kind() == z3_s3::ErrorKind::NotFound => {
+                bail!("s3://{}/{} does not exist", settings.bucket, args.name)
+            }
+            Err(err) => return Err(err.into()),
+        };
     let downloader = Downloader::new(
         store,
         DownloadConfig {
             part_size: part,
             concurrency,
-            retry: settings.retry.clone(),
+            retry: settings.transfer.retry.clone(),
         },
     )
     .with_cancel(crate::interrupt::global().token().clone());
@@ -388,5 +418,38 @@ mod tests {
         assert_eq!(args.estimated.as_deref(), Some("1G"));
         assert!(PputArgs::try_parse_from(["pput", "-s", "5M", "--estimated", "1G", "k"]).is_err());
         assert!(PputArgs::try_parse_from(["pput", "--progress", "--quiet", "k"]).is_err());
+    }
+
+    #[test]
+    fn the_memory_limit_shapes_and_bounds_the_part_size() {
+        const MIB: u64 = 1 << 20;
+        let pput = |argv: &[&str]| PputArgs::try_parse_from(argv).unwrap();
+        let big = pput(&["pput", "--estimated", "5T", "k"]);
+        let part = |args: &PputArgs, limit| args.limits(256 * MIB, 32, limit).map(|l| l.part_size);
+        // Under the default 1 GiB, a 5 TiB estimate gets the least parts S3 allows; with 4 GiB
+        // the plain rule's.
+        assert_eq!(part(&big, 1 << 30).unwrap(), 551 * MIB);
+        assert_eq!(part(&big, 4 << 30).unwrap(), 1_154_487_209);
+        assert_eq!(
+            part(&pput(&["pput", "--estimated", "4T", "k"]), 1 << 30).unwrap(),
+            512 * MIB
+        );
+        // An explicit part size must fit twice.
+        let chunk = pput(&["pput", "-s", "600M", "k"]);
+        assert_eq!(part(&chunk, 2 << 30).unwrap(), 600 * MIB);
+        let err = part(&chunk, 1 << 30).unwrap_err();
+        assert!(
+            err.0.starts_with("invalid --chunk-size '600M'"),
+            "{}",
+            err.0
+        );
+        // z3_get: a range must fit twice, and ranges in flight shrink to the budget.
+        let get = |argv: &[&str]| GetArgs::try_parse_from(argv).unwrap();
+        assert!(get(&["z3_get", "-s", "600M", "k"]).limits(1 << 30).is_err());
+        assert_eq!(get(&["z3_get", "k"]).limits(1 << 30).unwrap(), (8 * MIB, 8));
+        assert_eq!(
+            get(&["z3_get", "k"]).limits(40 * MIB).unwrap(),
+            (8 * MIB, 3)
+        );
     }
 }

@@ -253,6 +253,22 @@ impl Compressor {
         }
     }
 
+    /// Checks a name given before the configuration is read (`backup --compressor`): a
+    /// built-in name ([`parse`](Self::parse)) or one that could name a `[compressor:NAME]`
+    /// section, which the backup checks against the configuration when it starts.
+    ///
+    /// # Errors
+    /// Why the name can be neither, naming it.
+    pub fn check_name(name: &str) -> Result<(), Error> {
+        match Self::parse(name, "") {
+            Ok(_) => Ok(()),
+            Err(_) if CustomCompressor::new(name, vec!["x".into()], vec!["x".into()]).is_ok() => {
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// The name for logs and messages: `none`, `zstd`, `gzip`, `pigz1`, `pigz4`, `gpg` or a
     /// configured compressor's name.
     #[must_use]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use z3_codec::{AgeIdentities, Compressors, Encoding};
 use z3_core::{DatasetName, KeyLayout, SnapshotName};
-use z3_s3::RetryConfig;
+use z3_s3::{RetryConfig, Transfer};
 
 /// A boxed error from a caller-supplied source (e.g. an unreadable key file); kept whole, so
 /// the caller can recognise its own error types in the chain of the engine's error.
@@ -59,12 +59,10 @@ pub struct EngineConfig {
     pub compressors: Compressors,
     /// The age identities for encrypted objects, read only when needed.
     pub keys: Arc<dyn KeySource>,
-    /// Parallel part transfers (uploads; downloads use at most 8).
-    pub concurrency: usize,
-    /// Part size when there is no estimate.
-    pub chunk_size: u64,
-    /// Retry policy for every request.
-    pub retry: RetryConfig,
+    /// Parts in flight (uploads; downloads use at most 8), the part size without an estimate,
+    /// the retry policy of every request, and the memory budget (`MEMORY_LIMIT`) of every
+    /// upload and download.
+    pub transfer: Transfer,
     /// Storage class of new objects.
     pub storage_class: String,
     /// How backups are kept and shaped (`PRESERVE` and friends); without one, `prune`
@@ -150,6 +148,13 @@ pub fn encoding_from_settings(
 }
 
 impl Retention {
+    /// Whether `retention` writes objects under Object Lock (`OBJECT_LOCK`): the bucket is then
+    /// read through [`z3_s3::Unhidden`], so a backup behind a delete marker still counts.
+    #[must_use]
+    pub fn locks(retention: Option<&Self>) -> bool {
+        retention.is_some_and(|r| r.object_lock.is_some())
+    }
+
     /// `PRESERVE`, `NAME_FORMAT`, `WEEK_START` and `OBJECT_LOCK` as configured, with the time
     /// zone the caller resolved (the engine reads no tz database); `None` without `PRESERVE`.
     ///
@@ -254,9 +259,12 @@ impl EngineConfig {
             snapshot_prefix: "zfs-auto-snap:daily".to_owned(),
             compressors: Compressors::builtin(),
             keys: Arc::new(NoKeys),
-            concurrency: 32,
-            chunk_size: 256 << 20,
-            retry: RetryConfig::default(),
+            transfer: Transfer {
+                concurrency: 32,
+                chunk_size: 256 << 20,
+                retry: RetryConfig::default(),
+                memory_limit: z3_s3::DEFAULT_MEMORY_LIMIT,
+            },
             storage_class: "STANDARD_IA".to_owned(),
             retention: None,
             rebase: z3_core::retention::RebaseRule::default(),

@@ -96,10 +96,7 @@ impl Engine {
     /// With `OBJECT_LOCK` configured, the bucket is read through [`z3_s3::Unhidden`]: a backup
     /// hidden behind a delete marker is still listed, shown and restored.
     pub fn new(zfs: Arc<dyn Zfs>, store: Arc<dyn ObjectStore>, config: EngineConfig) -> Self {
-        let locked = config
-            .retention
-            .as_ref()
-            .is_some_and(|r| r.object_lock.is_some());
+        let locked = crate::Retention::locks(config.retention.as_ref());
         // Kept typed as well, for the hidden keys status reports (`fleet::read_view` erases it).
         let raw = Arc::clone(&store);
         let (store, unhidden): (Arc<dyn ObjectStore>, _) = if locked {
@@ -351,7 +348,7 @@ impl Engine {
     ) -> Result<Vec<(z3_core::RemoteSnapshot, z3_s3::ObjectInfo)>> {
         let layout = &self.settings.layout;
         let list_prefix = layout.list_prefix(dataset, &self.settings.snapshot_prefix);
-        let retry_config = &self.settings.retry;
+        let retry_config = &self.settings.transfer.retry;
         let entries = z3_s3::list_with_retry(self.store.as_ref(), &list_prefix, retry_config)
             .await
             .with_context(|| format!("cannot list s3://{}/{list_prefix}", self.settings.bucket))?;
@@ -365,9 +362,13 @@ impl Engine {
     async fn sealed_names(&self, dataset: &DatasetName) -> Result<Vec<(String, Option<String>)>> {
         let layout = &self.settings.layout;
         let seal_prefix = layout.seal_list_prefix(dataset, &self.settings.snapshot_prefix);
-        let seals = z3_s3::list_with_retry(self.store.as_ref(), &seal_prefix, &self.settings.retry)
-            .await
-            .with_context(|| format!("cannot list s3://{}/{seal_prefix}", self.settings.bucket))?;
+        let seals = z3_s3::list_with_retry(
+            self.store.as_ref(),
+            &seal_prefix,
+            &self.settings.transfer.retry,
+        )
+        .await
+        .with_context(|| format!("cannot list s3://{}/{seal_prefix}", self.settings.bucket))?;
         Ok(seals
             .iter()
             .filter_map(|entry| {
@@ -763,11 +764,12 @@ impl Engine {
         let uploader = MultipartUploader::new(
             Arc::clone(&self.store),
             UploadConfig {
-                part_size: part_size(Some(estimate.bytes), self.settings.chunk_size),
-                concurrency: self.settings.concurrency,
-                retry: self.settings.retry.clone(),
+                part_size: part_size(Some(estimate.bytes), self.settings.transfer.chunk_size),
+                concurrency: self.settings.transfer.concurrency,
+                retry: self.settings.transfer.retry.clone(),
                 estimate: Some(estimate.bytes),
                 precondition,
+                memory_limit: Some(self.settings.transfer.memory_limit),
                 ..UploadConfig::default()
             },
         )
@@ -839,7 +841,7 @@ impl Engine {
     ) -> Result<z3_s3::UploadReport> {
         let snapshot = seal.snapshot.clone();
         let store = Arc::clone(&self.store);
-        let retry_config = self.settings.retry.clone();
+        let retry_config = self.settings.transfer.retry.clone();
         // The seal goes in before the completion: no object exists without one.
         let before_complete: BeforeComplete<'_> = Box::new(move |done: PartsDone| {
             Box::pin(async move {
@@ -865,7 +867,7 @@ impl Engine {
             &self.settings.layout,
             &snapshot,
             &report.token,
-            &self.settings.retry,
+            &self.settings.transfer.retry,
         )
         .await;
         Ok(report)
@@ -1108,9 +1110,10 @@ impl Engine {
             Arc::clone(&self.store),
             DownloadConfig {
                 part_size: DOWNLOAD_PART_SIZE,
-                concurrency: self.settings.concurrency.min(DOWNLOAD_CONCURRENCY),
-                retry: self.settings.retry.clone(),
-            },
+                concurrency: self.settings.transfer.concurrency.min(DOWNLOAD_CONCURRENCY),
+                retry: self.settings.transfer.retry.clone(),
+            }
+            .within(Some(self.settings.transfer.memory_limit)),
         )
     }
 
@@ -1132,7 +1135,7 @@ impl Engine {
             &self.store,
             wanted,
             &self.settings.bucket,
-            &self.settings.retry,
+            &self.settings.transfer.retry,
         )
         .await?;
         let mut digests = Vec::with_capacity(steps.len());

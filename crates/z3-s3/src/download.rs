@@ -42,6 +42,21 @@ impl Default for DownloadConfig {
     }
 }
 
+impl DownloadConfig {
+    /// This configuration with fewer ranges in flight if `(concurrency + 2) × part_size` would
+    /// pass `memory_limit` (`MEMORY_LIMIT`, ADR 5): at most `memory_limit / part_size − 2`, and
+    /// always at least one.
+    #[must_use]
+    pub fn within(mut self, memory_limit: Option<u64>) -> Self {
+        if let Some(limit) = memory_limit {
+            let ranges = (limit / self.part_size.max(1)).saturating_sub(2);
+            let ranges = usize::try_from(ranges).unwrap_or(usize::MAX).max(1);
+            self.concurrency = self.concurrency.max(1).min(ranges);
+        }
+        self
+    }
+}
+
 /// Downloads an object of known size with parallel ranged GETs, in order.
 ///
 /// Memory is bounded by about `(concurrency + 2) × part_size`: at most `concurrency` ranges are

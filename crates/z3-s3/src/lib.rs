@@ -117,8 +117,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use faulty::{ChecksumReply, FaultyStore};
 pub use memory::{MemoryObject, MemoryStore};
 pub use part_size::{
-    CONSTANT_PHASE_PARTS, MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIB, MIN_PART_SIZE,
-    ParseSizeError, PartGrowth, PartSizer, estimate_headroom, parse_size, part_size,
+    CONSTANT_PHASE_PARTS, DEFAULT_MEMORY_LIMIT, MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIB,
+    MIN_MEMORY_LIMIT, MIN_PART_SIZE, ParseSizeError, PartGrowth, PartSizer, estimate_headroom,
+    parse_size, part_size,
 };
 pub use pool::BufferPool;
 pub use retry::{
@@ -131,7 +132,7 @@ pub use store::{
     ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
     RetentionPeriod, UploadId, VersionEntry, Versioning, is_archive_class,
 };
-pub use transfer::{MAX_CONCURRENCY, Transfer, TransferSettings};
+pub use transfer::{MAX_CONCURRENCY, Transfer, TransferSettings, check_part_budget};
 pub use unhidden::{Unhidden, delete_all_versions};
 pub use upload::{
     BeforeComplete, MultipartUploader, PartsDone, UPLOAD_TOKEN_META, UploadConfig, UploadReport,

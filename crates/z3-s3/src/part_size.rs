@@ -23,6 +23,13 @@ pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * MIB;
 /// constant phase at most.
 pub const CONSTANT_PHASE_PARTS: u64 = 5_000;
 
+/// The default memory budget (`MEMORY_LIMIT`): the most part data an upload or download holds
+/// at once, 1 GiB. See [`PartSizer::with_budget`] and [`UploadConfig::memory_limit`](crate::UploadConfig::memory_limit).
+pub const DEFAULT_MEMORY_LIMIT: u64 = 1024 * MIB;
+
+/// The smallest memory budget: two parts of [`MIN_PART_SIZE`], one uploading and one filling.
+pub const MIN_MEMORY_LIMIT: u64 = 2 * MIN_PART_SIZE;
+
 /// The part size for an upload.
 ///
 /// With an `estimate` of the stream length (z3 always has one from `zfs send -nvP`) this is
@@ -145,7 +152,9 @@ const OBJECT_UNITS: u64 = 5 * 1024 * 1024;
 /// size only. The uploader refuses a stream that passes 5 TiB
 /// ([`ErrorKind::ObjectTooLarge`](crate::ErrorKind::ObjectTooLarge)).
 ///
-/// Memory: the uploader holds at most `concurrency + 1` parts, each at most the current size.
+/// Memory: the uploader holds at most `concurrency + 1` parts, each at most the current size,
+/// and within its memory budget ([`with_budget`](Self::with_budget) keeps the start at most half
+/// of it where S3's limits allow).
 ///
 /// [`PartGrowth::Adaptive`] scales all of the above by its `unit` (1 MiB at S3 scale);
 /// [`PartGrowth::Fixed`] disables growth.
@@ -164,6 +173,67 @@ impl PartSizer {
     #[must_use]
     pub fn new(start: u64, estimate: Option<u64>) -> Self {
         Self::with_growth(start, estimate, PartGrowth::S3)
+    }
+
+    /// A sizer whose constant phase fits a memory budget of `budget` bytes (ADR 5): with an
+    /// estimate, the start is at most `budget / 2` (two parts: one uploading, one filling),
+    /// unless S3's limits force more. The constant phase then has more than 5,000 parts, as many
+    /// as still leave the growth curve room to reach 5 TiB in parts of at most 5 GiB; the start
+    /// is the smallest size (in whole units above `budget / 2`) for which that holds. A
+    /// configured `start` counts only up to `budget / 2`. Without an estimate, or when the
+    /// estimate rule already fits (`E × 1.05 / 5000 ≤ budget / 2`), this is
+    /// [`with_growth`](Self::with_growth).
+    ///
+    /// With 1 GiB, parts stay at or below 512 MiB for estimates up to ≈ 4.6 TiB; a 5 TiB
+    /// estimate needs 537 MiB parts, the least S3's 10,000-part limit allows with room for
+    /// the stream to outgrow its estimate.
+    ///
+    /// Pure: the same inputs always give the same schedule (a resumed upload relies on it).
+    #[must_use]
+    pub fn with_budget(
+        start: u64,
+        estimate: Option<u64>,
+        growth: PartGrowth,
+        budget: Option<u64>,
+    ) -> Self {
+        let plain = Self::with_growth(start, estimate, growth);
+        let (Some(budget), Some(_), Some(unit)) = (budget, plain.headroom, plain.unit) else {
+            return plain;
+        };
+        let (min, max) = (MIN_UNITS * unit, MAX_UNITS * unit);
+        let cap = (budget / 2).clamp(min, max);
+        if plain.start <= cap {
+            return plain;
+        }
+        // The smallest start from the cap up that keeps every later part within S3's limits;
+        // the plain start (at most 5,000 constant parts) always does.
+        let mut candidate = cap;
+        while candidate < plain.start {
+            let sizer = Self {
+                start: candidate,
+                ..plain
+            };
+            if sizer.growth_fits() {
+                return sizer;
+            }
+            candidate += unit;
+        }
+        plain
+    }
+
+    /// Whether the growth phase after this sizer's constant phase stays within 5 GiB parts and
+    /// 10,000 parts in all.
+    fn growth_fits(&self) -> bool {
+        let (Some(unit), Some(headroom)) = (self.unit, self.headroom) else {
+            return true;
+        };
+        let constant_parts = headroom.div_ceil(self.start);
+        if constant_parts >= u64::from(MAX_PARTS) {
+            return false;
+        }
+        let left_parts = u64::from(MAX_PARTS) - constant_parts;
+        let left_bytes = (OBJECT_UNITS * unit).saturating_sub(constant_parts * self.start);
+        curve_bytes(left_bytes, left_parts, left_parts).div_ceil(unit) * unit <= MAX_UNITS * unit
     }
 
     /// A sizer with the given growth mode; see [`PartGrowth`]. A `unit` of `0` is treated as `1`.
@@ -506,6 +576,35 @@ mod tests {
     }
 
     #[test]
+    fn budget_table() {
+        // (estimate, budget, start): the budget halves hold up to ≈ 4.6 TiB with 1 GiB.
+        let cases = [
+            (GIB, GIB, MIN_PART_SIZE),
+            (100 * GIB, GIB, part_size(Some(100 * GIB), 0)),
+            (2 * TIB, GIB, 461_794_883),
+            (3 * TIB, GIB, 512 * MIB),
+            (4 * TIB, GIB, 512 * MIB),
+            (5 * TIB, GIB, 551 * MIB),
+            (5 * TIB, 4 * GIB, part_size(Some(5 * TIB), 0)),
+            (TIB, 64 * MIB, 146 * MIB),
+            (5 * TIB, MIN_MEMORY_LIMIT, 551 * MIB),
+        ];
+        // The largest estimate that still gets 512 MiB parts under 1 GiB.
+        let halves =
+            |e| PartSizer::with_budget(0, Some(e), PartGrowth::S3, Some(GIB)).start() == 512 * MIB;
+        let (mut lo, mut hi) = (3 * TIB, 5 * TIB);
+        while hi - lo > MIB {
+            let mid = lo + (hi - lo) / 2;
+            if halves(mid) { lo = mid } else { hi = mid }
+        }
+        assert_eq!(lo / GIB, 4713, "≈ 4.6 TiB");
+        for (estimate, budget, start) in cases {
+            let sizer = PartSizer::with_budget(0, Some(estimate), PartGrowth::S3, Some(budget));
+            assert_eq!(sizer.start(), start, "estimate {estimate}, budget {budget}");
+        }
+    }
+
+    #[test]
     fn fixed_and_scaled_growth() {
         let fixed = PartSizer::with_growth(1, Some(TIB), PartGrowth::Fixed);
         assert_eq!(fixed.size_of(PartNumber::MAX, 5 * TIB), 1);
@@ -572,6 +671,36 @@ mod tests {
             let sizer = PartSizer::new(part_size(Some(estimate), 0), Some(estimate));
             let lengths = check_schedule(&sizer, MAX_OBJECT_SIZE - short)?;
             prop_assert!(lengths.len() <= usize::from(MAX_PARTS), "{} parts (estimate {estimate})", lengths.len());
+        }
+
+        /// ADR 5: under any budget, every stream still fits, whatever the estimate and however
+        /// far the stream outgrows it.
+        #[test]
+        fn budgeted_streams_fit(estimate in 0..=5 * TIB, budget in MIN_MEMORY_LIMIT..=8 * GIB, fraction in 0.0..=1.0f64, configured in 0..=2 * GIB) {
+            let sizer = PartSizer::with_budget(configured, Some(estimate), PartGrowth::S3, Some(budget));
+            let longest = MAX_OBJECT_SIZE.min(8 * estimate + 5 * GIB);
+            #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+            let len = ((longest as f64 * fraction) as u64).clamp(1, longest);
+            for len in [len, MAX_OBJECT_SIZE] {
+                let lengths = check_schedule(&sizer, len)?;
+                prop_assert!(lengths.len() <= usize::from(MAX_PARTS), "{} parts for {len} bytes (estimate {estimate}, budget {budget})", lengths.len());
+                prop_assert_eq!(lengths.iter().sum::<u64>(), len);
+            }
+        }
+
+        /// The budgeted start is never above the plain one, at most half the budget when the
+        /// plain one is, and otherwise the least size (in MiB) that keeps the parts in limits.
+        #[test]
+        fn budgeted_start_is_the_least_that_fits(estimate in 0..=5 * TIB, budget in MIN_MEMORY_LIMIT..=8 * GIB) {
+            let plain = PartSizer::new(0, Some(estimate));
+            let sizer = PartSizer::with_budget(0, Some(estimate), PartGrowth::S3, Some(budget));
+            prop_assert!(sizer.start() <= plain.start());
+            if plain.start() <= budget / 2 {
+                prop_assert_eq!(sizer, plain);
+            } else if sizer.start() > budget / 2 {
+                let smaller = PartSizer { start: sizer.start() - MIB, ..sizer };
+                prop_assert!(!smaller.growth_fits(), "{} MiB would fit", smaller.start() / MIB);
+            }
         }
 
         #[test]

@@ -1,7 +1,8 @@
-//! [`TransferSettings`]: `CONCURRENCY`, `CHUNK_SIZE` and `MAX_RETRIES` as the configuration spells
-//! them, checked into a [`Transfer`] (the keys' meaning is in docs/configuration.md).
+//! [`TransferSettings`]: `CONCURRENCY`, `CHUNK_SIZE`, `MAX_RETRIES` and `MEMORY_LIMIT` as the
+//! configuration spells them, checked into a [`Transfer`] (the keys' meaning is in
+//! docs/configuration.md).
 
-use crate::{MAX_PART_SIZE, RetryConfig};
+use crate::{DEFAULT_MEMORY_LIMIT, MAX_PART_SIZE, MIN_MEMORY_LIMIT, RetryConfig};
 
 /// The most parts in flight (`CONCURRENCY`, `--concurrency`).
 pub const MAX_CONCURRENCY: usize = 1024;
@@ -15,6 +16,9 @@ pub struct TransferSettings<'a> {
     pub chunk_size: Option<&'a str>,
     /// `MAX_RETRIES`: attempts per request, at least 1 (default 3).
     pub max_retries: Option<&'a str>,
+    /// `MEMORY_LIMIT`: the most part data held at once, at least 10M (default 1G). An unset
+    /// `CHUNK_SIZE` defaults to at most half of it; a set one above half is refused.
+    pub memory_limit: Option<&'a str>,
 }
 
 /// How uploads and downloads run, checked.
@@ -26,6 +30,8 @@ pub struct Transfer {
     pub chunk_size: u64,
     /// The retry policy, with `MAX_RETRIES` attempts.
     pub retry: RetryConfig,
+    /// The memory budget of every upload and download, in bytes.
+    pub memory_limit: u64,
 }
 
 impl Transfer {
@@ -46,13 +52,31 @@ impl Transfer {
             }
             Err(e) => return Err(invalid("CONCURRENCY", text, e.to_string())),
         };
-        let text = settings.chunk_size.unwrap_or("256M");
-        let chunk_size =
-            crate::parse_size(text).map_err(|e| invalid("CHUNK_SIZE", text, e.to_string()))?;
-        if chunk_size > MAX_PART_SIZE {
-            let why = "must be at most 5G (S3's largest part)".to_owned();
-            return Err(invalid("CHUNK_SIZE", text, why));
-        }
+        let memory_limit = match settings.memory_limit {
+            None => DEFAULT_MEMORY_LIMIT,
+            Some(text) => match crate::parse_size(text) {
+                Ok(limit) if limit >= MIN_MEMORY_LIMIT => limit,
+                Ok(_) => {
+                    let why = "must be at least 10M (two 5M parts: one uploading, one filling)";
+                    return Err(invalid("MEMORY_LIMIT", text, why.to_owned()));
+                }
+                Err(e) => return Err(invalid("MEMORY_LIMIT", text, e.to_string())),
+            },
+        };
+        let chunk_size = match settings.chunk_size {
+            None => (256 << 20).min(memory_limit / 2),
+            Some(text) => {
+                let size = crate::parse_size(text)
+                    .map_err(|e| invalid("CHUNK_SIZE", text, e.to_string()))?;
+                if size > MAX_PART_SIZE {
+                    let why = "must be at most 5G (S3's largest part)".to_owned();
+                    return Err(invalid("CHUNK_SIZE", text, why));
+                }
+                check_part_budget(size, memory_limit)
+                    .map_err(|why| invalid("CHUNK_SIZE", text, why))?;
+                size
+            }
+        };
         let text = settings.max_retries.unwrap_or("3");
         let max_attempts = match text.trim().parse::<u32>() {
             Ok(0) => {
@@ -69,8 +93,23 @@ impl Transfer {
                 max_attempts,
                 ..RetryConfig::default()
             },
+            memory_limit,
         })
     }
+}
+
+/// A part (or range) of `size` bytes must leave room for a second one within `memory_limit`
+/// (ADR 5): one uploads while the next is read.
+///
+/// # Errors
+/// Why not, naming the budget.
+pub fn check_part_budget(size: u64, memory_limit: u64) -> Result<(), String> {
+    if size > memory_limit / 2 {
+        return Err(format!(
+            "more than half of MEMORY_LIMIT ({memory_limit} bytes): two parts must fit; lower it or raise MEMORY_LIMIT"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -82,6 +121,7 @@ mod tests {
             concurrency: Some(c),
             chunk_size: Some(s),
             max_retries: Some(r),
+            memory_limit: None,
         })
     }
 
@@ -92,10 +132,10 @@ mod tests {
             (t.concurrency, t.chunk_size, t.retry.max_attempts),
             (32, 256 << 20, 3)
         );
-        let t = check(" 8 ", "5G", "1").unwrap();
+        let t = check(" 8 ", "512M", "1").unwrap();
         assert_eq!(
             (t.concurrency, t.chunk_size, t.retry.max_attempts),
-            (8, 5 << 30, 1)
+            (8, 512 << 20, 1)
         );
         for (c, s, r, key) in [
             ("0", "8M", "3", "CONCURRENCY"),
@@ -105,9 +145,35 @@ mod tests {
             ("4", "big", "3", "CHUNK_SIZE"),
             ("4", "8M", "0", "MAX_RETRIES"),
             ("4", "8M", "-1", "MAX_RETRIES"),
+            ("4", "513M", "3", "CHUNK_SIZE"),
         ] {
             let err = check(c, s, r).unwrap_err();
             assert_eq!(err.0, key, "{c} {s} {r}: {err:?}");
         }
+    }
+
+    #[test]
+    fn memory_limit_bounds_the_chunk_size() {
+        let with = |chunk, limit| {
+            Transfer::from_settings(&TransferSettings {
+                chunk_size: chunk,
+                memory_limit: Some(limit),
+                ..TransferSettings::default()
+            })
+        };
+        let t = Transfer::from_settings(&TransferSettings::default()).unwrap();
+        assert_eq!(t.memory_limit, 1 << 30);
+        // An unset CHUNK_SIZE follows the budget down; a set one must fit twice.
+        let t = with(None, "100M").unwrap();
+        assert_eq!((t.chunk_size, t.memory_limit), (50 << 20, 100 << 20));
+        assert_eq!(with(None, "4G").unwrap().chunk_size, 256 << 20);
+        assert_eq!(with(Some("2G"), "4G").unwrap().chunk_size, 2 << 30);
+        let err = with(Some("64M"), "100M").unwrap_err();
+        assert_eq!(err.0, "CHUNK_SIZE");
+        assert!(err.2.contains("MEMORY_LIMIT"), "{err:?}");
+        for bad in ["9M", "0", "lots", "1.5G"] {
+            assert_eq!(with(None, bad).unwrap_err().0, "MEMORY_LIMIT", "{bad}");
+        }
+        assert_eq!(with(None, "10M").unwrap().chunk_size, 5 << 20);
     }
 }

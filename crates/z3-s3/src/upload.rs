@@ -14,7 +14,7 @@ use crate::checksum::{
     Crc32c, Crc32cHasher, composite_crc32c, composite_matches, full_object_crc32c,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::part_size::{MAX_PARTS, MIN_PART_SIZE, PartGrowth, PartSizer};
+use crate::part_size::{DEFAULT_MEMORY_LIMIT, MAX_PARTS, MIN_PART_SIZE, PartGrowth, PartSizer};
 use crate::pool::BufferPool;
 use crate::retry::{Backoff, RetryConfig, retry};
 use crate::store::{
@@ -56,10 +56,22 @@ pub struct UploadConfig {
     /// Such an object replaced a backup that is gone either way; deleting it would leave
     /// nothing, while kept (it has a seal with its digests) a restore can still check it.
     pub precondition: Precondition,
+    /// The most part data the upload holds at once, in flight and being filled (`MEMORY_LIMIT`,
+    /// ADR 5); `None`: only [`concurrency`](Self::concurrency) bounds it. Default
+    /// [`DEFAULT_MEMORY_LIMIT`] (1 GiB).
+    ///
+    /// It shapes the part size ([`PartSizer::with_budget`]) and holds back reading: a part is
+    /// only started when the parts in flight plus it fit, except that one part may always
+    /// upload while the next is read. So the upload holds at most
+    /// `max(memory_limit, 2 × largest part)`: the second term passes 1 GiB only for streams
+    /// estimated above ≈ 4.6 TiB or far beyond their estimate, where S3's part limits force
+    /// larger parts. Callers should refuse a `part_size` above half the budget (z3 does).
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for UploadConfig {
-    /// 5 MiB starting parts growing as needed, 4 at a time, default retries, no estimate.
+    /// 5 MiB starting parts growing as needed, 4 at a time, default retries, no estimate, a
+    /// 1 GiB memory budget.
     fn default() -> Self {
         Self {
             part_size: MIN_PART_SIZE,
@@ -68,6 +80,7 @@ impl Default for UploadConfig {
             estimate: None,
             growth: PartGrowth::S3,
             precondition: Precondition::None,
+            memory_limit: Some(DEFAULT_MEMORY_LIMIT),
         }
     }
 }
@@ -76,7 +89,12 @@ impl UploadConfig {
     /// The part sizer this configuration describes.
     #[must_use]
     pub fn sizer(&self) -> PartSizer {
-        PartSizer::with_growth(self.part_size, self.estimate, self.growth)
+        PartSizer::with_budget(
+            self.part_size,
+            self.estimate,
+            self.growth,
+            self.memory_limit,
+        )
     }
 }
 
@@ -90,7 +108,8 @@ pub struct UploadReport {
     pub bytes: u64,
     /// Number of parts.
     pub parts: u16,
-    /// The largest part (the part size reached; memory was about `concurrency + 1` of these).
+    /// The largest part (the part size reached; memory was at most `concurrency + 1` of these,
+    /// and within [`UploadConfig::memory_limit`] or two of these).
     pub max_part_size: u64,
     /// The object's composite CRC32C computed from the bytes we read, `base64-N` as S3
     /// reports it for uploads created with `ChecksumAlgorithm::Crc32C`.
@@ -125,8 +144,9 @@ pub type BeforeComplete<'a> =
 ///
 /// Guarantees, each covered by a test in `tests/it/upload.rs`:
 /// - **bounded memory**: at most `concurrency` parts are in flight plus the one being filled,
-///   i.e. about `(concurrency + 1) × current part size` bytes; reading stops while all slots
-///   are busy (the original pput held `2N + 1` parts and busy-waited);
+///   and no more bytes than [`UploadConfig::memory_limit`] allows (one part uploading and one
+///   being filled always may); reading stops while the slots or the budget are taken (the
+///   original pput held `2N + 1` parts and busy-waited);
 /// - **adaptive part sizes** ([`PartSizer`]): any stream up to S3's 5 TiB fits in 10,000 parts
 ///   without an estimate; a stream within its estimate keeps one part size;
 /// - **verified bytes**: each part's CRC32C is computed once, while it is read, sent with the
@@ -472,9 +492,9 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
     ) -> Result<SentParts> {
         let url = object_url(self.store.bucket(), key);
         let concurrency = self.config.concurrency.max(1);
+        let budget = self.config.memory_limit.unwrap_or(u64::MAX);
         let max_object = sizer.max_object_size();
-        let mut in_flight: JoinSet<Result<SentPart>> = JoinSet::new();
-        let mut done = Vec::new();
+        let mut in_flight = InFlight::default();
         let mut next_part = Some(PartNumber::FIRST);
         let mut total: u64 = 0;
         let mut max_part_size: u64 = 0;
@@ -498,10 +518,8 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                     };
                     // Backpressure: wait for a free slot before handing over the filled buffer,
                     // so at most `concurrency` parts are in flight plus this one.
-                    while in_flight.len() >= concurrency {
-                        if let Some(joined) = in_flight.join_next().await {
-                            done.push(joined_part(joined, &url)?);
-                        }
+                    while in_flight.tasks.len() >= concurrency {
+                        in_flight.join_one(&url).await?;
                     }
                     if len > max_part_size && part != PartNumber::FIRST {
                         tracing::debug!(%url, part = part.get(), part_size = len, "part size grows");
@@ -510,19 +528,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                     total += len;
                     let checksum = buf.crc.finish();
                     let body = pool.freeze(std::mem::replace(&mut buf, PartBuf::empty()).data);
-                    let store = Arc::clone(&self.store);
-                    let key = key.to_owned();
-                    let upload_id = upload_id.clone();
-                    let retry_config = self.config.retry.clone();
-                    let url = url.clone();
-                    in_flight.spawn(async move {
-                        let uploaded = retry(&retry_config, "put_part", || {
-                            store.put_part(&key, &upload_id, part, body.clone(), checksum)
-                        })
-                        .await?;
-                        check_part_echo(&uploaded, checksum, &url, &upload_id)?;
-                        Ok((uploaded, (checksum, len)))
-                    });
+                    self.spawn_part(&mut in_flight, key, upload_id, part, body, checksum);
                     next_part = part.next();
                 }
                 if eof {
@@ -532,6 +538,11 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                 let want = read_size(sizer, next_part, total)
                     .unwrap_or(usize::MAX)
                     .min(usize::try_from(max_object - total + 1).unwrap_or(usize::MAX));
+                // The memory budget: start the next part only when it fits beside the parts in
+                // flight, except that one part may always upload while this one is read.
+                while in_flight.tasks.len() > 1 && in_flight.bytes + want as u64 > budget {
+                    in_flight.join_one(&url).await?;
+                }
                 buf = PartBuf::take(pool, want);
                 // Fill the next part while watching finished parts, so a part that fails for
                 // good stops the upload without waiting for a slow input. The fill future lives
@@ -542,8 +553,8 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                     loop {
                         tokio::select! {
                             biased;
-                            Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => {
-                                done.push(joined_part(joined, &url)?);
+                            Some(joined) = in_flight.tasks.join_next(), if !in_flight.tasks.is_empty() => {
+                                in_flight.settle(joined, &url)?;
                             }
                             filled = &mut fill => break filled,
                         }
@@ -556,8 +567,8 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                     )
                 })?;
             }
-            while let Some(joined) = in_flight.join_next().await {
-                done.push(joined_part(joined, &url)?);
+            while !in_flight.tasks.is_empty() {
+                in_flight.join_one(&url).await?;
             }
             Ok(())
         }
@@ -565,9 +576,10 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
 
         if let Err(err) = outcome {
             // Stop the other parts before the caller aborts, so none lands after the abort.
-            in_flight.shutdown().await;
+            in_flight.tasks.shutdown().await;
             return Err(err);
         }
+        let mut done = in_flight.done;
         done.sort_by_key(|(part, _)| part.part_number);
         let (parts, checksums) = done.into_iter().unzip();
         Ok(SentParts {
@@ -576,6 +588,32 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             bytes: total,
             max_part_size,
         })
+    }
+
+    /// Starts uploading one part (with retries) as a task of `in_flight`.
+    fn spawn_part(
+        &self,
+        in_flight: &mut InFlight,
+        key: &str,
+        upload_id: &UploadId,
+        part: PartNumber,
+        body: bytes::Bytes,
+        checksum: Crc32c,
+    ) {
+        let store = Arc::clone(&self.store);
+        let (key, upload_id) = (key.to_owned(), upload_id.clone());
+        let retry_config = self.config.retry.clone();
+        let url = object_url(self.store.bucket(), &key);
+        let len = body.len() as u64;
+        in_flight.bytes += len;
+        in_flight.tasks.spawn(async move {
+            let uploaded = retry(&retry_config, "put_part", || {
+                store.put_part(&key, &upload_id, part, body.clone(), checksum)
+            })
+            .await?;
+            check_part_echo(&uploaded, checksum, &url, &upload_id)?;
+            Ok((uploaded, (checksum, len)))
+        });
     }
 
     fn too_many_parts(&self, url: &str, upload_id: &UploadId, total: u64, last: u64) -> Error {
@@ -966,6 +1004,37 @@ async fn fill<R: AsyncRead + Unpin>(
         }
     }
     Ok(false)
+}
+
+/// The parts of one upload being sent, their bytes (what the memory budget counts), and the
+/// parts stored so far.
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<Result<SentPart>>,
+    bytes: u64,
+    done: Vec<SentPart>,
+}
+
+impl InFlight {
+    /// Waits for one part to finish (returns at once when none is in flight).
+    async fn join_one(&mut self, url: &str) -> Result<()> {
+        match self.tasks.join_next().await {
+            Some(joined) => self.settle(joined, url),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a finished part, or its failure.
+    fn settle(
+        &mut self,
+        joined: std::result::Result<Result<SentPart>, JoinError>,
+        url: &str,
+    ) -> Result<()> {
+        let part = joined_part(joined, url)?;
+        self.bytes -= part.1.1;
+        self.done.push(part);
+        Ok(())
+    }
 }
 
 fn joined_part(

@@ -3,8 +3,8 @@
 //! This reproduces the original z3's sources and precedence (docs/compatibility.md, "Configuration and
 //! precedence"), with figment doing the layering:
 //! - the INI file's keys are case-insensitive; environment variables are read only by their exact upper-case names;
-//! - the `[fs:<dataset>]` section overrides only `SNAPSHOT_PREFIX` and `COMPRESSOR` (and z3's own `PRESERVE` and
-//!   `NAME_FORMAT`), and it beats the environment,
+//! - the `[fs:<dataset>]` section overrides only `SNAPSHOT_PREFIX` and `COMPRESSOR` (and z3's own per-dataset keys,
+//!   [`SECTION_KEYS`]), and it beats the environment,
 //!   exactly as the original does (its README claims otherwise);
 //! - `BUCKET`, `S3_KEY_ID` and `S3_SECRET` never come from flags, so secrets stay out of `ps` output.
 //!
@@ -36,6 +36,7 @@ pub const KEYS: &[&str] = &[
     "GPG_RECIPIENT",
     "CONCURRENCY",
     "CHUNK_SIZE",
+    "MEMORY_LIMIT",
     "MAX_RETRIES",
     "BWLIMIT",
     "S3_TIMEOUT",
@@ -79,6 +80,7 @@ pub const SECTION_KEYS: &[&str] = &[
     "SNAPSHOT_PREFIX",
     "COMPRESSOR",
     "SEND_FLAGS",
+    "MEMORY_LIMIT",
     "PRESERVE",
     "NAME_FORMAT",
     "MAX_CHAIN",
@@ -364,7 +366,7 @@ mod tests {
             .map_err(|e| e.to_string())?;
             let settings = Settings::resolve(raw).map_err(|e| e.to_string())?;
             assert_eq!(settings.bucket, "jailed");
-            assert_eq!(settings.concurrency, 7);
+            assert_eq!(settings.transfer.concurrency, 7);
             Ok(())
         });
     }
@@ -530,6 +532,56 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn memory_limit_comes_from_the_environment_or_a_section_and_bounds_chunk_size() {
+        let s = resolve(&[("BUCKET", "b")]).unwrap();
+        assert_eq!(
+            (s.transfer.memory_limit, s.transfer.chunk_size),
+            (1 << 30, 256 << 20)
+        );
+        // An unset CHUNK_SIZE follows a small budget down.
+        let s = resolve(&[("BUCKET", "b"), ("MEMORY_LIMIT", "100M")]).unwrap();
+        assert_eq!(
+            (s.transfer.memory_limit, s.transfer.chunk_size),
+            (100 << 20, 50 << 20)
+        );
+        let err = resolve(&[
+            ("BUCKET", "b"),
+            ("MEMORY_LIMIT", "100M"),
+            ("CHUNK_SIZE", "64M"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid CHUNK_SIZE '64M'")
+                && err.to_string().contains("MEMORY_LIMIT"),
+            "{err}"
+        );
+        let err = resolve(&[("BUCKET", "b"), ("MEMORY_LIMIT", "8M")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid MEMORY_LIMIT '8M'"),
+            "{err}"
+        );
+        let file = IniFile::parse(
+            "[main]\nBUCKET=b\nMEMORY_LIMIT=600M\n[fs:tank/big]\nMEMORY_LIMIT=4G\n",
+            None,
+        )
+        .unwrap();
+        let flags = FlagOverrides {
+            filesystem: Some("tank/big".into()),
+            ..FlagOverrides::default()
+        };
+        let s = Settings::resolve(layer(&file, env(&[]), &flags).unwrap()).unwrap();
+        assert_eq!(
+            (s.transfer.memory_limit, s.transfer.chunk_size),
+            (4 << 30, 256 << 20)
+        );
+        let raw = layer(&file, env(&[]), &FlagOverrides::default()).unwrap();
+        assert_eq!(
+            Settings::resolve(raw).unwrap().transfer.memory_limit,
+            600 << 20
+        );
     }
 
     #[test]

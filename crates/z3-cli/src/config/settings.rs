@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use z3_codec::Compressors;
 use z3_core::{DatasetName, KeyLayout};
-use z3_s3::{RetryConfig, S3Config, S3Settings, StaticCredentials};
+use z3_s3::{S3Config, S3Settings, StaticCredentials, Transfer};
 
 use z3_core::retention::RebaseRule;
 use z3_engine::Retention;
@@ -35,12 +35,8 @@ pub struct Settings {
     pub age: AgeSettings,
     /// gpg recipient for the `gpg` compressor.
     pub gpg_recipient: String,
-    /// Parallel part transfers.
-    pub concurrency: usize,
-    /// Part size when there is no estimate.
-    pub chunk_size: u64,
-    /// Retry policy for parts.
-    pub retry: RetryConfig,
+    /// `CONCURRENCY`, `CHUNK_SIZE`, `MAX_RETRIES` and `MEMORY_LIMIT`, checked.
+    pub transfer: Transfer,
     /// Storage class of new objects.
     pub storage_class: String,
     /// How to reach S3.
@@ -93,6 +89,7 @@ impl Settings {
             concurrency: raw.concurrency.as_deref(),
             chunk_size: raw.chunk_size.as_deref(),
             max_retries: raw.max_retries.as_deref(),
+            memory_limit: raw.memory_limit.as_deref(),
         })
         .map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;
         let s3 = S3Config::from_settings(
@@ -123,9 +120,7 @@ impl Settings {
             compressors: Compressors::builtin(),
             age,
             gpg_recipient: raw.gpg_recipient.unwrap_or_else(|| "z3_backup".into()),
-            concurrency: transfer.concurrency,
-            chunk_size: transfer.chunk_size,
-            retry: transfer.retry,
+            transfer,
             storage_class: raw.s3_storage_class.unwrap_or_else(|| "STANDARD_IA".into()),
             s3,
             zfs_command: raw.zfs_command.filter(|z| !z.is_empty()).map(PathBuf::from),

@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub concurrency: Option<String>,
     /// `CHUNK_SIZE`.
     pub chunk_size: Option<String>,
+    /// `MEMORY_LIMIT`: the most part data held at once.
+    pub memory_limit: Option<String>,
     /// `MAX_RETRIES`.
     pub max_retries: Option<String>,
     /// `S3_TIMEOUT`: seconds allowed for one attempt of a small S3 request.
@@ -142,7 +144,6 @@ pub struct FlagOverrides {
 pub(super) fn defaults() -> Dict {
     [
         ("concurrency", "32"),
-        ("chunk_size", "256M"),
         ("max_retries", "3"),
         ("compressor", DEFAULT_COMPRESSOR),
         ("s3_storage_class", "STANDARD_IA"),

@@ -1051,8 +1051,8 @@ async fn restore_refuses_a_replaced_base_before_the_first_byte() {
 fn faulty(h: &Harness) -> (Harness, z3_s3::FaultyStore<MemoryStore>) {
     let faulty = z3_s3::FaultyStore::new(h.store.clone());
     let quick = h.with_settings_of(|s| {
-        s.retry.initial_backoff = std::time::Duration::from_millis(1);
-        s.retry.max_backoff = std::time::Duration::from_millis(5);
+        s.transfer.retry.initial_backoff = std::time::Duration::from_millis(1);
+        s.transfer.retry.max_backoff = std::time::Duration::from_millis(5);
     });
     (quick.with_store(Arc::new(faulty.clone())), faulty)
 }

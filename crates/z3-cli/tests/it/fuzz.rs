@@ -104,20 +104,20 @@ proptest! {
         cleanup in flag_values(&["--max-age"]),
         sync in flag_values(&["--ssh-port"]),
         sample in numeric_value(),
-        env in proptest::collection::vec((prop::sample::select(vec!["CONCURRENCY", "CHUNK_SIZE", "MAX_RETRIES", "S3_TIMEOUT"]), numeric_value()), 0..4),
+        env in proptest::collection::vec((prop::sample::select(vec!["CONCURRENCY", "CHUNK_SIZE", "MAX_RETRIES", "S3_TIMEOUT", "MEMORY_LIMIT"]), numeric_value()), 0..4),
     ) {
         use clap::Parser;
         use z3_cli::config::MAX_CONCURRENCY;
 
         if let Ok(args) = z3_cli::transfer::PputArgs::try_parse_from(argv("pput", pput, &["key"]))
-            && let Ok(limits) = args.limits(256 << 20, 32)
+            && let Ok(limits) = args.limits(256 << 20, 32, 1 << 30)
         {
             prop_assert!((z3_s3::MIN_PART_SIZE..=z3_s3::MAX_PART_SIZE).contains(&limits.part_size));
             prop_assert!((1..=MAX_CONCURRENCY).contains(&limits.concurrency));
             prop_assert!(limits.estimate.is_none_or(|e| e <= z3_s3::MAX_OBJECT_SIZE));
         }
         if let Ok(args) = z3_cli::transfer::GetArgs::try_parse_from(argv("z3_get", get, &["key"]))
-            && let Ok((part, concurrency)) = args.limits()
+            && let Ok((part, concurrency)) = args.limits(1 << 30)
         {
             prop_assert!((1..=z3_cli::transfer::MAX_GET_CHUNK).contains(&part));
             prop_assert!((1..=MAX_CONCURRENCY).contains(&concurrency));
@@ -140,8 +140,8 @@ proptest! {
                 .map(|(k, v)| (k.to_owned(), v))
                 .chain([("BUCKET".to_owned(), "b".to_owned())]);
             if let Ok(settings) = z3_cli::load_settings(&cli, env) {
-                prop_assert!((1..=MAX_CONCURRENCY).contains(&settings.concurrency));
-                prop_assert!(settings.chunk_size <= z3_s3::MAX_PART_SIZE);
+                prop_assert!((1..=MAX_CONCURRENCY).contains(&settings.transfer.concurrency));
+                prop_assert!(settings.transfer.chunk_size <= z3_s3::MAX_PART_SIZE);
             }
         }
     }

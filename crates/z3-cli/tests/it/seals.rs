@@ -588,7 +588,7 @@ async fn a_crash_after_any_request_of_a_backup_leaves_object_and_seal_in_agreeme
         Harness::with_settings_of(&h, |s| {
             s.compressor = "zstd".into();
             // A crashed client sends nothing more: retries would only slow the walk down.
-            s.retry.max_attempts = 1;
+            s.transfer.retry.max_attempts = 1;
         })
     }
     let args = |replace: bool| BackupArgs {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use z3_cli::engine::Console;
 use z3_cli::exit::{ExitStatus, classify};
 use z3_cli::interrupt::Interrupt;
-use z3_cli::progress::ProgressMode;
+use z3_cli::progress::{Bars, ProgressMode};
 use z3_cli::sync::{Side, Sync};
 use z3_core::DatasetName;
 use z3_zfs::fake::FakeZfs;
@@ -78,15 +78,15 @@ impl Hosts {
             label: "example.com:remote/fs".into(),
         };
         let (source, destination) = if pull { (there, here) } else { (here, there) };
-        Sync {
+        let plan = z3_engine::sync::Sync {
             source,
             destination,
             prefix: "S_".into(),
             dry_run,
-            quiet: false,
             force: false,
-            progress: ProgressMode::Never,
-        }
+            progress: Arc::new(Bars(ProgressMode::Never)),
+        };
+        Sync { plan, quiet: false }
     }
 
     async fn run(&self, sync: &Sync) -> Outcome {
@@ -298,10 +298,8 @@ async fn a_touched_destination_is_refused_unless_forced() {
     let run = hosts.run(&hosts.sync(false, false)).await;
     assert_eq!(run.status, ExitStatus::Error, "{}", run.err);
     assert!(run.err.contains("has been modified"), "{}", run.err);
-    let forced = Sync {
-        force: true,
-        ..hosts.sync(false, false)
-    };
+    let mut forced = hosts.sync(false, false);
+    forced.plan.force = true;
     let run = hosts.run(&forced).await;
     assert_eq!(run.status, ExitStatus::Success, "{}", run.err);
     assert_eq!(hosts.remote.snapshot_names("remote/fs"), ["S_0", "S_1"]);

@@ -60,7 +60,7 @@ impl Engine {
             return Ok(());
         };
         let bucket = &self.settings.bucket;
-        let config = z3_s3::retry(&self.settings.retry, "object_lock_config", || {
+        let config = z3_s3::retry(&self.settings.transfer.retry, "object_lock_config", || {
             self.store.object_lock_config()
         })
         .await
@@ -137,7 +137,7 @@ impl Engine {
         until: i64,
     ) -> Result<()> {
         let layout = &self.settings.layout;
-        let retry = &self.settings.retry;
+        let retry = &self.settings.transfer.retry;
         let mut name = parent.clone();
         // A chain is finite unless it loops; the health check refused loops before the upload.
         for _ in 0..100_000 {
@@ -198,7 +198,7 @@ impl Engine {
             key,
             version,
             wanted,
-            &self.settings.retry,
+            &self.settings.transfer.retry,
         )
         .await
         .with_context(|| {

@@ -75,7 +75,7 @@ impl Engine {
     ) -> Result<PruneReport> {
         self.check_object_lock_bucket().await?;
         let layout = &self.settings.layout;
-        let retry = &self.settings.retry;
+        let retry = &self.settings.transfer.retry;
         // Every object of the dataset, whatever its snapshot name: links are judged on all.
         let list_prefix = layout.list_prefix(dataset, "");
         let entries = z3_s3::list_with_retry(self.store.as_ref(), &list_prefix, retry)
@@ -176,9 +176,10 @@ impl Engine {
     async fn seal_keys(&self, dataset: &DatasetName) -> Result<BTreeMap<String, Vec<String>>> {
         let layout = &self.settings.layout;
         let prefix = layout.seal_list_prefix(dataset, "");
-        let listed = z3_s3::list_with_retry(self.store.as_ref(), &prefix, &self.settings.retry)
-            .await
-            .with_context(|| format!("cannot list s3://{}/{prefix}", self.settings.bucket))?;
+        let listed =
+            z3_s3::list_with_retry(self.store.as_ref(), &prefix, &self.settings.transfer.retry)
+                .await
+                .with_context(|| format!("cannot list s3://{}/{prefix}", self.settings.bucket))?;
         let mut seals: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for entry in listed {
             if let Some((name, _)) = layout.name_of_seal(&entry.key) {
@@ -192,7 +193,7 @@ impl Engine {
     /// retention (one HEAD each), classified for [`plan_prune`].
     async fn lock_and_seal_versions(&self, dataset: &DatasetName) -> Result<Vec<ObjectVersion>> {
         let layout = &self.settings.layout;
-        let retry = &self.settings.retry;
+        let retry = &self.settings.transfer.retry;
         let mut versions = Vec::new();
         for (prefix, kind) in [
             (layout.lock_key(dataset), VersionKind::Lock),
@@ -267,7 +268,7 @@ impl Engine {
         let times = self.snapshot_times(&index, &empty);
         let dates = self.needed_lock_dates(&index, &times, |o| o.name.starts_with(prefix));
         let now = i64::try_from(input.now).unwrap_or(i64::MAX);
-        let retry = &self.settings.retry;
+        let retry = &self.settings.transfer.retry;
         let mut extended = Vec::new();
         for (object, info) in kept {
             let window = immutable::lock_window(now, dates.get(&object.name).copied().flatten());
@@ -351,7 +352,7 @@ impl Engine {
     /// Deletes every key of one batch (a bounded number at once, each with retries); fails if
     /// any could not be deleted.
     async fn delete_batch(&self, deletions: &[Deletion]) -> Result<()> {
-        let retry = &self.settings.retry;
+        let retry = &self.settings.transfer.retry;
         let results = futures::stream::iter(deletions)
             .map(|deletion| async move {
                 let key = &deletion.key;

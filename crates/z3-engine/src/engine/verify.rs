@@ -150,7 +150,7 @@ impl Engine {
             &self.store,
             seal_keys,
             &self.settings.bucket,
-            &self.settings.retry,
+            &self.settings.transfer.retry,
         )
         .await?;
         let any_encrypted = selected

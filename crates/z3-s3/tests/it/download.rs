@@ -365,3 +365,22 @@ async fn download_blocking_stops_when_cancelled() {
     assert!(written.len() < data.len(), "{} bytes", written.len());
     assert!(data.starts_with(&written));
 }
+
+#[test]
+fn a_memory_limit_lowers_the_ranges_in_flight() {
+    let mib = 1 << 20;
+    // (concurrency + 2) × part ≤ limit, at least one range.
+    let cases = [
+        (8, Some(1 << 30), 8),
+        (8, Some(80 * mib), 8),
+        (8, Some(64 * mib), 6),
+        (8, Some(10 * mib), 1),
+        (0, Some(1 << 30), 1),
+        (300, None, 300),
+    ];
+    for (concurrency, limit, expected) in cases {
+        let config = config(8 * mib, concurrency).within(limit);
+        assert_eq!(config.concurrency, expected, "{concurrency} {limit:?}");
+        assert_eq!(config.part_size, 8 * mib);
+    }
+}

@@ -651,6 +651,76 @@ async fn memory_is_bounded_by_concurrency_plus_one_part() {
     assert!(store.inner.object(KEY).unwrap().0 == data);
 }
 
+/// ADR 5: the memory budget holds reading back before the slots do. 350 bytes of 100-byte
+/// parts: a part is only started while the ones in flight leave room for it, so three parts
+/// are held and none is being filled.
+#[tokio::test(start_paused = true)]
+async fn memory_budget_holds_back_reading_before_the_slots_do() {
+    const PART: u64 = 100;
+    let store = Arc::new(GateStore::new(MemoryStore::with_min_part_size(
+        "bucket", PART,
+    )));
+    let data = pattern(12 * PART as usize);
+    let reader = TestReader::new(data.clone(), 7);
+    let read = Arc::clone(&reader.read);
+    let config = UploadConfig {
+        memory_limit: Some(350),
+        ..config(PART, 8)
+    };
+    let uploader = MultipartUploader::new(Arc::clone(&store), config);
+    let upload = tokio::spawn(async move { uploader.upload(KEY, &options(), reader).await });
+
+    settle().await;
+    assert_eq!(
+        store.holding.load(Ordering::SeqCst),
+        3,
+        "8 slots, budget for 3"
+    );
+    assert_eq!(
+        read.load(Ordering::SeqCst),
+        3 * PART,
+        "nothing more is read"
+    );
+    for released in 1..=3u64 {
+        store.gate.add_permits(1);
+        settle().await;
+        assert_eq!(store.holding.load(Ordering::SeqCst), 3);
+        assert_eq!(read.load(Ordering::SeqCst), (3 + released) * PART);
+    }
+    store.gate.add_permits(1000);
+    let report = upload.await.unwrap().unwrap();
+    assert_eq!(report.parts, 12);
+    assert_eq!(store.max_held_bytes.load(Ordering::SeqCst), 3 * PART);
+    assert!(store.inner.object(KEY).unwrap().0 == data);
+}
+
+/// A budget below two parts still moves: one part uploads while the next is read (the
+/// documented floor, `2 × part`), and no third is started.
+#[tokio::test(start_paused = true)]
+async fn a_budget_below_two_parts_keeps_one_uploading_and_one_filling() {
+    const PART: u64 = 100;
+    let store = Arc::new(GateStore::new(MemoryStore::with_min_part_size(
+        "bucket", PART,
+    )));
+    let data = pattern(6 * PART as usize);
+    let reader = TestReader::new(data.clone(), 7);
+    let read = Arc::clone(&reader.read);
+    let config = UploadConfig {
+        memory_limit: Some(PART),
+        ..config(PART, 8)
+    };
+    let uploader = MultipartUploader::new(Arc::clone(&store), config);
+    let upload = tokio::spawn(async move { uploader.upload(KEY, &options(), reader).await });
+    settle().await;
+    assert_eq!(store.holding.load(Ordering::SeqCst), 2);
+    assert_eq!(read.load(Ordering::SeqCst), 2 * PART);
+    store.gate.add_permits(1000);
+    let report = upload.await.unwrap().unwrap();
+    assert_eq!(report.parts, 6);
+    assert_eq!(store.max_held_bytes.load(Ordering::SeqCst), 2 * PART);
+    assert!(store.inner.object(KEY).unwrap().0 == data);
+}
+
 #[tokio::test(start_paused = true)]
 async fn dropping_the_upload_aborts_it() {
     let store = Arc::new(GateStore::new(MemoryStore::with_min_part_size(
