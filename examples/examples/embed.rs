@@ -433,6 +433,28 @@ impl ObjectStore for DirStore {
         }
     }
 
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+    ) -> Result<Vec<z3_s3::ListedPart>, Failed> {
+        let uploads = self.uploads.lock().unwrap();
+        let upload = uploads
+            .get(upload_id.as_str())
+            .ok_or_else(|| Failed::new(ErrorKind::NoSuchUpload, format!("{key}: no upload")))?;
+        Ok(upload
+            .parts
+            .iter()
+            .filter_map(|(&n, (body, _))| {
+                Some(z3_s3::ListedPart {
+                    part_number: PartNumber::new(n)?,
+                    size: body.len() as u64,
+                    etag: etag(body, None),
+                })
+            })
+            .collect())
+    }
+
     async fn list_multipart_uploads(
         &self,
         prefix: &str,

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use crate::checksum::Crc32c;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
-    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo,
-    ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
+    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, ListedPart, MultipartUploadInfo,
+    ObjectInfo, ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
     RetentionPeriod, UploadId, VersionEntry, Versioning, object_url,
 };
 
@@ -1241,6 +1241,50 @@ impl ObjectStore for AwsStore {
             upload_id_marker = Some(next_id.to_owned()).filter(|id| !id.is_empty());
         }
         Ok(uploads)
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &UploadId) -> Result<Vec<ListedPart>> {
+        let ctx = self.ctx(Op::ListParts, Some(key));
+        let mut parts = Vec::new();
+        let mut pages = Pages::default();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id.as_str())
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(|err| map_sdk_error(err, &ctx))?;
+            for part in out.parts() {
+                let number = part.part_number().and_then(|n| u16::try_from(n).ok());
+                let (Some(part_number), Some(etag)) =
+                    (number.and_then(PartNumber::new), part.e_tag())
+                else {
+                    return Err(Error::new(
+                        ErrorKind::Other,
+                        format!("{ctx}: a listed part without a valid number or ETag"),
+                    ));
+                };
+                let size = part.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+                parts.push(ListedPart {
+                    part_number,
+                    size,
+                    etag: etag.to_owned(),
+                });
+            }
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            let next = out.next_part_number_marker().unwrap_or_default().to_owned();
+            pages.advance(&ctx, key, "part-number marker", &next)?;
+            marker = Some(next);
+        }
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
     }
 
     /// `GetBucketVersioning`, then `GetObjectLockConfiguration`, whose

@@ -227,6 +227,21 @@ pub async fn multipart_round_trip(store: &dyn ObjectStore, prefix: &str) {
         open.iter().any(|u| u.upload_id == id && u.key == key),
         "the open upload is listed: {open:?}"
     );
+    // ListParts: what a resumed upload checks its journal against.
+    let listed = store.list_parts(&key, &id).await.expect("list parts");
+    let seen: Vec<_> = listed
+        .iter()
+        .map(|p| (p.part_number, p.size, p.etag.as_str()))
+        .collect();
+    let sizes = [split as u64, (data.len() - split) as u64];
+    assert_eq!(
+        seen,
+        [
+            (part(1), sizes[0], p1.etag.as_str()),
+            (part(2), sizes[1], p2.etag.as_str())
+        ],
+        "listed parts"
+    );
     let done = store
         .complete_multipart(&key, &id, vec![p1, p2], &crate::Precondition::None)
         .await
@@ -266,6 +281,11 @@ pub async fn multipart_round_trip(store: &dyn ObjectStore, prefix: &str) {
         .put_part(&key, &id, part(3), late(), Crc32c::of(&late()))
         .await
         .expect_err("part after completion");
+    assert_eq!(err.kind(), ErrorKind::NoSuchUpload, "{err}");
+    let err = store
+        .list_parts(&key, &id)
+        .await
+        .expect_err("parts after completion");
     assert_eq!(err.kind(), ErrorKind::NoSuchUpload, "{err}");
     store.delete(&key).await.expect("delete");
 }

@@ -63,6 +63,10 @@ pub enum ErrorKind {
     /// or the server confirmed a part with a checksum other than ours. The object is not
     /// trusted: the uploader deletes it.
     ChecksumMismatch,
+    /// A resumed upload's regenerated stream differs from a part its journal recorded (another
+    /// stream, or an encoder that is not deterministic): the old upload was aborted, and the
+    /// stream must be sent again from its start. Never retried as is.
+    ResumeMismatch,
     /// Reading the input stream failed (for example `zfs send` exited non-zero); carries the [`io::Error`].
     Source,
     /// Writing the downloaded bytes to the destination failed; carries the [`io::Error`].
@@ -93,6 +97,7 @@ impl ErrorKind {
             Self::TooManyParts => "too many parts",
             Self::ObjectTooLarge => "object too large",
             Self::ChecksumMismatch => "checksum mismatch",
+            Self::ResumeMismatch => "resumed stream differs",
             Self::Source => "input stream failed",
             Self::Sink => "output stream failed",
             Self::Other => "other error",

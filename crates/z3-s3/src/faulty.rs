@@ -10,9 +10,9 @@ use bytes::Bytes;
 use crate::checksum::Crc32c;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
-    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo,
-    ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, UploadId, VersionEntry,
-    object_url,
+    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, ListedPart, MultipartUploadInfo,
+    ObjectInfo, ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, UploadId,
+    VersionEntry, object_url,
 };
 
 #[derive(Debug, Default)]
@@ -546,6 +546,12 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.enter(Op::ListMultipartUploads, prefix, None)?;
         let result = self.inner.list_multipart_uploads(prefix).await;
         self.leave(Op::ListMultipartUploads, prefix, result)
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &UploadId) -> Result<Vec<ListedPart>> {
+        self.enter(Op::ListParts, key, None)?;
+        let result = self.inner.list_parts(key, upload_id).await;
+        self.leave(Op::ListParts, key, result)
     }
 
     async fn object_lock_config(&self) -> Result<BucketLockConfig> {

@@ -100,6 +100,7 @@ mod faulty;
 mod memory;
 mod part_size;
 mod pool;
+mod resume;
 mod retry;
 mod sink;
 mod store;
@@ -122,14 +123,17 @@ pub use part_size::{
     parse_size, part_size,
 };
 pub use pool::BufferPool;
+pub use resume::{
+    JournaledPart, MemoryJournal, OpenUpload, Resumable, ResumeOutcome, UploadJournal,
+};
 pub use retry::{
     Backoff, RetryConfig, head_checksum_with_retry, head_with_retry, list_uploads_with_retry,
     list_with_retry, read_small, retry,
 };
 pub use sink::{PIPE_SIZE, ThreadWriter, grow_pipe};
 pub use store::{
-    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo,
-    ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
+    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, ListedPart, MultipartUploadInfo,
+    ObjectInfo, ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
     RetentionPeriod, UploadId, VersionEntry, Versioning, is_archive_class,
 };
 pub use transfer::{MAX_CONCURRENCY, Transfer, TransferSettings, check_part_budget};

@@ -16,8 +16,8 @@ use crate::checksum::{Crc32c, composite_crc32c};
 use crate::error::{Error, ErrorKind, Result};
 use crate::part_size::MIN_PART_SIZE;
 use crate::store::{
-    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo,
-    ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
+    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, ListedPart, MultipartUploadInfo,
+    ObjectInfo, ObjectStore, Op, PartNumber, Precondition, PutOptions, Retention, RetentionMode,
     RetentionPeriod, UploadId, VersionEntry, Versioning, object_url,
 };
 
@@ -915,6 +915,24 @@ impl ObjectStore for MemoryStore {
             }
             _ => Err(self.no_such_upload(Op::AbortMultipart, key, upload_id)),
         }
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &UploadId) -> Result<Vec<ListedPart>> {
+        let state = self.enter(Op::ListParts)?;
+        let upload = state
+            .uploads
+            .get(upload_id)
+            .filter(|u| u.key == key)
+            .ok_or_else(|| self.no_such_upload(Op::ListParts, key, upload_id))?;
+        Ok(upload
+            .parts
+            .iter()
+            .map(|(&part_number, part)| ListedPart {
+                part_number,
+                size: part.body.len() as u64,
+                etag: part.etag.clone(),
+            })
+            .collect())
     }
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {

@@ -367,6 +367,17 @@ pub struct MultipartUploadInfo {
     pub initiated: Option<SystemTime>,
 }
 
+/// A part of an open multipart upload, as listed by [`ObjectStore::list_parts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPart {
+    /// Its number.
+    pub part_number: PartNumber,
+    /// Its length in bytes.
+    pub size: u64,
+    /// Its ETag, quotes included, as `UploadPart` returned it.
+    pub etag: String,
+}
+
 /// The operations of [`ObjectStore`], for call counters and fault injection.
 #[allow(missing_docs)] // Each variant is the trait method of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -383,6 +394,7 @@ pub enum Op {
     CompleteMultipart,
     AbortMultipart,
     ListMultipartUploads,
+    ListParts,
     ListVersions,
     HeadVersion,
     GetRangeVersion,
@@ -408,6 +420,7 @@ impl Op {
             Self::CompleteMultipart => "complete_multipart",
             Self::AbortMultipart => "abort_multipart",
             Self::ListMultipartUploads => "list_multipart_uploads",
+            Self::ListParts => "list_parts",
             Self::ListVersions => "list_versions",
             Self::HeadVersion => "head_version",
             Self::GetRangeVersion => "read_range_version",
@@ -590,6 +603,16 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Any store error.
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>>;
+
+    /// The parts stored so far for an open multipart upload (`ListParts`), all pages, in
+    /// ascending order. Servers report no part checksums here (SeaweedFS does not), so a resumed
+    /// upload proves its parts by what it recorded itself and uses this only to check that
+    /// they are still there, with the same length and ETag.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NoSuchUpload`](crate::ErrorKind::NoSuchUpload) when the upload is gone
+    /// (completed, aborted, or never existed).
+    async fn list_parts(&self, key: &str, upload_id: &UploadId) -> Result<Vec<ListedPart>>;
 
     // ---- Versions and Object Lock (immutable backups). On a bucket without versioning every
     // key has exactly one version, `"null"`, and these calls work on it.

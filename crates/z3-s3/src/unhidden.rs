@@ -16,8 +16,9 @@ use crate::checksum::Crc32c;
 use crate::error::{ErrorKind, Result};
 use crate::retry::{RetryConfig, retry};
 use crate::store::{
-    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, MultipartUploadInfo, ObjectInfo,
-    ObjectStore, PartNumber, Precondition, PutOptions, Retention, UploadId, VersionEntry,
+    BucketLockConfig, CompletedPart, CompletedUpload, ListEntry, ListedPart, MultipartUploadInfo,
+    ObjectInfo, ObjectStore, PartNumber, Precondition, PutOptions, Retention, UploadId,
+    VersionEntry,
 };
 
 /// An [`ObjectStore`] that shows every object of a versioned bucket whose newest data version is
@@ -263,6 +264,10 @@ impl ObjectStore for Unhidden {
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
         self.inner.list_multipart_uploads(prefix).await
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &UploadId) -> Result<Vec<ListedPart>> {
+        self.inner.list_parts(key, upload_id).await
     }
 
     async fn object_lock_config(&self) -> Result<BucketLockConfig> {

@@ -16,6 +16,9 @@ use crate::checksum::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::part_size::{DEFAULT_MEMORY_LIMIT, MAX_PARTS, MIN_PART_SIZE, PartGrowth, PartSizer};
 use crate::pool::BufferPool;
+use crate::resume::{
+    JournalPace, JournaledPart, OpenUpload, Resumable, ResumeOutcome, UploadJournal,
+};
 use crate::retry::{Backoff, RetryConfig, retry};
 use crate::store::{
     CompletedPart, ObjectStore, PartNumber, Precondition, PutOptions, UploadId, object_url,
@@ -120,6 +123,9 @@ pub struct UploadReport {
     pub checksum_verified: bool,
     /// The random token stored with the object under [`UPLOAD_TOKEN_META`].
     pub token: String,
+    /// What became of a previous run's upload ([`MultipartUploader::upload_resumable`]);
+    /// [`ResumeOutcome::Fresh`] for the other uploads.
+    pub resume: ResumeOutcome,
 }
 
 /// What is known once every part is stored, before `CompleteMultipartUpload`: handed to the
@@ -200,6 +206,8 @@ struct SentParts {
     checksums: Vec<(Crc32c, u64)>,
     bytes: u64,
     max_part_size: u64,
+    /// Parts a resumed upload did not send again.
+    skipped: u16,
 }
 
 /// A part as stored: what the completion needs, and its CRC32C and length.
@@ -323,6 +331,44 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             .await
     }
 
+    /// [`upload_then`](Self::upload_then), resumable: the upload is recorded in
+    /// `resumable.journal` as it goes, and when it fails it is **left open** instead of aborted,
+    /// so that a later run can continue it (ADR 4). `resumable.previous`, a previous run's
+    /// record, is continued if the server still has every part it names with the same length
+    /// and ETag (`ListParts`); the stream must then be the same one, cut by the same
+    /// configuration: each part whose length and CRC32C equal the record's is not sent again.
+    /// A previous upload that vanished is replaced by a new one; one whose parts disagree is
+    /// aborted first ([`UploadReport::resume`] says which).
+    ///
+    /// Left open on failure: a failing input, a part that fails for good, a cancellation, and
+    /// the future being dropped. Still aborted: a regenerated part that differs from its record
+    /// ([`ErrorKind::ResumeMismatch`]: send the stream again from its start, without
+    /// `previous`), too many parts, too large an input, and a failing hook or completion.
+    ///
+    /// # Errors
+    /// As [`upload_then`](Self::upload_then), and [`ErrorKind::ResumeMismatch`]; the first
+    /// journal record failing.
+    pub async fn upload_resumable<R>(
+        &self,
+        key: &str,
+        options: &PutOptions,
+        reader: R,
+        before_complete: BeforeComplete<'_>,
+        resumable: Resumable<'_>,
+    ) -> Result<UploadReport>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.upload_with(
+            key,
+            options,
+            AsyncSource(reader),
+            Some(before_complete),
+            Some(resumable),
+        )
+        .await
+    }
+
     /// [`upload`](Self::upload) from a blocking reader (standard input, a pipe, a file), read on
     /// a thread of its own straight into the part buffers: no copy between reading and sending,
     /// and the CRC32C is computed on that thread, beside the network work. The fastest way to
@@ -353,10 +399,45 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         &self,
         key: &str,
         options: &PutOptions,
-        mut reader: P,
+        reader: P,
         before_complete: Option<BeforeComplete<'_>>,
     ) -> Result<UploadReport> {
+        self.upload_with(key, options, reader, before_complete, None)
+            .await
+    }
+
+    /// Checks a previous run's upload before anything is read: the parts to skip, or none.
+    async fn previous_parts(
+        &self,
+        key: &str,
+        resumable: Option<&Resumable<'_>>,
+    ) -> Result<(Option<(OpenUpload, Skip)>, ResumeOutcome)> {
+        let Some(previous) = resumable.and_then(|r| r.previous.as_ref()) else {
+            return Ok((None, ResumeOutcome::Fresh));
+        };
+        Ok(
+            match crate::resume::check_previous(self.store.as_ref(), key, previous).await? {
+                Ok(parts) => (
+                    Some((previous.clone(), parts)),
+                    ResumeOutcome::Resumed { parts_skipped: 0 },
+                ),
+                Err(outcome) => (None, outcome),
+            },
+        )
+    }
+
+    #[allow(clippy::too_many_lines)]
+    async fn upload_with<P: PartSource>(
+        &self,
+        key: &str,
+        options: &PutOptions,
+        mut reader: P,
+        before_complete: Option<BeforeComplete<'_>>,
+        resumable: Option<Resumable<'_>>,
+    ) -> Result<UploadReport> {
         let url = object_url(self.store.bucket(), key);
+        let (previous, mut resume) = self.previous_parts(key, resumable.as_ref()).await?;
+        let journal = resumable.as_ref().map(|r| r.journal);
         let sizer = self.config.sizer();
         let first_size = read_size(&sizer, Some(PartNumber::FIRST), 0).ok_or_else(|| {
             Error::new(
@@ -386,34 +467,82 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             ));
         }
 
-        let token = format!("{:032x}", rand::random::<u128>());
-        let mut options = options.clone();
-        options
-            .metadata
-            .insert(UPLOAD_TOKEN_META.to_owned(), token.clone());
-        let upload_id = self.create(key, &options).await?;
-        tracing::debug!(%url, %upload_id, part_size = first_size, "multipart upload started");
+        let (upload_id, token, skip) = if let Some((open, skip)) = previous {
+            tracing::info!(%url, upload_id = %open.upload_id, stored = skip.len(), "resuming the journaled upload");
+            (open.upload_id, open.token, skip)
+        } else {
+            let token = format!("{:032x}", rand::random::<u128>());
+            let mut options = options.clone();
+            options
+                .metadata
+                .insert(UPLOAD_TOKEN_META.to_owned(), token.clone());
+            let upload_id = self.create(key, &options).await?;
+            tracing::debug!(%url, %upload_id, part_size = first_size, "multipart upload started");
+            (upload_id, token, Skip::new())
+        };
+        // A resumable upload is left open when dropped: its journal names it.
         let mut guard = AbortOnDrop {
-            store: Some(Arc::clone(&self.store)),
+            store: journal.is_none().then(|| Arc::clone(&self.store)),
             key: key.to_owned(),
             upload_id: upload_id.clone(),
         };
+        let mut journal = journal.map(|sink| Journal {
+            sink,
+            open: OpenUpload {
+                upload_id: upload_id.clone(),
+                token: token.clone(),
+                parts: Vec::new(),
+            },
+            pace: JournalPace::new(),
+        });
+        if let Some(journal) = &mut journal
+            && let Err(err) = journal.record_now(&[]).await
+        {
+            self.abort(key, &upload_id).await;
+            return Err(err.context(format_args!(
+                "cannot record the upload of {url} in its journal; it was aborted"
+            )));
+        }
 
         // Cancelling drops the parts in flight (their tasks are aborted with the JoinSet); the
         // completion below is never interrupted.
         let sent = tokio::select! {
             biased;
             () = self.cancel.cancelled() => {
-                Err(Self::cancelled(&url, &format!("(upload id {upload_id}); the upload was aborted")))
+                let what = if journal.is_some() { "left open" } else { "aborted" };
+                // The parts stored since the last journal record are not known here: that
+                // record stays, and they are sent again.
+                Err((Self::cancelled(&url, &format!("(upload id {upload_id}); the upload was {what}")), None))
             }
-            sent = self.send_parts(key, &upload_id, &sizer, &pool, &mut reader, first, eof) => sent,
+            sent = self.send_parts(key, &upload_id, &sizer, &pool, &mut reader, first, eof, &skip, journal.as_mut()) => {
+                sent.map_err(|(err, done)| (err, Some(done)))
+            }
         };
         let result = match sent {
             Ok(sent) => {
+                if let ResumeOutcome::Resumed { parts_skipped } = &mut resume {
+                    *parts_skipped = sent.skipped;
+                }
                 self.finish(key, &upload_id, sent, &token, before_complete)
                     .await
             }
-            Err(err) => Err(err),
+            Err((err, done)) => {
+                if let Some(journal) = &mut journal
+                    && keeps_open(err.kind())
+                {
+                    // Left open for the next run: record what is stored, and stop here.
+                    if let Some(done) = &done
+                        && let Err(record) = journal.record_now(done).await
+                    {
+                        tracing::warn!(%url, %upload_id, error = %record, "cannot update the journal; it names fewer parts than are stored");
+                    }
+                    return Err(err.context(format_args!(
+                        "the upload (id {upload_id}) was left open with {} parts stored, for the next run to resume",
+                        journal.open.parts.len()
+                    )));
+                }
+                Err(err)
+            }
         };
         let (sent, expected, completion) = match result {
             Ok(done) => {
@@ -438,6 +567,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             checksum_crc32c: expected.composite,
             checksum_verified,
             token,
+            resume,
         };
         tracing::debug!(
             %url, %upload_id, bytes = report.bytes, parts = report.parts,
@@ -489,7 +619,9 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         reader: &mut P,
         first: PartBuf,
         first_eof: bool,
-    ) -> Result<SentParts> {
+        skip: &Skip,
+        mut journal: Option<&mut Journal<'_>>,
+    ) -> std::result::Result<SentParts, (Error, Vec<SentPart>)> {
         let url = object_url(self.store.bucket(), key);
         let concurrency = self.config.concurrency.max(1);
         let budget = self.config.memory_limit.unwrap_or(u64::MAX);
@@ -527,9 +659,16 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                     max_part_size = max_part_size.max(len);
                     total += len;
                     let checksum = buf.crc.finish();
-                    let body = pool.freeze(std::mem::replace(&mut buf, PartBuf::empty()).data);
-                    self.spawn_part(&mut in_flight, key, upload_id, part, body, checksum);
+                    if let Some(stored) = skip.get(&part) {
+                        in_flight.skip(stored, checksum, len, &url, upload_id)?;
+                    } else {
+                        let body = pool.freeze(std::mem::replace(&mut buf, PartBuf::empty()).data);
+                        self.spawn_part(&mut in_flight, key, upload_id, part, body, checksum);
+                    }
                     next_part = part.next();
+                    if let Some(journal) = journal.as_deref_mut() {
+                        journal.maybe_record(&mut in_flight).await;
+                    }
                 }
                 if eof {
                     break;
@@ -575,10 +714,12 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
         .await;
 
         if let Err(err) = outcome {
-            // Stop the other parts before the caller aborts, so none lands after the abort.
-            in_flight.tasks.shutdown().await;
-            return Err(err);
+            in_flight
+                .stop(journal.is_some() && keeps_open(err.kind()), &url)
+                .await;
+            return Err((err, in_flight.done));
         }
+        let skipped = in_flight.skipped;
         let mut done = in_flight.done;
         done.sort_by_key(|(part, _)| part.part_number);
         let (parts, checksums) = done.into_iter().unzip();
@@ -587,6 +728,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             checksums,
             bytes: total,
             max_part_size,
+            skipped,
         })
     }
 
@@ -1013,6 +1155,9 @@ struct InFlight {
     tasks: JoinSet<Result<SentPart>>,
     bytes: u64,
     done: Vec<SentPart>,
+    /// Bytes stored since the journal was last told.
+    stored_since: u64,
+    skipped: u16,
 }
 
 impl InFlight {
@@ -1032,8 +1177,98 @@ impl InFlight {
     ) -> Result<()> {
         let part = joined_part(joined, url)?;
         self.bytes -= part.1.1;
+        self.stored_since += part.1.1;
         self.done.push(part);
         Ok(())
+    }
+
+    /// After a failure: with `keep_open`, waits for the parts in flight (they may still be
+    /// stored, and then the journal can name them; a failing one is just not named); otherwise
+    /// stops them, so that none lands after the abort.
+    async fn stop(&mut self, keep_open: bool, url: &str) {
+        if !keep_open {
+            self.tasks.shutdown().await;
+            return;
+        }
+        while let Some(joined) = self.tasks.join_next().await {
+            if let Err(part) = self.settle(joined, url) {
+                tracing::debug!(%url, error = %part, "a part in flight failed too");
+            }
+        }
+    }
+
+    /// Resuming: a part the journal proves is already stored is not sent again; one that
+    /// differs from its record is [`ErrorKind::ResumeMismatch`].
+    fn skip(
+        &mut self,
+        stored: &JournaledPart,
+        checksum: Crc32c,
+        len: u64,
+        url: &str,
+        upload_id: &UploadId,
+    ) -> Result<()> {
+        let crc = checksum.to_base64();
+        if stored.size != len || stored.crc32c != crc {
+            return Err(crate::resume::mismatch(url, upload_id, stored, len, &crc));
+        }
+        let part = CompletedPart {
+            part_number: stored.number,
+            etag: stored.etag.clone(),
+            checksum_crc32c: Some(stored.crc32c.clone()),
+        };
+        self.done.push((part, (checksum, stored.size)));
+        self.skipped += 1;
+        Ok(())
+    }
+}
+
+/// Parts a resumed upload may skip, by number.
+type Skip = std::collections::BTreeMap<PartNumber, JournaledPart>;
+
+/// Whether a resumable upload that failed with `kind` is left open for the next run: not when
+/// resuming cannot help.
+fn keeps_open(kind: ErrorKind) -> bool {
+    !matches!(
+        kind,
+        ErrorKind::ResumeMismatch | ErrorKind::TooManyParts | ErrorKind::ObjectTooLarge
+    )
+}
+
+/// A resumable upload's journal and when to write it next.
+struct Journal<'a> {
+    sink: &'a dyn UploadJournal,
+    open: OpenUpload,
+    pace: JournalPace,
+}
+
+impl Journal<'_> {
+    /// Records the parts stored (`done`, in any order) now.
+    async fn record_now(&mut self, done: &[SentPart]) -> Result<()> {
+        let mut parts: Vec<JournaledPart> = done
+            .iter()
+            .map(|(part, (crc, len))| JournaledPart {
+                number: part.part_number,
+                size: *len,
+                crc32c: crc.to_base64(),
+                etag: part.etag.clone(),
+            })
+            .collect();
+        parts.sort_by_key(|p| p.number);
+        self.open.parts = parts;
+        self.sink.record(&self.open).await?;
+        self.pace.recorded(done.len());
+        Ok(())
+    }
+
+    /// Records the parts stored so far if a record is due; a failure is only logged.
+    async fn maybe_record(&mut self, in_flight: &mut InFlight) {
+        self.pace
+            .stored(std::mem::take(&mut in_flight.stored_since));
+        if self.pace.due(in_flight.done.len())
+            && let Err(err) = self.record_now(&in_flight.done).await
+        {
+            tracing::warn!(error = %err, "cannot update the upload's journal; the last record stays");
+        }
     }
 }
 

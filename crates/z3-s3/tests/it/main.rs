@@ -5,5 +5,6 @@
 mod aws_offline;
 mod conformance;
 mod download;
+mod resume;
 mod support;
 mod upload;

@@ -570,6 +570,13 @@ impl ObjectStore for GateStore {
     async fn abort_multipart(&self, key: &str, upload_id: &UploadId) -> z3_s3::Result<()> {
         self.inner.abort_multipart(key, upload_id).await
     }
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &UploadId,
+    ) -> z3_s3::Result<Vec<z3_s3::ListedPart>> {
+        self.inner.list_parts(key, upload_id).await
+    }
     async fn list_multipart_uploads(
         &self,
         prefix: &str,
