@@ -181,6 +181,11 @@ pub struct BackupArgs {
     #[arg(long)]
     pub raw: bool,
 
+    /// Abort an upload an interrupted run left open (see .z3-journal/ in the bucket) instead of
+    /// resuming it: the snapshot is sent again from its start
+    #[arg(long)]
+    pub no_resume: bool,
+
     /// Compressor: zstd (level 3) or zstd1..zstd19, gzip (in-process); pigz1, pigz4, gpg (programs); none;
     /// or a [compressor:NAME] of the config file (config COMPRESSOR, default zstd; pigz1 writes what the
     /// original z3 can restore)

@@ -31,9 +31,10 @@ BUCKET, S3 credentials and the endpoint come from the environment or the [main] 
 /etc/z3_backup/z3.conf, as for z3 (unlike the original, the endpoint is honoured).
 
 Output: a table 'A | key | initiated' (A is X for the uploads aborted, or to abort with --dry-run; \
-L for old uploads kept because a live z3 backup lock <prefix>.z3-locks/<dataset> covers their key, \
-with a line naming the lock), then a summary line. A lock counts as live until it expires; one that \
-cannot be read counts as live too.
+L for old uploads kept because a live z3 backup lock <prefix>.z3-locks/<dataset> covers their key; \
+J for uploads an interrupted z3 backup journaled in <prefix>.z3-journal/ for resuming, kept until \
+they are 7 days old; each with a line saying why), then a summary line. A lock counts as live until \
+it expires; one that cannot be read counts as live too.
 
 Exit codes: 0 success, 1 error (some upload could not be aborted, S3 failures), 2 usage error.";
 
@@ -131,6 +132,7 @@ impl Render for Table<'_> {
             Event::Upload(upload) => {
                 let mark = match &upload.action {
                     UploadAction::KeptLocked { .. } => "L",
+                    UploadAction::KeptJournaled { .. } => "J",
                     UploadAction::Abort => "X",
                     UploadAction::Young => " ",
                 };
@@ -143,8 +145,12 @@ impl Render for Table<'_> {
                     },
                 );
                 writeln!(self.out, "{mark} | {} | {started}", upload.key)?;
-                if let UploadAction::KeptLocked { why } = &upload.action {
-                    writeln!(self.out, "  kept: a backup may still be writing it; {why}")?;
+                match &upload.action {
+                    UploadAction::KeptLocked { why } => {
+                        writeln!(self.out, "  kept: a backup may still be writing it; {why}")?;
+                    }
+                    UploadAction::KeptJournaled { why } => writeln!(self.out, "  kept: {why}")?,
+                    _ => {}
                 }
                 Ok(())
             }

@@ -10,7 +10,6 @@ use z3_codec::Encoding;
 use z3_core::SnapshotName;
 use z3_core::fleet::render_fleet;
 use z3_core::humanize::humanize;
-use z3_core::status::{header_line, render_table};
 use z3_engine::{
     BackupOptions, EngineConfig, Event, PruneOptions, RestoreOptions, StatusOptions, VerifyOptions,
 };
@@ -37,6 +36,18 @@ pub enum Outcome {
     HealthProblems,
 }
 
+impl Outcome {
+    /// [`Outcome::Done`] when `healthy`, else [`Outcome::HealthProblems`].
+    #[must_use]
+    pub fn of_health(healthy: bool) -> Self {
+        if healthy {
+            Self::Done
+        } else {
+            Self::HealthProblems
+        }
+    }
+}
+
 /// A command's report, and what it says beyond success.
 trait Reported: serde::Serialize {
     fn outcome(&self) -> Outcome {
@@ -49,11 +60,7 @@ impl Reported for z3_engine::RestoreReport {}
 impl Reported for z3_engine::PruneReport {}
 impl Reported for z3_engine::VerifyReport {
     fn outcome(&self) -> Outcome {
-        if self.passed() {
-            Outcome::Done
-        } else {
-            Outcome::HealthProblems
-        }
+        Outcome::of_health(self.passed())
     }
 }
 
@@ -254,26 +261,12 @@ impl Engine {
             // The report as it is: today's keys, plus `s3_prefix_raw` and `schema`.
             z3_engine::json::write_document(&mut *console.out, &report)?;
         } else {
-            writeln!(
-                console.out,
-                "{}",
-                header_line(
-                    &report.dataset,
-                    &report.snapshot_prefix,
-                    &report.bucket,
-                    &report.s3_prefix_raw,
-                )
-            )?;
-            write!(console.out, "{}", render_table(&report.rows))?;
+            write!(console.out, "{}", report.to_text())?;
         }
         for note in report.notes() {
             writeln!(console.err, "z3: note: {note}")?;
         }
-        Ok(if report.healthy {
-            Outcome::Done
-        } else {
-            Outcome::HealthProblems
-        })
+        Ok(Outcome::of_health(report.healthy))
     }
 
     /// `z3 status --check`: the verdict on the dataset's backups at the system clock's now.
@@ -309,11 +302,7 @@ impl Engine {
             )?;
             write!(console.out, "{}", render_fleet(&report.datasets))?;
         }
-        Ok(if report.healthy {
-            Outcome::Done
-        } else {
-            Outcome::HealthProblems
-        })
+        Ok(Outcome::of_health(report.healthy))
     }
 
     /// `z3 backup`.
@@ -343,6 +332,7 @@ impl Engine {
                 self.settings.send_flags
             },
             metrics_dir: args.metrics_dir.clone(),
+            no_resume: args.no_resume,
         };
         let json = (args.json, args.parseable);
         self.reported(console, json, "backup", async |events| {

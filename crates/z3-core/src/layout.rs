@@ -55,6 +55,20 @@ impl KeyLayout {
         format!("{}.z3-locks/{dataset}", self.prefix)
     }
 
+    /// The key of the journal of an interrupted upload of `name`, kept so that the next backup
+    /// can resume it (ADR 4): prefix + `.z3-journal/` + `ds@snap`. Outside every snapshot
+    /// listing, like the lock and the seals.
+    #[must_use]
+    pub fn journal_key(&self, name: &FullSnapshotName) -> String {
+        format!("{}{JOURNAL_DIR}{name}", self.prefix)
+    }
+
+    /// The listing prefix of every journal under this prefix.
+    #[must_use]
+    pub fn journal_prefix(&self) -> String {
+        format!("{}{JOURNAL_DIR}", self.prefix)
+    }
+
     /// The key of the seal of `name` (see [`crate::seal`]): prefix + `.z3-seals/` + `ds@snap`,
     /// followed by `@<upload>` for objects that record the token of the upload that made them
     /// (every object z3 writes since per-upload seals; see ADR 3). Outside every snapshot
@@ -107,6 +121,8 @@ impl KeyLayout {
 
 /// Where seals live, below the prefix.
 const SEALS_DIR: &str = ".z3-seals/";
+/// Where the journals of interrupted uploads live, below the prefix.
+const JOURNAL_DIR: &str = ".z3-journal/";
 
 #[cfg(test)]
 mod tests {
@@ -147,6 +163,20 @@ mod tests {
         assert_eq!(
             KeyLayout::new("").key(&name),
             "/pool/fs@zfs-auto-snap:daily-2024-01-01"
+        );
+        assert_eq!(
+            layout.journal_key(&name),
+            "z3-backup/.z3-journal/pool/fs@zfs-auto-snap:daily-2024-01-01"
+        );
+        assert!(
+            layout
+                .journal_key(&name)
+                .starts_with(&layout.journal_prefix())
+        );
+        assert!(
+            !layout
+                .journal_key(&name)
+                .starts_with(&layout.list_prefix(&ds, ""))
         );
     }
 

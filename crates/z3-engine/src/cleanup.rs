@@ -8,9 +8,13 @@
 //! backup lock (`<prefix>.z3-locks/<dataset>`): a backup of a large dataset can run for days, and
 //! aborting its upload would lose that night's backup. A lock is live unless its record is stale by
 //! its own rule ([`LockRecord::is_stale`]); a lock that exists but cannot be read or parsed counts
-//! as live. The clock is the caller's (`now`).
+//! as live. Uploads an interrupted backup journaled for resuming (ADR 4,
+//! `<prefix>.z3-journal/<dataset>@<snapshot>` naming the upload) are kept until they are
+//! [`RESUME_WINDOW`](crate::journal::RESUME_WINDOW) old, then aborted with their journal. The
+//! clock is the caller's (`now`).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -31,6 +35,8 @@ pub struct CleanupReport {
     pub stale: usize,
     /// Old enough, but kept: a live backup lock covers the key.
     pub locked: usize,
+    /// Old enough, but kept: journaled for resuming, and within the resume window.
+    pub journaled: usize,
     /// Aborted (0 on a dry run).
     pub aborted: usize,
     /// Aborts that failed.
@@ -47,14 +53,20 @@ impl CleanupReport {
         } else {
             ("aborted", self.aborted)
         };
-        let kept = if self.locked > 0 {
-            format!(
+        let mut kept = String::new();
+        if self.locked > 0 {
+            kept = format!(
                 "; kept {} old upload(s) covered by a live backup lock",
                 self.locked
-            )
-        } else {
-            String::new()
-        };
+            );
+        }
+        if self.journaled > 0 {
+            let _ = write!(
+                kept,
+                "; kept {} upload(s) journaled for the next backup to resume",
+                self.journaled
+            );
+        }
         format!(
             "{verb} {count} of {} unfinished uploads in {bucket} started at least {max_age_days} \
              day(s) ago{kept}",
@@ -102,20 +114,31 @@ async fn cleanup_inner(
     };
     let mut locks = Locks::new(store, now, retry_config);
     for upload in &uploads {
-        let old = upload
-            .initiated
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|age| age >= max_age);
+        let age = upload.initiated.and_then(|t| now.duration_since(t).ok());
+        let old = age.is_some_and(|age| age >= max_age);
         let holder = if old {
             locks.live_lock_of(&upload.key).await
         } else {
             None
         };
-        let action = match (old, &holder) {
-            (true, Some(why)) => UploadAction::KeptLocked { why: why.clone() },
-            (true, None) => UploadAction::Abort,
-            (false, _) => UploadAction::Young,
+        let journal = match (old, &holder) {
+            (true, None) => journal_of(store, upload, retry_config).await,
+            _ => None,
         };
+        let in_window = age.is_some_and(|age| age < crate::journal::RESUME_WINDOW);
+        let action = match (old, &holder, &journal) {
+            (true, Some(why), _) => UploadAction::KeptLocked { why: why.clone() },
+            (true, None, Some(journal)) if in_window => UploadAction::KeptJournaled {
+                why: format!(
+                    "the journal s3://{}/{journal} names it: an interrupted backup may resume it until it is {} days old",
+                    store.bucket(),
+                    crate::journal::RESUME_WINDOW.as_secs() / 86_400
+                ),
+            },
+            (true, None, _) => UploadAction::Abort,
+            (false, _, _) => UploadAction::Young,
+        };
+        let journaled = matches!(action, UploadAction::KeptJournaled { .. });
         events.event(Event::Upload(UploadSeen {
             key: upload.key.clone(),
             upload_id: upload.upload_id.as_str().to_owned(),
@@ -124,6 +147,10 @@ async fn cleanup_inner(
         }))?;
         if holder.is_some() {
             report.locked += 1;
+            continue;
+        }
+        if journaled {
+            report.journaled += 1;
             continue;
         }
         if !old {
@@ -138,7 +165,12 @@ async fn cleanup_inner(
         })
         .await
         {
-            Ok(()) => report.aborted += 1,
+            Ok(()) => {
+                report.aborted += 1;
+                if let Some(journal) = &journal {
+                    crate::journal::remove(store, journal, retry_config).await;
+                }
+            }
             // Gone already (another cleanup, or its owner finished): what we wanted.
             Err(err) if err.kind() == z3_s3::ErrorKind::NoSuchUpload => report.aborted += 1,
             Err(err) => {
@@ -152,6 +184,39 @@ async fn cleanup_inner(
         }
     }
     Ok(report)
+}
+
+/// The key of the journal that names `upload`, if there is one: `<prefix>.z3-journal/<ds>@<snap>`
+/// for some split of its key (the prefix is not known here, as for locks). A journal that
+/// cannot be read names nothing.
+async fn journal_of(
+    store: &dyn ObjectStore,
+    upload: &z3_s3::MultipartUploadInfo,
+    retry: &z3_s3::RetryConfig,
+) -> Option<String> {
+    for key in journal_candidates(&upload.key) {
+        if let Ok(Some(Some(journal))) = crate::journal::read(store, &key, retry).await
+            && journal.upload_id == upload.upload_id.as_str()
+            && journal.identity.key == upload.key
+        {
+            return Some(key);
+        }
+    }
+    None
+}
+
+/// The journal keys that may name an upload of `key` (`<prefix><dataset>@<snapshot>`).
+fn journal_candidates(key: &str) -> Vec<String> {
+    let Some((path, _snapshot)) = key.rsplit_once('@') else {
+        return Vec::new();
+    };
+    path.match_indices('/')
+        .filter_map(|(slash, _)| {
+            let (prefix, dataset) = path.split_at(slash + 1);
+            DatasetName::new(dataset).ok()?;
+            Some(format!("{prefix}.z3-journal/{}", &key[slash + 1..]))
+        })
+        .collect()
 }
 
 /// The backup locks that may cover an upload's key, read once each.
@@ -241,5 +306,17 @@ mod tests {
         assert!(lock_candidates("no-at-sign/key").is_empty());
         // A name ZFS refuses is no dataset, so no lock can cover it.
         assert!(lock_candidates("z3/po\"ol@s").is_empty());
+    }
+
+    #[test]
+    fn journal_candidates_split_at_every_slash() {
+        assert_eq!(
+            journal_candidates("z3-backup/pool/fs@snap"),
+            [
+                "z3-backup/.z3-journal/pool/fs@snap",
+                "z3-backup/pool/.z3-journal/fs@snap"
+            ]
+        );
+        assert!(journal_candidates("no-at-sign/key").is_empty());
     }
 }

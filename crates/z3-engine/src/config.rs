@@ -373,6 +373,9 @@ pub struct BackupOptions {
     /// Write the run's Prometheus metrics into this directory after it ([`crate::metrics`]);
     /// not in a dry run.
     pub metrics_dir: Option<std::path::PathBuf>,
+    /// Abort an interrupted upload of the snapshot instead of resuming it
+    /// ([`crate::journal`]); the backup starts over.
+    pub no_resume: bool,
 }
 
 impl BackupOptions {
@@ -388,6 +391,7 @@ impl BackupOptions {
             encoding,
             send_flags: SendFlagChoice::Plain,
             metrics_dir: None,
+            no_resume: false,
         }
     }
 }

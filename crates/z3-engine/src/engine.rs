@@ -58,6 +58,44 @@ const DOWNLOAD_PART_SIZE: u64 = 8 << 20;
 /// Ranged GETs in flight during a restore.
 const DOWNLOAD_CONCURRENCY: usize = 8;
 
+/// One snapshot's send as `backup_one` planned it.
+struct PlannedSend<'a> {
+    snapshot: &'a FullSnapshotName,
+    parent: Option<&'a FullSnapshotName>,
+    flags: SendFlags,
+    meta: &'a ObjectMeta,
+    stages: &'a [Stage],
+    estimate: u64,
+    retention: Option<z3_s3::Retention>,
+}
+
+/// What must be the same for an interrupted upload of `key` to be resumed, if it can be: a
+/// snapshot with a guid and a deterministic encoding ([`crate::journal::resumable_encoding`]).
+fn resume_identity(
+    key: &str,
+    meta: &ObjectMeta,
+    encoding: &Encoding,
+    config: &UploadConfig,
+) -> Option<crate::journal::Identity> {
+    Some(crate::journal::Identity {
+        key: key.to_owned(),
+        guid: meta.guid?,
+        parent_guid: meta.parent_guid,
+        send_flags: meta.send_flags.clone().unwrap_or_default(),
+        encoding: crate::journal::resumable_encoding(encoding)?,
+        part_size: config.part_size,
+        estimate: config.estimate?,
+        memory_limit: config.memory_limit?,
+    })
+}
+
+/// Whether `err` is a resumed upload whose regenerated stream differed from its journal.
+fn is_resume_mismatch(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<z3_s3::Error>())
+        .any(|e| e.kind() == z3_s3::ErrorKind::ResumeMismatch)
+}
+
 /// The completion was refused because the key no longer held what the plan saw (another
 /// writer, such as the original z3, took or replaced it meanwhile). Exit code 3: z3 refuses to
 /// overwrite what it has not inspected.
@@ -575,6 +613,13 @@ impl Engine {
             }
             let mut done = done;
             done.basis.clone_from(&reason.reason);
+            if let Some(parts) = done.resumed_parts {
+                let text = format!(
+                    "resumed the upload of {} that an interrupted run left open: {parts} parts were already stored",
+                    done.snapshot
+                );
+                events.event(Event::Note { text })?;
+            }
             events.event(Event::BackedUp(done.clone()))?;
             report.snapshots.push(done);
         }
@@ -736,48 +781,34 @@ impl Engine {
             object_lock: retention,
             ..PutOptions::default()
         };
-        let stream = self
-            .zfs
-            .send_with_flags(parent, snapshot, flags)
-            .await
-            .with_context(|| format!("cannot start zfs send of {snapshot}"))?;
-        let (stream, stream_digest) = DigestReader::new(stream);
-        let stream_result = stream_digest.clone();
-        let progress = self
-            .progress
-            .start(&snapshot.to_string(), Some(estimate.bytes));
-        let reader: BoxedReader = Box::new(ProgressReader::new(stream, progress));
-        let reader = apply_all(&stages, reader)
-            .with_context(|| format!("cannot start {}", describe_all(&stages)))?;
-        let (reader, object_digest) = DigestReader::new(reader);
-        let seal = PendingSeal {
-            layout: self.settings.layout.clone(),
-            snapshot: snapshot.to_string(),
-            guid,
-            parent_guid,
-            compressor: meta.compressor.clone(),
-            encryption: meta.encryption.clone(),
-            stream: stream_digest,
-            object: object_digest,
+        let config = UploadConfig {
+            part_size: part_size(Some(estimate.bytes), self.settings.transfer.chunk_size),
+            concurrency: self.settings.transfer.concurrency,
+            retry: self.settings.transfer.retry.clone(),
+            estimate: Some(estimate.bytes),
+            precondition,
+            memory_limit: Some(self.settings.transfer.memory_limit),
+            ..UploadConfig::default()
+        };
+        let identity = resume_identity(&key, &meta, encoding, &config);
+        let send = PlannedSend {
+            snapshot,
+            parent,
+            flags,
+            meta: &meta,
+            stages: &stages,
+            estimate: estimate.bytes,
             retention,
         };
-        let uploader = MultipartUploader::new(
-            Arc::clone(&self.store),
-            UploadConfig {
-                part_size: part_size(Some(estimate.bytes), self.settings.transfer.chunk_size),
-                concurrency: self.settings.transfer.concurrency,
-                retry: self.settings.transfer.retry.clone(),
-                estimate: Some(estimate.bytes),
-                precondition,
-                memory_limit: Some(self.settings.transfer.memory_limit),
-                ..UploadConfig::default()
-            },
-        )
-        .with_cancel(cancel.clone());
-        let upload = self
-            .upload_sealed(&uploader, &key, &options, reader, seal)
-            .await
-            .with_context(|| format!("backup of {snapshot} failed, upload aborted"))?;
+        let uploader =
+            MultipartUploader::new(Arc::clone(&self.store), config).with_cancel(cancel.clone());
+        let (upload, stream_result) = self
+            .upload_resuming(&send, &uploader, (&key, &options), identity, args.no_resume)
+            .await?;
+        done.resumed_parts = match upload.resume {
+            z3_s3::ResumeOutcome::Resumed { parts_skipped } => Some(parts_skipped),
+            _ => None,
+        };
         if let Some((blake3, len)) = stream_result.finish() {
             done.bytes_read = len;
             done.stream_digest = Some(Digest { len, blake3 }.hex());
@@ -785,6 +816,130 @@ impl Engine {
         done.bytes_stored = upload.bytes;
         done.duration = started.elapsed();
         Ok(done)
+    }
+
+    /// Sends and uploads one snapshot; with an `identity` (a resumable stream) through its
+    /// journal, continuing what an interrupted run left open (unless `no_resume`). A resumed
+    /// stream that turns out to differ from its journal is sent again from its start, once.
+    async fn upload_resuming(
+        &self,
+        plan: &PlannedSend<'_>,
+        uploader: &MultipartUploader<dyn ObjectStore>,
+        (key, options): (&str, &PutOptions),
+        identity: Option<crate::journal::Identity>,
+        no_resume: bool,
+    ) -> Result<(z3_s3::UploadReport, z3_codec::DigestHandle)> {
+        let journal_key = self.settings.layout.journal_key(plan.snapshot);
+        let retry = &self.settings.transfer.retry;
+        // Without an identity any journal is discarded: nothing can be resumed.
+        let mut previous = self
+            .previous_upload(&journal_key, identity.as_ref(), no_resume)
+            .await;
+        let journal = identity.map(|identity| crate::journal::S3Journal {
+            store: Arc::clone(&self.store),
+            key: journal_key.clone(),
+            identity,
+            retry: retry.clone(),
+        });
+        let outcome = loop {
+            let resumed = previous.is_some();
+            let resumable = journal.as_ref().map(|journal| z3_s3::Resumable {
+                journal,
+                previous: previous.take(),
+            });
+            match self
+                .send_and_upload(plan, uploader, key, options, resumable)
+                .await
+            {
+                // The regenerated stream differs from the journal: the uploader aborted the old
+                // upload; send the snapshot again from its start, once.
+                Err(err) if resumed && is_resume_mismatch(&err) => {
+                    tracing::warn!(snapshot = %plan.snapshot, error = %err, "cannot resume; sending it again from the start");
+                }
+                result => break result?,
+            }
+        };
+        if journal.is_some() {
+            crate::journal::remove(self.store.as_ref(), &journal_key, retry).await;
+        }
+        Ok(outcome)
+    }
+
+    /// The upload an interrupted run of this snapshot left open, if it can be resumed: its
+    /// journal names the same [`Identity`](crate::journal::Identity). A journal that does not
+    /// match (another guid, flags, encoding or schedule), cannot be read, or `no_resume` asks
+    /// so: the upload it names is aborted and the journal deleted, and the backup starts over.
+    async fn previous_upload(
+        &self,
+        journal_key: &str,
+        identity: Option<&crate::journal::Identity>,
+        no_resume: bool,
+    ) -> Option<z3_s3::OpenUpload> {
+        let (store, retry) = (self.store.as_ref(), &self.settings.transfer.retry);
+        let found = match crate::journal::read(store, journal_key, retry).await {
+            Ok(found) => found?,
+            Err(err) => {
+                tracing::warn!(journal_key, error = %err, "cannot read the upload journal; not resuming");
+                return None;
+            }
+        };
+        if let Some(journal) = &found
+            && !no_resume
+            && Some(&journal.identity) == identity
+            && let Some(open) = journal.open_upload()
+        {
+            return Some(open);
+        }
+        crate::journal::discard(store, journal_key, found.as_ref(), retry).await;
+        None
+    }
+
+    /// Sends `send.snapshot` through the encoder and uploads it, resumably when `resumable`;
+    /// returns the upload's report and the stream digest.
+    async fn send_and_upload(
+        &self,
+        send: &PlannedSend<'_>,
+        uploader: &MultipartUploader<dyn ObjectStore>,
+        key: &str,
+        options: &PutOptions,
+        resumable: Option<z3_s3::Resumable<'_>>,
+    ) -> Result<(z3_s3::UploadReport, z3_codec::DigestHandle)> {
+        let snapshot = send.snapshot;
+        let stream = self
+            .zfs
+            .send_with_flags(send.parent, snapshot, send.flags)
+            .await
+            .with_context(|| format!("cannot start zfs send of {snapshot}"))?;
+        let (stream, stream_digest) = DigestReader::new(stream);
+        let stream_result = stream_digest.clone();
+        let progress = self
+            .progress
+            .start(&snapshot.to_string(), Some(send.estimate));
+        let reader: BoxedReader = Box::new(ProgressReader::new(stream, progress));
+        let reader = apply_all(send.stages, reader)
+            .with_context(|| format!("cannot start {}", describe_all(send.stages)))?;
+        let (reader, object_digest) = DigestReader::new(reader);
+        let seal = PendingSeal {
+            layout: self.settings.layout.clone(),
+            snapshot: snapshot.to_string(),
+            guid: send.meta.guid,
+            parent_guid: send.meta.parent_guid,
+            compressor: send.meta.compressor.clone(),
+            encryption: send.meta.encryption.clone(),
+            stream: stream_digest,
+            object: object_digest,
+            retention: send.retention,
+        };
+        let what = if resumable.is_some() {
+            ""
+        } else {
+            ", upload aborted"
+        };
+        let upload = self
+            .upload_sealed(uploader, key, options, reader, seal, resumable)
+            .await
+            .with_context(|| format!("backup of {snapshot} failed{what}"))?;
+        Ok((upload, stream_result))
     }
 
     /// The report of one snapshot's backup before anything was sent.
@@ -818,6 +973,7 @@ impl Engine {
             basis: String::new(),
             storage_class: String::new(),
             send_flags: meta.send_flags.clone().unwrap_or_default(),
+            resumed_parts: None,
         }
     }
 
@@ -838,6 +994,7 @@ impl Engine {
         options: &PutOptions,
         reader: impl tokio::io::AsyncRead + Unpin + Send,
         seal: PendingSeal,
+        resumable: Option<z3_s3::Resumable<'_>>,
     ) -> Result<z3_s3::UploadReport> {
         let snapshot = seal.snapshot.clone();
         let store = Arc::clone(&self.store);
@@ -849,19 +1006,28 @@ impl Engine {
                     .await
             })
         });
-        let report = uploader
-            .upload_then(key, options, reader, before_complete)
-            .await
-            .map_err(|err| match err.kind() {
-                // A failed precondition: the key changed since the plan read it.
-                z3_s3::ErrorKind::AlreadyExists | z3_s3::ErrorKind::NotFound => {
-                    anyhow::Error::new(KeyChanged {
-                        key: format!("s3://{}/{key}", self.settings.bucket),
-                    })
-                    .context(err)
-                }
-                _ => err.into(),
-            })?;
+        let result = match resumable {
+            Some(resumable) => {
+                uploader
+                    .upload_resumable(key, options, reader, before_complete, resumable)
+                    .await
+            }
+            None => {
+                uploader
+                    .upload_then(key, options, reader, before_complete)
+                    .await
+            }
+        };
+        let report = result.map_err(|err| match err.kind() {
+            // A failed precondition: the key changed since the plan read it.
+            z3_s3::ErrorKind::AlreadyExists | z3_s3::ErrorKind::NotFound => {
+                anyhow::Error::new(KeyChanged {
+                    key: format!("s3://{}/{key}", self.settings.bucket),
+                })
+                .context(err)
+            }
+            _ => err.into(),
+        })?;
         crate::seal::remove_stale(
             self.store.as_ref(),
             &self.settings.layout,

@@ -55,6 +55,7 @@ pub mod config;
 mod engine;
 mod error;
 pub mod fleet;
+pub mod journal;
 pub mod json;
 pub mod lock;
 pub mod meta_cache;

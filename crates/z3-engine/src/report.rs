@@ -69,6 +69,18 @@ pub struct NewestBackup {
 }
 
 impl StatusReport {
+    /// The report as the original's text: its header line and its table.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        let header = z3_core::status::header_line(
+            &self.dataset,
+            &self.snapshot_prefix,
+            &self.bucket,
+            &self.s3_prefix_raw,
+        );
+        format!("{header}\n{}", z3_core::status::render_table(&self.rows))
+    }
+
     /// `status --check`: the monitoring-plugin verdict at `now` (Unix seconds); a backup
     /// uploaded "in the future" counts as just now.
     #[must_use]
@@ -152,6 +164,10 @@ pub struct SnapshotBackup {
     pub storage_class: String,
     /// The optional `zfs send` flags as letters (`cLe`, `w`); empty for a plain send.
     pub send_flags: String,
+    /// When an interrupted run's upload was resumed: how many of its parts were not sent
+    /// again ([`crate::journal`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_parts: Option<u16>,
 }
 
 impl SnapshotBackup {
@@ -375,6 +391,12 @@ pub enum UploadAction {
     /// Old enough, but a live backup lock covers its key: kept.
     KeptLocked {
         /// Which lock, and why it counts as live.
+        why: String,
+    },
+    /// Old enough, but an interrupted backup journaled it so that the next run can resume it,
+    /// and it is younger than the resume window ([`crate::journal::RESUME_WINDOW`]): kept.
+    KeptJournaled {
+        /// Which journal, and until when it is kept.
         why: String,
     },
 }

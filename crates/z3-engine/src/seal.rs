@@ -122,12 +122,23 @@ impl PendingSeal {
             object_lock: self.retention,
             ..PutOptions::default()
         };
-        retry(retry_config, "put_seal", || {
+        match retry(retry_config, "put_seal", || {
             store.put(&key, body.clone(), &options)
         })
         .await
-        .map(|_| ())
-        .map_err(|err| err.context(format_args!("writing the seal {key}")))
+        {
+            Ok(_) => Ok(()),
+            // Already there: ours if it has exactly our bytes (a resumed upload whose first run
+            // wrote it before it was interrupted, or a retried write whose answer was lost).
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => {
+                let limit = body.len() as u64 + 1;
+                match z3_s3::read_small(store, &key, limit, retry_config).await {
+                    Ok(Some(existing)) if existing == body => Ok(()),
+                    _ => Err(err.context(format_args!("writing the seal {key}"))),
+                }
+            }
+            Err(err) => Err(err.context(format_args!("writing the seal {key}"))),
+        }
     }
 }
 

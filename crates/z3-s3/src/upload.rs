@@ -537,7 +537,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                         tracing::warn!(%url, %upload_id, error = %record, "cannot update the journal; it names fewer parts than are stored");
                     }
                     return Err(err.context(format_args!(
-                        "the upload (id {upload_id}) was left open with {} parts stored, for the next run to resume",
+                        "the upload (id {upload_id}) was left open for the next run to resume ({} of its parts journaled)",
                         journal.open.parts.len()
                     )));
                 }
@@ -554,7 +554,10 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                 // it aborts still spawns one.
                 self.abort(key, &upload_id).await;
                 guard.store = None;
-                return Err(err);
+                return Err(match journal {
+                    Some(_) => err.context(format_args!("the upload (id {upload_id}) was aborted")),
+                    None => err,
+                });
             }
         };
 
@@ -754,6 +757,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             })
             .await?;
             check_part_echo(&uploaded, checksum, &url, &upload_id)?;
+            tracing::debug!(%url, part = part.get(), len, "part stored");
             Ok((uploaded, (checksum, len)))
         });
     }

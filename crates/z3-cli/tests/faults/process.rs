@@ -46,10 +46,13 @@ fn exists(name: &str) -> bool {
 }
 
 /// `zfs send` killed (SIGKILL) after 6,000,000 bytes: the backup fails naming the snapshot and
-/// `zfs send`, no object appears, no upload stays open; the next backup works.
+/// `zfs send`, no object appears, and the upload is left open with a journal naming its stored
+/// part (ADR 4); the next backup resumes it, and leaves no upload and no journal behind.
 #[tokio::test]
-async fn zfs_send_killed_mid_stream_leaves_nothing() {
-    let Some(env) = RealEnv::get("zfs_send_killed_mid_stream_leaves_nothing") else {
+async fn zfs_send_killed_mid_stream_leaves_no_object_and_a_journaled_upload() {
+    let Some(env) =
+        RealEnv::get("zfs_send_killed_mid_stream_leaves_no_object_and_a_journaled_upload")
+    else {
         return;
     };
     let ds = env.dataset("sendkilled");
@@ -71,15 +74,45 @@ async fn zfs_send_killed_mid_stream_leaves_nothing() {
         1,
         &[
             &format!("backup of {}@snap-1 failed", ds.name),
+            "left open for the next run to resume (1 of its parts journaled)",
             "zfs send",
             "SIGKILL",
         ],
     );
     let store = env.store().await;
     assert_absent(&store, &ds.key("snap-1")).await;
+    let journal_key = format!("{}.z3-journal/{}@snap-1", ds.prefix, ds.name);
+    let body = z3_s3::read_small(
+        &store,
+        &journal_key,
+        1 << 20,
+        &z3_s3::RetryConfig::default(),
+    )
+    .await
+    .unwrap()
+    .expect("a journal");
+    let journal = z3_engine::journal::Journal::parse(&body).unwrap();
+    let open = store.list_multipart_uploads(&ds.prefix).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        open[0].upload_id.as_str(),
+        journal.upload_id,
+        "the journal names the open upload"
+    );
+    let out = env.z3(&ds, &["backup"]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("1 parts were already stored"),
+        "{}",
+        stderr(&out)
+    );
     assert_no_open_uploads(&store, &ds.prefix).await;
-    assert!(env.z3(&ds, &["backup"]).status.success());
-    tally("zfs_send_killed_mid_stream_leaves_nothing", 1, 0);
+    assert_absent(&store, &journal_key).await;
+    tally(
+        "zfs_send_killed_mid_stream_leaves_no_object_and_a_journaled_upload",
+        1,
+        0,
+    );
 }
 
 /// `zfs receive` reads 1,000,000 bytes and fails: the restore fails naming the snapshot and

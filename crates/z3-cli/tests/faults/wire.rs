@@ -371,7 +371,8 @@ async fn lost_complete_request_is_not_taken_for_success() {
         "z3",
         1,
         &[
-            &format!("backup of {}@snap-1 failed, upload aborted", ds.name),
+            &format!("backup of {}@snap-1 failed", ds.name),
+            "was aborted",
             "NoSuchUpload",
         ],
     );

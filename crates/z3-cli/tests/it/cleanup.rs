@@ -370,3 +370,90 @@ async fn the_command_keeps_an_upload_under_a_live_lock_on_seaweedfs() {
         .await
         .unwrap();
 }
+
+/// ADR 4: an upload an interrupted backup journaled is kept until the resume window (7 days)
+/// has passed, whatever `--max-age` says; then it is aborted and its journal deleted. A journal
+/// naming another upload of the key does not protect this one.
+#[tokio::test]
+async fn journaled_uploads_are_kept_for_the_resume_window_then_aborted_with_the_journal() {
+    let store = MemoryStore::new("bkt");
+    let opts = PutOptions::default();
+    let journaled = store
+        .create_multipart("z3/pool/fs@s1", &opts)
+        .await
+        .unwrap();
+    let other = store
+        .create_multipart("z3/pool/fs@s2", &opts)
+        .await
+        .unwrap();
+    let journal = |key: &str, id: &z3_s3::UploadId| {
+        let identity = z3_engine::journal::Identity {
+            key: key.to_owned(),
+            guid: 1,
+            parent_guid: None,
+            send_flags: String::new(),
+            encoding: "none".into(),
+            part_size: 5 << 20,
+            estimate: 1 << 30,
+            memory_limit: 1 << 30,
+        };
+        let open = z3_s3::OpenUpload {
+            upload_id: id.clone(),
+            token: "t".into(),
+            parts: Vec::new(),
+        };
+        serde_json::to_vec(&z3_engine::journal::Journal::new(identity, &open)).unwrap()
+    };
+    store.insert(
+        "z3/.z3-journal/pool/fs@s1",
+        journal("z3/pool/fs@s1", &journaled),
+        &opts,
+    );
+    // The journal of s2 names an upload that is gone: it does not cover the open one.
+    store.insert(
+        "z3/.z3-journal/pool/fs@s2",
+        journal("z3/pool/fs@s2", &z3_s3::UploadId::new("gone")),
+        &opts,
+    );
+    let _ = other;
+
+    // Two days later, with --max-age 1: the journaled upload is kept, the other aborted.
+    let mut out = Vec::new();
+    let report = cleanup(
+        &store,
+        "z3/",
+        DAY,
+        false,
+        SystemTime::now() + 2 * DAY,
+        &retry(),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!((report.journaled, report.aborted), (1, 1), "{text}");
+    assert!(text.contains("\nJ | z3/pool/fs@s1 | 20"), "{text}");
+    assert!(
+        text.contains("  kept: the journal s3://bkt/z3/.z3-journal/pool/fs@s1 names it"),
+        "{text}"
+    );
+    assert!(text.contains("\nX | z3/pool/fs@s2 | 20"), "{text}");
+    assert_eq!(store.open_uploads(), 1);
+
+    // Eight days later the window has passed: aborted, and its journal deleted.
+    let mut out = Vec::new();
+    let report = cleanup(
+        &store,
+        "z3/",
+        DAY,
+        false,
+        SystemTime::now() + 8 * DAY,
+        &retry(),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.journaled, report.aborted), (0, 1));
+    assert_eq!(store.open_uploads(), 0);
+    assert!(store.object("z3/.z3-journal/pool/fs@s1").is_none());
+}

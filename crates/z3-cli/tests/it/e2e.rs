@@ -278,10 +278,12 @@ async fn broken_chain_is_refused() {
     assert!(!listed.status.success());
 }
 
-/// `zfs send` dying mid-stream: z3 fails, no object appears, no multipart upload stays open.
+/// `zfs send` dying mid-stream: z3 fails and no object appears; the upload stays open with its
+/// journal (ADR 4), and the next run resumes it and leaves no upload open.
 #[tokio::test]
-async fn failing_zfs_send_leaves_nothing_behind() {
-    let Some(env) = RealEnv::get("failing_zfs_send_leaves_nothing_behind") else {
+async fn failing_zfs_send_leaves_no_object_and_the_next_run_resumes() {
+    let Some(env) = RealEnv::get("failing_zfs_send_leaves_no_object_and_the_next_run_resumes")
+    else {
         return;
     };
     let ds = env.dataset("sendfail");
@@ -314,10 +316,28 @@ async fn failing_zfs_send_leaves_nothing_behind() {
             .is_err_and(|e| e.kind() == z3_s3::ErrorKind::NotFound),
         "{head:?}"
     );
-    assert_no_open_uploads(&store, &ds.prefix).await;
+    assert!(
+        err.contains("left open for the next run to resume"),
+        "{err}"
+    );
+    assert_eq!(
+        store
+            .list_multipart_uploads(&ds.prefix)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
-    // The real zfs then backs it up fine.
-    assert!(env.z3(&ds, &["backup"]).status.success());
+    // The real zfs then backs it up fine, resuming that upload.
+    let out = env.z3(&ds, &["backup"]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("parts were already stored"),
+        "{}",
+        stderr(&out)
+    );
+    assert_no_open_uploads(&store, &ds.prefix).await;
 }
 
 /// A missing bucket and a wrong secret: one line each, exit 1, the secret never printed.
@@ -350,11 +370,13 @@ async fn missing_bucket_and_wrong_credentials_are_one_line_errors() {
     assert!(!err.contains(&env.secret), "{err}");
 }
 
-/// SIGINT (then SIGTERM) in the middle of a backup whose `zfs send` has stalled: the upload is
-/// aborted, no object appears, the stand-in send is killed, and z3 exits 128 + signal.
+/// SIGINT (then SIGTERM) in the middle of a backup whose `zfs send` has stalled: no object
+/// appears, the upload is left open for the next run with a journal naming it (ADR 4), the
+/// stand-in send is killed, and z3 exits 128 + signal.
 #[tokio::test]
-async fn a_signal_during_backup_aborts_the_upload() {
-    let Some(env) = RealEnv::get("a_signal_during_backup_aborts_the_upload") else {
+async fn a_signal_during_backup_leaves_a_journaled_upload_and_no_object() {
+    let Some(env) = RealEnv::get("a_signal_during_backup_leaves_a_journaled_upload_and_no_object")
+    else {
         return;
     };
     let ds = env.dataset("signal");
@@ -392,6 +414,16 @@ async fn a_signal_during_backup_aborts_the_upload() {
         if closed_stderr {
             drop(child.0.stderr.take());
         }
+        // The stand-in send has stalled (it wrote its pid) and the upload is open. The pid file
+        // of the run before is gone, and the upload may be its (a resumed one): wait for both.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+        while std::fs::read_to_string(&pid_file).map_or(true, |pid| !pid.ends_with('\n')) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the send never stalled"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         wait_for_upload(&store, &ds.prefix).await;
         let pid = child.0.id().to_string();
         let status = std::process::Command::new("kill")
@@ -406,7 +438,10 @@ async fn a_signal_during_backup_aborts_the_upload() {
         let name = if code == 130 { "SIGINT" } else { "SIGTERM" };
         if !closed_stderr {
             assert!(err.contains(&format!("interrupted by {name}")), "{err}");
-            assert!(err.contains("aborted"), "{err}");
+            assert!(
+                err.contains("left open for the next run to resume"),
+                "{err}"
+            );
         }
         let head = store.head(&ds.key("snap-1")).await;
         assert!(
@@ -414,17 +449,33 @@ async fn a_signal_during_backup_aborts_the_upload() {
                 .is_err_and(|e| e.kind() == z3_s3::ErrorKind::NotFound),
             "{head:?}"
         );
-        assert_no_open_uploads(&store, &ds.prefix).await;
+        // The one open upload is the one the journal names (ADR 4): each run resumes it.
+        let journal_key = format!("{}.z3-journal/{}@snap-1", ds.prefix, ds.name);
+        let body = z3_s3::read_small(
+            &store,
+            &journal_key,
+            1 << 20,
+            &z3_s3::RetryConfig::default(),
+        )
+        .await
+        .unwrap()
+        .expect("a journal");
+        let journal = z3_engine::journal::Journal::parse(&body).unwrap();
+        let open = store.list_multipart_uploads(&ds.prefix).await.unwrap();
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0].upload_id.as_str(), journal.upload_id);
         // The stand-in `zfs send` (z3's child, now a `sleep`) was killed, not left behind.
         let send = std::fs::read_to_string(&pid_file).unwrap();
+        std::fs::remove_file(&pid_file).unwrap();
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", send.trim()));
         assert!(
             stat.as_ref().map_or(true, |s| s.contains(") Z ")),
             "zfs send still running: {stat:?}"
         );
     }
-    // And the real zfs backs it up fine afterwards.
+    // And the real zfs backs it up fine afterwards, resuming the journaled upload.
     assert!(env.z3(&ds, &["backup"]).status.success());
+    assert_no_open_uploads(&store, &ds.prefix).await;
 }
 
 /// A stand-in `zfs` in `dir`: estimates (`-n`) and every command but `send` go to the real

@@ -18,6 +18,7 @@ mod promises;
 mod prune;
 mod reference;
 mod restore_to;
+mod resume;
 mod retention;
 mod rollback;
 mod seals;

@@ -129,8 +129,9 @@ async fn a_seal_that_cannot_be_written_aborts_the_upload() {
     let run = h.run(Command::Backup(backup())).await;
     assert_eq!(run.status, ExitStatus::Error, "{}", run.err);
     assert!(
-        run.err
-            .contains("backup of pool/fs@snap1 failed, upload aborted"),
+        run.err.contains(
+            "backup of pool/fs@snap1 failed: the upload (id memory-upload-1) was aborted"
+        ),
         "{}",
         run.err
     );
