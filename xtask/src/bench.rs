@@ -1,6 +1,6 @@
-//! `cargo xtask bench [transfer|codecs|bwlimit|status]`: z3's tools measured against the peers people would use
-//! instead, `BWLIMIT` checked (`bench/bwlimit.rs`), and the status cache on a fleet-sized bucket
-//! (`bench/status.rs`).
+//! `cargo xtask bench [transfer|codecs|bwlimit|status|memory]`: z3's tools measured against the peers people
+//! would use instead, `BWLIMIT` checked (`bench/bwlimit.rs`), the status cache on a fleet-sized bucket
+//! (`bench/status.rs`), and the peak memory of `pput` and `z3 backup` (`bench/memory.rs`).
 //!
 //! The `transfer` suite (the default) starts SeaweedFS on 127.0.0.1, makes incompressible data, and streams
 //! it **from a pipe** through `pput`, `aws s3 cp -` and `rclone rcat` with the same part size and
@@ -27,6 +27,7 @@ use crate::services::{self, ServiceEnv, Services, run};
 
 mod bwlimit;
 mod codecs;
+mod memory;
 mod status;
 
 /// Part size of every client, in MiB (pput `-s`, aws `multipart_chunksize`, rclone `--s3-chunk-size`).
@@ -84,6 +85,8 @@ enum Suite {
     Bwlimit,
     /// `z3 status` with and without the status cache.
     Status,
+    /// Peak RSS of `pput` and `z3 backup` under `MEMORY_LIMIT` (ADR 5).
+    Memory,
 }
 
 impl Suite {
@@ -93,6 +96,7 @@ impl Suite {
             Suite::Codecs => "codecs",
             Suite::Bwlimit => "bwlimit",
             Suite::Status => "status",
+            Suite::Memory => "memory",
         }
     }
 }
@@ -105,12 +109,14 @@ struct Options {
     mib: u32,
     /// Objects the `status` suite seeds.
     objects: usize,
+    /// GiB each run of the `memory` suite streams (`--gib`; its own default when absent).
+    gib: Option<u32>,
     write_doc: bool,
     /// Use `pput` and `z3_get` from here instead of building them (e.g. to measure another build).
     bin_dir: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: cargo xtask bench [transfer|codecs|bwlimit|status] [--rounds N] [--mib N] [--objects N] [--no-doc] [--bin-dir DIR]";
+const USAGE: &str = "usage: cargo xtask bench [transfer|codecs|bwlimit|status|memory] [--rounds N] [--mib N] [--objects N] [--gib N] [--no-doc] [--bin-dir DIR]";
 
 fn parse_options(args: &[String]) -> Result<Options> {
     let mut options = Options {
@@ -118,6 +124,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         rounds: DEFAULT_ROUNDS,
         mib: DEFAULT_MIB,
         objects: DEFAULT_OBJECTS,
+        gib: None,
         write_doc: true,
         bin_dir: None,
     };
@@ -128,6 +135,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "codecs" => options.suite = Suite::Codecs,
             "bwlimit" => options.suite = Suite::Bwlimit,
             "status" => options.suite = Suite::Status,
+            "memory" => options.suite = Suite::Memory,
             "--no-doc" => options.write_doc = false,
             "--bin-dir" => {
                 let dir = args
@@ -135,7 +143,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
                     .with_context(|| format!("{arg} needs a value; {USAGE}"))?;
                 options.bin_dir = Some(PathBuf::from(dir));
             }
-            "--rounds" | "--mib" | "--objects" => {
+            "--rounds" | "--mib" | "--objects" | "--gib" => {
                 let value = args
                     .next()
                     .with_context(|| format!("{arg} needs a value; {USAGE}"))?;
@@ -147,6 +155,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
                 match arg.as_str() {
                     "--rounds" => options.rounds = number as usize,
                     "--objects" => options.objects = number as usize,
+                    "--gib" => options.gib = Some(number),
                     _ => options.mib = number,
                 }
             }
@@ -164,6 +173,7 @@ pub(crate) fn run_bench(root: &Path, args: &[String]) -> Result<()> {
         Suite::Codecs => codecs::codecs(root, &options),
         Suite::Bwlimit => bwlimit::bwlimit(root, &options),
         Suite::Status => status::status(root, &options),
+        Suite::Memory => memory::memory(root, &options),
     }
 }
 
@@ -376,26 +386,8 @@ impl Transfer {
         Ok(())
     }
 
-    /// AES-128-CTR keystream over a sparse file of zeros: incompressible, reproducible and fast
-    /// (xtask runs unoptimised, where a Rust PRNG would take tens of seconds per GiB).
     fn make_data(&self) -> Result<()> {
-        let zeros = self.dir.join("zeros.sparse");
-        File::create(&zeros)?.set_len(self.bytes())?;
-        run(Command::new(OPENSSL)
-            .args(["enc", "-aes-128-ctr", "-K", DATA_KEY, "-iv", DATA_IV, "-in"])
-            .arg(&zeros)
-            .arg("-out")
-            .arg(&self.data))?;
-        fs::remove_file(&zeros)?;
-        let len = fs::metadata(&self.data)?.len();
-        if len != self.bytes() {
-            bail!(
-                "{} has {len} bytes, expected {}",
-                self.data.display(),
-                self.bytes()
-            );
-        }
-        Ok(())
+        make_data(&self.data, self.bytes())
     }
 
     /// The client command line, without environment: one source for running it and for the doc.
@@ -733,6 +725,25 @@ impl Transfer {
         }
         Ok(results)
     }
+}
+
+/// `bytes` of AES-128-CTR keystream over a sparse file of zeros into `path`: incompressible,
+/// reproducible and fast (xtask runs unoptimised, where a Rust PRNG would take tens of seconds
+/// per GiB).
+fn make_data(path: &Path, bytes: u64) -> Result<()> {
+    let zeros = path.with_extension("zeros");
+    File::create(&zeros)?.set_len(bytes)?;
+    run(Command::new(OPENSSL)
+        .args(["enc", "-aes-128-ctr", "-K", DATA_KEY, "-iv", DATA_IV, "-in"])
+        .arg(&zeros)
+        .arg("-out")
+        .arg(path))?;
+    fs::remove_file(&zeros)?;
+    let len = fs::metadata(path)?.len();
+    if len != bytes {
+        bail!("{} has {len} bytes, expected {bytes}", path.display());
+    }
+    Ok(())
 }
 
 fn aws_config_text() -> String {
@@ -1340,6 +1351,8 @@ mod tests {
             "64",
             "--objects",
             "500",
+            "--gib",
+            "2",
             "--no-doc",
             "--bin-dir",
             "/b",
@@ -1352,6 +1365,7 @@ mod tests {
                 rounds: 5,
                 mib: 64,
                 objects: 500,
+                gib: Some(2),
                 write_doc: false,
                 bin_dir: Some(PathBuf::from("/b")),
             }

@@ -6,9 +6,9 @@
 //! - `services`: starts the services and prints the environment for running tests by hand, until Enter.
 //! - `dist [--install-check]`: the Debian package (`target/dist/z3_<version>_<arch>.deb`); with
 //!   `--install-check`, installs it, checks man pages, completion and units, and purges it.
-//! - `bench [transfer|codecs|bwlimit|status]`: measures `pput` and `z3_get` against aws-cli and rclone on a local
-//!   SeaweedFS (and the codecs, `BWLIMIT`, and `z3 status` with its cache) and writes the results to
-//!   `docs/benchmarks.md`.
+//! - `bench [transfer|codecs|bwlimit|status|memory]`: measures `pput` and `z3_get` against aws-cli and rclone on
+//!   a local SeaweedFS (and the codecs, `BWLIMIT`, `z3 status` with its cache, and the peak memory of `pput` and
+//!   `z3 backup`) and writes the results to `docs/benchmarks.md`.
 
 mod bench;
 mod demo;
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         }),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|demo|services|tidy|bench [transfer|codecs|bwlimit|status]|dist [--install-check]>"
+                "usage: cargo xtask <ci|demo|services|tidy|bench [transfer|codecs|bwlimit|status|memory]|dist [--install-check]>"
             );
             return ExitCode::from(2);
         }

@@ -38,6 +38,9 @@ const APT_PACKAGES: &[&str] = &[
     "systemd",
 ];
 
+/// Size of the sparse pool image of the tests and the demo.
+const DEFAULT_POOL_BYTES: u64 = 2 << 30;
+
 /// Environment for tests and the demo: how to reach the services.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceEnv {
@@ -257,8 +260,16 @@ impl Services {
     /// Starts zfs-fuse (unless a daemon already answers), a file-backed pool, and SeaweedFS.
     pub(crate) fn start(root: &Path, weed: &Path) -> Result<Self> {
         let mut services = Self::prepare(root)?;
-        services.start_zfs()?;
+        services.start_zfs(DEFAULT_POOL_BYTES)?;
         services.start_weed(weed)?;
+        Ok(services)
+    }
+
+    /// Starts zfs-fuse (unless a daemon already answers) and a pool on a sparse image of
+    /// `image_bytes`, without SeaweedFS (a benchmark that wants a fresh server per run).
+    pub(crate) fn start_pool_only(root: &Path, image_bytes: u64) -> Result<Self> {
+        let mut services = Self::prepare(root)?;
+        services.start_zfs(image_bytes)?;
         Ok(services)
     }
 
@@ -292,7 +303,7 @@ impl Services {
         })
     }
 
-    fn start_zfs(&mut self) -> Result<()> {
+    fn start_zfs(&mut self, image_bytes: u64) -> Result<()> {
         if !zpool_answers() {
             let log = fs::File::create(self.workdir.join("zfs-fuse.log"))?;
             let child = Command::new("zfs-fuse")
@@ -307,7 +318,7 @@ impl Services {
             wait_until(Duration::from_secs(20), "zfs-fuse to answer", zpool_answers)?;
         }
         let image = self.workdir.join("pool.img");
-        fs::File::create(&image)?.set_len(2 << 30)?;
+        fs::File::create(&image)?.set_len(image_bytes)?;
         let mountpoint = self.workdir.join("mnt");
         run(Command::new("zpool")
             .arg("create")
