@@ -25,8 +25,8 @@ use crate::progress::{Progress, ProgressMode, bar};
 use crate::stdio::{stdin_file, stdout_file};
 
 const PPUT_AFTER_HELP: &str = "\
-BUCKET, S3 credentials, endpoint, CHUNK_SIZE, CONCURRENCY, MAX_RETRIES and S3_STORAGE_CLASS come from \
-the environment or the [main] section of /etc/z3_backup/z3.conf, as for z3.
+BUCKET, S3 credentials, endpoint, CHUNK_SIZE, CONCURRENCY, MAX_RETRIES, MEMORY_LIMIT, S3_STORAGE_CLASS \
+come from the environment or the [main] section of /etc/z3_backup/z3.conf, as for z3.
 
 On success one JSON line goes to stdout: {\"status\": \"success\", \"etag\": \"...\"}. A stream that fails \
 or is empty leaves no object and no open multipart upload.

@@ -337,9 +337,16 @@ impl Compressor {
     }
 }
 
-/// One zstd worker per CPU.
+/// The most zstd workers: 4 compress at level 3 faster than any uplink z3 feeds, and zstd's
+/// buffer pool grows with the workers (≈ 115 MiB measured with 2 workers at level 3, in
+/// `cargo xtask bench memory`): memory the budget (`MEMORY_LIMIT`) does not count.
+pub const MAX_ZSTD_WORKERS: u32 = 4;
+
+/// One zstd worker per CPU, at most [`MAX_ZSTD_WORKERS`] (never 0: single-threaded zstd is
+/// another encoding, and resuming an upload relies on the threaded one).
 fn zstd_threads() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    u32::try_from(cpus).map_or(MAX_ZSTD_WORKERS, |n| n.clamp(1, MAX_ZSTD_WORKERS))
 }
 
 impl fmt::Display for Compressor {

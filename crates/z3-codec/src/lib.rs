@@ -68,8 +68,8 @@ pub use ::age::secrecy::{ExposeSecret, SecretString};
 pub use age::{AgeCodec, AgeIdentities, AgeRecipients, is_age_secret_key};
 pub use age_keys::{AgeKeyError, AgeKeys};
 pub use compressor::{
-    Compressor, Compressors, CustomCompressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, Stage,
-    decoder_for,
+    Compressor, Compressors, CustomCompressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
+    MAX_ZSTD_WORKERS, Stage, decoder_for,
 };
 pub use digest::{DigestHandle, DigestReader};
 pub use error::{Error, ErrorKind};

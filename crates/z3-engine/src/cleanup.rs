@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use z3_core::{DatasetName, LockRecord};
+use z3_core::{FullSnapshotName, KeyLayout, LockRecord};
 use z3_s3::{ObjectStore, retry};
 
 use crate::error::Error;
@@ -205,17 +205,22 @@ async fn journal_of(
     None
 }
 
-/// The journal keys that may name an upload of `key` (`<prefix><dataset>@<snapshot>`).
-fn journal_candidates(key: &str) -> Vec<String> {
-    let Some((path, _snapshot)) = key.rsplit_once('@') else {
-        return Vec::new();
-    };
-    path.match_indices('/')
+/// The ways `key` can be a z3 object key `<prefix><dataset>@<snapshot>`: every split at a `/`
+/// whose rest is a valid snapshot name. The prefix is not known here (the bucket may hold
+/// several), so each is a candidate.
+fn layouts_of(key: &str) -> Vec<(KeyLayout, FullSnapshotName)> {
+    key.match_indices('/')
         .filter_map(|(slash, _)| {
-            let (prefix, dataset) = path.split_at(slash + 1);
-            DatasetName::new(dataset).ok()?;
-            Some(format!("{prefix}.z3-journal/{}", &key[slash + 1..]))
+            let (prefix, name) = key.split_at(slash + 1);
+            Some((KeyLayout::new(prefix), FullSnapshotName::parse(name).ok()?))
         })
+        .collect()
+}
+
+/// The journal keys that may name an upload of `key`.
+fn journal_candidates(key: &str) -> Vec<String> {
+    (layouts_of(key).iter())
+        .map(|(layout, name)| layout.journal_key(name))
         .collect()
 }
 
@@ -279,15 +284,8 @@ const MAX_LOCK_BYTES: u64 = 64 << 10;
 
 /// The lock keys that cover `key` if it is a z3 object key `<prefix><dataset>@<snapshot>`.
 fn lock_candidates(key: &str) -> Vec<String> {
-    let Some((path, _snapshot)) = key.rsplit_once('@') else {
-        return Vec::new();
-    };
-    path.match_indices('/')
-        .filter_map(|(slash, _)| {
-            let (prefix, dataset) = path.split_at(slash + 1);
-            DatasetName::new(dataset).ok()?;
-            Some(format!("{prefix}.z3-locks/{dataset}"))
-        })
+    (layouts_of(key).iter())
+        .map(|(layout, name)| layout.lock_key(name.dataset()))
         .collect()
 }
 

@@ -81,24 +81,7 @@ async fn zfs_send_killed_mid_stream_leaves_no_object_and_a_journaled_upload() {
     );
     let store = env.store().await;
     assert_absent(&store, &ds.key("snap-1")).await;
-    let journal_key = format!("{}.z3-journal/{}@snap-1", ds.prefix, ds.name);
-    let body = z3_s3::read_small(
-        &store,
-        &journal_key,
-        1 << 20,
-        &z3_s3::RetryConfig::default(),
-    )
-    .await
-    .unwrap()
-    .expect("a journal");
-    let journal = z3_engine::journal::Journal::parse(&body).unwrap();
-    let open = store.list_multipart_uploads(&ds.prefix).await.unwrap();
-    assert_eq!(open.len(), 1, "{open:?}");
-    assert_eq!(
-        open[0].upload_id.as_str(),
-        journal.upload_id,
-        "the journal names the open upload"
-    );
+    crate::support::assert_one_journaled_upload(&store, &ds, "snap-1").await;
     let out = env.z3(&ds, &["backup"]);
     assert!(out.status.success());
     assert!(
@@ -107,7 +90,11 @@ async fn zfs_send_killed_mid_stream_leaves_no_object_and_a_journaled_upload() {
         stderr(&out)
     );
     assert_no_open_uploads(&store, &ds.prefix).await;
-    assert_absent(&store, &journal_key).await;
+    assert!(
+        crate::support::journal_of(&store, &ds, "snap-1")
+            .await
+            .is_none()
+    );
     tally(
         "zfs_send_killed_mid_stream_leaves_no_object_and_a_journaled_upload",
         1,

@@ -450,20 +450,7 @@ async fn a_signal_during_backup_leaves_a_journaled_upload_and_no_object() {
             "{head:?}"
         );
         // The one open upload is the one the journal names (ADR 4): each run resumes it.
-        let journal_key = format!("{}.z3-journal/{}@snap-1", ds.prefix, ds.name);
-        let body = z3_s3::read_small(
-            &store,
-            &journal_key,
-            1 << 20,
-            &z3_s3::RetryConfig::default(),
-        )
-        .await
-        .unwrap()
-        .expect("a journal");
-        let journal = z3_engine::journal::Journal::parse(&body).unwrap();
-        let open = store.list_multipart_uploads(&ds.prefix).await.unwrap();
-        assert_eq!(open.len(), 1, "{open:?}");
-        assert_eq!(open[0].upload_id.as_str(), journal.upload_id);
+        crate::support::assert_one_journaled_upload(&store, &ds, "snap-1").await;
         // The stand-in `zfs send` (z3's child, now a `sleep`) was killed, not left behind.
         let send = std::fs::read_to_string(&pid_file).unwrap();
         std::fs::remove_file(&pid_file).unwrap();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use z3_s3::{AwsStore, ObjectStore};
 
-use crate::support::{RealEnv, TestDataset, assert_no_open_uploads, stderr};
+use crate::support::{RealEnv, TestDataset, assert_no_open_uploads, journal_of, stderr};
 
 /// Settings of the killed run: one part in flight, paced, so parts are stored one by one.
 const SLOW: [(&str, &str); 3] = [
@@ -74,12 +74,7 @@ async fn kill_after_parts(
 
 /// Parts the journal of `snap-1` names, if there is one.
 async fn journaled(store: &AwsStore, ds: &TestDataset) -> Option<usize> {
-    let key = format!("{}.z3-journal/{}@snap-1", ds.prefix, ds.name);
-    let body = z3_s3::read_small(store, &key, 4 << 20, &z3_s3::RetryConfig::default())
-        .await
-        .unwrap()?;
-    let journal = z3_engine::journal::Journal::parse(&body).expect("a journal");
-    Some(journal.parts.len())
+    Some(journal_of(store, ds, "snap-1").await?.parts.len())
 }
 
 /// The number of parts of the object, from its `"…-N"` ETag.

@@ -367,6 +367,39 @@ pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The journal of an interrupted backup of `dataset@snap`, if there is one (ADR 4).
+#[allow(dead_code)] // not every test binary that includes this file resumes
+pub(crate) async fn journal_of(
+    store: &AwsStore,
+    dataset: &TestDataset,
+    snap: &str,
+) -> Option<z3_engine::journal::Journal> {
+    let key = format!("{}.z3-journal/{}@{snap}", dataset.prefix, dataset.name);
+    let retry = z3_s3::RetryConfig::default();
+    let body = z3_s3::read_small(store, &key, 4 << 20, &retry)
+        .await
+        .unwrap()?;
+    Some(z3_engine::journal::Journal::parse(&body).expect("a journal z3 can read"))
+}
+
+/// The one open upload under the dataset's prefix is the one the journal of `dataset@snap`
+/// names.
+#[allow(dead_code)] // not every test binary that includes this file resumes
+pub(crate) async fn assert_one_journaled_upload(
+    store: &AwsStore,
+    dataset: &TestDataset,
+    snap: &str,
+) {
+    let journal = journal_of(store, dataset, snap).await.expect("a journal");
+    let open = store.list_multipart_uploads(&dataset.prefix).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        open[0].upload_id.as_str(),
+        journal.upload_id,
+        "the journal names the open upload"
+    );
+}
+
 /// No open multipart upload under `prefix`.
 pub(crate) async fn assert_no_open_uploads(store: &AwsStore, prefix: &str) {
     let open = store.list_multipart_uploads(prefix).await.unwrap();
