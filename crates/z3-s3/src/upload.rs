@@ -486,6 +486,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
             key: key.to_owned(),
             upload_id: upload_id.clone(),
         };
+        let resumed = matches!(resume, ResumeOutcome::Resumed { .. });
         let mut journal = journal.map(|sink| Journal {
             sink,
             open: OpenUpload {
@@ -493,9 +494,12 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                 token: token.clone(),
                 parts: Vec::new(),
             },
+            kept: skip.values().cloned().collect(),
             pace: JournalPace::new(),
         });
+        // A new upload is recorded before its first part; a resumed one is named already.
         if let Some(journal) = &mut journal
+            && !resumed
             && let Err(err) = journal.record_now(&[]).await
         {
             self.abort(key, &upload_id).await;
@@ -1242,6 +1246,9 @@ fn keeps_open(kind: ErrorKind) -> bool {
 struct Journal<'a> {
     sink: &'a dyn UploadJournal,
     open: OpenUpload,
+    /// A resumed upload's parts proven stored by the previous record: still named until this
+    /// run reaches them, so a run that fails earlier than the one before forgets nothing.
+    kept: Vec<JournaledPart>,
     pace: JournalPace,
 }
 
@@ -1257,6 +1264,13 @@ impl Journal<'_> {
                 etag: part.etag.clone(),
             })
             .collect();
+        let reached: std::collections::BTreeSet<_> = parts.iter().map(|p| p.number).collect();
+        parts.extend(
+            self.kept
+                .iter()
+                .filter(|p| !reached.contains(&p.number))
+                .cloned(),
+        );
         parts.sort_by_key(|p| p.number);
         self.open.parts = parts;
         self.sink.record(&self.open).await?;

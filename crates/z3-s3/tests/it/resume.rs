@@ -244,3 +244,36 @@ async fn a_previous_upload_of_another_key_is_not_found_and_replaced() {
     assert_eq!(report.resume, ResumeOutcome::Vanished);
     assert!(store.inner().object(KEY).unwrap().0 == data);
 }
+
+#[tokio::test]
+async fn a_resumed_run_that_fails_earlier_forgets_no_stored_part() {
+    let store = store();
+    let data = pattern(95);
+    let open = interrupted(&store, &data, 47).await;
+    assert_eq!(open.parts.len(), 4);
+    // The second run fails after 25 bytes: parts 1-2 reached (skipped), 3-4 not yet.
+    let journal = MemoryJournal::default();
+    let reader =
+        TestReader::new(data[..25].to_vec(), 3).then_fail(io::Error::other("killed again"));
+    let err = run(&store, reader, &journal, Some(open.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Source, "{err}");
+    let again = journal.last().expect("recorded on failure");
+    assert_eq!(again.parts, open.parts, "parts 3 and 4 are still named");
+    assert_eq!(
+        journal.records(),
+        1,
+        "no record with fewer parts at the start"
+    );
+    let report = run(
+        &store,
+        TestReader::new(data.clone(), 7),
+        &MemoryJournal::default(),
+        Some(again),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.resume, ResumeOutcome::Resumed { parts_skipped: 4 });
+    assert!(store.inner().object(KEY).unwrap().0 == data);
+}
