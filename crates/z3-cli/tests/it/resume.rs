@@ -27,8 +27,41 @@ const RERUN: [(&str, &str); 2] = [
     ("COMPRESSOR", "zstd"),
     ("RUST_LOG", "warn,z3_s3::upload=debug"),
 ];
-/// 40 MiB of incompressible data: 9 parts of 5 MiB.
-const DATA: usize = 40 << 20;
+/// 44.5 MiB of incompressible data: 9 parts, 8 of 5 MiB and a last one of about 4.7 MiB, which
+/// takes about half a second at `BWLIMIT=10M`: time to kill the run at "99%" (8 parts stored)
+/// before it completes.
+const DATA: usize = 89 << 19;
+
+/// The killing tests take turns: zfs-fuse once deadlocked (every daemon thread waiting) while two
+/// of them ran at once.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A stand-in `zfs` in `dir` whose `send` runs the real `zfs send` into a file first and then
+/// streams the file: the same bytes, but killing z3 never interrupts zfs-fuse mid-send (the
+/// suspect of that deadlock). Every other call goes to the real zfs. Arguments pass as `"$@"`.
+fn buffered_zfs(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let wrapper = dir.join("zfs");
+    let stream = dir.join("stream");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh
+if [ \"$1\" = send ]; then
+  case \" $* \" in *\" -n\"*) exec zfs \"$@\";; esac
+  zfs \"$@\" > '{}' || exit 1
+  exec cat '{}'
+fi
+exec zfs \"$@\"
+",
+            stream.display(),
+            stream.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
 
 /// Starts `z3 backup` and kills it with SIGKILL once `parts` parts of its upload are stored.
 /// Returns how many are stored after the kill (`ListParts`).
@@ -38,8 +71,12 @@ async fn kill_after_parts(
     store: &AwsStore,
     parts: usize,
 ) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let zfs = buffered_zfs(dir.path());
+    let mut settings = SLOW.to_vec();
+    settings.push(("ZFS_COMMAND", zfs.to_str().unwrap()));
     let mut child: Child = env
-        .z3_command(ds, &["backup"], &SLOW)
+        .z3_command(ds, &["backup"], &settings)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -125,6 +162,7 @@ async fn a_killed_backup_resumes_where_it_stopped() {
     let Some(env) = RealEnv::get("a_killed_backup_resumes_where_it_stopped") else {
         return;
     };
+    let _turn = ONE_AT_A_TIME.lock().await;
     let store = env.store().await;
     // 30%, 60% and 99% of 9 parts.
     for (percent, parts) in [(30u64, 3), (60, 6), (99, 8)] {
@@ -175,6 +213,7 @@ async fn a_killed_backup_of_a_snapshot_re_created_since_starts_over() {
     else {
         return;
     };
+    let _turn = ONE_AT_A_TIME.lock().await;
     let store = env.store().await;
     let ds = env.dataset("resumeguid");
     ds.write_random("big.bin", DATA, 5);
