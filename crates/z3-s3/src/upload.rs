@@ -616,7 +616,7 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
     }
 
     /// Reads and uploads every part; returns them in ascending order with their checksums.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::too_many_lines)]
     async fn send_parts<P: PartSource>(
         &self,
         key: &str,
@@ -666,10 +666,11 @@ impl<S: ObjectStore + ?Sized + 'static> MultipartUploader<S> {
                     max_part_size = max_part_size.max(len);
                     total += len;
                     let checksum = buf.crc.finish();
+                    let data = std::mem::replace(&mut buf, PartBuf::empty()).data;
                     if let Some(stored) = skip.get(&part) {
-                        in_flight.skip(stored, checksum, len, &url, upload_id)?;
+                        in_flight.skip(stored, checksum, (data, pool), &url, upload_id)?;
                     } else {
-                        let body = pool.freeze(std::mem::replace(&mut buf, PartBuf::empty()).data);
+                        let body = pool.freeze(data);
                         self.spawn_part(&mut in_flight, key, upload_id, part, body, checksum);
                     }
                     next_part = part.next();
@@ -1207,14 +1208,17 @@ impl InFlight {
 
     /// Resuming: a part the journal proves is already stored is not sent again; one that
     /// differs from its record is [`ErrorKind::ResumeMismatch`].
+    /// Its buffer goes straight back to the pool for the next part.
     fn skip(
         &mut self,
         stored: &JournaledPart,
         checksum: Crc32c,
-        len: u64,
+        (data, pool): (Vec<u8>, &BufferPool),
         url: &str,
         upload_id: &UploadId,
     ) -> Result<()> {
+        let len = data.len() as u64;
+        pool.give(data);
         let crc = checksum.to_base64();
         if stored.size != len || stored.crc32c != crc {
             return Err(crate::resume::mismatch(url, upload_id, stored, len, &crc));
